@@ -1,0 +1,260 @@
+//! The delay before each retry: an exponential schedule with jitter.
+//!
+//! The schedule (initial delay, multiplier, cap) is the `backoff` crate's [`ExponentialBackoff`];
+//! jitter is applied on top of the schedule's nominal delay `d` with a per-call random source that
+//! can be seeded, so a run is reproducible:
+//!
+//! | [`Jitter`] | delay | note |
+//! |---|---|---|
+//! | `full` (default) | uniform in `[0, d]` | least total work under contention (AWS) |
+//! | `equal` | uniform in `[d/2, d]` | never waits less than half the schedule |
+//! | `decorrelated` | `min(cap, uniform(initial, 3 * prev))` | `prev` starts at `initial`; ignores the multiplier |
+//! | `proportional` | uniform in `[d(1 - f), d(1 + f)]`, capped | the `backoff` crate's `randomization_factor` `f` |
+//! | `none` | exactly `d` | the schedule itself |
+//!
+//! Two deliberate departures from using `backoff` end to end: its `max_elapsed_time` reads the
+//! wall clock, so the total deadline is enforced by the caller on tokio's clock instead; and its
+//! randomization draws from the thread RNG, which cannot be seeded, so `proportional` applies the
+//! same formula with this module's seeded source. The schedule is always stepped by
+//! [`ExponentialBackoff`] with its own randomization set to zero.
+//!
+//! ```
+//! use std::time::Duration;
+//! use callagent_retry::backoff::{BackoffSchedule, Jitter};
+//! let schedule = BackoffSchedule::new(Duration::from_millis(100), Duration::from_millis(350), 2.0, Jitter::None, 0.0);
+//! let mut b = schedule.start(7);
+//! let delays: Vec<_> = (0..4).map(|_| b.next_delay().as_millis()).collect();
+//! assert_eq!(delays, [100, 200, 350, 350]);
+//! ```
+
+use std::time::{Duration, Instant};
+
+use ::backoff::backoff::Backoff as _;
+use ::backoff::{Clock, exponential::ExponentialBackoff};
+use rand::{Rng, SeedableRng, rngs::SmallRng};
+use serde::{Deserialize, Serialize};
+
+/// How the nominal delay is randomized (see the [module docs](self) for the bounds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Jitter {
+    /// Uniform in `[0, d]`.
+    #[default]
+    Full,
+    /// Uniform in `[d/2, d]`.
+    Equal,
+    /// `min(cap, uniform(initial, 3 * previous))`.
+    Decorrelated,
+    /// Uniform in `[d(1 - f), d(1 + f)]` for the randomization factor `f`, capped.
+    Proportional,
+    /// Exactly the schedule.
+    None,
+}
+
+impl Jitter {
+    /// The config spelling (`"full"`, ...).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Equal => "equal",
+            Self::Decorrelated => "decorrelated",
+            Self::Proportional => "proportional",
+            Self::None => "none",
+        }
+    }
+}
+
+/// `backoff` consults its clock only for `max_elapsed_time`, which is never set here; a frozen
+/// clock keeps the schedule free of any time source.
+#[derive(Debug, Clone, Copy)]
+struct FrozenClock(Instant);
+
+impl Clock for FrozenClock {
+    fn now(&self) -> Instant {
+        self.0
+    }
+}
+
+/// The shape of the delays, shared by every call: cheap to copy, starts a [`Backoff`] per call.
+#[derive(Debug, Clone)]
+pub struct BackoffSchedule {
+    template: ExponentialBackoff<FrozenClock>,
+    jitter: Jitter,
+    randomization_factor: f64,
+}
+
+impl BackoffSchedule {
+    /// A schedule starting at `initial`, multiplied by `multiplier` after each retry, capped at
+    /// `max`. Inputs are assumed validated (see [`RetryConfig::validate`](crate::RetryConfig::validate)).
+    pub fn new(
+        initial: Duration,
+        max: Duration,
+        multiplier: f64,
+        jitter: Jitter,
+        randomization_factor: f64,
+    ) -> Self {
+        // Read once, never consulted (no max_elapsed_time): the schedule itself has no clock.
+        let epoch = Instant::now();
+        let template = ExponentialBackoff {
+            current_interval: initial,
+            initial_interval: initial,
+            randomization_factor: 0.0,
+            multiplier,
+            max_interval: max,
+            start_time: epoch,
+            max_elapsed_time: None,
+            clock: FrozenClock(epoch),
+        };
+        Self { template, jitter, randomization_factor }
+    }
+
+    /// The jitter kind.
+    pub fn jitter(&self) -> Jitter {
+        self.jitter
+    }
+
+    /// The first nominal delay.
+    pub fn initial(&self) -> Duration {
+        self.template.initial_interval
+    }
+
+    /// The cap on every delay.
+    pub fn max(&self) -> Duration {
+        self.template.max_interval
+    }
+
+    /// The per-call state, with its random source seeded from `seed`.
+    pub fn start(&self, seed: u64) -> Backoff {
+        Backoff {
+            schedule: self.template.clone(),
+            rng: SmallRng::seed_from_u64(seed),
+            jitter: self.jitter,
+            randomization_factor: self.randomization_factor,
+            previous: self.template.initial_interval,
+        }
+    }
+}
+
+/// The delays of one call, in order.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    schedule: ExponentialBackoff<FrozenClock>,
+    rng: SmallRng,
+    jitter: Jitter,
+    randomization_factor: f64,
+    previous: Duration,
+}
+
+impl Backoff {
+    /// The next delay (never above the schedule's cap).
+    pub fn next_delay(&mut self) -> Duration {
+        let cap = self.schedule.max_interval;
+        let base = self.schedule.initial_interval;
+        // With randomization 0 and no max_elapsed_time this is the bare schedule and never None.
+        let d = self.schedule.next_backoff().unwrap_or(cap).min(cap);
+        let delay = match self.jitter {
+            Jitter::None => d,
+            Jitter::Full => self.uniform(Duration::ZERO, d),
+            Jitter::Equal => self.uniform(d / 2, d),
+            Jitter::Decorrelated => {
+                let hi = self.previous.saturating_mul(3).min(cap).max(base);
+                self.uniform(base, hi)
+            }
+            Jitter::Proportional => {
+                let f = self.randomization_factor;
+                let lo = d.mul_f64(1.0 - f);
+                let hi = d.mul_f64(1.0 + f).min(cap);
+                self.uniform(lo.min(hi), hi)
+            }
+        };
+        self.previous = delay;
+        delay
+    }
+
+    /// Uniform in `[lo, hi]`, at nanosecond resolution.
+    fn uniform(&mut self, lo: Duration, hi: Duration) -> Duration {
+        let (lo_ns, hi_ns) = (as_nanos(lo), as_nanos(hi));
+        Duration::from_nanos(self.rng.gen_range(lo_ns..=hi_ns))
+    }
+}
+
+fn as_nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+impl Iterator for Backoff {
+    type Item = Duration;
+
+    /// Endless: limits are the caller's job.
+    fn next(&mut self) -> Option<Duration> {
+        Some(self.next_delay())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn nominal(n: u32) -> Duration {
+        (MS * 10 * 2u32.pow(n.min(20))).min(MS * 1000)
+    }
+
+    fn schedule(jitter: Jitter) -> BackoffSchedule {
+        BackoffSchedule::new(MS * 10, MS * 1000, 2.0, jitter, 0.5)
+    }
+
+    #[test]
+    fn none_is_exactly_the_schedule() {
+        let got: Vec<_> = schedule(Jitter::None).start(1).take(10).collect();
+        let want: Vec<_> = (0..10).map(nominal).collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn every_kind_stays_in_its_bounds() {
+        for seed in 0..200 {
+            for jitter in [Jitter::Full, Jitter::Equal, Jitter::Proportional, Jitter::Decorrelated] {
+                let mut b = schedule(jitter).start(seed);
+                let mut prev = MS * 10;
+                for n in 0..12 {
+                    let d = b.next_delay();
+                    let nom = nominal(n);
+                    let (lo, hi) = match jitter {
+                        Jitter::Full => (Duration::ZERO, nom),
+                        Jitter::Equal => (nom / 2, nom),
+                        Jitter::Proportional => (nom / 2, (nom * 3 / 2).min(MS * 1000)),
+                        Jitter::Decorrelated => (MS * 10, (prev * 3).min(MS * 1000)),
+                        Jitter::None => unreachable!(),
+                    };
+                    assert!(d >= lo && d <= hi, "{jitter:?} n={n}: {d:?} not in [{lo:?}, {hi:?}]");
+                    prev = d;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn seeded_runs_repeat_and_seeds_differ() {
+        let a: Vec<_> = schedule(Jitter::Full).start(42).take(8).collect();
+        let b: Vec<_> = schedule(Jitter::Full).start(42).take(8).collect();
+        let c: Vec<_> = schedule(Jitter::Full).start(43).take(8).collect();
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn full_jitter_spreads_over_the_whole_range() {
+        // Mean of uniform [0, d] is d/2; 4000 draws land within 5% of it.
+        let mut b = schedule(Jitter::Full).start(9);
+        let total: Duration = (0..4000)
+            .map(|_| {
+                b.schedule.current_interval = MS * 100;
+                b.next_delay()
+            })
+            .sum();
+        let mean = total / 4000;
+        assert!(mean > MS * 47 && mean < MS * 53, "{mean:?}");
+    }
+}

@@ -1,0 +1,224 @@
+//! Deciding whether a failure is worth retrying.
+//!
+//! The first rule that gives an answer decides:
+//!
+//! | # | rule | retry when |
+//! |---|---|---|
+//! | 0 | the attempt hit this layer's own `attempt_timeout` | always (a local timeout is transient) |
+//! | 1 | a per-subcode override in the config (`overrides.<subcode>.retry`) | the override says so |
+//! | 2 | a category the error carries (`resultCategories`) | `UnexpectedClientError` or `UnexpectedServerError`; any `ExpectedError` among them stops |
+//! | 3 | the [catalog](crate::catalog)'s category for the subcode | as rule 2 |
+//! | 4 | the code | 408, 429 or 5xx; any other code (or none) stops |
+//!
+//! `Unknown` categories give no answer and fall through. Classification never looks at the
+//! message: its text changes between SDK versions.
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//! use callagent_retry::{CallAgentError, ErrorCategory};
+//! use callagent_retry::classify::{classify, Basis};
+//! // 40228 is an ExpectedError in the catalog: stop.
+//! let v = classify(&CallAgentError::new(409, 40228, "exists"), &BTreeMap::new());
+//! assert!(!v.retry);
+//! assert_eq!(v.basis, Basis::Catalog);
+//! // An unknown subcode with a 503 falls back to the code: retry.
+//! let v = classify(&CallAgentError::new(503, 99999, ""), &BTreeMap::new());
+//! assert!(v.retry);
+//! assert_eq!((v.basis, v.category), (Basis::Code, ErrorCategory::Unknown));
+//! ```
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::config::SubcodeOverride;
+use crate::{CallAgentError, ErrorCategory, catalog};
+
+/// What the layer needs to know about an inner service's error.
+///
+/// Implemented for [`CallAgentError`]; implement it for your own error type to wrap a service
+/// whose errors carry the SDK's code and subcode in another shape.
+///
+/// ```
+/// use callagent_retry::classify::Classify;
+/// struct BridgeError { status: u16, sub: u32 }
+/// impl Classify for BridgeError {
+///     fn code(&self) -> Option<u16> { Some(self.status) }
+///     fn sub_code(&self) -> Option<u32> { Some(self.sub) }
+/// }
+/// ```
+pub trait Classify {
+    /// The HTTP-like code, if the failure has one.
+    fn code(&self) -> Option<u16>;
+    /// The SDK subcode, if the failure has one.
+    fn sub_code(&self) -> Option<u32>;
+    /// Categories the error carries; empty when it carries none.
+    fn categories(&self) -> &[ErrorCategory] {
+        &[]
+    }
+    /// A delay the failure asks for (a `Retry-After`); honored, capped at `max_backoff`.
+    fn retry_after(&self) -> Option<Duration> {
+        None
+    }
+    /// `true` when this layer's own attempt timeout produced the failure (always retryable).
+    fn is_local_timeout(&self) -> bool {
+        false
+    }
+}
+
+impl Classify for CallAgentError {
+    fn code(&self) -> Option<u16> {
+        Some(CallAgentError::code(self))
+    }
+    fn sub_code(&self) -> Option<u32> {
+        Some(CallAgentError::sub_code(self))
+    }
+    fn categories(&self) -> &[ErrorCategory] {
+        CallAgentError::categories(self)
+    }
+}
+
+/// Which rule decided (see the [module docs](self)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Basis {
+    /// Rule 0: this layer's attempt timeout.
+    LocalTimeout,
+    /// Rule 1: a per-subcode override.
+    Override,
+    /// Rule 2: a category carried by the error.
+    Carried,
+    /// Rule 3: the catalog's category.
+    Catalog,
+    /// Rule 4: the code.
+    Code,
+}
+
+/// The classification of one failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    /// Whether a retry can help.
+    pub retry: bool,
+    /// The rule that decided.
+    pub basis: Basis,
+    /// The failure's code, if any.
+    pub code: Option<u16>,
+    /// The failure's subcode, if any.
+    pub sub_code: Option<u32>,
+    /// The category to report: the carried one, else the catalog's, else `Unknown`.
+    pub category: ErrorCategory,
+    /// An override's attempt limit for this subcode.
+    pub max_attempts: Option<u32>,
+}
+
+/// Classifies `failure` by the rules in the [module docs](self).
+pub fn classify<F: Classify + ?Sized>(failure: &F, overrides: &BTreeMap<u32, SubcodeOverride>) -> Verdict {
+    let code = failure.code();
+    let sub_code = failure.sub_code();
+    let entry = sub_code.and_then(catalog::lookup);
+    let carried = carried(failure.categories());
+    let category = carried.or(entry.map(|e| e.category)).unwrap_or(ErrorCategory::Unknown);
+    let verdict = |retry, basis| Verdict { retry, basis, code, sub_code, category, max_attempts: None };
+
+    if failure.is_local_timeout() {
+        return verdict(true, Basis::LocalTimeout);
+    }
+    if let Some(o) = sub_code.and_then(|s| overrides.get(&s)) {
+        return Verdict { max_attempts: o.max_attempts, ..verdict(o.retry, Basis::Override) };
+    }
+    if let Some(retry) = carried.and_then(ErrorCategory::is_retryable) {
+        return verdict(retry, Basis::Carried);
+    }
+    if let Some(retry) = entry.and_then(|e| e.category.is_retryable()) {
+        return verdict(retry, Basis::Catalog);
+    }
+    let retry = matches!(code, Some(408 | 429 | 500..=599));
+    verdict(retry, Basis::Code)
+}
+
+/// The deciding carried category: any `ExpectedError` wins (never blindly retry a broken
+/// precondition), then the first retryable one; `Unknown` only when nothing else is there.
+fn carried(categories: &[ErrorCategory]) -> Option<ErrorCategory> {
+    if categories.contains(&ErrorCategory::ExpectedError) {
+        return Some(ErrorCategory::ExpectedError);
+    }
+    categories.iter().copied().find(|c| c.is_retryable().is_some()).or_else(|| categories.first().copied())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ErrorCategory::*;
+
+    fn none() -> BTreeMap<u32, SubcodeOverride> {
+        BTreeMap::new()
+    }
+
+    #[test]
+    fn every_catalog_row_follows_its_category() {
+        for e in catalog::entries() {
+            let v = classify(&CallAgentError::new(e.code, e.sub_code, ""), &none());
+            assert_eq!(v.retry, e.category == UnexpectedClientError, "{}", e.sub_code);
+            assert_eq!((v.basis, v.category), (Basis::Catalog, e.category));
+        }
+    }
+
+    #[test]
+    fn a_carried_category_beats_the_catalog() {
+        let e = CallAgentError::new(409, 40228, "").with_category(UnexpectedClientError);
+        assert_eq!(classify(&e, &none()).retry, true);
+        let e = CallAgentError::new(408, 40114, "").with_category(ExpectedError);
+        let v = classify(&e, &none());
+        assert_eq!((v.retry, v.basis, v.category), (false, Basis::Carried, ExpectedError));
+        let e = CallAgentError::new(408, 40114, "")
+            .with_category(UnexpectedServerError)
+            .with_category(ExpectedError);
+        assert!(!classify(&e, &none()).retry, "ExpectedError among several wins");
+        let e = CallAgentError::new(400, 1, "").with_category(UnexpectedServerError);
+        assert!(classify(&e, &none()).retry, "UnexpectedServerError retries");
+    }
+
+    #[test]
+    fn an_override_beats_everything_but_a_local_timeout() {
+        let o = [(40114, SubcodeOverride { retry: false, max_attempts: None })].into();
+        let e = CallAgentError::new(408, 40114, "").with_category(UnexpectedClientError);
+        let v = classify(&e, &o);
+        assert_eq!((v.retry, v.basis), (false, Basis::Override));
+        let o = [(40228, SubcodeOverride { retry: true, max_attempts: Some(2) })].into();
+        let v = classify(&CallAgentError::from_catalog(40228).unwrap(), &o);
+        assert_eq!((v.retry, v.basis, v.max_attempts), (true, Basis::Override, Some(2)));
+    }
+
+    #[test]
+    fn unknown_subcodes_fall_back_to_the_code() {
+        for (code, retry) in [
+            (408, true),
+            (429, true),
+            (500, true),
+            (503, true),
+            (599, true),
+            (400, false),
+            (401, false),
+            (404, false),
+            (409, false),
+            (600, false),
+            (0, false),
+        ] {
+            let e = CallAgentError::new(code, 12345, "").with_category(Unknown);
+            let v = classify(&e, &none());
+            assert_eq!((v.retry, v.basis), (retry, Basis::Code), "{code}");
+        }
+    }
+
+    #[test]
+    fn a_failure_with_nothing_stops() {
+        struct Bare;
+        impl Classify for Bare {
+            fn code(&self) -> Option<u16> {
+                None
+            }
+            fn sub_code(&self) -> Option<u32> {
+                None
+            }
+        }
+        assert!(!classify(&Bare, &none()).retry);
+    }
+}

@@ -1,0 +1,222 @@
+//! The error the Calling SDK throws when it cannot create a call agent.
+//!
+//! [`CallAgentError`] keeps everything the SDK said (code, subcode, message, categories) and
+//! (de)serializes to the SDK's own JSON shape, so an error that crossed a process boundary (an HTTP
+//! bridge, a sidecar) arrives whole.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The SDK's `resultCategories` value: whether a retry can help.
+///
+/// Spelled as the SDK spells it in JSON. A category string this crate does not know (a newer SDK)
+/// deserializes to [`ErrorCategory::Unknown`], so classification falls through to the catalog and
+/// the code instead of failing to parse.
+///
+/// ```
+/// use callagent_retry::ErrorCategory;
+/// let c: ErrorCategory = serde_json::from_str("\"ExpectedError\"").unwrap();
+/// assert_eq!(c, ErrorCategory::ExpectedError);
+/// assert!(!c.is_retryable().unwrap());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ErrorCategory {
+    /// A precondition is wrong (token type, duplicate agent, display name); a retry will fail the
+    /// same way until the application fixes it.
+    ExpectedError,
+    /// A transient failure on the client side (network, initialization timeout); a retry usually
+    /// succeeds.
+    UnexpectedClientError,
+    /// A transient failure on the service side; retried by default.
+    UnexpectedServerError,
+    /// No category, or one this crate does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+impl ErrorCategory {
+    /// The SDK's spelling, also used as a bounded metric label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::ExpectedError => "ExpectedError",
+            Self::UnexpectedClientError => "UnexpectedClientError",
+            Self::UnexpectedServerError => "UnexpectedServerError",
+            Self::Unknown => "Unknown",
+        }
+    }
+
+    /// `Some(true)` when a retry can help, `Some(false)` when it cannot, `None` for
+    /// [`ErrorCategory::Unknown`] (the decision falls through to the next rule).
+    pub const fn is_retryable(self) -> Option<bool> {
+        match self {
+            Self::ExpectedError => Some(false),
+            Self::UnexpectedClientError | Self::UnexpectedServerError => Some(true),
+            Self::Unknown => None,
+        }
+    }
+}
+
+impl fmt::Display for ErrorCategory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failure to create a call agent, as the Calling SDK reports it.
+///
+/// Deserializes from (and serializes to) the object the SDK throws; `name` and
+/// `resultCategories` are optional and unknown fields are ignored:
+///
+/// ```
+/// use callagent_retry::{CallAgentError, ErrorCategory};
+/// let json = r#"{"name":"CallingCommunicationError","code":409,"subCode":40228,
+///   "message":"Failed to create CallAgent, an instance of CallAgent associated with this identity already exists.",
+///   "resultCategories":["ExpectedError"]}"#;
+/// let err: CallAgentError = serde_json::from_str(json).unwrap();
+/// assert_eq!((err.code(), err.sub_code()), (409, 40228));
+/// assert_eq!(err.categories(), &[ErrorCategory::ExpectedError]);
+///
+/// let built = CallAgentError::new(408, 40114, "timeout")
+///     .with_category(ErrorCategory::UnexpectedClientError);
+/// assert_eq!(built.to_string(),
+///     "call agent creation failed: 408/40114 (UnexpectedClientError): timeout");
+/// ```
+///
+/// Match on `(code, sub_code)`, never on the message: message texts change between SDK versions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallAgentError {
+    #[serde(default = "default_name")]
+    name: String,
+    code: u16,
+    sub_code: u32,
+    #[serde(default)]
+    message: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    result_categories: Vec<ErrorCategory>,
+}
+
+fn default_name() -> String {
+    CallAgentError::SDK_NAME.to_owned()
+}
+
+impl CallAgentError {
+    /// The `name` the SDK gives its errors, used when a payload has none.
+    pub const SDK_NAME: &'static str = "CallingCommunicationError";
+
+    /// An error with no carried category (classification then uses the catalog).
+    pub fn new(code: u16, sub_code: u32, message: impl Into<String>) -> Self {
+        Self { name: default_name(), code, sub_code, message: message.into(), result_categories: Vec::new() }
+    }
+
+    /// Adds a category the SDK carried with the error.
+    #[must_use]
+    pub fn with_category(mut self, category: ErrorCategory) -> Self {
+        self.result_categories.push(category);
+        self
+    }
+
+    /// The error the catalog describes for `sub_code`, with the SDK's code, message and category,
+    /// or `None` for a subcode the catalog does not know. Handy in test doubles.
+    ///
+    /// ```
+    /// let e = callagent_retry::CallAgentError::from_catalog(40228).unwrap();
+    /// assert_eq!(e.code(), 409);
+    /// ```
+    pub fn from_catalog(sub_code: u32) -> Option<Self> {
+        crate::catalog::lookup(sub_code)
+            .map(|entry| Self::new(entry.code, entry.sub_code, entry.message).with_category(entry.category))
+    }
+
+    /// The HTTP-like status code (e.g. 408).
+    pub fn code(&self) -> u16 {
+        self.code
+    }
+
+    /// The SDK's subcode (e.g. 40114): the identity of the failure.
+    pub fn sub_code(&self) -> u32 {
+        self.sub_code
+    }
+
+    /// The SDK's message; informative only, never used to decide.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The error's `name` (normally `CallingCommunicationError`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The categories the SDK carried (`resultCategories`), possibly empty.
+    pub fn categories(&self) -> &[ErrorCategory] {
+        &self.result_categories
+    }
+}
+
+impl fmt::Display for CallAgentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "call agent creation failed: {}/{}", self.code, self.sub_code)?;
+        match self.result_categories.as_slice() {
+            [] => {}
+            [one] => write!(f, " ({one})")?,
+            many => {
+                f.write_str(" (")?;
+                for (i, c) in many.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    f.write_str(c.as_str())?;
+                }
+                f.write_str(")")?;
+            }
+        }
+        if !self.message.is_empty() {
+            write!(f, ": {}", self.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for CallAgentError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_the_sdk_shape() {
+        let json = r#"{"name":"CallingCommunicationError","code":409,"subCode":40228,"message":"m","resultCategories":["ExpectedError"]}"#;
+        let e: CallAgentError = serde_json::from_str(json).unwrap();
+        assert_eq!(serde_json::to_string(&e).unwrap(), json);
+    }
+
+    #[test]
+    fn optional_fields_and_unknown_ones() {
+        let e: CallAgentError =
+            serde_json::from_str(r#"{"code":408,"subCode":40114,"message":"x","stack":"at foo"}"#).unwrap();
+        assert_eq!(e.name(), CallAgentError::SDK_NAME);
+        assert!(e.categories().is_empty());
+        let e: CallAgentError = serde_json::from_str(
+            r#"{"code":500,"subCode":1,"resultCategories":["SomethingNew","UnexpectedServerError"]}"#,
+        )
+        .unwrap();
+        assert_eq!(e.categories(), &[ErrorCategory::Unknown, ErrorCategory::UnexpectedServerError]);
+        assert_eq!(e.message(), "");
+    }
+
+    #[test]
+    fn malformed_payloads_are_errors_not_panics() {
+        for bad in [
+            r#"{"code":"409","subCode":40228}"#,
+            r#"{"code":70000,"subCode":40228}"#,
+            r#"{"code":409,"subCode":-1}"#,
+            r#"{"subCode":40228}"#,
+            r#"[1,2]"#,
+            r#"{"code":409,"subCode":40228,"resultCategories":"ExpectedError"}"#,
+        ] {
+            assert!(serde_json::from_str::<CallAgentError>(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! What the adapters report: `tracing` events, and calls to a [`RetryObserver`] that a metrics
+//! adapter (or a test) implements to count what happens.
+//!
+//! | when | tracing | observer |
+//! |---|---|---|
+//! | each call of the inner service | | [`on_attempt`](RetryObserver::on_attempt) |
+//! | each failed attempt | | [`on_failure`](RetryObserver::on_failure) |
+//! | a retry is scheduled | `DEBUG` with attempt, delay, code, subcode | [`on_retry`](RetryObserver::on_retry) |
+//! | rejected (not retryable) | `WARN` with code, subcode, category, remedy | [`on_finish`](RetryObserver::on_finish) |
+//! | exhausted, deadline, budget, service failure | `ERROR` with the same fields and attempts | [`on_finish`](RetryObserver::on_finish) |
+//! | success | | [`on_finish`](RetryObserver::on_finish) |
+//!
+//! No field ever holds the request or a token: only codes, subcodes, categories, counts and
+//! durations.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::classify::Verdict;
+use crate::decide::Stop;
+use crate::outcome::Outcome;
+
+/// Receives the layer's events. Every method has an empty default; implement what you count.
+/// Called inline on the request path: keep it cheap and non-blocking.
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use callagent_retry::observe::RetryObserver;
+/// #[derive(Default)]
+/// struct Attempts(AtomicU64);
+/// impl RetryObserver for Attempts {
+///     fn on_attempt(&self) { self.0.fetch_add(1, Ordering::Relaxed); }
+/// }
+/// ```
+pub trait RetryObserver: Send + Sync + 'static {
+    /// The inner service is about to be called.
+    fn on_attempt(&self) {}
+    /// An attempt failed; `verdict` says what it was and whether it is retryable.
+    fn on_failure(&self, verdict: &Verdict) {
+        let _ = verdict;
+    }
+    /// A retry will be made after `delay`, caused by the failure in `verdict`.
+    fn on_retry(&self, verdict: &Verdict, delay: Duration) {
+        let _ = (verdict, delay);
+    }
+    /// The call finished.
+    fn on_finish(&self, outcome: Outcome, attempts: u32, elapsed: Duration) {
+        let _ = (outcome, attempts, elapsed);
+    }
+}
+
+/// The default observer: ignores everything.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoopObserver;
+
+impl RetryObserver for NoopObserver {}
+
+impl From<Stop> for Outcome {
+    fn from(stop: Stop) -> Self {
+        match stop {
+            Stop::Rejected => Outcome::Rejected,
+            Stop::Exhausted => Outcome::Exhausted,
+            Stop::DeadlineExceeded => Outcome::DeadlineExceeded,
+            Stop::BudgetExhausted => Outcome::BudgetExhausted,
+        }
+    }
+}
+
+/// An optional number as a tracing field without allocating.
+struct Opt<T>(Option<T>);
+
+impl<T: fmt::Display> fmt::Display for Opt<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Some(v) => v.fmt(f),
+            None => f.write_str("none"),
+        }
+    }
+}
+
+/// A retry was scheduled.
+pub(crate) fn retrying(observer: &dyn RetryObserver, v: &Verdict, attempt: u32, delay: Duration) {
+    tracing::debug!(
+        attempt,
+        delay_ms = delay.as_secs_f64() * 1e3,
+        code = %Opt(v.code),
+        subcode = %Opt(v.sub_code),
+        category = v.category.as_str(),
+        "call agent creation failed; retrying",
+    );
+    observer.on_retry(v, delay);
+}
+
+/// The call stopped on a failure.
+pub(crate) fn stopped(
+    observer: &dyn RetryObserver,
+    outcome: Outcome,
+    v: &Verdict,
+    remedy: Option<&'static str>,
+    attempts: u32,
+    elapsed: Duration,
+) {
+    let (code, subcode, category) = (Opt(v.code), Opt(v.sub_code), v.category.as_str());
+    let remedy = remedy.unwrap_or("unknown subcode: see the error's code and message");
+    let elapsed_ms = elapsed.as_secs_f64() * 1e3;
+    let outcome_label = outcome.as_str();
+    if outcome == Outcome::Rejected {
+        tracing::warn!(%code, %subcode, category, remedy, attempts, "call agent creation rejected: not retryable");
+    } else {
+        tracing::error!(%code, %subcode, category, remedy, attempts, elapsed_ms, outcome = outcome_label, "call agent creation gave up");
+    }
+    observer.on_finish(outcome, attempts, elapsed);
+}

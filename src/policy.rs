@@ -1,0 +1,117 @@
+//! [`CallAgentRetryPolicy`]: the same decisions for tower's own [`Retry`](tower::retry::Retry).
+
+use std::fmt;
+use std::sync::Arc;
+
+use tokio::time::{Instant, Sleep};
+use tower::retry::Policy;
+
+use crate::classify::Classify;
+use crate::decide::{CallState, Decision};
+use crate::layer::Shared;
+use crate::observe;
+use crate::outcome::Outcome;
+
+/// A [`tower::retry::Policy`] over the same decision core, budget and observer as the
+/// [`CallAgentRetryLayer`](crate::CallAgentRetryLayer) it came from
+/// ([`CallAgentRetryLayer::policy`](crate::CallAgentRetryLayer::policy)).
+///
+/// Differences, because tower's `Retry` owns the waiting: the error type stays the inner one
+/// (there is no [`RetryError`](crate::RetryError)), `attempt_timeout` is not enforced (wrap the
+/// inner service in a timeout that yields a classifiable error if you need one), and the
+/// deadline only stops retries from starting; it does not cut an attempt short.
+///
+/// ```
+/// use callagent_retry::{CallAgentError, CallAgentRetryLayer, RetryConfig};
+/// use tower::{ServiceExt, retry::RetryLayer, Layer, service_fn};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let policy = CallAgentRetryLayer::new(RetryConfig::default()).unwrap().policy();
+/// let svc = RetryLayer::new(policy)
+///     .layer(service_fn(|_: ()| async { Err::<(), _>(CallAgentError::from_catalog(40229).unwrap()) }));
+/// let err = svc.oneshot(()).await.unwrap_err();
+/// assert_eq!(err.sub_code(), 40229); // an ExpectedError: not retried
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct CallAgentRetryPolicy {
+    shared: Arc<Shared>,
+    call: Option<Call>,
+}
+
+#[derive(Clone)]
+struct Call {
+    state: CallState,
+    started: Instant,
+    // Set once a retry is scheduled: tower calls `clone_request` on its template policy before
+    // each call and on the per-call clone before each retry; only the former starts a call.
+    retrying: bool,
+}
+
+impl CallAgentRetryPolicy {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self { shared, call: None }
+    }
+}
+
+impl fmt::Debug for CallAgentRetryPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallAgentRetryPolicy")
+            .field("attempts", &self.call.as_ref().map(|c| c.state.attempts()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<Req, Res, E> Policy<Req, Res, E> for CallAgentRetryPolicy
+where
+    Req: Clone,
+    E: Classify,
+{
+    type Future = Sleep;
+
+    fn retry(&mut self, _req: &mut Req, result: &mut Result<Res, E>) -> Option<Sleep> {
+        let shared = &self.shared;
+        let call = self.call.as_mut()?;
+        let now = Instant::now();
+        let elapsed = now - call.started;
+        let attempts = call.state.attempts();
+        let failure = match result {
+            Ok(_) => {
+                let outcome = if attempts > 1 { Outcome::SuccessAfterRetry } else { Outcome::Success };
+                shared.observer.on_finish(outcome, attempts, elapsed);
+                return None;
+            }
+            Err(e) => e,
+        };
+        let (verdict, decision) = shared.decider.decide(&mut call.state, failure, call.started, now);
+        shared.observer.on_failure(&verdict);
+        match decision {
+            Decision::Retry { delay } => {
+                observe::retrying(&*shared.observer, &verdict, attempts, delay);
+                call.retrying = true;
+                Some(tokio::time::sleep(delay))
+            }
+            Decision::Stop(stop) => {
+                let remedy = verdict.sub_code.and_then(crate::catalog::lookup).map(|e| e.remedy);
+                observe::stopped(&*shared.observer, stop.into(), &verdict, remedy, attempts, elapsed);
+                None
+            }
+        }
+    }
+
+    fn clone_request(&mut self, req: &Req) -> Option<Req> {
+        match &mut self.call {
+            Some(call) if call.retrying => {}
+            _ => {
+                let now = Instant::now();
+                self.call =
+                    Some(Call { state: self.shared.decider.begin(now), started: now, retrying: false });
+            }
+        }
+        let call = self.call.as_mut()?;
+        call.state.start_attempt();
+        self.shared.observer.on_attempt();
+        // Always kept: without it tower never shows the policy the result, and the call's
+        // outcome would go unreported.
+        Some(req.clone())
+    }
+}
