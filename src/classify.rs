@@ -164,7 +164,7 @@ mod tests {
     #[test]
     fn a_carried_category_beats_the_catalog() {
         let e = CallAgentError::new(409, 40228, "").with_category(UnexpectedClientError);
-        assert_eq!(classify(&e, &none()).retry, true);
+        assert!(classify(&e, &none()).retry);
         let e = CallAgentError::new(408, 40114, "").with_category(ExpectedError);
         let v = classify(&e, &none());
         assert_eq!((v.retry, v.basis, v.category), (false, Basis::Carried, ExpectedError));

@@ -164,10 +164,10 @@ impl Decider {
                 return Decision::Stop(Stop::DeadlineExceeded);
             }
         }
-        if let Some(b) = &self.budget {
-            if !b.withdraw_at(now) {
-                return Decision::Stop(Stop::BudgetExhausted);
-            }
+        if let Some(b) = &self.budget
+            && !b.withdraw_at(now)
+        {
+            return Decision::Stop(Stop::BudgetExhausted);
         }
         Decision::Retry { delay }
     }

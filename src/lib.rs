@@ -68,3 +68,8 @@ pub use error::{CallAgentError, ErrorCategory};
 pub use layer::{CallAgentRetry, CallAgentRetryLayer};
 pub use outcome::{Outcome, RetryError};
 pub use policy::CallAgentRetryPolicy;
+
+// Compiles and runs the README's Rust snippets as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -1,0 +1,160 @@
+//! Test doubles shared by the integration tests.
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use callagent_retry::classify::Verdict;
+use callagent_retry::observe::RetryObserver;
+use callagent_retry::{CallAgentError, Outcome};
+use tokio::time::Instant;
+use tower::Service;
+
+/// What one call of [`Scripted`] does.
+#[derive(Clone, Debug)]
+pub enum Step {
+    Ok,
+    Fail(CallAgentError),
+    /// Never completes.
+    Hang,
+    /// Waits on tokio's clock, then does the step.
+    After(Duration, Box<Step>),
+}
+
+pub fn fail(sub_code: u32) -> Step {
+    Step::Fail(CallAgentError::from_catalog(sub_code).expect("catalog subcode"))
+}
+
+/// A service that plays a script, one step per call, then succeeds; it records when it was called.
+#[derive(Clone, Default)]
+pub struct Scripted {
+    state: Arc<Mutex<State>>,
+}
+
+#[derive(Default)]
+struct State {
+    steps: VecDeque<Step>,
+    /// Played once the script runs out; `None` means succeed.
+    then: Option<Step>,
+    calls: Vec<Instant>,
+    in_flight: usize,
+}
+
+impl Scripted {
+    pub fn new(steps: impl IntoIterator<Item = Step>) -> Self {
+        let s = Self::default();
+        s.state.lock().unwrap().steps = steps.into_iter().collect();
+        s
+    }
+
+    /// Fails `n` times with `sub_code`, then succeeds.
+    pub fn failing(sub_code: u32, n: usize) -> Self {
+        Self::new(std::iter::repeat_n(fail(sub_code), n))
+    }
+
+    /// Plays `step` for every call.
+    pub fn always(step: Step) -> Self {
+        let s = Self::default();
+        s.state.lock().unwrap().then = Some(step);
+        s
+    }
+
+    /// Calls whose future has not completed or been dropped.
+    pub fn in_flight(&self) -> usize {
+        self.state.lock().unwrap().in_flight
+    }
+
+    pub fn calls(&self) -> usize {
+        self.state.lock().unwrap().calls.len()
+    }
+
+    /// Gaps between consecutive calls: the waits, when calls complete instantly.
+    pub fn gaps(&self) -> Vec<Duration> {
+        let calls = &self.state.lock().unwrap().calls;
+        calls.windows(2).map(|w| w[1] - w[0]).collect()
+    }
+}
+
+type BoxFuture = Pin<Box<dyn Future<Output = Result<String, CallAgentError>> + Send>>;
+
+fn play(step: Step) -> BoxFuture {
+    Box::pin(async move {
+        match step {
+            Step::Ok => Ok("agent".to_owned()),
+            Step::Fail(e) => Err(e),
+            Step::Hang => std::future::pending().await,
+            Step::After(d, next) => {
+                tokio::time::sleep(d).await;
+                play(*next).await
+            }
+        }
+    })
+}
+
+impl<R> Service<R> for Scripted {
+    type Response = String;
+    type Error = CallAgentError;
+    type Future = BoxFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), CallAgentError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: R) -> BoxFuture {
+        let mut s = self.state.lock().unwrap();
+        s.calls.push(Instant::now());
+        s.in_flight += 1;
+        let step = s.steps.pop_front().or_else(|| s.then.clone()).unwrap_or(Step::Ok);
+        let guard = InFlight(self.state.clone());
+        let fut = play(step);
+        Box::pin(async move {
+            let _guard = guard;
+            fut.await
+        })
+    }
+}
+
+struct InFlight(Arc<Mutex<State>>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.lock().unwrap().in_flight -= 1;
+    }
+}
+
+/// An observer that remembers everything it was told.
+#[derive(Clone, Default)]
+pub struct Recorder(pub Arc<Mutex<Events>>);
+
+#[derive(Default, Debug)]
+pub struct Events {
+    pub attempts: u32,
+    pub failures: Vec<Verdict>,
+    pub retries: Vec<(Option<u32>, Duration)>,
+    pub finished: Vec<(Outcome, u32)>,
+}
+
+impl Recorder {
+    pub fn events(&self) -> std::sync::MutexGuard<'_, Events> {
+        self.0.lock().unwrap()
+    }
+}
+
+impl RetryObserver for Recorder {
+    fn on_attempt(&self) {
+        self.0.lock().unwrap().attempts += 1;
+    }
+    fn on_failure(&self, verdict: &Verdict) {
+        self.0.lock().unwrap().failures.push(*verdict);
+    }
+    fn on_retry(&self, verdict: &Verdict, delay: Duration) {
+        self.0.lock().unwrap().retries.push((verdict.sub_code, delay));
+    }
+    fn on_finish(&self, outcome: Outcome, attempts: u32, _: Duration) {
+        self.0.lock().unwrap().finished.push((outcome, attempts));
+    }
+}
