@@ -13,6 +13,8 @@
 //! randomization_factor = 0.5 # for "proportional"
 //! deadline = "30s"           # or "off"
 //! attempt_timeout = "off"
+//! name = "acs"               # the `layer` metric label
+//! max_unknown_subcodes = 10  # metric series for subcodes outside the catalog
 //!
 //! [budget]                   # or budget = "off"
 //! ttl = "10s"
@@ -98,6 +100,12 @@ pub struct RetryConfig {
     /// Seeds the jitter so a run is reproducible; random when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// The `layer` label of this layer's metrics (and its tracing span), to tell two layers in one
+    /// process apart; empty by default. At most 64 characters.
+    pub name: String,
+    /// Subcodes outside the catalog get metric series of their own up to this many; the rest are
+    /// counted as `other`. At most 1000.
+    pub max_unknown_subcodes: usize,
 }
 
 impl Default for RetryConfig {
@@ -114,6 +122,8 @@ impl Default for RetryConfig {
             budget: Some(BudgetConfig::default()),
             overrides: BTreeMap::new(),
             seed: None,
+            name: String::new(),
+            max_unknown_subcodes: 10,
         }
     }
 }
@@ -231,6 +241,18 @@ impl RetryConfig {
                     format!("must be between 0 and 1000 (0.2 = 20%), got {}", b.retry_percent),
                 ));
             }
+        }
+        if self.name.chars().count() > 64 {
+            return Err(ConfigError::invalid("name", "must be at most 64 characters (it is a metric label)"));
+        }
+        if self.max_unknown_subcodes > 1000 {
+            return Err(ConfigError::invalid(
+                "max_unknown_subcodes",
+                format!(
+                    "must be at most 1000 (each is a set of metric series), got {}",
+                    self.max_unknown_subcodes
+                ),
+            ));
         }
         for (sub_code, o) in &self.overrides {
             match o.max_attempts {

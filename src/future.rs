@@ -13,7 +13,6 @@ use tower::Service;
 use crate::classify::{Classify, classify};
 use crate::decide::{CallState, Decision};
 use crate::layer::Shared;
-use crate::observe;
 use crate::outcome::{AttemptError, Failed, Outcome, RetryError};
 
 pin_project! {
@@ -22,7 +21,6 @@ pin_project! {
     /// A state machine pinned in place, with no allocation of its own: one attempt in flight or
     /// one wait at a time, and a single reused timer for the attempt timeout, the backoff wait and
     /// the deadline. Dropping it drops (cancels) the attempt in flight and the pending wait.
-    #[project = Proj]
     pub struct ResponseFuture<S, Req>
     where
         S: Service<Req>,
@@ -34,12 +32,27 @@ pin_project! {
         timer: Option<Sleep>,
         retry_with: Option<(S, Req)>,
         shared: Arc<Shared>,
+        span: tracing::Span,
         call: CallState,
         started: Instant,
         attempt_started: Instant,
         attempt_timer_armed: bool,
         // The failure that caused the pending retry, for a deadline hit while waiting for readiness.
         last: Option<AttemptError<S::Error>>,
+    }
+
+    impl<S, Req> PinnedDrop for ResponseFuture<S, Req>
+    where
+        S: Service<Req>,
+    {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if !matches!(this.state.as_ref().get_ref(), State::Done) {
+                let _enter = this.span.enter();
+                let elapsed = Instant::now().saturating_duration_since(*this.started);
+                this.shared.report.finish(this.span, Outcome::Cancelled, None, this.call.attempts(), elapsed);
+            }
+        }
     }
 }
 
@@ -59,6 +72,7 @@ where
 {
     pub(crate) fn new(
         shared: Arc<Shared>,
+        span: tracing::Span,
         future: S::Future,
         retry_with: Option<(S, Req)>,
         call: CallState,
@@ -69,6 +83,7 @@ where
             timer: None,
             retry_with,
             shared,
+            span,
             call,
             started,
             attempt_started: started,
@@ -115,6 +130,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
+        let _enter = this.span.enter();
         let decider = &this.shared.decider;
         let config = decider.config();
         let deadline = config.deadline.map(|d| *this.started + d);
@@ -129,7 +145,13 @@ where
                                 Outcome::Success
                             };
                             let elapsed = Instant::now() - *this.started;
-                            this.shared.observer.on_finish(outcome, this.call.attempts(), elapsed);
+                            this.shared.report.finish(
+                                this.span,
+                                outcome,
+                                None,
+                                this.call.attempts(),
+                                elapsed,
+                            );
                             this.state.set(State::Done);
                             return Poll::Ready(Ok(response));
                         }
@@ -155,10 +177,10 @@ where
                     this.state.set(State::Waiting);
                     let now = Instant::now();
                     let (verdict, decision) = decider.decide(this.call, &failure, *this.started, now);
-                    this.shared.observer.on_failure(&verdict);
+                    this.shared.report.failure(&verdict);
                     match decision {
                         Decision::Retry { delay } if this.retry_with.is_some() => {
-                            observe::retrying(&*this.shared.observer, &verdict, this.call.attempts(), delay);
+                            this.shared.report.retry(&verdict, this.call.attempts(), delay);
                             *this.last = Some(failure);
                             arm(this.timer.as_mut(), now + delay);
                         }
@@ -171,11 +193,10 @@ where
                             };
                             this.state.set(State::Done);
                             let failed = Failed::new(failure, this.call.attempts(), now - *this.started);
-                            observe::stopped(
-                                &*this.shared.observer,
+                            this.shared.report.finish(
+                                this.span,
                                 stop.into(),
-                                &verdict,
-                                failed.remedy,
+                                Some(&verdict),
                                 failed.attempts,
                                 failed.elapsed,
                             );
@@ -200,7 +221,7 @@ where
                         Poll::Ready(Ok(())) => {
                             let future = service.call(request.clone());
                             this.call.start_attempt();
-                            this.shared.observer.on_attempt();
+                            this.shared.report.attempt();
                             *this.attempt_started = Instant::now();
                             *this.attempt_timer_armed = false;
                             *this.last = None;
@@ -209,7 +230,14 @@ where
                         Poll::Ready(Err(e)) => {
                             this.state.set(State::Done);
                             let last = AttemptError::Service(e);
-                            return Poll::Ready(Err(this.give_up(Outcome::ServiceFailed, last)));
+                            return Poll::Ready(Err(give_up(
+                                this.shared,
+                                this.span,
+                                this.call,
+                                *this.started,
+                                Outcome::ServiceFailed,
+                                last,
+                            )));
                         }
                         Poll::Pending => {
                             if deadline.is_none() || !fired(this.timer.as_mut(), cx) {
@@ -219,7 +247,14 @@ where
                             let last = this.last.take().unwrap_or(AttemptError::TimedOut {
                                 after: Instant::now() - *this.attempt_started,
                             });
-                            return Poll::Ready(Err(this.give_up(Outcome::DeadlineExceeded, last)));
+                            return Poll::Ready(Err(give_up(
+                                this.shared,
+                                this.span,
+                                this.call,
+                                *this.started,
+                                Outcome::DeadlineExceeded,
+                                last,
+                            )));
                         }
                     }
                 }
@@ -229,26 +264,20 @@ where
     }
 }
 
-impl<S, Req> Proj<'_, S, Req>
-where
-    S: Service<Req>,
-    S::Error: Classify,
-{
-    /// Ends the call outside the decision core's own stops (readiness failure or deadline).
-    fn give_up(&mut self, outcome: Outcome, last: AttemptError<S::Error>) -> RetryError<S::Error> {
-        let verdict = classify(&last, &self.shared.decider.config().overrides);
-        let failed = Failed::new(last, self.call.attempts(), Instant::now() - *self.started);
-        observe::stopped(
-            &*self.shared.observer,
-            outcome,
-            &verdict,
-            failed.remedy,
-            failed.attempts,
-            failed.elapsed,
-        );
-        match outcome {
-            Outcome::ServiceFailed => RetryError::ServiceFailed(failed),
-            _ => RetryError::DeadlineExceeded(failed),
-        }
+/// Ends the call outside the decision core's own stops (readiness failure or deadline).
+fn give_up<E: Classify>(
+    shared: &Shared,
+    span: &tracing::Span,
+    call: &CallState,
+    started: Instant,
+    outcome: Outcome,
+    last: AttemptError<E>,
+) -> RetryError<E> {
+    let verdict = classify(&last, &shared.decider.config().overrides);
+    let failed = Failed::new(last, call.attempts(), Instant::now() - started);
+    shared.report.finish(span, outcome, Some(&verdict), failed.attempts, failed.elapsed);
+    match outcome {
+        Outcome::ServiceFailed => RetryError::ServiceFailed(failed),
+        _ => RetryError::DeadlineExceeded(failed),
     }
 }

@@ -12,7 +12,8 @@ use crate::classify::Classify;
 use crate::config::{ConfigError, RetryConfig};
 use crate::decide::Decider;
 use crate::future::ResponseFuture;
-use crate::observe::{NoopObserver, RetryObserver};
+use crate::metrics::Metrics;
+use crate::observe::{Report, RetryObserver};
 use crate::outcome::{AttemptError, Failed, RetryError};
 use crate::policy::CallAgentRetryPolicy;
 
@@ -20,7 +21,7 @@ use crate::policy::CallAgentRetryPolicy;
 /// the observer.
 pub(crate) struct Shared {
     pub(crate) decider: Arc<Decider>,
-    pub(crate) observer: Arc<dyn RetryObserver>,
+    pub(crate) report: Report,
 }
 
 /// Retries failed call-agent creations of the wrapped service (see the [crate docs](crate)).
@@ -49,22 +50,32 @@ pub struct CallAgentRetryLayer {
 
 impl CallAgentRetryLayer {
     /// Validates `config` and builds the layer; an invalid config never builds one.
+    ///
+    /// Resolves the layer's metric handles against the recorder installed now: install yours
+    /// first (see [`metrics`](crate::metrics)).
     pub fn new(config: RetryConfig) -> Result<Self, ConfigError> {
+        let decider = Decider::new(config)?;
+        let metrics = Metrics::new(&decider.config().name, decider.config().max_unknown_subcodes);
         Ok(Self {
             shared: Arc::new(Shared {
-                decider: Arc::new(Decider::new(config)?),
-                observer: Arc::new(NoopObserver),
+                decider: Arc::new(decider),
+                report: Report { metrics: Arc::new(metrics), observer: None },
             }),
         })
     }
 
-    /// Sends the layer's events to `observer` (a metrics adapter, a test recorder).
+    /// Also sends the layer's events to `observer` (a test recorder, an alerting hook); metrics
+    /// and tracing carry on as before. Replaces an observer set earlier; combine several as a
+    /// tuple `(a, b)`.
     #[must_use]
     pub fn with_observer(self, observer: impl RetryObserver) -> Self {
         Self {
             shared: Arc::new(Shared {
                 decider: Arc::clone(&self.shared.decider),
-                observer: Arc::new(observer),
+                report: Report {
+                    metrics: Arc::clone(&self.shared.report.metrics),
+                    observer: Some(Arc::new(observer)),
+                },
             }),
         }
     }
@@ -146,11 +157,18 @@ where
         let now = Instant::now();
         let mut call = shared.decider.begin(now);
         call.start_attempt();
-        shared.observer.on_attempt();
+        shared.report.attempt();
+        let span = tracing::info_span!(
+            "callagent.create",
+            layer = %shared.decider.config().name,
+            attempts = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+            subcode = tracing::field::Empty,
+        );
         // As tower's Retry: the ready instance takes this call; a clone, driven to readiness
         // again, takes the retries. Skipped when no failure could be retried.
         let retry_with = shared.decider.may_retry().then(|| (self.inner.clone(), request.clone()));
         let future = self.inner.call(request);
-        ResponseFuture::new(shared, future, retry_with, call, now)
+        ResponseFuture::new(shared, span, future, retry_with, call, now)
     }
 }

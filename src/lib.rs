@@ -59,6 +59,7 @@ pub mod decide;
 pub mod error;
 pub mod future;
 pub mod layer;
+pub mod metrics;
 pub mod observe;
 pub mod outcome;
 pub mod policy;

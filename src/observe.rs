@@ -9,15 +9,22 @@
 //! | rejected (not retryable) | `WARN` with code, subcode, category, remedy | [`on_finish`](RetryObserver::on_finish) |
 //! | exhausted, deadline, budget, service failure | `ERROR` with the same fields and attempts | [`on_finish`](RetryObserver::on_finish) |
 //! | success | | [`on_finish`](RetryObserver::on_finish) |
+//! | the caller dropped the call | `DEBUG` | [`on_finish`](RetryObserver::on_finish) with [`Outcome::Cancelled`] |
+//!
+//! Each call through the layer runs in an `INFO` span `callagent.create` with fields `layer`,
+//! `attempts`, `outcome` and `subcode` (of the last failure), filled in when the call ends. The
+//! [`metrics`](crate::metrics) adapter is always an observer; [`RetryObserver`] adds your own.
 //!
 //! No field ever holds the request or a token: only codes, subcodes, categories, counts and
 //! durations.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::classify::Verdict;
 use crate::decide::Stop;
+use crate::metrics::Metrics;
 use crate::outcome::Outcome;
 
 /// Receives the layer's events. Every method has an empty default; implement what you count.
@@ -78,36 +85,95 @@ impl<T: fmt::Display> fmt::Display for Opt<T> {
     }
 }
 
-/// A retry was scheduled.
-pub(crate) fn retrying(observer: &dyn RetryObserver, v: &Verdict, attempt: u32, delay: Duration) {
-    tracing::debug!(
-        attempt,
-        delay_ms = delay.as_secs_f64() * 1e3,
-        code = %Opt(v.code),
-        subcode = %Opt(v.sub_code),
-        category = v.category.as_str(),
-        "call agent creation failed; retrying",
-    );
-    observer.on_retry(v, delay);
+/// A pair of observers is an observer: both are told everything, in order.
+impl<A: RetryObserver, B: RetryObserver> RetryObserver for (A, B) {
+    fn on_attempt(&self) {
+        self.0.on_attempt();
+        self.1.on_attempt();
+    }
+    fn on_failure(&self, verdict: &Verdict) {
+        self.0.on_failure(verdict);
+        self.1.on_failure(verdict);
+    }
+    fn on_retry(&self, verdict: &Verdict, delay: Duration) {
+        self.0.on_retry(verdict, delay);
+        self.1.on_retry(verdict, delay);
+    }
+    fn on_finish(&self, outcome: Outcome, attempts: u32, elapsed: Duration) {
+        self.0.on_finish(outcome, attempts, elapsed);
+        self.1.on_finish(outcome, attempts, elapsed);
+    }
 }
 
-/// The call stopped on a failure.
-pub(crate) fn stopped(
-    observer: &dyn RetryObserver,
-    outcome: Outcome,
-    v: &Verdict,
-    remedy: Option<&'static str>,
-    attempts: u32,
-    elapsed: Duration,
-) {
-    let (code, subcode, category) = (Opt(v.code), Opt(v.sub_code), v.category.as_str());
-    let remedy = remedy.unwrap_or("unknown subcode: see the error's code and message");
-    let elapsed_ms = elapsed.as_secs_f64() * 1e3;
-    let outcome_label = outcome.as_str();
-    if outcome == Outcome::Rejected {
-        tracing::warn!(%code, %subcode, category, remedy, attempts, "call agent creation rejected: not retryable");
-    } else {
-        tracing::error!(%code, %subcode, category, remedy, attempts, elapsed_ms, outcome = outcome_label, "call agent creation gave up");
+/// Everything a layer reports to: its metrics (always), tracing, and an optional observer.
+pub(crate) struct Report {
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) observer: Option<Arc<dyn RetryObserver>>,
+}
+
+impl Report {
+    pub(crate) fn attempt(&self) {
+        self.metrics.on_attempt();
+        if let Some(o) = &self.observer {
+            o.on_attempt();
+        }
     }
-    observer.on_finish(outcome, attempts, elapsed);
+
+    pub(crate) fn failure(&self, v: &Verdict) {
+        self.metrics.on_failure(v);
+        if let Some(o) = &self.observer {
+            o.on_failure(v);
+        }
+    }
+
+    /// A retry was scheduled after attempt number `attempt`.
+    pub(crate) fn retry(&self, v: &Verdict, attempt: u32, delay: Duration) {
+        tracing::debug!(
+            attempt,
+            delay_ms = delay.as_secs_f64() * 1e3,
+            code = %Opt(v.code),
+            subcode = %Opt(v.sub_code),
+            category = v.category.as_str(),
+            "call agent creation failed; retrying",
+        );
+        self.metrics.on_retry(v, delay);
+        if let Some(o) = &self.observer {
+            o.on_retry(v, delay);
+        }
+    }
+
+    /// The call ended; `failure` is the last failure's verdict unless it succeeded or was
+    /// cancelled. `span` is the call's span (or `Span::none()`).
+    pub(crate) fn finish(
+        &self,
+        span: &tracing::Span,
+        outcome: Outcome,
+        failure: Option<&Verdict>,
+        attempts: u32,
+        elapsed: Duration,
+    ) {
+        span.record("attempts", attempts);
+        span.record("outcome", outcome.as_str());
+        if let Some(v) = failure {
+            span.record("subcode", tracing::field::display(Opt(v.sub_code)));
+            let (code, subcode, category) = (Opt(v.code), Opt(v.sub_code), v.category.as_str());
+            let remedy = v
+                .sub_code
+                .and_then(crate::catalog::lookup)
+                .map_or("unknown subcode: see the error's code and message", |e| e.remedy);
+            if outcome == Outcome::Rejected {
+                tracing::warn!(%code, %subcode, category, remedy, attempts, "call agent creation rejected: not retryable");
+            } else {
+                let elapsed_ms = elapsed.as_secs_f64() * 1e3;
+                tracing::error!(%code, %subcode, category, remedy, attempts, elapsed_ms, outcome = outcome.as_str(),
+                    "call agent creation gave up");
+            }
+        } else if outcome == Outcome::Cancelled {
+            tracing::debug!(attempts, "call agent creation cancelled by the caller");
+        }
+        self.metrics.on_finish(outcome, attempts, elapsed);
+        if let Some(o) = &self.observer {
+            o.on_finish(outcome, attempts, elapsed);
+        }
+    }
 }

@@ -229,11 +229,13 @@ pub enum Outcome {
     BudgetExhausted,
     /// The inner service failed `poll_ready`.
     ServiceFailed,
+    /// The caller dropped the call before it finished.
+    Cancelled,
 }
 
 impl Outcome {
     /// Every outcome, for pre-registering metric series.
-    pub const ALL: [Outcome; 7] = [
+    pub const ALL: [Outcome; 8] = [
         Self::Success,
         Self::SuccessAfterRetry,
         Self::Rejected,
@@ -241,6 +243,7 @@ impl Outcome {
         Self::DeadlineExceeded,
         Self::BudgetExhausted,
         Self::ServiceFailed,
+        Self::Cancelled,
     ];
 
     /// The snake_case label.
@@ -253,6 +256,7 @@ impl Outcome {
             Self::DeadlineExceeded => "deadline_exceeded",
             Self::BudgetExhausted => "budget_exhausted",
             Self::ServiceFailed => "service_failed",
+            Self::Cancelled => "cancelled",
         }
     }
 
@@ -276,6 +280,19 @@ impl<E> RetryError<E> {
             Stop::Exhausted => Self::Exhausted(failed),
             Stop::DeadlineExceeded => Self::DeadlineExceeded(failed),
             Stop::BudgetExhausted => Self::BudgetExhausted(failed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_is_in_declaration_order() {
+        // Metrics index their per-outcome handles by `outcome as usize`.
+        for (i, o) in Outcome::ALL.iter().enumerate() {
+            assert_eq!(*o as usize, i);
         }
     }
 }

@@ -9,7 +9,6 @@ use tower::retry::Policy;
 use crate::classify::Classify;
 use crate::decide::{CallState, Decision};
 use crate::layer::Shared;
-use crate::observe;
 use crate::outcome::Outcome;
 
 /// A [`tower::retry::Policy`] over the same decision core, budget and observer as the
@@ -77,22 +76,21 @@ where
         let failure = match result {
             Ok(_) => {
                 let outcome = if attempts > 1 { Outcome::SuccessAfterRetry } else { Outcome::Success };
-                shared.observer.on_finish(outcome, attempts, elapsed);
+                shared.report.finish(&tracing::Span::none(), outcome, None, attempts, elapsed);
                 return None;
             }
             Err(e) => e,
         };
         let (verdict, decision) = shared.decider.decide(&mut call.state, failure, call.started, now);
-        shared.observer.on_failure(&verdict);
+        shared.report.failure(&verdict);
         match decision {
             Decision::Retry { delay } => {
-                observe::retrying(&*shared.observer, &verdict, attempts, delay);
+                shared.report.retry(&verdict, attempts, delay);
                 call.retrying = true;
                 Some(tokio::time::sleep(delay))
             }
             Decision::Stop(stop) => {
-                let remedy = verdict.sub_code.and_then(crate::catalog::lookup).map(|e| e.remedy);
-                observe::stopped(&*shared.observer, stop.into(), &verdict, remedy, attempts, elapsed);
+                shared.report.finish(&tracing::Span::none(), stop.into(), Some(&verdict), attempts, elapsed);
                 None
             }
         }
@@ -109,7 +107,7 @@ where
         }
         let call = self.call.as_mut()?;
         call.state.start_attempt();
-        self.shared.observer.on_attempt();
+        self.shared.report.attempt();
         // Always kept: without it tower never shows the policy the result, and the call's
         // outcome would go unreported.
         Some(req.clone())

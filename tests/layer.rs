@@ -220,7 +220,9 @@ async fn an_override_beats_the_category() {
 #[tokio::test(start_paused = true)]
 async fn a_dropped_future_makes_no_further_calls() {
     let svc = Scripted::always(fail(40114));
-    let mut retrying = CallAgentRetryLayer::new(plain()).unwrap().layer(svc.clone());
+    let recorder = Recorder::default();
+    let layer = CallAgentRetryLayer::new(plain()).unwrap().with_observer(recorder.clone());
+    let mut retrying = layer.layer(svc.clone());
     let fut = ServiceExt::<()>::ready(&mut retrying).await.unwrap().call(());
     // Drive it into its first wait, then drop it.
     let fut = tokio::time::timeout(MS * 100, fut).await;
@@ -228,6 +230,7 @@ async fn a_dropped_future_makes_no_further_calls() {
     assert_eq!(svc.calls(), 1);
     tokio::time::sleep(Duration::from_secs(60)).await;
     assert_eq!(svc.calls(), 1);
+    assert_eq!(recorder.events().finished, [(Outcome::Cancelled, 1)], "reported once, as cancelled");
 
     // Mid-attempt: the attempt in flight is dropped with it.
     let svc = Scripted::always(Step::Hang);

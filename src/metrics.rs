@@ -1,0 +1,229 @@
+//! Prometheus-style metrics through the [`metrics`](::metrics) crate, per SDK subcode.
+//!
+//! | metric | type | labels | counts |
+//! |---|---|---|---|
+//! | `callagent_create_calls_total` | counter | `layer`, `outcome` | every call of the layer, by how it ended |
+//! | `callagent_create_attempts_total` | counter | `layer` | every call of the inner service |
+//! | `callagent_create_errors_total` | counter | `layer`, `code`, `subcode`, `category` | every failed attempt |
+//! | `callagent_create_retries_total` | counter | `layer`, `subcode` | every retry, by the subcode that caused it |
+//! | `callagent_create_duration_seconds` | histogram | `layer` | time from call to outcome |
+//! | `callagent_create_attempts` | histogram | `layer` | attempts per finished call |
+//! | `callagent_retry_delay_seconds` | histogram | `layer` | each wait before a retry |
+//!
+//! `outcome` is one of `success`, `success_after_retry`, `rejected`, `exhausted`,
+//! `deadline_exceeded`, `budget_exhausted`, `service_failed`, `cancelled` (the caller dropped the
+//! call). `layer` is [`RetryConfig::name`](crate::RetryConfig::name), empty by default: it tells two
+//! layers in one process apart. A failed attempt that timed out locally has `code="none"`,
+//! `subcode="timeout"`.
+//!
+//! **Cardinality is bounded.** Series for every outcome and every catalog subcode are registered
+//! when the layer is built (so a dashboard sees zeros, not gaps), and their handles are kept: the
+//! hot path never hashes a label set. A subcode outside the catalog (or a catalog subcode with an
+//! unexpected code) gets series of its own, up to
+//! [`RetryConfig::max_unknown_subcodes`](crate::RetryConfig::max_unknown_subcodes) distinct ones;
+//! after that it is counted under `code="other", subcode="other"`.
+//!
+//! **Install the recorder first.** Handles are resolved against the recorder installed when the
+//! layer is built; a layer built before `PrometheusBuilder::install` (or any other recorder) records
+//! into the void.
+//!
+//! Histograms: the Prometheus exporter renders summaries unless given buckets; give it
+//! [`DURATION_BUCKETS`], [`ATTEMPTS_BUCKETS`] and [`DELAY_BUCKETS`] so quantiles can be aggregated
+//! across instances (the `serve_metrics` example shows how).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use ::metrics::{Counter, Histogram, SharedString, Unit};
+
+use crate::classify::{Basis, Verdict};
+use crate::observe::RetryObserver;
+use crate::outcome::Outcome;
+use crate::{ErrorCategory, catalog};
+
+/// Calls per outcome.
+pub const CALLS: &str = "callagent_create_calls_total";
+/// Calls of the inner service.
+pub const ATTEMPTS: &str = "callagent_create_attempts_total";
+/// Failed attempts by code, subcode and category.
+pub const ERRORS: &str = "callagent_create_errors_total";
+/// Retries by the subcode that caused them.
+pub const RETRIES: &str = "callagent_create_retries_total";
+/// Call duration histogram.
+pub const DURATION: &str = "callagent_create_duration_seconds";
+/// Attempts-per-call histogram.
+pub const ATTEMPTS_PER_CALL: &str = "callagent_create_attempts";
+/// Retry delay histogram.
+pub const DELAY: &str = "callagent_retry_delay_seconds";
+
+/// Suggested buckets for [`DURATION`], in seconds.
+pub const DURATION_BUCKETS: &[f64] =
+    &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+/// Suggested buckets for [`ATTEMPTS_PER_CALL`].
+pub const ATTEMPTS_BUCKETS: &[f64] = &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0];
+/// Suggested buckets for [`DELAY`], in seconds.
+pub const DELAY_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0];
+
+const CATEGORIES: [ErrorCategory; 4] = [
+    ErrorCategory::ExpectedError,
+    ErrorCategory::UnexpectedClientError,
+    ErrorCategory::UnexpectedServerError,
+    ErrorCategory::Unknown,
+];
+
+fn category_index(c: ErrorCategory) -> usize {
+    match c {
+        ErrorCategory::ExpectedError => 0,
+        ErrorCategory::UnexpectedClientError => 1,
+        ErrorCategory::UnexpectedServerError => 2,
+        ErrorCategory::Unknown => 3,
+    }
+}
+
+/// Handles for one catalog subcode (at its catalog code).
+#[derive(Debug)]
+struct Known {
+    errors: [Counter; 4],
+    retries: Counter,
+}
+
+/// Handles for one label set seen at run time.
+#[derive(Debug, Clone)]
+struct Dynamic {
+    errors: [Counter; 4],
+    retries: Counter,
+}
+
+#[derive(Debug, Default)]
+struct Seen {
+    admitted: HashSet<(Option<u16>, Option<u32>)>,
+    handles: HashMap<(Option<u16>, Option<u32>), Dynamic>,
+}
+
+/// The metrics adapter: a [`RetryObserver`] the layer always runs (with no recorder installed every
+/// handle is a no-op). Build one yourself only to use it with another observer.
+#[derive(Debug)]
+pub struct Metrics {
+    layer: SharedString,
+    calls: [Counter; Outcome::ALL.len()],
+    attempts: Counter,
+    duration: Histogram,
+    attempts_per_call: Histogram,
+    delay: Histogram,
+    known: Box<[Known]>,
+    timeout: Dynamic,
+    other: Dynamic,
+    max_unknown: usize,
+    seen: Mutex<Seen>,
+}
+
+impl Metrics {
+    /// Describes the metrics and resolves every handle known in advance against the recorder
+    /// installed now.
+    pub fn new(layer: &str, max_unknown_subcodes: usize) -> Self {
+        describe();
+        let layer = SharedString::from(layer.to_owned());
+        let calls = Outcome::ALL
+            .map(|o| ::metrics::counter!(CALLS, "layer" => layer.clone(), "outcome" => o.as_str()));
+        let known = catalog::entries()
+            .iter()
+            .map(|e| {
+                let dynamic = dynamic(&layer, e.code.to_string(), e.sub_code.to_string());
+                Known { errors: dynamic.errors, retries: dynamic.retries }
+            })
+            .collect();
+        Self {
+            calls,
+            attempts: ::metrics::counter!(ATTEMPTS, "layer" => layer.clone()),
+            duration: ::metrics::histogram!(DURATION, "layer" => layer.clone()),
+            attempts_per_call: ::metrics::histogram!(ATTEMPTS_PER_CALL, "layer" => layer.clone()),
+            delay: ::metrics::histogram!(DELAY, "layer" => layer.clone()),
+            known,
+            timeout: dynamic(&layer, "none".into(), "timeout".into()),
+            other: dynamic(&layer, "other".into(), "other".into()),
+            max_unknown: max_unknown_subcodes,
+            seen: Mutex::default(),
+            layer,
+        }
+    }
+
+    /// Finds (or admits, within the bound) the handles for a failure's labels.
+    fn with_handles<R>(&self, v: &Verdict, f: impl FnOnce(&[Counter; 4], &Counter) -> R) -> R {
+        if v.basis == Basis::LocalTimeout {
+            return f(&self.timeout.errors, &self.timeout.retries);
+        }
+        if let Some(sub) = v.sub_code {
+            let entries = catalog::entries();
+            if let Ok(i) = entries.binary_search_by_key(&sub, |e| e.sub_code)
+                && v.code == Some(entries[i].code)
+            {
+                let k = &self.known[i];
+                return f(&k.errors, &k.retries);
+            }
+        }
+        let key = (v.code, v.sub_code);
+        let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !seen.admitted.contains(&key) {
+            if seen.admitted.len() >= self.max_unknown {
+                drop(seen);
+                return f(&self.other.errors, &self.other.retries);
+            }
+            seen.admitted.insert(key);
+        }
+        let layer = &self.layer;
+        let d = seen.handles.entry(key).or_insert_with(|| {
+            let label = |n: Option<String>| n.unwrap_or_else(|| "none".to_owned());
+            dynamic(layer, label(v.code.map(|c| c.to_string())), label(v.sub_code.map(|s| s.to_string())))
+        });
+        f(&d.errors, &d.retries)
+    }
+}
+
+fn dynamic(layer: &SharedString, code: String, subcode: String) -> Dynamic {
+    let errors = CATEGORIES.map(|c| {
+        ::metrics::counter!(ERRORS, "layer" => layer.clone(), "code" => code.clone(),
+            "subcode" => subcode.clone(), "category" => c.as_str())
+    });
+    Dynamic { errors, retries: ::metrics::counter!(RETRIES, "layer" => layer.clone(), "subcode" => subcode) }
+}
+
+fn describe() {
+    use ::metrics::{describe_counter, describe_histogram};
+    describe_counter!(CALLS, Unit::Count, "Call agent creations through the retry layer, by outcome.");
+    describe_counter!(
+        ATTEMPTS,
+        Unit::Count,
+        "Calls of the inner agent-creation service (first attempts and retries)."
+    );
+    describe_counter!(ERRORS, Unit::Count, "Failed attempts by the SDK's code, subcode and category.");
+    describe_counter!(
+        RETRIES,
+        Unit::Count,
+        "Retries scheduled, by the subcode of the failure that caused them."
+    );
+    describe_histogram!(DURATION, Unit::Seconds, "Time from a call of the layer to its outcome.");
+    describe_histogram!(ATTEMPTS_PER_CALL, Unit::Count, "Attempts made per finished call.");
+    describe_histogram!(DELAY, Unit::Seconds, "Each wait before a retry.");
+}
+
+impl RetryObserver for Metrics {
+    fn on_attempt(&self) {
+        self.attempts.increment(1);
+    }
+
+    fn on_failure(&self, v: &Verdict) {
+        self.with_handles(v, |errors, _| errors[category_index(v.category)].increment(1));
+    }
+
+    fn on_retry(&self, v: &Verdict, delay: Duration) {
+        self.with_handles(v, |_, retries| retries.increment(1));
+        self.delay.record(delay.as_secs_f64());
+    }
+
+    fn on_finish(&self, outcome: Outcome, attempts: u32, elapsed: Duration) {
+        self.calls[outcome as usize].increment(1);
+        self.duration.record(elapsed.as_secs_f64());
+        self.attempts_per_call.record(f64::from(attempts));
+    }
+}

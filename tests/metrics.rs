@@ -1,0 +1,194 @@
+//! Exact metric counts for scripted runs, through `metrics-util`'s debugging recorder.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use callagent_retry::backoff::Jitter;
+use callagent_retry::metrics::{ATTEMPTS, ATTEMPTS_PER_CALL, CALLS, DELAY, DURATION, ERRORS, RETRIES};
+use callagent_retry::{CallAgentError, CallAgentRetryLayer, RetryConfig};
+use common::{Scripted, Step, fail};
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use tower::{Layer, ServiceExt};
+
+/// One recorder for the whole test binary; each test uses its own layer name.
+fn snapshotter() -> &'static Snapshotter {
+    static S: OnceLock<Snapshotter> = OnceLock::new();
+    S.get_or_init(|| {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        recorder.install().expect("no other recorder in this binary");
+        snapshotter
+    })
+}
+
+#[derive(Debug, Default)]
+struct Seen {
+    /// (metric, sorted labels without `layer`) -> counter value
+    counters: BTreeMap<(String, Vec<(String, String)>), u64>,
+    histograms: BTreeMap<String, Vec<f64>>,
+    described: BTreeMap<String, bool>,
+}
+
+impl Seen {
+    fn counter(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
+        let mut labels: Vec<_> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        labels.sort();
+        let key = (name.to_owned(), labels);
+        self.counters.get(&key).copied().unwrap_or_else(|| panic!("no series {key:?}"))
+    }
+
+    fn sum(&self, name: &str) -> u64 {
+        self.counters.iter().filter(|((n, _), _)| n == name).map(|(_, v)| v).sum()
+    }
+
+    fn label_values(&self, name: &str, label: &str) -> std::collections::BTreeSet<String> {
+        self.counters
+            .keys()
+            .filter(|(n, _)| n == name)
+            .flat_map(|(_, ls)| ls.iter().filter(|(k, _)| k == label).map(|(_, v)| v.clone()))
+            .collect()
+    }
+}
+
+/// Everything recorded so far: a snapshot resets counters and drains histograms, so every test
+/// merges what it takes into this one store, under its lock.
+fn store() -> &'static Mutex<Vec<Entry>> {
+    static STORE: OnceLock<Mutex<Vec<Entry>>> = OnceLock::new();
+    STORE.get_or_init(Mutex::default)
+}
+
+type Entry = (String, Vec<(String, String)>, bool, DebugValue);
+
+fn seen(layer: &str) -> Seen {
+    let mut store = store().lock().unwrap();
+    for (key, unit, description, value) in snapshotter().snapshot().into_vec() {
+        let key = key.key();
+        let labels: Vec<_> = key.labels().map(|l| (l.key().to_owned(), l.value().to_owned())).collect();
+        store.push((key.name().to_owned(), labels, unit.is_some() && description.is_some(), value));
+    }
+    let mut out = Seen::default();
+    for (name, labels, described, value) in store.iter() {
+        if !labels.iter().any(|(k, v)| k == "layer" && v == layer) {
+            continue;
+        }
+        let mut labels: Vec<_> = labels.iter().filter(|(k, _)| k != "layer").cloned().collect();
+        labels.sort();
+        *out.described.entry(name.clone()).or_default() |= described;
+        match value {
+            DebugValue::Counter(v) => *out.counters.entry((name.clone(), labels)).or_default() += v,
+            DebugValue::Histogram(v) => {
+                out.histograms.entry(name.clone()).or_default().extend(v.iter().map(|f| f.0))
+            }
+            DebugValue::Gauge(_) => {}
+        }
+    }
+    out
+}
+
+fn config(name: &str) -> RetryConfig {
+    RetryConfig {
+        name: name.to_owned(),
+        jitter: Jitter::None,
+        budget: None,
+        deadline: Some(Duration::from_secs(10)),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_counter_matches_the_script_and_conservation_holds() {
+    snapshotter();
+    let layer = CallAgentRetryLayer::new(config("scripted")).unwrap();
+    let unknown = || Step::Fail(CallAgentError::new(503, 77_777, "not in the catalog"));
+    let scripts = [
+        Scripted::new([fail(40114), fail(40104)]), // success after retry, 3 attempts
+        Scripted::new([fail(40229)]),              // rejected, 1
+        Scripted::always(fail(40114)),             // exhausted, 4
+        Scripted::new([]),                         // success, 1
+        Scripted::new([unknown()]),                // success after retry, 2
+        Scripted::always(Step::Hang),              // deadline exceeded, 1 (timed out at 10 s)
+    ];
+    for s in &scripts {
+        let _ = layer.layer(s.clone()).oneshot(()).await;
+    }
+    // A call the caller abandons mid-wait.
+    let abandoned = Scripted::always(fail(40104));
+    let _ =
+        tokio::time::timeout(Duration::from_millis(100), layer.layer(abandoned.clone()).oneshot(())).await;
+
+    let m = seen("scripted");
+    let calls = |o| m.counter(CALLS, &[("outcome", o)]);
+    assert_eq!(
+        [
+            "success",
+            "success_after_retry",
+            "rejected",
+            "exhausted",
+            "deadline_exceeded",
+            "budget_exhausted",
+            "service_failed",
+            "cancelled"
+        ]
+        .map(calls),
+        [1, 2, 1, 1, 1, 0, 0, 1]
+    );
+    assert_eq!(m.counter(ATTEMPTS, &[]), 13);
+    let errors = |code, sub, cat| m.counter(ERRORS, &[("code", code), ("subcode", sub), ("category", cat)]);
+    assert_eq!(errors("408", "40114", "UnexpectedClientError"), 5);
+    assert_eq!(errors("408", "40104", "UnexpectedClientError"), 2);
+    assert_eq!(errors("403", "40229", "ExpectedError"), 1);
+    assert_eq!(errors("503", "77777", "Unknown"), 1);
+    assert_eq!(errors("none", "timeout", "Unknown"), 1);
+    assert_eq!(errors("409", "40228", "ExpectedError"), 0, "catalog series exist at zero");
+    let retries = |sub| m.counter(RETRIES, &[("subcode", sub)]);
+    assert_eq!([retries("40114"), retries("40104"), retries("77777"), retries("40229")], [4, 2, 1, 0]);
+
+    // Conservation (the abandoned call made one attempt, failed, scheduled a retry, never made it).
+    let (attempts, calls_total, successes) = (m.sum(ATTEMPTS), m.sum(CALLS), 3);
+    assert_eq!(m.sum(ERRORS), attempts - successes);
+    assert_eq!(m.sum(RETRIES), attempts - calls_total + 1);
+
+    let mut per_call = m.histograms[ATTEMPTS_PER_CALL].clone();
+    per_call.sort_by(f64::total_cmp);
+    assert_eq!(per_call, [1.0, 1.0, 1.0, 1.0, 2.0, 3.0, 4.0]);
+    assert_eq!(m.histograms[DELAY], [0.5, 1.0, 0.5, 1.0, 2.0, 0.5, 0.5]);
+    assert_eq!(m.histograms[DURATION].len(), 7);
+    assert!(m.histograms[DURATION].contains(&10.0), "the deadline call took exactly 10 s");
+    for name in [CALLS, ATTEMPTS, ERRORS, RETRIES, DURATION, ATTEMPTS_PER_CALL, DELAY] {
+        assert_eq!(m.described.get(name), Some(&true), "{name} has a unit and a description");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn ten_thousand_unknown_subcodes_stay_within_the_bound() {
+    snapshotter();
+    let layer = CallAgentRetryLayer::new(RetryConfig { max_attempts: 1, ..config("flood") }).unwrap();
+    for i in 0..10_000u32 {
+        let svc = Scripted::new([Step::Fail(CallAgentError::new(500, 1_000_000 + i, ""))]);
+        layer.layer(svc).oneshot(()).await.unwrap_err();
+    }
+    let m = seen("flood");
+    let subcodes = m.label_values(ERRORS, "subcode");
+    // 23 catalog subcodes, `timeout`, `other`, and the first 10 unknown ones.
+    assert_eq!(subcodes.len(), 23 + 2 + 10, "{subcodes:?}");
+    assert!(subcodes.contains("1000009") && !subcodes.contains("1000010"));
+    assert_eq!(m.counter(ERRORS, &[("code", "other"), ("subcode", "other"), ("category", "Unknown")]), 9_990);
+    assert_eq!(m.sum(ERRORS), 10_000);
+    assert!(m.label_values(ERRORS, "code").len() <= 10, "codes are bounded too");
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_layers_in_one_process_are_told_apart() {
+    snapshotter();
+    let a = CallAgentRetryLayer::new(config("layer-a")).unwrap();
+    let b = CallAgentRetryLayer::new(config("layer-b")).unwrap();
+    a.layer(Scripted::new([])).oneshot(()).await.unwrap();
+    for _ in 0..2 {
+        b.layer(Scripted::new([])).oneshot(()).await.unwrap();
+    }
+    assert_eq!(seen("layer-a").counter(CALLS, &[("outcome", "success")]), 1);
+    assert_eq!(seen("layer-b").counter(CALLS, &[("outcome", "success")]), 2);
+}
