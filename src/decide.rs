@@ -52,8 +52,9 @@ pub enum Stop {
 #[derive(Debug, Clone)]
 pub struct CallState {
     attempts: u32,
-    // Created on the first retry, so the success path pays nothing for it.
-    backoff: Option<Backoff>,
+    // Created (and boxed) on the first retry: the success path neither builds it nor carries its
+    // ~200 bytes in every response future.
+    backoff: Option<Box<Backoff>>,
 }
 
 impl CallState {
@@ -152,7 +153,7 @@ impl Decider {
         let backoff = call.backoff.get_or_insert_with(|| {
             // Seeds follow call order, so a seeded, deterministic workload repeats exactly.
             let n = self.next_call.fetch_add(1, Ordering::Relaxed);
-            self.schedule.start(self.seed.wrapping_add(n))
+            Box::new(self.schedule.start(self.seed.wrapping_add(n)))
         });
         let mut delay = backoff.next_delay();
         if let Some(hint) = retry_after {

@@ -37,6 +37,8 @@ pin_project! {
         started: Instant,
         attempt_started: Instant,
         attempt_timer_armed: bool,
+        // Whether `Waiting` waits on the timer (not for a zero delay).
+        waiting: bool,
         // The failure that caused the pending retry, for a deadline hit while waiting for readiness.
         last: Option<AttemptError<S::Error>>,
     }
@@ -88,6 +90,7 @@ where
             started,
             attempt_started: started,
             attempt_timer_armed: false,
+            waiting: false,
             last: None,
         }
     }
@@ -182,7 +185,13 @@ where
                         Decision::Retry { delay } if this.retry_with.is_some() => {
                             this.shared.report.retry(&verdict, this.call.attempts(), delay);
                             *this.last = Some(failure);
-                            arm(this.timer.as_mut(), now + delay);
+                            if delay.is_zero() {
+                                // A zero-length tokio sleep still waits for the next 1 ms tick.
+                                *this.waiting = false;
+                            } else {
+                                arm(this.timer.as_mut(), now + delay);
+                                *this.waiting = true;
+                            }
                         }
                         // A retry without a kept request cannot happen (may_retry guards it);
                         // were it to, giving up is the safe reading.
@@ -205,7 +214,9 @@ where
                     }
                 }
                 StateProj::Waiting => {
-                    if let Some(timer) = this.timer.as_mut().as_pin_mut() {
+                    if *this.waiting
+                        && let Some(timer) = this.timer.as_mut().as_pin_mut()
+                    {
                         ready!(timer.poll(cx));
                     }
                     if let Some(at) = deadline {

@@ -16,9 +16,10 @@
 //! layers in one process apart. A failed attempt that timed out locally has `code="none"`,
 //! `subcode="timeout"`.
 //!
-//! **Cardinality is bounded.** Series for every outcome and every catalog subcode are registered
-//! when the layer is built (so a dashboard sees zeros, not gaps), and their handles are kept: the
-//! hot path never hashes a label set. A subcode outside the catalog (or a catalog subcode with an
+//! **Cardinality is bounded.** Series for every outcome and every catalog subcode (at its catalog
+//! category) are registered when the layer is built, so a dashboard sees zeros, not gaps; their
+//! handles are kept and the hot path never hashes a label set. Other categories of a known
+//! subcode are registered on first use, once. A subcode outside the catalog (or a catalog subcode with an
 //! unexpected code) gets series of its own, up to
 //! [`RetryConfig::max_unknown_subcodes`](crate::RetryConfig::max_unknown_subcodes) distinct ones;
 //! after that it is counted under `code="other", subcode="other"`.
@@ -31,8 +32,8 @@
 //! [`DURATION_BUCKETS`], [`ATTEMPTS_BUCKETS`] and [`DELAY_BUCKETS`] so quantiles can be aggregated
 //! across instances (the `serve_metrics` example shows how).
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use ::metrics::{Counter, Histogram, SharedString, Unit};
@@ -65,13 +66,6 @@ pub const ATTEMPTS_BUCKETS: &[f64] = &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0];
 /// Suggested buckets for [`DELAY`], in seconds.
 pub const DELAY_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0];
 
-const CATEGORIES: [ErrorCategory; 4] = [
-    ErrorCategory::ExpectedError,
-    ErrorCategory::UnexpectedClientError,
-    ErrorCategory::UnexpectedServerError,
-    ErrorCategory::Unknown,
-];
-
 fn category_index(c: ErrorCategory) -> usize {
     match c {
         ErrorCategory::ExpectedError => 0,
@@ -81,24 +75,39 @@ fn category_index(c: ErrorCategory) -> usize {
     }
 }
 
-/// Handles for one catalog subcode (at its catalog code).
+/// Handles for one (code, subcode) label pair. The error counter of each category is registered
+/// on first use (the catalog's category up front), then kept: each label set is hashed once.
 #[derive(Debug)]
-struct Known {
-    errors: [Counter; 4],
+struct Series {
+    code: SharedString,
+    subcode: SharedString,
+    errors: [OnceLock<Counter>; 4],
     retries: Counter,
 }
 
-/// Handles for one label set seen at run time.
-#[derive(Debug, Clone)]
-struct Dynamic {
-    errors: [Counter; 4],
-    retries: Counter,
+impl Series {
+    fn new(layer: &SharedString, code: String, subcode: String) -> Self {
+        let subcode = SharedString::from(subcode);
+        Self {
+            retries: ::metrics::counter!(RETRIES, "layer" => layer.clone(), "subcode" => subcode.clone()),
+            code: SharedString::from(code),
+            subcode,
+            errors: Default::default(),
+        }
+    }
+
+    fn error(&self, layer: &SharedString, category: ErrorCategory) -> &Counter {
+        self.errors[category_index(category)].get_or_init(|| {
+            ::metrics::counter!(ERRORS, "layer" => layer.clone(), "code" => self.code.clone(),
+                "subcode" => self.subcode.clone(), "category" => category.as_str())
+        })
+    }
 }
 
+/// Label pairs outside the catalog, admitted up to the bound; the map never grows past it.
 #[derive(Debug, Default)]
 struct Seen {
-    admitted: HashSet<(Option<u16>, Option<u32>)>,
-    handles: HashMap<(Option<u16>, Option<u32>), Dynamic>,
+    series: HashMap<(Option<u16>, Option<u32>), Arc<Series>>,
 }
 
 /// The metrics adapter: a [`RetryObserver`] the layer always runs (with no recorder installed every
@@ -111,9 +120,9 @@ pub struct Metrics {
     duration: Histogram,
     attempts_per_call: Histogram,
     delay: Histogram,
-    known: Box<[Known]>,
-    timeout: Dynamic,
-    other: Dynamic,
+    known: Box<[Series]>,
+    timeout: Series,
+    other: Series,
     max_unknown: usize,
     seen: Mutex<Seen>,
 }
@@ -129,8 +138,9 @@ impl Metrics {
         let known = catalog::entries()
             .iter()
             .map(|e| {
-                let dynamic = dynamic(&layer, e.code.to_string(), e.sub_code.to_string());
-                Known { errors: dynamic.errors, retries: dynamic.retries }
+                let series = Series::new(&layer, e.code.to_string(), e.sub_code.to_string());
+                series.error(&layer, e.category);
+                series
             })
             .collect();
         Self {
@@ -140,52 +150,50 @@ impl Metrics {
             attempts_per_call: ::metrics::histogram!(ATTEMPTS_PER_CALL, "layer" => layer.clone()),
             delay: ::metrics::histogram!(DELAY, "layer" => layer.clone()),
             known,
-            timeout: dynamic(&layer, "none".into(), "timeout".into()),
-            other: dynamic(&layer, "other".into(), "other".into()),
+            timeout: Series::new(&layer, "none".into(), "timeout".into()),
+            other: Series::new(&layer, "other".into(), "other".into()),
             max_unknown: max_unknown_subcodes,
             seen: Mutex::default(),
             layer,
         }
     }
 
-    /// Finds (or admits, within the bound) the handles for a failure's labels.
-    fn with_handles<R>(&self, v: &Verdict, f: impl FnOnce(&[Counter; 4], &Counter) -> R) -> R {
+    /// The series for a failure's labels: a catalog entry (binary search, no hashing), the local
+    /// timeout, an admitted unknown pair, or `other` once the bound is reached.
+    fn series(&self, v: &Verdict, f: impl FnOnce(&Series)) {
         if v.basis == Basis::LocalTimeout {
-            return f(&self.timeout.errors, &self.timeout.retries);
+            return f(&self.timeout);
         }
         if let Some(sub) = v.sub_code {
             let entries = catalog::entries();
             if let Ok(i) = entries.binary_search_by_key(&sub, |e| e.sub_code)
                 && v.code == Some(entries[i].code)
             {
-                let k = &self.known[i];
-                return f(&k.errors, &k.retries);
+                return f(&self.known[i]);
             }
         }
         let key = (v.code, v.sub_code);
-        let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if !seen.admitted.contains(&key) {
-            if seen.admitted.len() >= self.max_unknown {
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let series = match seen.series.get(&key) {
+            Some(series) => Arc::clone(series),
+            None if seen.series.len() >= self.max_unknown => {
                 drop(seen);
-                return f(&self.other.errors, &self.other.retries);
+                return f(&self.other);
             }
-            seen.admitted.insert(key);
-        }
-        let layer = &self.layer;
-        let d = seen.handles.entry(key).or_insert_with(|| {
-            let label = |n: Option<String>| n.unwrap_or_else(|| "none".to_owned());
-            dynamic(layer, label(v.code.map(|c| c.to_string())), label(v.sub_code.map(|s| s.to_string())))
-        });
-        f(&d.errors, &d.retries)
+            None => {
+                let label = |n: Option<String>| n.unwrap_or_else(|| "none".to_owned());
+                let series = Arc::new(Series::new(
+                    &self.layer,
+                    label(v.code.map(|c| c.to_string())),
+                    label(v.sub_code.map(|s| s.to_string())),
+                ));
+                seen.series.insert(key, Arc::clone(&series));
+                series
+            }
+        };
+        drop(seen);
+        f(&series)
     }
-}
-
-fn dynamic(layer: &SharedString, code: String, subcode: String) -> Dynamic {
-    let errors = CATEGORIES.map(|c| {
-        ::metrics::counter!(ERRORS, "layer" => layer.clone(), "code" => code.clone(),
-            "subcode" => subcode.clone(), "category" => c.as_str())
-    });
-    Dynamic { errors, retries: ::metrics::counter!(RETRIES, "layer" => layer.clone(), "subcode" => subcode) }
 }
 
 fn describe() {
@@ -213,11 +221,11 @@ impl RetryObserver for Metrics {
     }
 
     fn on_failure(&self, v: &Verdict) {
-        self.with_handles(v, |errors, _| errors[category_index(v.category)].increment(1));
+        self.series(v, |s| s.error(&self.layer, v.category).increment(1));
     }
 
     fn on_retry(&self, v: &Verdict, delay: Duration) {
-        self.with_handles(v, |_, retries| retries.increment(1));
+        self.series(v, |s| s.retries.increment(1));
         self.delay.record(delay.as_secs_f64());
     }
 

@@ -1,7 +1,12 @@
 //! [`CallAgentRetryPolicy`]: the same decisions for tower's own [`Retry`](tower::retry::Retry).
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use pin_project_lite::pin_project;
 
 use tokio::time::{Instant, Sleep};
 use tower::retry::Policy;
@@ -46,6 +51,27 @@ struct Call {
     retrying: bool,
 }
 
+pin_project! {
+    /// The wait before a retry of [`CallAgentRetryPolicy`]: tokio's clock, or nothing at all for
+    /// a zero delay (a zero-length tokio sleep still waits for the next timer tick, 1 ms).
+    #[derive(Debug)]
+    pub struct RetryDelay {
+        #[pin]
+        sleep: Option<Sleep>,
+    }
+}
+
+impl Future for RetryDelay {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match self.project().sleep.as_pin_mut() {
+            Some(sleep) => sleep.poll(cx),
+            None => Poll::Ready(()),
+        }
+    }
+}
+
 impl CallAgentRetryPolicy {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
         Self { shared, call: None }
@@ -65,9 +91,9 @@ where
     Req: Clone,
     E: Classify,
 {
-    type Future = Sleep;
+    type Future = RetryDelay;
 
-    fn retry(&mut self, _req: &mut Req, result: &mut Result<Res, E>) -> Option<Sleep> {
+    fn retry(&mut self, _req: &mut Req, result: &mut Result<Res, E>) -> Option<RetryDelay> {
         let shared = &self.shared;
         let call = self.call.as_mut()?;
         let now = Instant::now();
@@ -87,7 +113,7 @@ where
             Decision::Retry { delay } => {
                 shared.report.retry(&verdict, attempts, delay);
                 call.retrying = true;
-                Some(tokio::time::sleep(delay))
+                Some(RetryDelay { sleep: (!delay.is_zero()).then(|| tokio::time::sleep(delay)) })
             }
             Decision::Stop(stop) => {
                 shared.report.finish(&tracing::Span::none(), stop.into(), Some(&verdict), attempts, elapsed);

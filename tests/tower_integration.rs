@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::{Context, Poll};
@@ -136,4 +137,21 @@ async fn a_retry_waits_its_turn_behind_a_concurrency_limit() {
     assert_eq!(started.elapsed(), MS * 3000, "the retry waited for the permit");
     second.await.unwrap().unwrap();
     assert_eq!(svc.calls(), 3);
+}
+
+#[tokio::test]
+async fn a_zero_delay_retries_at_once_not_on_the_next_timer_tick() {
+    // A zero-length tokio sleep still waits for the next 1 ms tick (and is Pending on first poll);
+    // with instant failures, a zero-delay retry must finish within a single poll.
+    let config = RetryConfig { initial_backoff: Duration::ZERO, ..plain() };
+    let layer = CallAgentRetryLayer::new(config).unwrap();
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+
+    let svc = Scripted::new([fail(40114), fail(40114)]);
+    let mut call = std::pin::pin!(layer.layer(svc.clone()).oneshot(()));
+    assert!(call.as_mut().poll(&mut cx).is_ready());
+    let policy_svc = Scripted::new([fail(40114), fail(40114)]);
+    let mut call = std::pin::pin!(RetryLayer::new(layer.policy()).layer(policy_svc.clone()).oneshot(()));
+    assert!(call.as_mut().poll(&mut cx).is_ready());
+    assert_eq!((svc.calls(), policy_svc.calls()), (3, 3));
 }

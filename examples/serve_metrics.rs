@@ -1,0 +1,110 @@
+//! Serves the layer's Prometheus metrics while driving it with a mixed stream of successes and
+//! failures of several subcodes.
+//!
+//! ```text
+//! cargo run --example serve_metrics -- 127.0.0.1:9898            # until Ctrl-C
+//! cargo run --example serve_metrics -- 127.0.0.1:9898 --seconds 60
+//! curl -s 127.0.0.1:9898/metrics | grep callagent_
+//! ```
+//!
+//! Point a Prometheus at it and import `dashboards/callagent-retry.json` into Grafana to watch the
+//! dashboard move (see `dashboards/README.md`).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use callagent_retry::metrics::{
+    ATTEMPTS_BUCKETS, ATTEMPTS_PER_CALL, DELAY, DELAY_BUCKETS, DURATION, DURATION_BUCKETS,
+};
+use callagent_retry::{CallAgentError, CallAgentRetryLayer, RetryConfig};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use rand::Rng;
+use tower::{ServiceExt, service_fn};
+
+/// Per attempt: the chance of each failure (the rest succeed).
+const FAILURES: &[(f64, u16, u32)] = &[
+    (0.12, 408, 40114), // ACS connection timeout (retryable)
+    (0.06, 408, 40104), // user stack init timeout (retryable)
+    (0.03, 500, 40216), // generic failure (retryable)
+    (0.02, 401, 44114), // token scope format (expected: rejected)
+    (0.01, 409, 40228), // agent already exists (expected: rejected)
+    (0.01, 503, 55555), // a subcode outside the catalog (falls back to the code: retried)
+];
+
+fn usage() -> ! {
+    eprintln!("usage: serve_metrics <loopback-addr:port> [--seconds N]");
+    std::process::exit(2);
+}
+
+async fn attempt(n: u64, latency_ms: u64, mut roll: f64) -> Result<String, CallAgentError> {
+    tokio::time::sleep(Duration::from_millis(latency_ms)).await;
+    for &(p, code, sub_code) in FAILURES {
+        if roll < p {
+            let err = CallAgentError::from_catalog(sub_code)
+                .unwrap_or_else(|| CallAgentError::new(code, sub_code, "simulated"));
+            return Err(err);
+        }
+        roll -= p;
+    }
+    Ok(format!("agent-{n}"))
+}
+
+#[tokio::main]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let addr: SocketAddr = args.next().and_then(|a| a.parse().ok()).unwrap_or_else(|| usage());
+    if !addr.ip().is_loopback() {
+        eprintln!("refusing to listen on {addr}: this demo serves on loopback only");
+        std::process::exit(2);
+    }
+    let seconds: Option<u64> = match (args.next().as_deref(), args.next()) {
+        (Some("--seconds"), Some(n)) => Some(n.parse().unwrap_or_else(|_| usage())),
+        (None, None) => None,
+        _ => usage(),
+    };
+
+    // The recorder first: the layer resolves its metric handles when it is built.
+    PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .set_buckets_for_metric(Matcher::Full(DURATION.into()), DURATION_BUCKETS)
+        .and_then(|b| b.set_buckets_for_metric(Matcher::Full(ATTEMPTS_PER_CALL.into()), ATTEMPTS_BUCKETS))
+        .and_then(|b| b.set_buckets_for_metric(Matcher::Full(DELAY.into()), DELAY_BUCKETS))
+        .and_then(|b| b.install())
+        .expect("install the Prometheus exporter");
+    let config = RetryConfig {
+        name: "demo".into(),
+        initial_backoff: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(500),
+        ..RetryConfig::default()
+    };
+    let layer = CallAgentRetryLayer::new(config).expect("valid config");
+    let backend = service_fn(|n: u64| {
+        let (latency, roll): (u64, f64) = {
+            let mut rng = rand::thread_rng();
+            (rng.gen_range(2..15), rng.r#gen())
+        };
+        attempt(n, latency, roll)
+    });
+    let svc = tower::Layer::layer(&layer, backend);
+    eprintln!("serving http://{addr}/metrics (layer=\"demo\"); Ctrl-C to stop");
+
+    let drive = async {
+        let mut tick = tokio::time::interval(Duration::from_millis(20)); // ~50 creations a second
+        for n in 0.. {
+            tick.tick().await;
+            tokio::spawn(svc.clone().oneshot(n));
+        }
+    };
+    let stop = async {
+        match seconds {
+            Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
+            None => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = drive => {}
+        () = stop => eprintln!("stopping"),
+    }
+}
