@@ -37,6 +37,9 @@ fn success_path(c: &mut Criterion) {
     let no_budget =
         CallAgentRetryLayer::new(RetryConfig { budget: None, deadline: None, ..Default::default() }).unwrap();
     let mut g = c.benchmark_group("success_path");
+    // Calibration: the layer reads tokio's clock twice per call (start, and finish for the
+    // duration histogram).
+    g.bench_function("tokio_instant_now", |b| b.iter(tokio::time::Instant::now));
     bench(&mut g, "bare_service", Succeed);
     bench(&mut g, "tower_retry_attempts_policy", RetryLayer::new(Attempts(3)).layer(Succeed));
     bench(&mut g, "tower_retry_callagent_policy", RetryLayer::new(layer.policy()).layer(Succeed));
