@@ -63,6 +63,8 @@ pub mod metrics;
 pub mod observe;
 pub mod outcome;
 pub mod policy;
+#[cfg(feature = "sim")]
+pub mod sim;
 
 pub use config::{ConfigError, RetryConfig};
 pub use error::{CallAgentError, ErrorCategory};

@@ -1,0 +1,438 @@
+//! [`SimBackend`]: fails like the Calling SDK's `createCallAgent`, deterministically.
+
+use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::CallAgentError;
+
+/// The kind of token the simulated request carries (real tokens are never needed here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SimToken {
+    /// A valid Communication Services user token.
+    #[default]
+    Acs,
+    /// A token exchanged for a Teams user.
+    Teams,
+    /// A token whose scope is not a string containing `voip` (44114).
+    BadScope,
+}
+
+/// Which agent the request creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AgentKind {
+    /// A `CallAgent` (ACS user).
+    #[default]
+    Acs,
+    /// A `TeamsCallAgent`.
+    Teams,
+}
+
+/// A request to create an agent. `Debug` shows the token's kind only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateAgent {
+    /// The user identity; one live agent per identity.
+    pub identity: String,
+    /// The token's kind.
+    pub token: SimToken,
+    /// The agent's kind.
+    pub kind: AgentKind,
+    /// A display name (not allowed for Teams users).
+    pub display_name: Option<String>,
+}
+
+impl CreateAgent {
+    /// A well-formed ACS request for `identity`.
+    pub fn acs(identity: impl Into<String>) -> Self {
+        Self { identity: identity.into(), token: SimToken::Acs, kind: AgentKind::Acs, display_name: None }
+    }
+}
+
+/// A created (fake) agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimAgent {
+    /// The identity it belongs to.
+    pub identity: String,
+    /// A unique number.
+    pub id: u64,
+}
+
+/// A window during which every call fails with one subcode.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Outage {
+    /// Start, from the backend's creation.
+    #[serde(with = "humantime_serde")]
+    pub start: Duration,
+    /// Length.
+    #[serde(with = "humantime_serde")]
+    pub duration: Duration,
+    /// The subcode every call fails with (e.g. 40114).
+    pub sub_code: u32,
+}
+
+/// A concurrency limit past which calls time out, as an overloaded service does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Capacity {
+    /// Calls in flight the backend serves normally.
+    pub max_concurrent: usize,
+    /// The subcode an overloaded call fails with.
+    #[serde(default = "default_overload_sub_code")]
+    pub sub_code: u32,
+    /// How long an overloaded call takes to fail (a timeout is slow).
+    #[serde(default = "default_overload_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+fn default_overload_sub_code() -> u32 {
+    40114
+}
+
+fn default_overload_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+
+/// How the backend behaves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackendConfig {
+    /// Seeds every random choice.
+    pub seed: u64,
+    /// Shortest time to answer.
+    #[serde(with = "humantime_serde")]
+    pub latency_min: Duration,
+    /// Longest time to answer (uniform in between).
+    #[serde(with = "humantime_serde")]
+    pub latency_max: Duration,
+    /// Per call, the probability of failing with each subcode (outside outages).
+    #[serde(with = "probabilities")]
+    pub failures: BTreeMap<u32, f64>,
+    /// Windows of total failure.
+    pub outages: Vec<Outage>,
+    /// Overload behaviour, if any.
+    pub capacity: Option<Capacity>,
+}
+
+impl Default for BackendConfig {
+    fn default() -> Self {
+        Self {
+            seed: 1,
+            latency_min: Duration::from_millis(50),
+            latency_max: Duration::from_millis(250),
+            failures: BTreeMap::new(),
+            outages: Vec::new(),
+            capacity: None,
+        }
+    }
+}
+
+impl BackendConfig {
+    /// Checks probabilities and durations; names the field at fault.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.latency_max < self.latency_min {
+            return Err("backend.latency_max must not be below latency_min".into());
+        }
+        let mut total = 0.0;
+        for (sub, p) in &self.failures {
+            if !(0.0..=1.0).contains(p) {
+                return Err(format!("backend.failures.{sub} must be a probability in [0, 1], got {p}"));
+            }
+            total += p;
+        }
+        if total > 1.0 + 1e-9 {
+            return Err(format!("backend.failures add up to {total}, more than 1"));
+        }
+        if let Some(c) = &self.capacity
+            && c.max_concurrent == 0
+        {
+            return Err("backend.capacity.max_concurrent must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// What the backend has done so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SimStats {
+    /// Calls received.
+    pub calls: u64,
+    /// Agents created.
+    pub created: u64,
+    /// Failures by subcode.
+    pub failures: BTreeMap<u32, u64>,
+    /// Most calls in flight at once.
+    pub peak_in_flight: usize,
+}
+
+/// The simulated backend: a `tower::Service<CreateAgent>`; clones share one state.
+#[derive(Clone, Debug)]
+pub struct SimBackend {
+    state: Arc<Mutex<State>>,
+}
+
+#[derive(Debug)]
+struct State {
+    config: BackendConfig,
+    rng: SmallRng,
+    epoch: Instant,
+    live: HashSet<String>,
+    in_flight: usize,
+    next_id: u64,
+    stats: SimStats,
+}
+
+/// What a call will do once its latency has passed.
+enum Plan {
+    Fail(u32),
+    Create,
+}
+
+impl SimBackend {
+    /// A backend starting now (outage windows count from here).
+    pub fn new(config: BackendConfig) -> Self {
+        Self {
+            state: Arc::new(Mutex::new(State {
+                rng: SmallRng::seed_from_u64(config.seed),
+                config,
+                epoch: Instant::now(),
+                live: HashSet::new(),
+                in_flight: 0,
+                next_id: 0,
+                stats: SimStats::default(),
+            })),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Disposes the live agent of `identity`, so another can be created; `false` if none.
+    pub fn dispose(&self, identity: &str) -> bool {
+        self.lock().live.remove(identity)
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> SimStats {
+        self.lock().stats.clone()
+    }
+
+    /// Agents currently alive.
+    pub fn live_agents(&self) -> usize {
+        self.lock().live.len()
+    }
+}
+
+fn error(sub_code: u32) -> CallAgentError {
+    CallAgentError::from_catalog(sub_code)
+        .unwrap_or_else(|| CallAgentError::new(500, sub_code, "simulated failure outside the catalog"))
+}
+
+impl State {
+    /// Decides a call's fate and latency at arrival: token checks first (the SDK makes them
+    /// before any network traffic), then outages, overload, random failures.
+    fn plan(&mut self, req: &CreateAgent) -> (Plan, Duration) {
+        let fast = Duration::from_millis(1);
+        match (req.kind, req.token) {
+            (_, SimToken::BadScope) => return (Plan::Fail(44114), fast),
+            (AgentKind::Acs, SimToken::Teams) => return (Plan::Fail(40229), fast),
+            (AgentKind::Teams, SimToken::Acs) => return (Plan::Fail(40231), fast),
+            (AgentKind::Teams, SimToken::Teams) if req.display_name.is_some() => {
+                return (Plan::Fail(40214), fast);
+            }
+            _ => {}
+        }
+        let (lo, hi) = (self.config.latency_min, self.config.latency_max);
+        let latency = Duration::from_nanos(self.rng.gen_range(lo.as_nanos() as u64..=hi.as_nanos() as u64));
+        let since = Instant::now() - self.epoch;
+        if let Some(o) = self.config.outages.iter().find(|o| since >= o.start && since < o.start + o.duration)
+        {
+            return (Plan::Fail(o.sub_code), latency);
+        }
+        if let Some(c) = &self.config.capacity
+            && self.in_flight > c.max_concurrent
+        {
+            return (Plan::Fail(c.sub_code), c.timeout);
+        }
+        let mut roll: f64 = self.rng.r#gen();
+        for (&sub, &p) in &self.config.failures {
+            if roll < p {
+                return (Plan::Fail(sub), latency);
+            }
+            roll -= p;
+        }
+        (Plan::Create, latency)
+    }
+
+    fn fail(&mut self, sub_code: u32) -> CallAgentError {
+        *self.stats.failures.entry(sub_code).or_default() += 1;
+        error(sub_code)
+    }
+}
+
+/// Keeps the in-flight count right even when a call is dropped (a retry layer's timeout).
+struct InFlight(Arc<Mutex<State>>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).in_flight -= 1;
+    }
+}
+
+type BoxFuture = Pin<Box<dyn Future<Output = Result<SimAgent, CallAgentError>> + Send>>;
+
+impl tower::Service<CreateAgent> for SimBackend {
+    type Response = SimAgent;
+    type Error = CallAgentError;
+    type Future = BoxFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), CallAgentError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: CreateAgent) -> BoxFuture {
+        let (plan, latency) = {
+            let mut s = self.lock();
+            s.stats.calls += 1;
+            s.in_flight += 1;
+            s.stats.peak_in_flight = s.stats.peak_in_flight.max(s.in_flight);
+            s.plan(&req)
+        };
+        let guard = InFlight(Arc::clone(&self.state));
+        Box::pin(async move {
+            tokio::time::sleep(latency).await;
+            let mut s = guard.0.lock().unwrap_or_else(PoisonError::into_inner);
+            match plan {
+                Plan::Fail(sub) => Err(s.fail(sub)),
+                // The registry is checked when the agent would come to life, so two overlapping
+                // creations for one identity race exactly as they do against the SDK.
+                Plan::Create if s.live.contains(&req.identity) => Err(s.fail(40228)),
+                Plan::Create => {
+                    s.live.insert(req.identity.clone());
+                    s.stats.created += 1;
+                    s.next_id += 1;
+                    Ok(SimAgent { identity: req.identity, id: s.next_id })
+                }
+            }
+        })
+    }
+}
+
+/// Subcode-keyed probabilities: TOML keys are strings.
+mod probabilities {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serializer, de};
+
+    pub fn serialize<S: Serializer>(v: &BTreeMap<u32, f64>, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(v.iter().map(|(k, p)| (k.to_string(), p)))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<u32, f64>, D::Error> {
+        BTreeMap::<String, f64>::deserialize(d)?
+            .into_iter()
+            .map(|(k, p)| {
+                k.trim()
+                    .parse()
+                    .map(|k| (k, p))
+                    .map_err(|_| de::Error::custom(format!("{k:?} is not a subcode")))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    fn req(token: SimToken, kind: AgentKind, name: Option<&str>) -> CreateAgent {
+        CreateAgent { identity: "u".into(), token, kind, display_name: name.map(str::to_owned) }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn token_checks_fail_like_the_sdk() {
+        let b = SimBackend::new(BackendConfig::default());
+        for (r, sub) in [
+            (req(SimToken::Teams, AgentKind::Acs, None), 40229),
+            (req(SimToken::Acs, AgentKind::Teams, None), 40231),
+            (req(SimToken::BadScope, AgentKind::Acs, None), 44114),
+            (req(SimToken::Teams, AgentKind::Teams, Some("Al")), 40214),
+        ] {
+            assert_eq!(b.clone().oneshot(r).await.unwrap_err().sub_code(), sub);
+        }
+        assert!(b.clone().oneshot(req(SimToken::Teams, AgentKind::Teams, None)).await.is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_live_agent_per_identity_until_disposed() {
+        let b = SimBackend::new(BackendConfig::default());
+        b.clone().oneshot(CreateAgent::acs("a")).await.unwrap();
+        assert_eq!(b.clone().oneshot(CreateAgent::acs("a")).await.unwrap_err().sub_code(), 40228);
+        assert!(b.dispose("a"));
+        b.clone().oneshot(CreateAgent::acs("a")).await.unwrap();
+        assert_eq!(b.stats().failures[&40228], 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn outages_fail_every_call_then_recover() {
+        let outage =
+            Outage { start: Duration::from_secs(10), duration: Duration::from_secs(5), sub_code: 40114 };
+        let b = SimBackend::new(BackendConfig { outages: vec![outage], ..Default::default() });
+        let mut results = vec![];
+        for i in 0..20 {
+            results.push(b.clone().oneshot(CreateAgent::acs(format!("u{i}"))).await.is_ok());
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        // Each call takes up to 250 ms plus the 1 s pause: calls ~9-13 start inside the window.
+        let failed: Vec<_> = results.iter().enumerate().filter(|(_, ok)| !**ok).map(|(i, _)| i).collect();
+        assert!(failed.len() >= 4 && failed.iter().all(|i| (7..=15).contains(i)), "{failed:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn overload_turns_into_timeouts() {
+        let capacity = Capacity { max_concurrent: 10, sub_code: 40114, timeout: Duration::from_secs(2) };
+        let b = SimBackend::new(BackendConfig { capacity: Some(capacity), ..Default::default() });
+        let calls: Vec<_> =
+            (0..30).map(|i| tokio::spawn(b.clone().oneshot(CreateAgent::acs(format!("u{i}"))))).collect();
+        let mut failed = 0;
+        for c in calls {
+            failed += usize::from(c.await.unwrap().is_err());
+        }
+        assert_eq!(failed, 20);
+        assert_eq!(b.stats().failures[&40114], 20);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_same_seed_gives_the_same_run() {
+        let run = || async {
+            let b = SimBackend::new(BackendConfig {
+                failures: [(40114, 0.3), (40104, 0.2)].into(),
+                ..Default::default()
+            });
+            let mut out = vec![];
+            for i in 0..50 {
+                out.push(
+                    b.clone()
+                        .oneshot(CreateAgent::acs(format!("u{i}")))
+                        .await
+                        .map_err(|e| e.sub_code())
+                        .map(|a| a.id),
+                );
+            }
+            out
+        };
+        assert_eq!(run().await, run().await);
+    }
+}

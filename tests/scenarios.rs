@@ -1,0 +1,92 @@
+//! Every shipped scenario runs on paused time and its report makes sense.
+
+use callagent_retry::Outcome;
+use callagent_retry::sim::{Report, Scenario, run};
+
+async fn run_file(name: &str) -> Report {
+    let path = format!("{}/examples/scenarios/{name}.toml", env!("CARGO_MANIFEST_DIR"));
+    let scenario = Scenario::from_toml(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let report = run(&scenario, None).await.unwrap();
+    // Conservation, whatever the scenario.
+    assert_eq!(report.outcomes.values().sum::<u64>(), report.offered, "{name}: every call resolves once");
+    let backend_failures: u64 = report.backend.failures.values().sum();
+    assert_eq!(report.backend_calls, report.backend.created + backend_failures, "{name}");
+    assert_eq!(report.subcodes.iter().map(|r| r.errors).sum::<u64>(), backend_failures, "{name}");
+    let retries: u64 = report.subcodes.iter().map(|r| r.retries).sum();
+    assert_eq!(report.backend_calls, report.offered + retries, "{name}: one backend call per attempt");
+    report
+}
+
+fn successes(r: &Report) -> u64 {
+    r.outcome(Outcome::Success) + r.outcome(Outcome::SuccessAfterRetry)
+}
+
+#[tokio::test(start_paused = true)]
+async fn healthy() {
+    let r = run_file("healthy").await;
+    assert_eq!(successes(&r), r.offered);
+    assert!(r.amplification < 1.02, "{r}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn flaky_network_recovers_almost_everything() {
+    let r = run_file("flaky-network").await;
+    assert!(successes(&r) as f64 >= 0.99 * r.offered as f64, "{r}");
+    assert!(r.outcome(Outcome::SuccessAfterRetry) > 0);
+    assert!(r.subcodes.iter().all(|s| s.rejected == 0 && s.retries > 0), "{r}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn outage_load_stays_within_the_budget() {
+    let r = run_file("outage-and-recovery").await;
+    assert!(r.outcome(Outcome::BudgetExhausted) > 0, "{r}");
+    // retry_percent 0.1 plus a reserve of 1/s over the ten-second window.
+    assert!(r.amplification < 1.12, "{r}");
+    assert!(successes(&r) as f64 > 0.5 * r.offered as f64, "traffic recovers after the outage: {r}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn overload_recovers_with_the_budget() {
+    let r = run_file("overload").await;
+    assert!(r.backend.failures.contains_key(&40104), "the burst overloads the backend: {r}");
+    assert!(r.amplification < 1.2, "{r}");
+    assert!(successes(&r) as f64 > 0.8 * r.offered as f64, "{r}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn bad_token_costs_exactly_one_backend_call_per_request() {
+    let r = run_file("bad-token").await;
+    assert_eq!(r.backend_calls, r.offered);
+    assert_eq!(r.outcome(Outcome::Rejected), r.offered);
+    assert_eq!(r.subcodes.len(), 1);
+    assert_eq!((r.subcodes[0].subcode.as_str(), r.subcodes[0].rejected), ("40229", r.offered));
+    assert!(r.subcodes[0].remedy.unwrap().contains("TeamsCallAgent"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn duplicate_identity_is_rejected_not_retried() {
+    let r = run_file("duplicate-identity").await;
+    assert_eq!(r.backend_calls, r.offered);
+    assert!(successes(&r) > 0 && r.outcome(Outcome::Rejected) > 0, "{r}");
+    assert_eq!(successes(&r) + r.outcome(Outcome::Rejected), r.offered);
+    assert!(r.subcodes.iter().all(|s| s.subcode == "40228"), "{r}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_scenario_repeats_exactly() {
+    assert_eq!(run_file("flaky-network").await, run_file("flaky-network").await);
+}
+
+#[test]
+fn bad_scenarios_are_clear_errors() {
+    for (text, needle) in [
+        ("name = 'x'\n[load]\nclients = 0", "clients"),
+        ("name = 'x'\n[load]\n[backend]\nfailures = { 40114 = 1.5 }", "probability"),
+        ("name = 'x'\n[load]\n[backend]\nfailures = { 40114 = 0.6, 40104 = 0.6 }", "add up"),
+        ("name = 'x'\n[load]\n[retry]\nmax_attempts = 0", "max_attempts"),
+        ("name = 'x'\n[load]\ncliens = 3", "cliens"),
+    ] {
+        let err = Scenario::from_toml(text).unwrap_err();
+        assert!(err.contains(needle), "{text}: {err}");
+    }
+}
