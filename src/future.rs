@@ -40,7 +40,8 @@ pin_project! {
         // Whether `Waiting` waits on the timer (not for a zero delay).
         waiting: bool,
         // The failure that caused the pending retry, for a deadline hit while waiting for readiness.
-        last: Option<AttemptError<S::Error>>,
+        // Boxed: only the retry path has one, and the success path should not carry its size.
+        last: Option<Box<AttemptError<S::Error>>>,
     }
 
     impl<S, Req> PinnedDrop for ResponseFuture<S, Req>
@@ -184,7 +185,7 @@ where
                     match decision {
                         Decision::Retry { delay } if this.retry_with.is_some() => {
                             this.shared.report.retry(&verdict, this.call.attempts(), delay);
-                            *this.last = Some(failure);
+                            *this.last = Some(Box::new(failure));
                             if delay.is_zero() {
                                 // A zero-length tokio sleep still waits for the next 1 ms tick.
                                 *this.waiting = false;
@@ -255,9 +256,11 @@ where
                                 return Poll::Pending;
                             }
                             this.state.set(State::Done);
-                            let last = this.last.take().unwrap_or(AttemptError::TimedOut {
-                                after: Instant::now() - *this.attempt_started,
-                            });
+                            let attempt_started = *this.attempt_started;
+                            let last = this.last.take().map_or_else(
+                                || AttemptError::TimedOut { after: Instant::now() - attempt_started },
+                                |last| *last,
+                            );
                             return Poll::Ready(Err(give_up(
                                 this.shared,
                                 this.span,
