@@ -16,6 +16,10 @@
 //! name = "acs"               # the `layer` metric label
 //! max_unknown_subcodes = 10  # metric series for subcodes outside the catalog
 //!
+//! [remedies]                 # opt-in hooks; each also needs its function in RemedyLayer::builder
+//! refresh_token = false
+//! dispose_existing_agent = false
+//!
 //! [budget]                   # or budget = "off"
 //! ttl = "10s"
 //! min_per_sec = 10
@@ -106,6 +110,18 @@ pub struct RetryConfig {
     /// Subcodes outside the catalog get metric series of their own up to this many; the rest are
     /// counted as `other`. At most 1000.
     pub max_unknown_subcodes: usize,
+    /// Which [remedy hooks](crate::remedy) run (each also needs its function in the builder).
+    pub remedies: RemedyConfig,
+}
+
+/// Switches for the [remedy hooks](crate::remedy); both off by default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RemedyConfig {
+    /// On 44110 or 40235: get a fresh token from the application, then call once more.
+    pub refresh_token: bool,
+    /// On 40228 or 40230: let the application dispose the identity's agent, then call once more.
+    pub dispose_existing_agent: bool,
 }
 
 impl Default for RetryConfig {
@@ -124,6 +140,7 @@ impl Default for RetryConfig {
             seed: None,
             name: String::new(),
             max_unknown_subcodes: 10,
+            remedies: RemedyConfig::default(),
         }
     }
 }

@@ -63,8 +63,13 @@ pub mod metrics;
 pub mod observe;
 pub mod outcome;
 pub mod policy;
+pub mod preflight;
+pub mod remedy;
+pub mod request;
 #[cfg(feature = "sim")]
 pub mod sim;
+pub mod single_flight;
+pub mod token;
 
 pub use config::{ConfigError, RetryConfig};
 pub use error::{CallAgentError, ErrorCategory};

@@ -12,50 +12,62 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::CallAgentError;
+use serde_json::json;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-/// The kind of token the simulated request carries (real tokens are never needed here).
+use crate::CallAgentError;
+use crate::preflight;
+use crate::request::{AgentKind, AgentRequest, CreateAgentRequest};
+use crate::token::AccessToken;
+
+/// The kind of token a simulated client holds; [`SimToken::mint`] makes an unsigned token of
+/// that kind (never a real one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SimToken {
     /// A valid Communication Services user token.
     #[default]
     Acs,
-    /// A token exchanged for a Teams user.
+    /// A token exchanged for a Teams user (has a `tid`).
     Teams,
-    /// A token whose scope is not a string containing `voip` (44114).
+    /// A token whose scope is not a string (44114).
     BadScope,
+    /// A token that expired long ago (40235).
+    Expired,
 }
 
-/// Which agent the request creates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum AgentKind {
-    /// A `CallAgent` (ACS user).
-    #[default]
-    Acs,
-    /// A `TeamsCallAgent`.
-    Teams,
-}
-
-/// A request to create an agent. `Debug` shows the token's kind only.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CreateAgent {
-    /// The user identity; one live agent per identity.
-    pub identity: String,
-    /// The token's kind.
-    pub token: SimToken,
-    /// The agent's kind.
-    pub kind: AgentKind,
-    /// A display name (not allowed for Teams users).
-    pub display_name: Option<String>,
-}
-
-impl CreateAgent {
-    /// A well-formed ACS request for `identity`.
-    pub fn acs(identity: impl Into<String>) -> Self {
-        Self { identity: identity.into(), token: SimToken::Acs, kind: AgentKind::Acs, display_name: None }
+impl SimToken {
+    /// An unsigned token of this kind for `identity`, valid for a day unless `Expired`.
+    pub fn mint(self, identity: &str) -> AccessToken {
+        let day_ahead = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) + 86_400;
+        let claims = match self {
+            Self::Acs => {
+                json!({"skypeid": format!("acs:{identity}"), "acsScope": "voip", "resourceId": "sim-resource", "exp": day_ahead})
+            }
+            Self::Teams => {
+                json!({"skypeid": format!("teams:{identity}"), "acsScope": "voip", "tid": "sim-tenant", "exp": day_ahead})
+            }
+            Self::BadScope => {
+                json!({"skypeid": format!("acs:{identity}"), "acsScope": 7, "resourceId": "sim-resource", "exp": day_ahead})
+            }
+            Self::Expired => {
+                json!({"skypeid": format!("acs:{identity}"), "acsScope": "voip", "resourceId": "sim-resource", "exp": 1_000})
+            }
+        };
+        AccessToken::unsigned(&claims)
     }
+}
+
+/// A request for `identity` with a freshly minted token of kind `token`.
+///
+/// ```
+/// use callagent_retry::request::AgentKind;
+/// use callagent_retry::sim::{SimToken, request};
+/// let r = request("alice", SimToken::Acs, AgentKind::Acs);
+/// assert_eq!(r.identity, "alice");
+/// ```
+pub fn request(identity: &str, token: SimToken, kind: AgentKind) -> CreateAgentRequest {
+    CreateAgentRequest::new(identity, token.mint(identity), kind)
 }
 
 /// A created (fake) agent.
@@ -175,7 +187,7 @@ pub struct SimStats {
     pub peak_in_flight: usize,
 }
 
-/// The simulated backend: a `tower::Service<CreateAgent>`; clones share one state.
+/// The simulated backend: a `tower::Service` for any [`AgentRequest`]; clones share one state.
 #[derive(Clone, Debug)]
 pub struct SimBackend {
     state: Arc<Mutex<State>>,
@@ -241,17 +253,11 @@ fn error(sub_code: u32) -> CallAgentError {
 
 impl State {
     /// Decides a call's fate and latency at arrival: token checks first (the SDK makes them
-    /// before any network traffic), then outages, overload, random failures.
-    fn plan(&mut self, req: &CreateAgent) -> (Plan, Duration) {
-        let fast = Duration::from_millis(1);
-        match (req.kind, req.token) {
-            (_, SimToken::BadScope) => return (Plan::Fail(44114), fast),
-            (AgentKind::Acs, SimToken::Teams) => return (Plan::Fail(40229), fast),
-            (AgentKind::Teams, SimToken::Acs) => return (Plan::Fail(40231), fast),
-            (AgentKind::Teams, SimToken::Teams) if req.display_name.is_some() => {
-                return (Plan::Fail(40214), fast);
-            }
-            _ => {}
+    /// before any network traffic, as the preflight layer does), then outages, overload, random
+    /// failures.
+    fn plan<R: AgentRequest>(&mut self, req: &R) -> (Plan, Duration) {
+        if let Err(e) = preflight::check(req, SystemTime::now()) {
+            return (Plan::Fail(e.sub_code()), Duration::from_millis(1));
         }
         let (lo, hi) = (self.config.latency_min, self.config.latency_max);
         let latency = Duration::from_nanos(self.rng.gen_range(lo.as_nanos() as u64..=hi.as_nanos() as u64));
@@ -292,7 +298,7 @@ impl Drop for InFlight {
 
 type BoxFuture = Pin<Box<dyn Future<Output = Result<SimAgent, CallAgentError>> + Send>>;
 
-impl tower::Service<CreateAgent> for SimBackend {
+impl<R: AgentRequest + Send + 'static> tower::Service<R> for SimBackend {
     type Response = SimAgent;
     type Error = CallAgentError;
     type Future = BoxFuture;
@@ -301,7 +307,7 @@ impl tower::Service<CreateAgent> for SimBackend {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: CreateAgent) -> BoxFuture {
+    fn call(&mut self, req: R) -> BoxFuture {
         let (plan, latency) = {
             let mut s = self.lock();
             s.stats.calls += 1;
@@ -317,12 +323,12 @@ impl tower::Service<CreateAgent> for SimBackend {
                 Plan::Fail(sub) => Err(s.fail(sub)),
                 // The registry is checked when the agent would come to life, so two overlapping
                 // creations for one identity race exactly as they do against the SDK.
-                Plan::Create if s.live.contains(&req.identity) => Err(s.fail(40228)),
+                Plan::Create if s.live.contains(req.identity()) => Err(s.fail(40228)),
                 Plan::Create => {
-                    s.live.insert(req.identity.clone());
+                    s.live.insert(req.identity().to_owned());
                     s.stats.created += 1;
                     s.next_id += 1;
-                    Ok(SimAgent { identity: req.identity, id: s.next_id })
+                    Ok(SimAgent { identity: req.identity().to_owned(), id: s.next_id })
                 }
             }
         })
@@ -357,8 +363,12 @@ mod tests {
     use super::*;
     use tower::ServiceExt;
 
-    fn req(token: SimToken, kind: AgentKind, name: Option<&str>) -> CreateAgent {
-        CreateAgent { identity: "u".into(), token, kind, display_name: name.map(str::to_owned) }
+    fn req(token: SimToken, kind: AgentKind, name: Option<&str>) -> CreateAgentRequest {
+        CreateAgentRequest { display_name: name.map(str::to_owned), ..request("u", token, kind) }
+    }
+
+    fn acs(identity: &str) -> CreateAgentRequest {
+        request(identity, SimToken::Acs, AgentKind::Acs)
     }
 
     #[tokio::test(start_paused = true)]
@@ -369,6 +379,7 @@ mod tests {
             (req(SimToken::Acs, AgentKind::Teams, None), 40231),
             (req(SimToken::BadScope, AgentKind::Acs, None), 44114),
             (req(SimToken::Teams, AgentKind::Teams, Some("Al")), 40214),
+            (req(SimToken::Expired, AgentKind::Acs, None), 40235),
         ] {
             assert_eq!(b.clone().oneshot(r).await.unwrap_err().sub_code(), sub);
         }
@@ -378,10 +389,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn one_live_agent_per_identity_until_disposed() {
         let b = SimBackend::new(BackendConfig::default());
-        b.clone().oneshot(CreateAgent::acs("a")).await.unwrap();
-        assert_eq!(b.clone().oneshot(CreateAgent::acs("a")).await.unwrap_err().sub_code(), 40228);
+        b.clone().oneshot(acs("a")).await.unwrap();
+        assert_eq!(b.clone().oneshot(acs("a")).await.unwrap_err().sub_code(), 40228);
         assert!(b.dispose("a"));
-        b.clone().oneshot(CreateAgent::acs("a")).await.unwrap();
+        b.clone().oneshot(acs("a")).await.unwrap();
         assert_eq!(b.stats().failures[&40228], 1);
     }
 
@@ -392,7 +403,7 @@ mod tests {
         let b = SimBackend::new(BackendConfig { outages: vec![outage], ..Default::default() });
         let mut results = vec![];
         for i in 0..20 {
-            results.push(b.clone().oneshot(CreateAgent::acs(format!("u{i}"))).await.is_ok());
+            results.push(b.clone().oneshot(acs(&format!("u{i}"))).await.is_ok());
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
         // Each call takes up to 250 ms plus the 1 s pause: calls ~9-13 start inside the window.
@@ -404,8 +415,7 @@ mod tests {
     async fn overload_turns_into_timeouts() {
         let capacity = Capacity { max_concurrent: 10, sub_code: 40114, timeout: Duration::from_secs(2) };
         let b = SimBackend::new(BackendConfig { capacity: Some(capacity), ..Default::default() });
-        let calls: Vec<_> =
-            (0..30).map(|i| tokio::spawn(b.clone().oneshot(CreateAgent::acs(format!("u{i}"))))).collect();
+        let calls: Vec<_> = (0..30).map(|i| tokio::spawn(b.clone().oneshot(acs(&format!("u{i}"))))).collect();
         let mut failed = 0;
         for c in calls {
             failed += usize::from(c.await.unwrap().is_err());
@@ -424,11 +434,7 @@ mod tests {
             let mut out = vec![];
             for i in 0..50 {
                 out.push(
-                    b.clone()
-                        .oneshot(CreateAgent::acs(format!("u{i}")))
-                        .await
-                        .map_err(|e| e.sub_code())
-                        .map(|a| a.id),
+                    b.clone().oneshot(acs(&format!("u{i}"))).await.map_err(|e| e.sub_code()).map(|a| a.id),
                 );
             }
             out

@@ -4,19 +4,21 @@
 //!
 //! - [`backend`]: [`SimBackend`], a `tower::Service` that creates fake agents and fails with
 //!   [`CallAgentError`](crate::CallAgentError)s the way the SDK does: random failures per subcode,
-//!   outage windows, overload turning into timeouts, an identity registry (40228), token checks
-//!   (40229, 40231, 44114, 40214). Deterministic from a seed on tokio's clock.
+//!   outage windows, overload turning into timeouts, an identity registry (40228), and the SDK's
+//!   token checks (the [preflight](crate::preflight) rules: 40229, 40231, 44113-44116, 40214,
+//!   40235) on unsigned tokens it mints ([`SimToken`]). Deterministic from a seed on tokio's clock.
 //! - [`scenario`]: a TOML [`Scenario`] (backend, offered load, retry policy), [`run`] and the
 //!   [`Report`] it produces.
 //!
 //! ```
-//! use callagent_retry::sim::{AgentKind, BackendConfig, CreateAgent, SimBackend, SimToken};
+//! use callagent_retry::request::AgentKind;
+//! use callagent_retry::sim::{BackendConfig, SimBackend, SimToken, request};
 //! use callagent_retry::{CallAgentRetryLayer, RetryConfig};
 //! use tower::{Layer, ServiceExt};
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
 //! let backend = SimBackend::new(BackendConfig { failures: [(40114, 0.3)].into(), ..Default::default() });
 //! let svc = CallAgentRetryLayer::new(RetryConfig::default()).unwrap().layer(backend.clone());
-//! let agent = svc.oneshot(CreateAgent::acs("alice")).await.unwrap();
+//! let agent = svc.oneshot(request("alice", SimToken::Acs, AgentKind::Acs)).await.unwrap();
 //! assert_eq!(agent.identity, "alice");
 //! assert!(backend.stats().calls >= 1);
 //! # }
@@ -25,7 +27,5 @@
 pub mod backend;
 pub mod scenario;
 
-pub use backend::{
-    AgentKind, BackendConfig, Capacity, CreateAgent, Outage, SimAgent, SimBackend, SimStats, SimToken,
-};
+pub use backend::{BackendConfig, Capacity, Outage, SimAgent, SimBackend, SimStats, SimToken, request};
 pub use scenario::{Load, Report, Scenario, run};

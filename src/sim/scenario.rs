@@ -12,9 +12,10 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tower::{Layer, ServiceExt};
 
-use super::backend::{AgentKind, BackendConfig, CreateAgent, SimBackend, SimStats, SimToken};
+use super::backend::{BackendConfig, SimBackend, SimStats, SimToken};
 use crate::classify::{Basis, Verdict};
 use crate::observe::RetryObserver;
+use crate::request::{AgentKind, CreateAgentRequest};
 use crate::{CallAgentRetryLayer, ErrorCategory, Outcome, RetryConfig, catalog};
 
 /// A scenario file: what the backend does, what load is offered, and the retry policy under test.
@@ -285,11 +286,9 @@ pub async fn run(scenario: &Scenario, progress: Option<Arc<AtomicU64>>) -> Resul
             Identities::PerClient => format!("8:acs:sim-user-{client}"),
             Identities::Shared => "8:acs:sim-shared-user".to_owned(),
         };
-        let request = CreateAgent {
-            identity: identity.clone(),
-            token: load.token,
-            kind: load.agent,
+        let request = CreateAgentRequest {
             display_name: load.display_name.clone(),
+            ..super::request(&identity, load.token, load.agent)
         };
         let (svc, backend, hold) = (svc.clone(), backend.clone(), load.hold);
         clients.spawn(async move {
