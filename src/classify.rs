@@ -7,7 +7,7 @@
 //! | 0 | the attempt hit this layer's own `attempt_timeout` | always (a local timeout is transient) |
 //! | 1 | a per-subcode override in the config (`overrides.<subcode>.retry`) | the override says so |
 //! | 2 | a category the error carries (`resultCategories`) | `UnexpectedClientError` or `UnexpectedServerError`; any `ExpectedError` among them stops |
-//! | 3 | the [catalog](crate::catalog)'s category for the subcode | as rule 2 |
+//! | 3 | the catalog's category for the subcode | as rule 2 |
 //! | 4 | the code | 408, 429 or 5xx; any other code (or none) stops |
 //!
 //! `Unknown` categories give no answer and fall through. Classification never looks at the

@@ -1,4 +1,4 @@
-//! Prometheus-style metrics through the [`metrics`](::metrics) crate, per SDK subcode.
+//! Prometheus-style metrics through the `metrics` crate, per SDK subcode.
 //!
 //! | metric | type | labels | counts |
 //! |---|---|---|---|

@@ -1,6 +1,6 @@
 //! Remedy hooks: fix a known `ExpectedError` (or a token fetch failure) with an
 //! application-provided action, then try once more. Opt-in twice: the config's
-//! [`RemedyConfig`](crate::config::RemedyConfig) switches each hook on, the builder supplies it.
+//! [`RemedyConfig`] switches each hook on, the builder supplies it.
 //!
 //! | failure | hook | then |
 //! |---|---|---|

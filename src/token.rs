@@ -147,7 +147,7 @@ mod tests {
         let t = AccessToken::unsigned(&serde_json::json!({"exp": 5}));
         let padded = {
             let mut parts: Vec<String> = t.expose_secret().split('.').map(str::to_owned).collect();
-            while parts[1].len() % 4 != 0 {
+            while !parts[1].len().is_multiple_of(4) {
                 parts[1].push('=');
             }
             AccessToken::new(parts.join("."))

@@ -192,3 +192,58 @@ async fn two_layers_in_one_process_are_told_apart() {
     assert_eq!(seen("layer-a").counter(CALLS, &[("outcome", "success")]), 1);
     assert_eq!(seen("layer-b").counter(CALLS, &[("outcome", "success")]), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn every_remedy_hook_use_is_counted_by_outcome() {
+    use callagent_retry::config::RemedyConfig;
+    use callagent_retry::remedy::{HOOKS, RemedyLayer};
+    use callagent_retry::request::{AgentKind, CreateAgentRequest};
+    use callagent_retry::token::AccessToken;
+
+    snapshotter();
+    let config = RemedyConfig { refresh_token: true, dispose_existing_agent: true };
+    let layer = RemedyLayer::builder(&config)
+        .token_source(|_| async { Ok(AccessToken::new("fresh")) })
+        .dispose(|identity: String| async move {
+            if identity == "stuck" { Err("cannot dispose".into()) } else { Ok(()) }
+        })
+        .build()
+        .unwrap();
+    let req = |id: &str| CreateAgentRequest::new(id, AccessToken::new("old"), AgentKind::Acs);
+    let script = |subs: &[u32]| Scripted::new(subs.iter().map(|s| fail(*s)));
+    let _ = tower::Layer::layer(&layer, script(&[40235])).oneshot(req("a")).await; // fixed
+    let _ = tower::Layer::layer(&layer, script(&[44110, 44110])).oneshot(req("a")).await; // still failing
+    let _ = tower::Layer::layer(&layer, script(&[40228])).oneshot(req("a")).await; // fixed
+    let _ = tower::Layer::layer(&layer, script(&[40228])).oneshot(req("stuck")).await; // hook failed
+    let _ = tower::Layer::layer(&layer, script(&[40114])).oneshot(req("a")).await; // no hook
+
+    let _ = seen("");
+    let store = store().lock().unwrap();
+    let count = |hook: &str, outcome: &str| -> u64 {
+        store
+            .iter()
+            .filter(|(name, labels, _, _)| {
+                name == HOOKS
+                    && labels.contains(&("hook".to_owned(), hook.to_owned()))
+                    && labels.contains(&("outcome".to_owned(), outcome.to_owned()))
+            })
+            .map(|(_, _, _, v)| if let DebugValue::Counter(n) = v { *n } else { 0 })
+            .sum()
+    };
+    assert_eq!(
+        [
+            count("refresh_token", "fixed"),
+            count("refresh_token", "still_failing"),
+            count("refresh_token", "hook_failed")
+        ],
+        [1, 1, 0]
+    );
+    assert_eq!(
+        [
+            count("dispose_existing_agent", "fixed"),
+            count("dispose_existing_agent", "still_failing"),
+            count("dispose_existing_agent", "hook_failed")
+        ],
+        [1, 0, 1]
+    );
+}

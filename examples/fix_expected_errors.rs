@@ -1,0 +1,116 @@
+//! Fixing ExpectedErrors before they happen: preflight, remedy hooks and single flight in front
+//! of the simulated backend.
+//!
+//! ```text
+//! cargo run --example fix_expected_errors
+//! ```
+//!
+//! 1. A Teams token on an ACS agent is refused by preflight with 403/40229, before any backend call.
+//! 2. An expired token (40235) is refreshed by the application's token source and the call made
+//!    once more.
+//! 3. An identity whose agent already exists (40228) has it disposed, and the call made once more.
+//! 4. Ten concurrent creations for one identity run one after another instead of overlapping.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use callagent_retry::config::RemedyConfig;
+use callagent_retry::preflight::PreflightLayer;
+use callagent_retry::remedy::RemedyLayer;
+use callagent_retry::request::AgentKind;
+use callagent_retry::sim::{BackendConfig, SimBackend, SimToken, request};
+use callagent_retry::single_flight::SingleFlightLayer;
+use callagent_retry::{CallAgentRetryLayer, RetryConfig};
+use tower::{ServiceBuilder, ServiceExt};
+
+#[tokio::main(flavor = "current_thread", start_paused = true)]
+async fn main() {
+    let backend = SimBackend::new(BackendConfig::default());
+    let refreshes = Arc::new(AtomicU32::new(0));
+    let (counter, to_dispose) = (refreshes.clone(), backend.clone());
+    let config = RetryConfig {
+        remedies: RemedyConfig { refresh_token: true, dispose_existing_agent: true },
+        ..RetryConfig::default()
+    };
+    let remedy = RemedyLayer::builder(&config.remedies)
+        .token_source(move |identity: String| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async move { Ok(SimToken::Acs.mint(&identity)) } // your token service goes here
+        })
+        .dispose(move |identity: String| {
+            let backend = to_dispose.clone();
+            async move {
+                backend.dispose(&identity); // your CallAgent.dispose() goes here
+                Ok(())
+            }
+        })
+        .build()
+        .expect("hooks supplied for what the config switches on");
+    let single_flight = SingleFlightLayer::new();
+    let svc = ServiceBuilder::new()
+        .layer(CallAgentRetryLayer::new(config).expect("valid config"))
+        .layer(single_flight.clone())
+        .layer(remedy)
+        .layer(PreflightLayer::new())
+        .service(backend.clone());
+
+    let calls = || backend.stats().calls;
+    let before = calls();
+    let err =
+        svc.clone().oneshot(request("8:acs:teams-user", SimToken::Teams, AgentKind::Acs)).await.unwrap_err();
+    println!("1. Teams token on an ACS agent: {err}");
+    println!("   backend calls made: {}\n", calls() - before);
+
+    let before = calls();
+    let agent = svc.clone().oneshot(request("8:acs:ann", SimToken::Expired, AgentKind::Acs)).await.unwrap();
+    println!(
+        "2. expired token: created agent {} after {} refresh; backend calls: {}",
+        agent.id,
+        refreshes.load(Ordering::SeqCst),
+        calls() - before
+    );
+    println!("   (preflight caught the expiry, so the only backend call carried the fresh token)\n");
+
+    let before = calls();
+    let agent = svc.clone().oneshot(request("8:acs:ann", SimToken::Acs, AgentKind::Acs)).await.unwrap();
+    println!(
+        "3. ann already has an agent: disposed it and created agent {}; backend calls: {}\n",
+        agent.id,
+        calls() - before
+    );
+
+    // 4. Peak overlapping creations for one identity, with and without single flight, each on a
+    //    fresh backend whose agents the dispose hook clears.
+    for with_single_flight in [false, true] {
+        let backend = SimBackend::new(BackendConfig::default());
+        let to_dispose = backend.clone();
+        let remedy =
+            RemedyLayer::builder(&RemedyConfig { dispose_existing_agent: true, ..Default::default() })
+                .dispose(move |identity: String| {
+                    let backend = to_dispose.clone();
+                    async move {
+                        backend.dispose(&identity);
+                        Ok(())
+                    }
+                })
+                .build()
+                .expect("dispose supplied");
+        let single_flight = SingleFlightLayer::new();
+        let svc = ServiceBuilder::new()
+            .option_layer(with_single_flight.then(|| single_flight.clone()))
+            .layer(remedy)
+            .service(backend.clone());
+        let creations: Vec<_> = (0..10)
+            .map(|_| tokio::spawn(svc.clone().oneshot(request("8:acs:bo", SimToken::Acs, AgentKind::Acs))))
+            .collect();
+        let mut created = 0;
+        for c in creations {
+            created += usize::from(c.await.unwrap().is_ok());
+        }
+        println!(
+            "4. ten concurrent creations for bo {} single flight: {created} created, at most {} in flight at once",
+            if with_single_flight { "with" } else { "without" },
+            backend.stats().peak_in_flight,
+        );
+    }
+}
