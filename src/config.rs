@@ -74,7 +74,7 @@ pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetryConfig {
-    /// Attempts in all, counting the first call (1 = never retry).
+    /// Attempts in all, counting the first call (1 = never retry); at most 100.
     pub max_attempts: u32,
     /// The schedule's first nominal delay.
     #[serde(with = "humantime_serde")]
@@ -213,9 +213,7 @@ impl RetryConfig {
     /// assert_eq!(bad.validate().unwrap_err().field(), Some("multiplier"));
     /// ```
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.max_attempts == 0 {
-            return Err(ConfigError::invalid("max_attempts", "must be at least 1 (the first call counts)"));
-        }
+        attempts("max_attempts", self.max_attempts)?;
         duration("initial_backoff", self.initial_backoff, true)?;
         duration("max_backoff", self.max_backoff, true)?;
         if self.max_backoff < self.initial_backoff {
@@ -273,13 +271,8 @@ impl RetryConfig {
         }
         for (sub_code, o) in &self.overrides {
             match o.max_attempts {
-                Some(0) => {
-                    return Err(ConfigError::invalid(
-                        format!("overrides.{sub_code}.max_attempts"),
-                        "must be at least 1 (the first call counts)",
-                    ));
-                }
-                Some(_) if !o.retry => {
+                Some(n) if o.retry => attempts(&format!("overrides.{sub_code}.max_attempts"), n)?,
+                Some(_) => {
                     return Err(ConfigError::invalid(
                         format!("overrides.{sub_code}.max_attempts"),
                         "has no effect with retry = false; remove it",
@@ -315,6 +308,18 @@ impl RetryConfig {
             self.jitter,
             self.randomization_factor,
         )
+    }
+}
+
+/// The most attempts any policy may make: gRPC caps retry policies at 5; past 100 a limit is a
+/// typo, and the deadline and budget should be doing the limiting.
+pub const MAX_ATTEMPTS: u32 = 100;
+
+fn attempts(field: &str, n: u32) -> Result<(), ConfigError> {
+    match n {
+        0 => Err(ConfigError::invalid(field, "must be at least 1 (the first call counts)")),
+        n if n > MAX_ATTEMPTS => Err(ConfigError::invalid(field, format!("must be at most {MAX_ATTEMPTS}, got {n}"))),
+        _ => Ok(()),
     }
 }
 
@@ -430,6 +435,7 @@ mod tests {
         let budget = |b: BudgetConfig| RetryConfig { budget: Some(b), ..d() };
         let cases = [
             (RetryConfig { max_attempts: 0, ..d() }, "max_attempts"),
+            (RetryConfig { max_attempts: 101, ..d() }, "max_attempts"),
             (RetryConfig { multiplier: 0.9, ..d() }, "multiplier"),
             (RetryConfig { multiplier: f64::NAN, ..d() }, "multiplier"),
             (RetryConfig { multiplier: f64::INFINITY, ..d() }, "multiplier"),
