@@ -318,7 +318,9 @@ pub const MAX_ATTEMPTS: u32 = 100;
 fn attempts(field: &str, n: u32) -> Result<(), ConfigError> {
     match n {
         0 => Err(ConfigError::invalid(field, "must be at least 1 (the first call counts)")),
-        n if n > MAX_ATTEMPTS => Err(ConfigError::invalid(field, format!("must be at most {MAX_ATTEMPTS}, got {n}"))),
+        n if n > MAX_ATTEMPTS => {
+            Err(ConfigError::invalid(field, format!("must be at most {MAX_ATTEMPTS}, got {n}")))
+        }
         _ => Ok(()),
     }
 }

@@ -16,7 +16,13 @@ use tokio::time::Instant;
 use tower::{Layer, ServiceExt};
 
 fn jitter() -> impl Strategy<Value = Jitter> {
-    prop_oneof![Just(Jitter::Full), Just(Jitter::Equal), Just(Jitter::Decorrelated), Just(Jitter::Proportional), Just(Jitter::None)]
+    prop_oneof![
+        Just(Jitter::Full),
+        Just(Jitter::Equal),
+        Just(Jitter::Decorrelated),
+        Just(Jitter::Proportional),
+        Just(Jitter::None)
+    ]
 }
 
 fn category() -> impl Strategy<Value = ErrorCategory> {
@@ -30,7 +36,10 @@ fn category() -> impl Strategy<Value = ErrorCategory> {
 
 /// Subcodes from the catalog half the time, anything otherwise.
 fn sub_code() -> impl Strategy<Value = u32> {
-    prop_oneof![proptest::sample::select(catalog::entries().iter().map(|e| e.sub_code).collect::<Vec<_>>()), any::<u32>()]
+    prop_oneof![
+        proptest::sample::select(catalog::entries().iter().map(|e| e.sub_code).collect::<Vec<_>>()),
+        any::<u32>()
+    ]
 }
 
 fn ms(range: std::ops::Range<u64>) -> impl Strategy<Value = Duration> {
@@ -171,30 +180,64 @@ proptest! {
 
 /// Anything, valid or not: zeros, huge values, NaN, inverted ranges.
 fn any_config() -> impl Strategy<Value = RetryConfig> {
-    let float = prop_oneof![Just(f64::NAN), Just(f64::INFINITY), Just(-1.0), Just(0.0), Just(0.5), Just(1.0), Just(2.0), -10.0f64..10.0];
-    let dur = prop_oneof![Just(Duration::ZERO), ms(0..5_000), Just(Duration::from_secs(200_000)), Just(Duration::MAX)];
+    let float = prop_oneof![
+        Just(f64::NAN),
+        Just(f64::INFINITY),
+        Just(-1.0),
+        Just(0.0),
+        Just(0.5),
+        Just(1.0),
+        Just(2.0),
+        -10.0f64..10.0
+    ];
+    let dur = prop_oneof![
+        Just(Duration::ZERO),
+        ms(0..5_000),
+        Just(Duration::from_secs(200_000)),
+        Just(Duration::MAX)
+    ];
     (
         prop_oneof![Just(0u32), 1u32..8, Just(101), Just(u32::MAX)],
         (dur.clone(), dur.clone(), float.clone(), float.clone()),
         (proptest::option::of(dur.clone()), proptest::option::of(dur.clone())),
         proptest::option::of((dur, any::<u32>(), float)),
-        proptest::collection::btree_map(sub_code(), (any::<bool>(), proptest::option::of(prop_oneof![Just(0u32), 1u32..5, Just(1000)])), 0..3),
+        proptest::collection::btree_map(
+            sub_code(),
+            (any::<bool>(), proptest::option::of(prop_oneof![Just(0u32), 1u32..5, Just(1000)])),
+            0..3,
+        ),
         jitter(),
     )
-        .prop_map(|(max_attempts, (initial, max, multiplier, rf), (deadline, attempt_timeout), budget, overrides, jitter)| RetryConfig {
-            max_attempts,
-            initial_backoff: initial,
-            max_backoff: max,
-            multiplier,
-            randomization_factor: rf,
-            jitter,
-            deadline,
-            attempt_timeout,
-            budget: budget.map(|(ttl, min_per_sec, retry_percent)| BudgetConfig { ttl, min_per_sec, retry_percent }),
-            overrides: overrides.into_iter().map(|(s, (retry, max_attempts))| (s, SubcodeOverride { retry, max_attempts })).collect(),
-            seed: Some(1),
-            ..Default::default()
-        })
+        .prop_map(
+            |(
+                max_attempts,
+                (initial, max, multiplier, rf),
+                (deadline, attempt_timeout),
+                budget,
+                overrides,
+                jitter,
+            )| RetryConfig {
+                max_attempts,
+                initial_backoff: initial,
+                max_backoff: max,
+                multiplier,
+                randomization_factor: rf,
+                jitter,
+                deadline,
+                attempt_timeout,
+                budget: budget.map(|(ttl, min_per_sec, retry_percent)| BudgetConfig {
+                    ttl,
+                    min_per_sec,
+                    retry_percent,
+                }),
+                overrides: overrides
+                    .into_iter()
+                    .map(|(s, (retry, max_attempts))| (s, SubcodeOverride { retry, max_attempts }))
+                    .collect(),
+                seed: Some(1),
+                ..Default::default()
+            },
+        )
 }
 
 proptest! {

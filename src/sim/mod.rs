@@ -7,6 +7,7 @@
 //!   outage windows, overload turning into timeouts, an identity registry (40228), and the SDK's
 //!   token checks (the [preflight](crate::preflight) rules: 40229, 40231, 44113-44116, 40214,
 //!   40235) on unsigned tokens it mints ([`SimToken`]). Deterministic from a seed on tokio's clock.
+//! - [`soak`]: a long run checking that every call resolves exactly once and every count adds up.
 //! - [`scenario`]: a TOML [`Scenario`] (backend, offered load, retry policy), [`run`] and the
 //!   [`Report`] it produces.
 //!
@@ -26,6 +27,7 @@
 
 pub mod backend;
 pub mod scenario;
+pub mod soak;
 
 pub use backend::{BackendConfig, Capacity, Outage, SimAgent, SimBackend, SimStats, SimToken, request};
 pub use scenario::{Load, Report, Scenario, run};

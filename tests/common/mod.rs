@@ -158,3 +158,27 @@ impl RetryObserver for Recorder {
         self.0.lock().unwrap().finished.push((outcome, attempts));
     }
 }
+
+/// A global allocator that tracks live heap bytes, for memory-before-and-after checks. A test
+/// binary opts in with `#[global_allocator] static A: common::CountingAlloc = common::CountingAlloc;`.
+pub struct CountingAlloc;
+
+static LIVE: std::sync::atomic::AtomicIsize = std::sync::atomic::AtomicIsize::new(0);
+
+impl CountingAlloc {
+    /// Heap bytes currently allocated.
+    pub fn live_bytes() -> isize {
+        LIVE.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, std::sync::atomic::Ordering::Relaxed);
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        LIVE.fetch_sub(layout.size() as isize, std::sync::atomic::Ordering::Relaxed);
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+}
