@@ -13,9 +13,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use callagent_retry::metrics::{
-    ATTEMPTS_BUCKETS, ATTEMPTS_PER_CALL, DELAY, DELAY_BUCKETS, DURATION, DURATION_BUCKETS,
-};
+use callagent_retry::metrics::HISTOGRAM_BUCKETS;
 use callagent_retry::{CallAgentError, CallAgentRetryLayer, RetryConfig};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use rand::Rng;
@@ -64,11 +62,11 @@ async fn main() {
     };
 
     // The recorder first: the layer resolves its metric handles when it is built.
-    PrometheusBuilder::new()
-        .with_http_listener(addr)
-        .set_buckets_for_metric(Matcher::Full(DURATION.into()), DURATION_BUCKETS)
-        .and_then(|b| b.set_buckets_for_metric(Matcher::Full(ATTEMPTS_PER_CALL.into()), ATTEMPTS_BUCKETS))
-        .and_then(|b| b.set_buckets_for_metric(Matcher::Full(DELAY.into()), DELAY_BUCKETS))
+    HISTOGRAM_BUCKETS
+        .into_iter()
+        .try_fold(PrometheusBuilder::new().with_http_listener(addr), |b, (name, buckets)| {
+            b.set_buckets_for_metric(Matcher::Full(name.into()), buckets)
+        })
         .and_then(|b| b.install())
         .expect("install the Prometheus exporter");
     let config = RetryConfig {

@@ -15,9 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use callagent_retry::metrics::{
-    ATTEMPTS_BUCKETS, ATTEMPTS_PER_CALL, DELAY, DELAY_BUCKETS, DURATION, DURATION_BUCKETS,
-};
+use callagent_retry::metrics::HISTOGRAM_BUCKETS;
 use callagent_retry::sim::{Scenario, run};
 use indicatif::{ProgressBar, ProgressStyle};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
@@ -80,11 +78,11 @@ fn main() {
     // Before the layer is built (inside `run`), and outside the paused runtime: the exporter
     // serves on its own thread, in real time.
     if let Some(addr) = args.metrics_addr {
-        PrometheusBuilder::new()
-            .with_http_listener(addr)
-            .set_buckets_for_metric(Matcher::Full(DURATION.into()), DURATION_BUCKETS)
-            .and_then(|b| b.set_buckets_for_metric(Matcher::Full(ATTEMPTS_PER_CALL.into()), ATTEMPTS_BUCKETS))
-            .and_then(|b| b.set_buckets_for_metric(Matcher::Full(DELAY.into()), DELAY_BUCKETS))
+        HISTOGRAM_BUCKETS
+            .into_iter()
+            .try_fold(PrometheusBuilder::new().with_http_listener(addr), |b, (name, buckets)| {
+                b.set_buckets_for_metric(Matcher::Full(name.into()), buckets)
+            })
             .and_then(|b| b.install())
             .unwrap_or_else(|e| usage(&format!("cannot serve metrics on {addr}: {e}")));
         eprintln!("serving metrics on http://{addr}/metrics");

@@ -29,8 +29,8 @@
 //! into the void.
 //!
 //! Histograms: the Prometheus exporter renders summaries unless given buckets; give it
-//! [`DURATION_BUCKETS`], [`ATTEMPTS_BUCKETS`] and [`DELAY_BUCKETS`] so quantiles can be aggregated
-//! across instances (the `serve_metrics` example shows how).
+//! [`HISTOGRAM_BUCKETS`] so quantiles can be aggregated across instances (the `serve_metrics`
+//! example shows how).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -65,6 +65,17 @@ pub const DURATION_BUCKETS: &[f64] =
 pub const ATTEMPTS_BUCKETS: &[f64] = &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0];
 /// Suggested buckets for [`DELAY`], in seconds.
 pub const DELAY_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0];
+
+/// Every histogram with its suggested buckets, to hand to an exporter in one loop:
+///
+/// ```text
+/// let mut builder = metrics_exporter_prometheus::PrometheusBuilder::new();
+/// for (name, buckets) in callagent_retry::metrics::HISTOGRAM_BUCKETS {
+///     builder = builder.set_buckets_for_metric(Matcher::Full(name.into()), buckets)?;
+/// }
+/// ```
+pub const HISTOGRAM_BUCKETS: [(&str, &[f64]); 3] =
+    [(DURATION, DURATION_BUCKETS), (ATTEMPTS_PER_CALL, ATTEMPTS_BUCKETS), (DELAY, DELAY_BUCKETS)];
 
 fn category_index(c: ErrorCategory) -> usize {
     match c {

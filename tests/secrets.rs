@@ -1,7 +1,6 @@
 //! No token text anywhere: tracing output, metric names and labels, Debug and Display.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+mod common;
 
 use callagent_retry::backoff::Jitter;
 use callagent_retry::config::RemedyConfig;
@@ -15,32 +14,13 @@ use callagent_retry::{CallAgentRetryLayer, RetryConfig};
 use metrics_util::debugging::DebuggingRecorder;
 use tower::{ServiceBuilder, ServiceExt};
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn no_token_text_in_logs_metrics_debug_or_display() {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     recorder.install().unwrap();
-    let out = Captured::default();
-    let writer = out.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let out = common::Captured::default();
+    let _guard = tracing::subscriber::set_default(out.subscriber());
 
     let backend = SimBackend::new(BackendConfig {
         failures: [(40114, 0.3), (44110, 0.1)].into(),
@@ -90,7 +70,7 @@ async fn no_token_text_in_logs_metrics_debug_or_display() {
     rendered += &format!("{r:?}\n");
     rendered += &format!("{:?}\n", svc.clone().oneshot(r).await);
 
-    let logs = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    let logs = out.text();
     assert!(logs.contains("rejected") && logs.contains("remedy hook ran"), "the suite exercised the paths");
     let mut labels = String::new();
     for (key, _, _, _) in snapshotter.snapshot().into_vec() {

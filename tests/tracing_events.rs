@@ -2,31 +2,13 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use callagent_retry::backoff::Jitter;
 use callagent_retry::{CallAgentRetryLayer, RetryConfig};
-use common::{Scripted, fail};
+use common::{Captured, Scripted, fail};
 use tower::{Layer, ServiceExt};
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn lines(&self) -> Vec<String> {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap().lines().map(str::to_owned).collect()
-    }
+fn logged(out: &Captured) -> Vec<String> {
+    out.text().lines().map(str::to_owned).collect()
 }
 
 const SECRET: &str = "eyJhbGciOiJSUzI1NiJ9.SECRET-TOKEN-PAYLOAD";
@@ -34,19 +16,13 @@ const SECRET: &str = "eyJhbGciOiJSUzI1NiJ9.SECRET-TOKEN-PAYLOAD";
 #[tokio::test(start_paused = true)]
 async fn one_warning_per_rejection_debug_per_retry_error_on_exhaustion() {
     let out = Captured::default();
-    let writer = out.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = tracing::subscriber::set_default(out.subscriber());
     let config = RetryConfig { jitter: Jitter::None, budget: None, max_attempts: 3, ..Default::default() };
     let layer = CallAgentRetryLayer::new(config).unwrap();
 
     // The request is a token: it must not show up anywhere.
     layer.layer(Scripted::always(fail(40229))).oneshot(SECRET.to_owned()).await.unwrap_err();
-    let lines = out.lines();
+    let lines = logged(&out);
     assert_eq!(lines.len(), 1, "{lines:#?}");
     let warn = &lines[0];
     for needle in [
@@ -60,7 +36,7 @@ async fn one_warning_per_rejection_debug_per_retry_error_on_exhaustion() {
     }
 
     layer.layer(Scripted::always(fail(40114))).oneshot(SECRET.to_owned()).await.unwrap_err();
-    let lines = out.lines();
+    let lines = logged(&out);
     assert_eq!(lines.len(), 4, "{lines:#?}");
     for (line, delay) in lines[1..3].iter().zip(["500", "1000"]) {
         assert!(line.contains("DEBUG") && line.contains("subcode=40114"), "{line}");
