@@ -401,20 +401,23 @@ mod off_or_budget {
     }
 }
 
-/// Subcodes as map keys: TOML keys are strings, so parse them here with a clear error.
-mod subcode_keys {
+/// Maps keyed by subcode: TOML keys are strings, so parse them here with a clear error. Shared
+/// with the simulator's per-subcode failure probabilities.
+pub(crate) mod subcode_keys {
     use super::*;
 
-    pub fn serialize<S: Serializer>(v: &BTreeMap<u32, SubcodeOverride>, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<V: Serialize, S: Serializer>(v: &BTreeMap<u32, V>, s: S) -> Result<S::Ok, S::Error> {
         s.collect_map(v.iter().map(|(k, o)| (k.to_string(), o)))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<u32, SubcodeOverride>, D::Error> {
-        let raw = BTreeMap::<String, SubcodeOverride>::deserialize(d)?;
+    pub fn deserialize<'de, V: Deserialize<'de>, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<u32, V>, D::Error> {
+        let raw = BTreeMap::<String, V>::deserialize(d)?;
         raw.into_iter()
             .map(|(k, o)| {
                 k.trim().parse::<u32>().map(|k| (k, o)).map_err(|_| {
-                    de::Error::custom(format!("override key {k:?} is not a subcode (a number such as 40114)"))
+                    de::Error::custom(format!("key {k:?} is not a subcode (a number such as 40114)"))
                 })
             })
             .collect()

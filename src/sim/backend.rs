@@ -128,7 +128,7 @@ pub struct BackendConfig {
     #[serde(with = "humantime_serde")]
     pub latency_max: Duration,
     /// Per call, the probability of failing with each subcode (outside outages).
-    #[serde(with = "probabilities")]
+    #[serde(with = "crate::config::subcode_keys")]
     pub failures: BTreeMap<u32, f64>,
     /// Windows of total failure.
     pub outages: Vec<Outage>,
@@ -332,29 +332,6 @@ impl<R: AgentRequest + Send + 'static> tower::Service<R> for SimBackend {
                 }
             }
         })
-    }
-}
-
-/// Subcode-keyed probabilities: TOML keys are strings.
-mod probabilities {
-    use std::collections::BTreeMap;
-
-    use serde::{Deserialize, Deserializer, Serializer, de};
-
-    pub fn serialize<S: Serializer>(v: &BTreeMap<u32, f64>, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_map(v.iter().map(|(k, p)| (k.to_string(), p)))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<u32, f64>, D::Error> {
-        BTreeMap::<String, f64>::deserialize(d)?
-            .into_iter()
-            .map(|(k, p)| {
-                k.trim()
-                    .parse()
-                    .map(|k| (k, p))
-                    .map_err(|_| de::Error::custom(format!("{k:?} is not a subcode")))
-            })
-            .collect()
     }
 }
 
