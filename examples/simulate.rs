@@ -116,13 +116,16 @@ fn main() {
     let report = rt.block_on(run(&scenario, Some(done.clone())));
     finished.store(true, Ordering::Relaxed);
     let _ = ticker.join();
-    bar.finish_and_clear();
+    // Left on screen: on paused time the whole run can take less than one redraw.
+    bar.set_position(done.load(Ordering::Relaxed));
+    bar.finish();
 
     let report = report.unwrap_or_else(|e| {
         eprintln!("{path}: {e}");
         std::process::exit(1);
     });
     if args.json {
+        // Machine-readable output stays clean of the terminal bar (indicatif draws to stderr).
         println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
     } else {
         if !scenario.description.is_empty() {
