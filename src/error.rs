@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 ///
 /// Spelled as the SDK spells it in JSON. A category string this crate does not know (a newer SDK)
 /// deserializes to [`ErrorCategory::Unknown`], so classification falls through to the catalog and
-/// the code instead of failing to parse.
+/// the code instead of failing to parse; [`CallAgentError`] still keeps the original string
+/// ([`CallAgentError::category_names`]) and serializes it back unchanged.
 ///
 /// ```
 /// use callagent_retry::ErrorCategory;
@@ -36,6 +37,16 @@ pub enum ErrorCategory {
 }
 
 impl ErrorCategory {
+    /// Parses the SDK's spelling; anything else is [`ErrorCategory::Unknown`].
+    pub fn parse(name: &str) -> Self {
+        match name {
+            "ExpectedError" => Self::ExpectedError,
+            "UnexpectedClientError" => Self::UnexpectedClientError,
+            "UnexpectedServerError" => Self::UnexpectedServerError,
+            _ => Self::Unknown,
+        }
+    }
+
     /// The SDK's spelling, also used as a bounded metric label.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -93,8 +104,41 @@ pub struct CallAgentError {
     sub_code: u32,
     #[serde(default)]
     message: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    result_categories: Vec<ErrorCategory>,
+    #[serde(default, skip_serializing_if = "Categories::is_empty")]
+    result_categories: Categories,
+}
+
+/// The carried categories, parsed, plus the SDK's own strings: a category this crate does not
+/// know is `Unknown` to classification but serializes back exactly as it came.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Categories {
+    parsed: Vec<ErrorCategory>,
+    raw: Vec<String>,
+}
+
+impl Categories {
+    fn is_empty(&self) -> bool {
+        self.raw.is_empty()
+    }
+
+    fn push(&mut self, category: ErrorCategory) {
+        self.parsed.push(category);
+        self.raw.push(category.as_str().to_owned());
+    }
+}
+
+impl Serialize for Categories {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.raw.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Categories {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = Vec::<String>::deserialize(d)?;
+        let parsed = raw.iter().map(|c| ErrorCategory::parse(c)).collect();
+        Ok(Self { parsed, raw })
+    }
 }
 
 fn default_name() -> String {
@@ -107,7 +151,13 @@ impl CallAgentError {
 
     /// An error with no carried category (classification then uses the catalog).
     pub fn new(code: u16, sub_code: u32, message: impl Into<String>) -> Self {
-        Self { name: default_name(), code, sub_code, message: message.into(), result_categories: Vec::new() }
+        Self {
+            name: default_name(),
+            code,
+            sub_code,
+            message: message.into(),
+            result_categories: Categories::default(),
+        }
     }
 
     /// Adds a category the SDK carried with the error.
@@ -151,26 +201,20 @@ impl CallAgentError {
 
     /// The categories the SDK carried (`resultCategories`), possibly empty.
     pub fn categories(&self) -> &[ErrorCategory] {
-        &self.result_categories
+        &self.result_categories.parsed
+    }
+
+    /// The categories exactly as the SDK spelled them, including ones this crate does not know.
+    pub fn category_names(&self) -> &[String] {
+        &self.result_categories.raw
     }
 }
 
 impl fmt::Display for CallAgentError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "call agent creation failed: {}/{}", self.code, self.sub_code)?;
-        match self.result_categories.as_slice() {
-            [] => {}
-            [one] => write!(f, " ({one})")?,
-            many => {
-                f.write_str(" (")?;
-                for (i, c) in many.iter().enumerate() {
-                    if i > 0 {
-                        f.write_str(", ")?;
-                    }
-                    f.write_str(c.as_str())?;
-                }
-                f.write_str(")")?;
-            }
+        if !self.result_categories.is_empty() {
+            write!(f, " ({})", self.result_categories.raw.join(", "))?;
         }
         if !self.message.is_empty() {
             write!(f, ": {}", self.message)?;
