@@ -38,7 +38,7 @@
 //! let err = tower::Layer::layer(&svc, wrong_token).oneshot("bob").await.unwrap_err();
 //! assert!(matches!(err, RetryError::Rejected(_)));
 //! assert_eq!(err.attempts(), 1);
-//! println!("{}", err.remedy().unwrap());
+//! assert!(err.remedy().unwrap().contains("TeamsCallAgent"));
 //! # }
 //! ```
 //!
