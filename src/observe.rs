@@ -56,12 +56,6 @@ pub trait RetryObserver: Send + Sync + 'static {
     }
 }
 
-/// The default observer: ignores everything.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct NoopObserver;
-
-impl RetryObserver for NoopObserver {}
-
 impl From<Stop> for Outcome {
     fn from(stop: Stop) -> Self {
         match stop {
