@@ -81,14 +81,14 @@ impl<S> fmt::Debug for SingleFlight<S> {
 struct Ticket {
     turns: Turns,
     identity: String,
-    turn: Option<Arc<tokio::sync::Mutex<()>>>,
+    turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
         let mut turns = self.turns.lock().unwrap_or_else(PoisonError::into_inner);
-        drop(self.turn.take());
-        if turns.get(&self.identity).is_some_and(|t| Arc::strong_count(t) == 1) {
+        // The map's reference and this ticket's: nobody else holds or awaits the identity.
+        if Arc::strong_count(&self.turn) == 2 {
             turns.remove(&self.identity);
         }
     }
@@ -117,17 +117,14 @@ where
             let mut turns = self.turns.lock().unwrap_or_else(PoisonError::into_inner);
             Arc::clone(turns.entry(identity.clone()).or_default())
         };
-        let ticket = Ticket { turns: Arc::clone(&self.turns), identity, turn: Some(turn) };
+        let ticket = Ticket { turns: Arc::clone(&self.turns), identity, turn };
         let inner = self.inner.clone();
         Box::pin(async move {
             // Borrowed, not cloned: only tickets count towards the entry's references, so the
             // last ticket to leave (finished or dropped mid-wait) removes it.
-            let result = match &ticket.turn {
-                Some(turn) => {
-                    let _turn = turn.lock().await;
-                    inner.oneshot(request).await
-                }
-                None => inner.oneshot(request).await,
+            let result = {
+                let _turn = ticket.turn.lock().await;
+                inner.oneshot(request).await
             };
             drop(ticket);
             result
