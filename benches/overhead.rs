@@ -11,7 +11,7 @@ mod common;
 use std::hint::black_box;
 use std::time::Duration;
 
-use callagent_retry::backoff::Jitter;
+use callagent_retry::retry::Jitter;
 use callagent_retry::{CallAgentRetryLayer, RetryConfig};
 use common::{Attempts, FailEveryOther, Succeed, runtime};
 use criterion::{Criterion, criterion_group, criterion_main};

@@ -14,13 +14,13 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use callagent_retry::config::RemedyConfig;
 use callagent_retry::preflight::PreflightLayer;
+use callagent_retry::remedy::RemedyConfig;
 use callagent_retry::remedy::RemedyLayer;
-use callagent_retry::request::AgentKind;
+use callagent_retry::sdk::AgentKind;
 use callagent_retry::sim::{BackendConfig, SimBackend, SimToken, request};
 use callagent_retry::single_flight::SingleFlightLayer;
-use callagent_retry::{CallAgentRetryLayer, RetryConfig};
+use callagent_retry::{CallAgentRetryLayer, Config};
 use tower::{ServiceBuilder, ServiceExt};
 
 #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -28,11 +28,11 @@ async fn main() {
     let backend = SimBackend::new(BackendConfig::default());
     let refreshes = Arc::new(AtomicU32::new(0));
     let (counter, to_dispose) = (refreshes.clone(), backend.clone());
-    let config = RetryConfig {
-        remedies: RemedyConfig { refresh_token: true, dispose_existing_agent: true },
-        ..RetryConfig::default()
+    let config = Config {
+        remedy: RemedyConfig { refresh_token: true, dispose_existing_agent: true },
+        ..Config::default()
     };
-    let remedy = RemedyLayer::builder(&config.remedies)
+    let remedy = RemedyLayer::builder(&config.remedy)
         .token_source(move |identity: String| {
             counter.fetch_add(1, Ordering::SeqCst);
             async move { Ok(SimToken::Acs.mint(&identity)) } // your token service goes here
@@ -48,7 +48,7 @@ async fn main() {
         .expect("hooks supplied for what the config switches on");
     let single_flight = SingleFlightLayer::new();
     let svc = ServiceBuilder::new()
-        .layer(CallAgentRetryLayer::new(config).expect("valid config"))
+        .layer(CallAgentRetryLayer::from_config(&config).expect("valid config"))
         .layer(single_flight.clone())
         .layer(remedy)
         .layer(PreflightLayer::new())

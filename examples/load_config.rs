@@ -1,4 +1,4 @@
-//! Loads a retry policy from a TOML file, validates it and builds the layer.
+//! Loads a config file (`[retry]`, `[observe]`, `[remedy]`), validates it and builds the retry layer.
 //!
 //! ```text
 //! cargo run --example load_config -- examples/retry.toml
@@ -6,7 +6,7 @@
 //!
 //! An invalid file exits non-zero with the field and the reason.
 
-use callagent_retry::{CallAgentRetryLayer, RetryConfig};
+use callagent_retry::{CallAgentRetryLayer, Config};
 
 fn main() {
     let path = std::env::args().nth(1).unwrap_or_else(|| "examples/retry.toml".to_owned());
@@ -14,14 +14,14 @@ fn main() {
         eprintln!("cannot read {path}: {e}");
         std::process::exit(2);
     });
-    let config = match RetryConfig::from_toml(&text) {
-        Ok(config) => config,
+    let layer = match Config::from_toml(&text).and_then(|config| CallAgentRetryLayer::from_config(&config)) {
+        Ok(layer) => layer,
         Err(e) => {
             eprintln!("{path}: {e}");
             std::process::exit(1);
         }
     };
-    let layer = CallAgentRetryLayer::new(config).expect("from_toml already validated");
     println!("{path}: valid");
     println!("{:#?}", layer.config());
+    println!("{:#?}", layer.observe_config());
 }

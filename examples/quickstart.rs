@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use callagent_retry::{CallAgentError, CallAgentRetryLayer, RetryConfig, RetryError};
+use callagent_retry::{CallAgentError, CallAgentRetryLayer, RetryConfig, StopReason};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 
 /// The failures each identity's creation meets, in order, before it succeeds.
@@ -69,12 +69,12 @@ async fn main() {
         match result {
             Ok(agent) => println!("{identity:<7} {:<40} {made:>8} {took:>9}", format!("created {agent}")),
             Err(err) => {
-                let what = match &err {
-                    RetryError::Rejected(_) => "rejected (not retryable)",
-                    RetryError::Exhausted(_) => "gave up: attempts exhausted",
-                    RetryError::DeadlineExceeded(_) => "gave up: deadline",
-                    RetryError::BudgetExhausted(_) => "gave up: retry budget empty",
-                    RetryError::ServiceFailed(_) => "service failed",
+                let what = match err.reason() {
+                    StopReason::Rejected => "rejected (not retryable)",
+                    StopReason::Exhausted => "gave up: attempts exhausted",
+                    StopReason::DeadlineExceeded => "gave up: deadline",
+                    StopReason::BudgetExhausted => "gave up: retry budget empty",
+                    _ => "gave up: the service failed",
                 };
                 let last =
                     err.last_error().map(|e| format!(" {}/{}", e.code(), e.sub_code())).unwrap_or_default();

@@ -13,7 +13,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use callagent_retry::metrics::HISTOGRAM_BUCKETS;
+use callagent_retry::observe::HISTOGRAM_BUCKETS;
+use callagent_retry::observe::ObserveConfig;
 use callagent_retry::{CallAgentError, CallAgentRetryLayer, RetryConfig};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use rand::Rng;
@@ -70,12 +71,12 @@ async fn main() {
         .and_then(|b| b.install())
         .expect("install the Prometheus exporter");
     let config = RetryConfig {
-        name: "demo".into(),
         initial_backoff: Duration::from_millis(20),
         max_backoff: Duration::from_millis(500),
         ..RetryConfig::default()
     };
-    let layer = CallAgentRetryLayer::new(config).expect("valid config");
+    let observe = ObserveConfig { name: "demo".into(), ..Default::default() };
+    let layer = CallAgentRetryLayer::new(config).and_then(|l| l.with_observe(observe)).expect("valid config");
     let backend = service_fn(|n: u64| {
         let (latency, roll): (u64, f64) = {
             let mut rng = rand::thread_rng();

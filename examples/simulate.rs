@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use callagent_retry::metrics::HISTOGRAM_BUCKETS;
+use callagent_retry::observe::HISTOGRAM_BUCKETS;
 use callagent_retry::sim::{Scenario, run};
 use indicatif::{ProgressBar, ProgressStyle};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};

@@ -13,7 +13,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use callagent_retry::sim::soak::{SoakConfig, soak};
+use callagent_retry::sim::{SoakConfig, soak};
 
 #[global_allocator]
 static ALLOC: common::CountingAlloc = common::CountingAlloc;

@@ -19,9 +19,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use callagent_retry::backoff::Jitter;
 use callagent_retry::classify::Classify;
-use callagent_retry::config::BudgetConfig;
+use callagent_retry::retry::BudgetConfig;
+use callagent_retry::retry::Jitter;
 use callagent_retry::sim::{BackendConfig, Load, Outage, Scenario, run};
 use callagent_retry::{CallAgentRetryLayer, RetryConfig};
 use rand::rngs::SmallRng;
@@ -47,6 +47,7 @@ async fn outage_table() {
         let scenario = Scenario {
             name: "storm-outage".into(),
             description: String::new(),
+            observe: Default::default(),
             backend: BackendConfig {
                 outages: vec![Outage {
                     start: Duration::ZERO,

@@ -15,7 +15,7 @@
 //!
 //! ```
 //! use std::collections::BTreeMap;
-//! use callagent_retry::{CallAgentError, ErrorCategory};
+//! use callagent_retry::sdk::{CallAgentError, ErrorCategory};
 //! use callagent_retry::classify::{classify, Basis};
 //! // 40228 is an ExpectedError in the catalog: stop.
 //! let v = classify(&CallAgentError::new(409, 40228, "exists"), &BTreeMap::new());
@@ -30,8 +30,20 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::config::SubcodeOverride;
-use crate::{CallAgentError, ErrorCategory, catalog};
+use serde::{Deserialize, Serialize};
+
+use crate::sdk::{CallAgentError, ErrorCategory, catalog};
+
+/// An operator's decision for one subcode (rule 1): it beats every other rule but a local timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubcodeOverride {
+    /// Retry this subcode (`true`) or stop on it (`false`), whatever the error says.
+    pub retry: bool,
+    /// A tighter (or looser) attempt limit when this subcode is the failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+}
 
 /// What the layer needs to know about an inner service's error.
 ///
@@ -77,7 +89,8 @@ impl Classify for CallAgentError {
     }
 }
 
-/// Which rule decided (see the [module docs](self)).
+/// Which rule decided (see the [module docs](self)). `#[non_exhaustive]`: a new rule may be added.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Basis {
     /// Rule 0: this layer's attempt timeout.
@@ -92,7 +105,9 @@ pub enum Basis {
     Code,
 }
 
-/// The classification of one failure.
+/// The classification of one failure, made once per failure and shared by the decision, the
+/// error returned, tracing and metrics. `#[non_exhaustive]`: only [`classify`] makes one.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Verdict {
     /// Whether a retry can help.
@@ -107,16 +122,39 @@ pub struct Verdict {
     pub category: ErrorCategory,
     /// An override's attempt limit for this subcode.
     pub max_attempts: Option<u32>,
+    // The catalog row (index into `catalog::entries()`) when the subcode is catalogued: the one
+    // lookup every later reader (remedy, metric series) reuses.
+    row: Option<u16>,
+}
+
+impl Verdict {
+    /// The catalog's row for the failure's subcode, if the catalog knows it.
+    pub fn entry(&self) -> Option<&'static catalog::Entry> {
+        self.row.map(|i| &catalog::entries()[usize::from(i)])
+    }
+
+    /// What to do about the failure, from the catalog.
+    pub fn remedy(&self) -> Option<&'static str> {
+        self.entry().map(|e| e.remedy)
+    }
+
+    /// The row's index in `catalog::entries()`.
+    pub(crate) fn catalog_row(&self) -> Option<usize> {
+        self.row.map(usize::from)
+    }
 }
 
 /// Classifies `failure` by the rules in the [module docs](self).
 pub fn classify<F: Classify + ?Sized>(failure: &F, overrides: &BTreeMap<u32, SubcodeOverride>) -> Verdict {
     let code = failure.code();
     let sub_code = failure.sub_code();
-    let entry = sub_code.and_then(catalog::lookup);
+    let row = sub_code.and_then(catalog::position);
+    let entry = row.map(|i| &catalog::entries()[i]);
     let carried = carried(failure.categories());
     let category = carried.or(entry.map(|e| e.category)).unwrap_or(ErrorCategory::Unknown);
-    let verdict = |retry, basis| Verdict { retry, basis, code, sub_code, category, max_attempts: None };
+    // The catalog holds far fewer than 65,536 rows.
+    let row = row.and_then(|i| u16::try_from(i).ok());
+    let verdict = |retry, basis| Verdict { retry, basis, code, sub_code, category, max_attempts: None, row };
 
     if failure.is_local_timeout() {
         return verdict(true, Basis::LocalTimeout);

@@ -25,8 +25,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
-use crate::CallAgentError;
-use crate::request::{AgentKind, AgentRequest};
+use crate::sdk::catalog::{
+    ACS_AGENT_NEEDS_ACS_TOKEN, TEAMS_AGENT_NEEDS_TEAMS_TOKEN, TEAMS_DISPLAY_NAME, TOKEN_EXPIRED,
+    TOKEN_SCOPE_NOT_A_STRING, TOKEN_SCOPE_WITHOUT_VOIP, TOKEN_WITHOUT_RESOURCE_ID, TOKEN_WITHOUT_USER_ID,
+};
+use crate::sdk::{AgentKind, AgentRequest, CallAgentError};
 
 /// Applies the checks in the [module docs](self) at wall-clock time `now` (token expiry is wall
 /// time, not tokio's). `Ok` when they pass or the token cannot be decoded.
@@ -34,8 +37,7 @@ use crate::request::{AgentKind, AgentRequest};
 /// ```
 /// use std::time::SystemTime;
 /// use callagent_retry::preflight::check;
-/// use callagent_retry::request::{AgentKind, CreateAgentRequest};
-/// use callagent_retry::token::AccessToken;
+/// use callagent_retry::sdk::{AccessToken, AgentKind, CreateAgentRequest};
 /// let token = AccessToken::unsigned(&serde_json::json!({"skypeid": "acs:r_u", "acsScope": "chat"}));
 /// let req = CreateAgentRequest::new("u", token, AgentKind::Acs);
 /// assert_eq!(check(&req, SystemTime::now()).unwrap_err().sub_code(), 44113);
@@ -50,28 +52,30 @@ pub fn check<R: AgentRequest + ?Sized>(request: &R, now: SystemTime) -> Result<(
     };
     let fail =
         |sub_code| Err(CallAgentError::from_catalog(sub_code).expect("preflight subcodes are catalogued"));
-    let Some(serde_json::Value::String(scope)) = &claims.acs_scope else { return fail(44114) };
+    let Some(serde_json::Value::String(scope)) = &claims.acs_scope else {
+        return fail(TOKEN_SCOPE_NOT_A_STRING);
+    };
     if !scope.split(|c: char| c.is_whitespace() || c == ',').any(|s| s == "voip" || s == "voip.join") {
-        return fail(44113);
+        return fail(TOKEN_SCOPE_WITHOUT_VOIP);
     }
     if claims.skypeid.is_none() {
-        return fail(44116);
+        return fail(TOKEN_WITHOUT_USER_ID);
     }
     let teams_user = claims.tid.is_some();
     if !teams_user && claims.resource_id.is_none() {
-        return fail(44115);
+        return fail(TOKEN_WITHOUT_RESOURCE_ID);
     }
     match (request.kind(), teams_user) {
-        (AgentKind::Acs, true) => return fail(40229),
-        (AgentKind::Teams, false) => return fail(40231),
+        (AgentKind::Acs, true) => return fail(ACS_AGENT_NEEDS_ACS_TOKEN),
+        (AgentKind::Teams, false) => return fail(TEAMS_AGENT_NEEDS_TEAMS_TOKEN),
         _ => {}
     }
     if teams_user && request.display_name().is_some() {
-        return fail(40214);
+        return fail(TEAMS_DISPLAY_NAME);
     }
     let now_secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     if claims.exp.is_some_and(|exp| exp <= now_secs) {
-        return fail(40235);
+        return fail(TOKEN_EXPIRED);
     }
     Ok(())
 }
@@ -149,6 +153,13 @@ pin_project! {
     pub struct PreflightFuture<F, E> {
         #[pin]
         kind: Kind<F, E>,
+    }
+}
+
+impl<F, E> std::fmt::Debug for PreflightFuture<F, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let rejected = matches!(self.kind, Kind::Rejected { .. });
+        f.debug_struct("PreflightFuture").field("rejected", &rejected).finish_non_exhaustive()
     }
 }
 

@@ -1,6 +1,7 @@
 //! Remedy hooks: fix a known `ExpectedError` (or a token fetch failure) with an
-//! application-provided action, then try once more. Opt-in twice: the config's
-//! [`RemedyConfig`] switches each hook on, the builder supplies it.
+//! application-provided action, then try once more. Opt-in twice: [`RemedyConfig`] (the
+//! `[remedy]` section of the [config file](crate::config)) switches each hook on, the builder
+//! supplies it.
 //!
 //! | failure | hook | then |
 //! |---|---|---|
@@ -13,7 +14,10 @@
 //! `hook_failed`) and traced at `INFO` (`WARN` when the hook fails). Put it inside the retry
 //! layer: `ServiceBuilder::new().layer(retry).layer(remedy).layer(preflight).service(sdk)`.
 //!
-//! The success path allocates nothing; a remedy in progress is one boxed future.
+//! Cost: every call clones the inner service and the request (kept for the one extra call, as
+//! tower's `Retry` keeps them), whether or not a hook runs; a remedy in progress is one boxed
+//! future. The success path allocates only what those clones allocate (a `String` identity and a
+//! token for [`CreateAgentRequest`](crate::sdk::CreateAgentRequest)).
 
 use std::fmt;
 use std::future::Future;
@@ -25,10 +29,23 @@ use ::metrics::Counter;
 use pin_project_lite::pin_project;
 use tower::{Layer, Service, ServiceExt};
 
+use serde::{Deserialize, Serialize};
+
 use crate::classify::Classify;
-use crate::config::{ConfigError, RemedyConfig};
-use crate::request::AgentRequest;
-use crate::token::AccessToken;
+use crate::config::ConfigError;
+use crate::sdk::catalog::{AGENT_EXISTS, TEAMS_AGENT_EXISTS, TOKEN_EXPIRED, TOKEN_FETCH_FAILED};
+use crate::sdk::{AccessToken, AgentRequest};
+
+/// Which remedy hooks run: the `[remedy]` section of the [config file](crate::config). Both off
+/// by default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RemedyConfig {
+    /// On 44110 or 40235: get a fresh token from the application, then call once more.
+    pub refresh_token: bool,
+    /// On 40228 or 40230: let the application dispose the identity's agent, then call once more.
+    pub dispose_existing_agent: bool,
+}
 
 /// An error from an application's hook.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -39,7 +56,8 @@ type Disposer = Arc<dyn Fn(String) -> BoxFuture<Result<(), BoxError>> + Send + S
 /// The metric counting hook uses.
 pub const HOOKS: &str = "callagent_remedy_hooks_total";
 
-/// Which hook ran.
+/// Which hook ran. `#[non_exhaustive]`: more hooks may come.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hook {
     /// A fresh token from the application's token source.
@@ -71,6 +89,7 @@ impl Counters {
     }
 }
 
+/// The hooks switched on, each with its counters.
 struct Shared {
     refresh: Option<(TokenSource, Counters)>,
     dispose: Option<(Disposer, Counters)>,
@@ -79,9 +98,8 @@ struct Shared {
 /// Builds a [`RemedyLayer`]: supply the hooks the config switches on.
 ///
 /// ```
-/// use callagent_retry::config::RemedyConfig;
-/// use callagent_retry::remedy::RemedyLayer;
-/// use callagent_retry::token::AccessToken;
+/// use callagent_retry::remedy::{RemedyConfig, RemedyLayer};
+/// use callagent_retry::sdk::AccessToken;
 /// let config = RemedyConfig { refresh_token: true, dispose_existing_agent: false };
 /// let layer = RemedyLayer::builder(&config)
 ///     .token_source(|identity: String| async move {
@@ -91,13 +109,23 @@ struct Shared {
 ///     .unwrap();
 /// // Switched on in the config but not supplied: refused, naming the field.
 /// let err = RemedyLayer::builder(&RemedyConfig { refresh_token: true, ..Default::default() }).build().unwrap_err();
-/// assert_eq!(err.field(), Some("remedies.refresh_token"));
+/// assert_eq!(err.field(), Some("remedy.refresh_token"));
 /// ```
 #[must_use]
 pub struct RemedyBuilder {
     config: RemedyConfig,
     refresh: Option<TokenSource>,
     dispose: Option<Disposer>,
+}
+
+impl fmt::Debug for RemedyBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemedyBuilder")
+            .field("config", &self.config)
+            .field("token_source", &self.refresh.is_some())
+            .field("dispose", &self.dispose.is_some())
+            .finish()
+    }
 }
 
 impl RemedyBuilder {
@@ -129,12 +157,12 @@ impl RemedyBuilder {
             reason: format!("is on, but no {what} was given to RemedyLayer::builder"),
         };
         let refresh = match (self.config.refresh_token, self.refresh) {
-            (true, None) => return Err(missing("remedies.refresh_token", "token_source")),
+            (true, None) => return Err(missing("remedy.refresh_token", "token_source")),
             (true, Some(f)) => Some((f, Counters::new(Hook::RefreshToken))),
             (false, _) => None,
         };
         let dispose = match (self.config.dispose_existing_agent, self.dispose) {
-            (true, None) => return Err(missing("remedies.dispose_existing_agent", "dispose function")),
+            (true, None) => return Err(missing("remedy.dispose_existing_agent", "dispose function")),
             (true, Some(f)) => Some((f, Counters::new(Hook::DisposeExistingAgent))),
             (false, _) => None,
         };
@@ -232,6 +260,13 @@ pin_project! {
     }
 }
 
+impl<S: Service<R>, R> fmt::Debug for RemedyFuture<S, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let remedying = matches!(self.state, State::Remedying { .. });
+        f.debug_struct("RemedyFuture").field("remedying", &remedying).finish_non_exhaustive()
+    }
+}
+
 impl<S, R> Future for RemedyFuture<S, R>
 where
     S: Service<R> + Send + 'static,
@@ -253,8 +288,12 @@ where
                     };
                     let sub_code = error.sub_code();
                     let hook = match sub_code {
-                        Some(44110 | 40235) if shared.refresh.is_some() => Hook::RefreshToken,
-                        Some(40228 | 40230) if shared.dispose.is_some() => Hook::DisposeExistingAgent,
+                        Some(TOKEN_FETCH_FAILED | TOKEN_EXPIRED) if shared.refresh.is_some() => {
+                            Hook::RefreshToken
+                        }
+                        Some(AGENT_EXISTS | TEAMS_AGENT_EXISTS) if shared.dispose.is_some() => {
+                            Hook::DisposeExistingAgent
+                        }
                         _ => return Poll::Ready(Err(error)),
                     };
                     let Some((service, request)) = again.take() else { return Poll::Ready(Err(error)) };

@@ -7,7 +7,8 @@
 //! call holds or awaits it, so memory follows the identities in flight, not all ever seen.
 //!
 //! Each call through this layer is one boxed future (the wait for the identity's turn is
-//! tokio's opaque `Mutex::lock_owned`); it exists to serialize, so that cost is not on a hot path.
+//! tokio's opaque `Mutex::lock` future, which cannot be named in a hand-written state machine);
+//! the layer exists to serialize, so that cost is not on a hot path.
 //!
 //! ```
 //! use callagent_retry::single_flight::SingleFlightLayer;
@@ -24,7 +25,7 @@ use std::task::{Context, Poll};
 
 use tower::{Layer, Service, ServiceExt};
 
-use crate::request::AgentRequest;
+use crate::sdk::AgentRequest;
 
 type Turns = Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>;
 

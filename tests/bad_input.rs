@@ -5,8 +5,8 @@ mod common;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use callagent_retry::request::{AgentKind, CreateAgentRequest};
-use callagent_retry::token::{AccessToken, TokenError};
+use callagent_retry::sdk::{AccessToken, TokenError};
+use callagent_retry::sdk::{AgentKind, CreateAgentRequest};
 use callagent_retry::{CallAgentError, CallAgentRetryLayer, ErrorCategory, Outcome, RetryConfig};
 use common::{Recorder, Scripted, fail};
 use tower::{Layer, Service, ServiceExt};
@@ -47,7 +47,7 @@ fn invalid_and_unknown_config_fields_are_named() {
     let err = RetryConfig::from_toml("max_retries = 3").unwrap_err();
     assert!(err.to_string().contains("max_retries"), "{err}");
     let err = RetryConfig::from_toml("this is not toml").unwrap_err();
-    assert!(err.to_string().starts_with("cannot parse retry config"), "{err}");
+    assert!(err.to_string().starts_with("cannot parse config"), "{err}");
 }
 
 #[test]

@@ -14,8 +14,8 @@ use std::time::Duration;
 use callagent_retry::CallAgentError;
 use callagent_retry::Outcome;
 use callagent_retry::classify::Verdict;
-use callagent_retry::config::BudgetConfig;
 use callagent_retry::observe::RetryObserver;
+use callagent_retry::retry::BudgetConfig;
 use callagent_retry::{CallAgentRetryLayer, RetryConfig};
 
 fn timeout() -> CallAgentError {
@@ -60,7 +60,7 @@ fn dropped_calls_leave_no_tasks_no_timers_and_a_consistent_budget() {
             budget: Some(BudgetConfig { ttl: Duration::from_secs(60), min_per_sec: 0, retry_percent: 1.0 }),
             attempt_timeout: Some(Duration::from_secs(5)),
             // The first wait is exactly 500 ms, so a call dropped at 100 ms is always mid-wait.
-            jitter: callagent_retry::backoff::Jitter::None,
+            jitter: callagent_retry::retry::Jitter::None,
             deadline: None,
             ..RetryConfig::default()
         };

@@ -5,14 +5,14 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use callagent_retry::backoff::Jitter;
-use callagent_retry::config::RemedyConfig;
 use callagent_retry::preflight::PreflightLayer;
+use callagent_retry::remedy::RemedyConfig;
 use callagent_retry::remedy::RemedyLayer;
-use callagent_retry::request::{AgentKind, AgentRequest, CreateAgentRequest};
+use callagent_retry::retry::Jitter;
+use callagent_retry::sdk::AccessToken;
+use callagent_retry::sdk::{AgentKind, AgentRequest, CreateAgentRequest};
 use callagent_retry::single_flight::SingleFlightLayer;
-use callagent_retry::token::AccessToken;
-use callagent_retry::{CallAgentError, CallAgentRetryLayer, RetryConfig, RetryError};
+use callagent_retry::{CallAgentError, CallAgentRetryLayer, RetryConfig, StopReason};
 use serde_json::{Value, json};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 
@@ -196,7 +196,7 @@ async fn an_expired_token_gets_one_retry_after_refresh_never_more() {
     let svc =
         ServiceBuilder::new().layer(retry).layer(refreshing(REFRESH, hook.clone())).service(sdk.clone());
     let err = svc.oneshot(request(&acs_claims(), AgentKind::Acs)).await.unwrap_err();
-    assert!(matches!(err, RetryError::Rejected(_)), "{err}");
+    assert!(err.reason() == StopReason::Rejected, "{err}");
     assert_eq!((hook.load(Ordering::SeqCst), sdk.calls()), (1, 2));
 }
 

@@ -4,11 +4,13 @@ mod common;
 
 use std::time::Duration;
 
-use callagent_retry::backoff::Jitter;
-use callagent_retry::catalog::{self, Entry};
-use callagent_retry::config::BudgetConfig;
-use callagent_retry::outcome::AttemptError;
-use callagent_retry::{CallAgentError, CallAgentRetryLayer, ErrorCategory, Outcome, RetryConfig, RetryError};
+use callagent_retry::retry::AttemptError;
+use callagent_retry::retry::BudgetConfig;
+use callagent_retry::retry::Jitter;
+use callagent_retry::sdk::catalog::{self, Entry};
+use callagent_retry::{
+    CallAgentError, CallAgentRetryLayer, ErrorCategory, Outcome, RetryConfig, RetryError, StopReason,
+};
 use common::{Recorder, Scripted, Step, fail};
 use tokio::time::Instant;
 use tower::{Layer, Service, ServiceExt};
@@ -33,7 +35,7 @@ async fn expected_errors_make_one_call_and_are_rejected_with_the_remedy() {
     for e in entries(ErrorCategory::ExpectedError) {
         let svc = Scripted::failing(e.sub_code, 10);
         let err = run(plain(), &svc).await.unwrap_err();
-        assert!(matches!(err, RetryError::Rejected(_)), "{}: {err}", e.sub_code);
+        assert!(err.reason() == StopReason::Rejected, "{}: {err}", e.sub_code);
         assert_eq!((svc.calls(), err.attempts()), (1, 1), "{}", e.sub_code);
         assert_eq!(err.remedy(), Some(e.remedy));
         assert_eq!(err.category(), ErrorCategory::ExpectedError);
@@ -53,7 +55,7 @@ async fn unexpected_errors_retry_to_success_at_attempt_k_and_exhaust_at_the_limi
         }
         let svc = Scripted::failing(e.sub_code, 10);
         let err = run(plain(), &svc).await.unwrap_err();
-        assert!(matches!(err, RetryError::Exhausted(_)), "{err}");
+        assert!(err.reason() == StopReason::Exhausted, "{err}");
         assert_eq!((svc.calls(), err.attempts()), (4, 4));
         assert_eq!(err.last_error().unwrap().sub_code(), e.sub_code);
     }
@@ -95,7 +97,7 @@ async fn every_wait_lies_in_its_jitter_kinds_bounds() {
                     Jitter::Equal => (d / 2, d),
                     Jitter::Decorrelated => (MS * 100, (prev * 3).min(MS * 1000)),
                     Jitter::Proportional => (d / 2, (d * 3 / 2).min(MS * 1000)),
-                    Jitter::None => unreachable!(),
+                    _ => unreachable!(),
                 };
                 assert!(
                     gap >= lo && gap <= hi,
@@ -124,7 +126,7 @@ async fn the_deadline_stops_a_retry_that_would_end_past_it() {
     let svc = Scripted::failing(40114, 10);
     let config = RetryConfig { max_attempts: 10, deadline: Some(MS * 2000), ..plain() };
     let err = run(config, &svc).await.unwrap_err();
-    assert!(matches!(err, RetryError::DeadlineExceeded(_)), "{err}");
+    assert!(err.reason() == StopReason::DeadlineExceeded, "{err}");
     assert_eq!((svc.calls(), err.elapsed()), (3, MS * 1500));
     assert_eq!(err.last_error().unwrap().sub_code(), 40114);
 }
@@ -134,7 +136,7 @@ async fn the_deadline_cuts_a_hanging_attempt_short() {
     let svc = Scripted::always(Step::Hang);
     let config = RetryConfig { deadline: Some(MS * 2000), ..plain() };
     let err = run(config, &svc).await.unwrap_err();
-    assert!(matches!(err, RetryError::DeadlineExceeded(_)), "{err}");
+    assert!(err.reason() == StopReason::DeadlineExceeded, "{err}");
     assert_eq!((svc.calls(), err.elapsed()), (1, MS * 2000));
     assert_eq!(err.last_attempt(), &AttemptError::TimedOut { after: MS * 2000 });
     assert_eq!(svc.in_flight(), 0, "the hanging attempt was cancelled");
@@ -152,7 +154,7 @@ async fn an_attempt_timeout_cancels_the_attempt_and_is_retried() {
 
     let svc = Scripted::always(Step::Hang);
     let err = run(RetryConfig { max_attempts: 2, ..config }, &svc).await.unwrap_err();
-    assert!(matches!(err, RetryError::Exhausted(_)), "{err}");
+    assert!(err.reason() == StopReason::Exhausted, "{err}");
     assert_eq!(err.last_attempt(), &AttemptError::TimedOut { after: MS * 1000 });
     assert_eq!(err.category(), ErrorCategory::Unknown);
     assert!(err.into_inner().is_none());
@@ -168,10 +170,10 @@ async fn an_empty_budget_stops_with_its_own_variant() {
     let svc = Scripted::always(fail(40114));
     let layer = CallAgentRetryLayer::new(config).unwrap();
     let first = layer.layer(svc.clone()).oneshot(()).await.unwrap_err();
-    assert!(matches!(first, RetryError::BudgetExhausted(_)), "{first}");
+    assert!(first.reason() == StopReason::BudgetExhausted, "{first}");
     assert_eq!(first.attempts(), 1);
     let second = layer.layer(svc.clone()).oneshot(()).await.unwrap_err();
-    assert!(matches!(second, RetryError::BudgetExhausted(_)), "{second}");
+    assert!(second.reason() == StopReason::BudgetExhausted, "{second}");
     assert_eq!((second.attempts(), svc.calls()), (2, 3));
 }
 
@@ -182,7 +184,7 @@ async fn a_carried_category_beats_the_catalog() {
         Step::Fail(CallAgentError::new(e.code(), sub, e.message()).with_category(cat))
     };
     let svc = Scripted::always(carried(40114, ErrorCategory::ExpectedError));
-    assert!(matches!(run(plain(), &svc).await, Err(RetryError::Rejected(_))));
+    assert!(run(plain(), &svc).await.map_err(|e| e.reason()) == Err(StopReason::Rejected));
     assert_eq!(svc.calls(), 1);
     let svc = Scripted::new([carried(40228, ErrorCategory::UnexpectedClientError)]);
     assert!(run(plain(), &svc).await.is_ok());
@@ -205,15 +207,15 @@ async fn an_override_beats_the_category() {
     let mut config = plain();
     config
         .overrides
-        .insert(40114, callagent_retry::config::SubcodeOverride { retry: false, max_attempts: None });
+        .insert(40114, callagent_retry::classify::SubcodeOverride { retry: false, max_attempts: None });
     config
         .overrides
-        .insert(40104, callagent_retry::config::SubcodeOverride { retry: true, max_attempts: Some(2) });
+        .insert(40104, callagent_retry::classify::SubcodeOverride { retry: true, max_attempts: Some(2) });
     let svc = Scripted::always(fail(40114));
-    assert!(matches!(run(config.clone(), &svc).await, Err(RetryError::Rejected(_))));
+    assert!(run(config.clone(), &svc).await.map_err(|e| e.reason()) == Err(StopReason::Rejected));
     assert_eq!(svc.calls(), 1);
     let svc = Scripted::always(fail(40104));
-    assert!(matches!(run(config, &svc).await, Err(RetryError::Exhausted(_))));
+    assert!(run(config, &svc).await.map_err(|e| e.reason()) == Err(StopReason::Exhausted));
     assert_eq!(svc.calls(), 2);
 }
 

@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use callagent_retry::backoff::Jitter;
-use callagent_retry::metrics::{ATTEMPTS, ATTEMPTS_PER_CALL, CALLS, DELAY, DURATION, ERRORS, RETRIES};
+use callagent_retry::observe::ObserveConfig;
+use callagent_retry::observe::{ATTEMPTS, ATTEMPTS_PER_CALL, CALLS, DELAY, DURATION, ERRORS, RETRIES};
+use callagent_retry::retry::Jitter;
 use callagent_retry::{CallAgentError, CallAgentRetryLayer, RetryConfig};
 use common::{Scripted, Step, fail};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
@@ -88,9 +89,14 @@ fn seen(layer: &str) -> Seen {
     out
 }
 
-fn config(name: &str) -> RetryConfig {
+/// A layer labelled `name`.
+fn named(name: &str, config: RetryConfig) -> CallAgentRetryLayer {
+    let observe = ObserveConfig { name: name.to_owned(), ..Default::default() };
+    CallAgentRetryLayer::new(config).unwrap().with_observe(observe).unwrap()
+}
+
+fn config() -> RetryConfig {
     RetryConfig {
-        name: name.to_owned(),
         jitter: Jitter::None,
         budget: None,
         deadline: Some(Duration::from_secs(10)),
@@ -101,7 +107,7 @@ fn config(name: &str) -> RetryConfig {
 #[tokio::test(start_paused = true)]
 async fn every_counter_matches_the_script_and_conservation_holds() {
     snapshotter();
-    let layer = CallAgentRetryLayer::new(config("scripted")).unwrap();
+    let layer = named("scripted", config());
     let unknown = || Step::Fail(CallAgentError::new(503, 77_777, "not in the catalog"));
     let scripts = [
         Scripted::new([fail(40114), fail(40104)]), // success after retry, 3 attempts
@@ -165,7 +171,7 @@ async fn every_counter_matches_the_script_and_conservation_holds() {
 #[tokio::test(start_paused = true)]
 async fn ten_thousand_unknown_subcodes_stay_within_the_bound() {
     snapshotter();
-    let layer = CallAgentRetryLayer::new(RetryConfig { max_attempts: 1, ..config("flood") }).unwrap();
+    let layer = named("flood", RetryConfig { max_attempts: 1, ..config() });
     for i in 0..10_000u32 {
         let svc = Scripted::new([Step::Fail(CallAgentError::new(500, 1_000_000 + i, ""))]);
         layer.layer(svc).oneshot(()).await.unwrap_err();
@@ -183,8 +189,8 @@ async fn ten_thousand_unknown_subcodes_stay_within_the_bound() {
 #[tokio::test(start_paused = true)]
 async fn two_layers_in_one_process_are_told_apart() {
     snapshotter();
-    let a = CallAgentRetryLayer::new(config("layer-a")).unwrap();
-    let b = CallAgentRetryLayer::new(config("layer-b")).unwrap();
+    let a = named("layer-a", config());
+    let b = named("layer-b", config());
     a.layer(Scripted::new([])).oneshot(()).await.unwrap();
     for _ in 0..2 {
         b.layer(Scripted::new([])).oneshot(()).await.unwrap();
@@ -195,10 +201,10 @@ async fn two_layers_in_one_process_are_told_apart() {
 
 #[tokio::test(start_paused = true)]
 async fn every_remedy_hook_use_is_counted_by_outcome() {
-    use callagent_retry::config::RemedyConfig;
+    use callagent_retry::remedy::RemedyConfig;
     use callagent_retry::remedy::{HOOKS, RemedyLayer};
-    use callagent_retry::request::{AgentKind, CreateAgentRequest};
-    use callagent_retry::token::AccessToken;
+    use callagent_retry::sdk::AccessToken;
+    use callagent_retry::sdk::{AgentKind, CreateAgentRequest};
 
     snapshotter();
     let config = RemedyConfig { refresh_token: true, dispose_existing_agent: true };

@@ -87,6 +87,6 @@ fn bad_scenarios_are_clear_errors() {
         ("name = 'x'\n[load]\ncliens = 3", "cliens"),
     ] {
         let err = Scenario::from_toml(text).unwrap_err();
-        assert!(err.contains(needle), "{text}: {err}");
+        assert!(err.to_string().contains(needle), "{text}: {err}");
     }
 }

@@ -2,14 +2,14 @@
 
 mod common;
 
-use callagent_retry::backoff::Jitter;
-use callagent_retry::config::RemedyConfig;
 use callagent_retry::preflight::PreflightLayer;
+use callagent_retry::remedy::RemedyConfig;
 use callagent_retry::remedy::RemedyLayer;
-use callagent_retry::request::{AgentKind, CreateAgentRequest};
+use callagent_retry::retry::Jitter;
+use callagent_retry::sdk::AccessToken;
+use callagent_retry::sdk::{AgentKind, CreateAgentRequest};
 use callagent_retry::sim::{BackendConfig, SimBackend, SimToken};
 use callagent_retry::single_flight::SingleFlightLayer;
-use callagent_retry::token::AccessToken;
 use callagent_retry::{CallAgentRetryLayer, RetryConfig};
 use metrics_util::debugging::DebuggingRecorder;
 use tower::{ServiceBuilder, ServiceExt};

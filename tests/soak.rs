@@ -3,8 +3,8 @@
 
 mod common;
 
-use callagent_retry::metrics::ERRORS;
-use callagent_retry::sim::soak::{SoakConfig, soak};
+use callagent_retry::observe::ERRORS;
+use callagent_retry::sim::{SoakConfig, soak};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 
 #[global_allocator]
@@ -42,7 +42,7 @@ fn one_hundred_thousand_creations_resolve_once_and_add_up() {
     assert_eq!(report.local_timeouts, report.backend_cancelled, "{report:?}");
     assert_eq!(metric_errors, report.backend_failures + report.local_timeouts, "per-subcode counters add up");
     // The run exercised every path.
-    for outcome in ["ok", "rejected", "exhausted", "budget_exhausted"] {
+    for outcome in ["success", "rejected", "exhausted", "budget_exhausted"] {
         assert!(
             report.outcomes.get(outcome).copied().unwrap_or(0) > 0,
             "{outcome} never happened: {report:?}"

@@ -15,10 +15,10 @@ use tokio::time::Instant;
 use serde_json::json;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::CallAgentError;
+use super::SimError;
 use crate::preflight;
-use crate::request::{AgentKind, AgentRequest, CreateAgentRequest};
-use crate::token::AccessToken;
+use crate::sdk::catalog::AGENT_EXISTS;
+use crate::sdk::{AccessToken, AgentKind, AgentRequest, CallAgentError, CreateAgentRequest};
 
 /// The kind of token a simulated client holds; [`SimToken::mint`] makes an unsigned token of
 /// that kind (never a real one).
@@ -61,7 +61,7 @@ impl SimToken {
 /// A request for `identity` with a freshly minted token of kind `token`.
 ///
 /// ```
-/// use callagent_retry::request::AgentKind;
+/// use callagent_retry::sdk::AgentKind;
 /// use callagent_retry::sim::{SimToken, request};
 /// let r = request("alice", SimToken::Acs, AgentKind::Acs);
 /// assert_eq!(r.identity, "alice");
@@ -151,24 +151,27 @@ impl Default for BackendConfig {
 
 impl BackendConfig {
     /// Checks probabilities and durations; names the field at fault.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), SimError> {
         if self.latency_max < self.latency_min {
-            return Err("backend.latency_max must not be below latency_min".into());
+            return Err(SimError::invalid("backend.latency_max", "must not be below latency_min"));
         }
         let mut total = 0.0;
         for (sub, p) in &self.failures {
             if !(0.0..=1.0).contains(p) {
-                return Err(format!("backend.failures.{sub} must be a probability in [0, 1], got {p}"));
+                return Err(SimError::invalid(
+                    format!("backend.failures.{sub}"),
+                    format!("must be a probability in [0, 1], got {p}"),
+                ));
             }
             total += p;
         }
         if total > 1.0 + 1e-9 {
-            return Err(format!("backend.failures add up to {total}, more than 1"));
+            return Err(SimError::invalid("backend.failures", format!("add up to {total}, more than 1")));
         }
         if let Some(c) = &self.capacity
             && c.max_concurrent == 0
         {
-            return Err("backend.capacity.max_concurrent must be at least 1".into());
+            return Err(SimError::invalid("backend.capacity.max_concurrent", "must be at least 1"));
         }
         Ok(())
     }
@@ -323,7 +326,7 @@ impl<R: AgentRequest + Send + 'static> tower::Service<R> for SimBackend {
                 Plan::Fail(sub) => Err(s.fail(sub)),
                 // The registry is checked when the agent would come to life, so two overlapping
                 // creations for one identity race exactly as they do against the SDK.
-                Plan::Create if s.live.contains(req.identity()) => Err(s.fail(40228)),
+                Plan::Create if s.live.contains(req.identity()) => Err(s.fail(AGENT_EXISTS)),
                 Plan::Create => {
                     s.live.insert(req.identity().to_owned());
                     s.stats.created += 1;

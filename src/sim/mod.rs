@@ -2,17 +2,17 @@
 //! shows what a [`RetryConfig`](crate::RetryConfig) does to it. Behind the `sim` feature (on by
 //! default) so applications can use the backend in their own tests.
 //!
-//! - [`backend`]: [`SimBackend`], a `tower::Service` that creates fake agents and fails with
+//! - [`SimBackend`], a `tower::Service` that creates fake agents and fails with
 //!   [`CallAgentError`](crate::CallAgentError)s the way the SDK does: random failures per subcode,
 //!   outage windows, overload turning into timeouts, an identity registry (40228), and the SDK's
 //!   token checks (the [preflight](crate::preflight) rules: 40229, 40231, 44113-44116, 40214,
 //!   40235) on unsigned tokens it mints ([`SimToken`]). Deterministic from a seed on tokio's clock.
-//! - [`soak`]: a long run checking that every call resolves exactly once and every count adds up.
-//! - [`scenario`]: a TOML [`Scenario`] (backend, offered load, retry policy), [`run`] and the
+//! - [`soak()`]: a long run checking that every call resolves exactly once and every count adds up.
+//! - a TOML [`Scenario`] (backend, offered load, retry policy), [`run`] and the
 //!   [`Report`] it produces.
 //!
 //! ```
-//! use callagent_retry::request::AgentKind;
+//! use callagent_retry::sdk::AgentKind;
 //! use callagent_retry::sim::{BackendConfig, SimBackend, SimToken, request};
 //! use callagent_retry::{CallAgentRetryLayer, RetryConfig};
 //! use tower::{Layer, ServiceExt};
@@ -25,9 +25,12 @@
 //! # }
 //! ```
 
-pub mod backend;
-pub mod scenario;
-pub mod soak;
+mod backend;
+mod error;
+mod scenario;
+mod soak;
 
 pub use backend::{BackendConfig, Capacity, Outage, SimAgent, SimBackend, SimStats, SimToken, request};
-pub use scenario::{Load, Report, Scenario, run};
+pub use error::SimError;
+pub use scenario::{Arrival, Identities, Load, Report, Scenario, SubcodeRow, run};
+pub use soak::{SoakConfig, SoakReport, soak};

@@ -12,11 +12,12 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tower::{Layer, ServiceExt};
 
+use super::SimError;
 use super::backend::{BackendConfig, SimBackend, SimStats, SimToken};
 use crate::classify::{Basis, Verdict};
-use crate::observe::RetryObserver;
-use crate::request::{AgentKind, CreateAgentRequest};
-use crate::{CallAgentRetryLayer, ErrorCategory, Outcome, RetryConfig, catalog};
+use crate::observe::{ObserveConfig, RetryObserver};
+use crate::sdk::{AgentKind, CreateAgentRequest, ErrorCategory};
+use crate::{CallAgentRetryLayer, Outcome, RetryConfig};
 
 /// A scenario file: what the backend does, what load is offered, and the retry policy under test.
 ///
@@ -32,7 +33,7 @@ use crate::{CallAgentRetryLayer, ErrorCategory, Outcome, RetryConfig, catalog};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
-    /// Short name (also the `layer` metric label unless `retry.name` is set).
+    /// Short name (also the `layer` metric label unless `observe.name` is set).
     pub name: String,
     /// What the scenario shows.
     #[serde(default)]
@@ -45,6 +46,9 @@ pub struct Scenario {
     /// The retry policy under test.
     #[serde(default)]
     pub retry: RetryConfig,
+    /// The layer's metric label and tracing levels.
+    #[serde(default)]
+    pub observe: ObserveConfig,
 }
 
 /// How calls arrive.
@@ -115,21 +119,25 @@ impl Default for Load {
 
 impl Scenario {
     /// Parses and validates a scenario file.
-    pub fn from_toml(text: &str) -> Result<Self, String> {
-        let s: Self = toml::from_str(text).map_err(|e| e.to_string())?;
+    pub fn from_toml(text: &str) -> Result<Self, SimError> {
+        let s: Self = toml::from_str(text).map_err(|e| SimError::Parse(e.to_string()))?;
         s.validate()?;
         Ok(s)
     }
 
     /// Checks the backend, the load and the retry config.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), SimError> {
         self.backend.validate()?;
-        self.retry.validate().map_err(|e| format!("retry: {e}"))?;
-        if self.load.clients == 0 || self.load.calls_per_client == 0 {
-            return Err("load.clients and load.calls_per_client must be at least 1".into());
+        crate::Config { retry: self.retry.clone(), observe: self.observe.clone(), ..Default::default() }
+            .validate()?;
+        if self.load.clients == 0 {
+            return Err(SimError::invalid("load.clients", "must be at least 1"));
+        }
+        if self.load.calls_per_client == 0 {
+            return Err(SimError::invalid("load.calls_per_client", "must be at least 1"));
         }
         if self.load.clients.saturating_mul(self.load.calls_per_client) > 10_000_000 {
-            return Err("load: at most 10,000,000 calls per run".into());
+            return Err(SimError::invalid("load", "at most 10,000,000 calls per run"));
         }
         Ok(())
     }
@@ -219,13 +227,13 @@ impl Collector {
             errors: 0,
             retries: 0,
             rejected: 0,
-            remedy: v.sub_code.and_then(catalog::lookup).map(|e| e.remedy),
+            remedy: v.remedy(),
         });
         f(row)
     }
 }
 
-impl RetryObserver for Arc<Collector> {
+impl RetryObserver for Collector {
     fn on_failure(&self, v: &Verdict) {
         self.row(v, |r| {
             r.errors += 1;
@@ -256,16 +264,17 @@ fn percentile(sorted: &[Duration], p: f64) -> Option<f64> {
 /// finished calls as they finish, for a progress display.
 ///
 /// Builds the layer inside, so install a metrics recorder first to export the run's metrics.
-pub async fn run(scenario: &Scenario, progress: Option<Arc<AtomicU64>>) -> Result<Report, String> {
+pub async fn run(scenario: &Scenario, progress: Option<Arc<AtomicU64>>) -> Result<Report, SimError> {
     scenario.validate()?;
     let started = Instant::now();
-    let mut retry = scenario.retry.clone();
-    if retry.name.is_empty() {
-        retry.name = scenario.name.chars().take(64).collect();
+    let mut observe = scenario.observe.clone();
+    if observe.name.is_empty() {
+        observe.name = scenario.name.chars().take(64).collect();
     }
     let collector = Arc::new(Collector { done: progress.unwrap_or_default(), ..Default::default() });
-    let layer =
-        CallAgentRetryLayer::new(retry).map_err(|e| e.to_string())?.with_observer(Arc::clone(&collector));
+    let layer = CallAgentRetryLayer::new(scenario.retry.clone())?
+        .with_observe(observe)?
+        .with_observer(Arc::clone(&collector));
     let backend = SimBackend::new(scenario.backend.clone());
     let svc = layer.layer(backend.clone());
     let load = &scenario.load;
@@ -307,7 +316,7 @@ pub async fn run(scenario: &Scenario, progress: Option<Arc<AtomicU64>>) -> Resul
     }
     let mut times = Vec::new();
     while let Some(done) = clients.join_next().await {
-        times.extend(done.map_err(|e| format!("a simulated client failed: {e}"))?);
+        times.extend(done?);
     }
     times.sort_unstable();
 

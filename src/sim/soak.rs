@@ -11,11 +11,12 @@ use serde::Serialize;
 use tokio::time::Instant;
 use tower::{Layer, ServiceExt};
 
+use super::SimError;
 use super::backend::{BackendConfig, SimBackend, SimToken};
 use crate::classify::{Verdict, classify};
-use crate::observe::RetryObserver;
-use crate::request::AgentKind;
-use crate::{CallAgentRetryLayer, Outcome, RetryConfig, RetryError, catalog};
+use crate::observe::{ObserveConfig, RetryObserver};
+use crate::sdk::{AgentKind, CreateAgentRequest, catalog};
+use crate::{CallAgentRetryLayer, Outcome, RetryConfig, StopReason};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -42,7 +43,6 @@ impl SoakConfig {
                 attempt_timeout: Some(Duration::from_millis(400)),
                 deadline: Some(Duration::from_secs(10)),
                 seed: Some(7),
-                name: "soak".into(),
                 ..RetryConfig::default()
             },
         }
@@ -74,7 +74,8 @@ pub struct SoakReport {
     pub finished_events: u64,
     /// Results whose outcome contradicts the classification of their last failure.
     pub mismatches: u64,
-    /// Calls by outcome.
+    /// Calls by outcome label; `success` counts every call that got an agent (first try or after
+    /// retries).
     pub outcomes: BTreeMap<String, u64>,
     /// Calls the backend received.
     pub backend_calls: u64,
@@ -98,7 +99,7 @@ struct Counter {
     timeouts: AtomicU64,
 }
 
-impl RetryObserver for Arc<Counter> {
+impl RetryObserver for Counter {
     fn on_failure(&self, v: &Verdict) {
         if v.basis == crate::classify::Basis::LocalTimeout {
             self.timeouts.fetch_add(1, Ordering::Relaxed);
@@ -112,10 +113,11 @@ impl RetryObserver for Arc<Counter> {
 }
 
 /// Runs the soak on the current runtime (paused, for a fast and exact run).
-pub async fn soak(config: &SoakConfig) -> Result<SoakReport, String> {
+pub async fn soak(config: &SoakConfig) -> Result<SoakReport, SimError> {
     let counter = Arc::new(Counter::default());
-    let layer = CallAgentRetryLayer::new(config.retry.clone())
-        .map_err(|e| e.to_string())?
+    let observe = ObserveConfig { name: "soak".into(), ..Default::default() };
+    let layer = CallAgentRetryLayer::new(config.retry.clone())?
+        .with_observe(observe)?
         .with_observer(Arc::clone(&counter));
     let backend = SimBackend::new(config.backend());
     let svc = layer.layer(backend.clone());
@@ -134,20 +136,19 @@ pub async fn soak(config: &SoakConfig) -> Result<SoakReport, String> {
             let (mut resolved, mut mismatches) = (0u64, 0u64);
             let mut local: BTreeMap<&'static str, u64> = BTreeMap::new();
             for _ in 0..n {
-                let request =
-                    crate::request::CreateAgentRequest::new(identity.clone(), token.clone(), AgentKind::Acs);
+                let request = CreateAgentRequest::new(identity.clone(), token.clone(), AgentKind::Acs);
                 let result = svc.clone().oneshot(request).await;
                 resolved += 1;
                 let outcome = match &result {
                     Ok(_) => {
                         backend.dispose(&identity);
-                        "ok"
+                        Outcome::Success.as_str()
                     }
                     Err(e) => {
                         let retryable = classify(e.last_attempt(), &overrides).retry;
-                        let consistent = match e {
-                            RetryError::Rejected(_) => !retryable,
-                            RetryError::ServiceFailed(_) => false,
+                        let consistent = match e.reason() {
+                            StopReason::Rejected => !retryable,
+                            StopReason::ServiceFailed => false,
                             _ => retryable,
                         };
                         mismatches += u64::from(!consistent);
@@ -165,7 +166,7 @@ pub async fn soak(config: &SoakConfig) -> Result<SoakReport, String> {
     }
     let (mut resolved, mut mismatches) = (0, 0);
     while let Some(done) = tasks.join_next().await {
-        let (r, m) = done.map_err(|e| format!("a soak worker failed: {e}"))?;
+        let (r, m) = done?;
         resolved += r;
         mismatches += m;
     }

@@ -72,6 +72,11 @@ impl Scripted {
         self.state.lock().unwrap().calls.len()
     }
 
+    /// When each call was made.
+    pub fn call_times(&self) -> Vec<Instant> {
+        self.state.lock().unwrap().calls.clone()
+    }
+
     /// Gaps between consecutive calls: the waits, when calls complete instantly.
     pub fn gaps(&self) -> Vec<Duration> {
         let calls = &self.state.lock().unwrap().calls;
@@ -205,9 +210,14 @@ impl Captured {
 
     /// A subscriber writing every level into this buffer, without colours.
     pub fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync + use<> {
+        self.subscriber_at(tracing::Level::TRACE)
+    }
+
+    /// A subscriber writing `level` and above into this buffer, without colours.
+    pub fn subscriber_at(&self, level: tracing::Level) -> impl tracing::Subscriber + Send + Sync + use<> {
         let writer = self.clone();
         tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
+            .with_max_level(level)
             .with_ansi(false)
             .with_writer(move || writer.clone())
             .finish()

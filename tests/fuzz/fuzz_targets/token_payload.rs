@@ -6,8 +6,8 @@ use std::time::SystemTime;
 
 use base64::Engine as _;
 use callagent_retry::preflight::check;
-use callagent_retry::request::{AgentKind, CreateAgentRequest};
-use callagent_retry::token::AccessToken;
+use callagent_retry::sdk::{AgentKind, CreateAgentRequest};
+use callagent_retry::sdk::AccessToken;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

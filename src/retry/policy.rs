@@ -11,17 +11,17 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tower::retry::Policy;
 
+use super::Outcome;
+use super::decide::{CallState, Decision};
+use super::layer::Shared;
 use crate::classify::Classify;
-use crate::decide::{CallState, Decision};
-use crate::layer::Shared;
-use crate::outcome::Outcome;
 
-/// A [`tower::retry::Policy`] over the same decision core, budget and observer as the
-/// [`CallAgentRetryLayer`](crate::CallAgentRetryLayer) it came from
-/// ([`CallAgentRetryLayer::policy`](crate::CallAgentRetryLayer::policy)).
+/// A [`tower::retry::Policy`] over the same decision core, budget and reports as the
+/// [`CallAgentRetryLayer`](super::CallAgentRetryLayer) it came from
+/// ([`CallAgentRetryLayer::policy`](super::CallAgentRetryLayer::policy)).
 ///
 /// Differences, because tower's `Retry` owns the waiting: the error type stays the inner one
-/// (there is no [`RetryError`](crate::RetryError)), `attempt_timeout` is not enforced (wrap the
+/// (there is no [`RetryError`](super::RetryError)), `attempt_timeout` is not enforced (wrap the
 /// inner service in a timeout that yields a classifiable error if you need one), and the
 /// deadline only stops retries from starting; it does not cut an attempt short.
 ///
@@ -42,7 +42,7 @@ pub struct CallAgentRetryPolicy {
     call: Option<Call>,
 }
 
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 struct Call {
     state: CallState,
     started: Instant,
@@ -107,16 +107,30 @@ where
             }
             Err(e) => e,
         };
-        let (verdict, decision) = shared.decider.decide(&mut call.state, failure, call.started, now);
+        let verdict = shared.decider.classify(failure);
         shared.report.failure(&verdict);
-        match decision {
-            Decision::Retry { delay } => {
+        // tower's Retry keeps the request itself (`clone_request`): there is always one.
+        match shared.decider.decide(
+            &mut call.state,
+            &verdict,
+            failure.retry_after(),
+            Some(()),
+            call.started,
+            now,
+        ) {
+            Decision::Retry { delay, .. } => {
                 shared.report.retry(&verdict, attempts, delay);
                 call.retrying = true;
                 Some(RetryDelay { sleep: (!delay.is_zero()).then(|| tokio::time::sleep(delay)) })
             }
-            Decision::Stop(stop) => {
-                shared.report.finish(&tracing::Span::none(), stop.into(), Some(&verdict), attempts, elapsed);
+            Decision::Stop(reason) => {
+                shared.report.finish(
+                    &tracing::Span::none(),
+                    reason.into(),
+                    Some(&verdict),
+                    attempts,
+                    elapsed,
+                );
                 None
             }
         }

@@ -7,17 +7,18 @@
 //! the same category and remedy.
 //!
 //! ```
-//! use callagent_retry::{catalog, ErrorCategory};
-//! let e = catalog::lookup(40114).unwrap();
+//! use callagent_retry::sdk::{catalog, ErrorCategory};
+//! let e = catalog::lookup(catalog::INFRASTRUCTURE_TIMEOUT).unwrap();
 //! assert_eq!(e.code, 408);
 //! assert_eq!(e.category, ErrorCategory::UnexpectedClientError);
 //! assert!(catalog::entries().iter().all(|e| !e.remedy.is_empty()));
 //! ```
 
-use crate::ErrorCategory;
+use super::ErrorCategory;
 use ErrorCategory::{ExpectedError as Expected, UnexpectedClientError as Client};
 
 /// Where a catalog row comes from.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Source {
     /// A row of the SDK's troubleshooting page for CallAgent creation.
@@ -27,6 +28,9 @@ pub enum Source {
 }
 
 /// One known failure of CallAgent creation.
+///
+/// Read-only (`#[non_exhaustive]`): rows come from the catalog, never from users.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Entry {
     /// HTTP-like status code.
@@ -42,6 +46,54 @@ pub struct Entry {
     /// Where this row comes from.
     pub source: Source,
 }
+
+// Named subcodes, so code reads `catalog::AGENT_EXISTS` instead of a bare 40228.
+/// 40101 (408: the calling base stack timed out initializing.)
+pub const BASE_STACK_INIT_TIMEOUT: u32 = 40101;
+/// 40102 (500: the calling base stack failed to initialize.)
+pub const BASE_STACK_INIT_FAILED: u32 = 40102;
+/// 40103 (500: the calling user stack found no base stack.)
+pub const NO_BASE_STACK: u32 = 40103;
+/// 40104 (408: the calling user stack timed out initializing.)
+pub const USER_STACK_INIT_TIMEOUT: u32 = 40104;
+/// 40105 (500: the calling user stack failed to initialize.)
+pub const USER_STACK_INIT_FAILED: u32 = 40105;
+/// 40114 (408: connecting to the ACS infrastructure timed out.)
+pub const INFRASTRUCTURE_TIMEOUT: u32 = 40114;
+/// 40115 (412: the connection to the ACS infrastructure could not be initialized.)
+pub const INFRASTRUCTURE_UNREACHABLE: u32 = 40115;
+/// 40214 (400: a display name was given for a Teams user (as the SDK throws it).)
+pub const TEAMS_DISPLAY_NAME: u32 = 40214;
+/// 40216 (500: creation failed without a more specific reason.)
+pub const CREATE_FAILED: u32 = 40216;
+/// 40228 (409: a `CallAgent` for this identity already exists.)
+pub const AGENT_EXISTS: u32 = 40228;
+/// 40229 (403: a Teams user's token was used for a `CallAgent`.)
+pub const ACS_AGENT_NEEDS_ACS_TOKEN: u32 = 40229;
+/// 40230 (409: a `TeamsCallAgent` for this identity already exists.)
+pub const TEAMS_AGENT_EXISTS: u32 = 40230;
+/// 40231 (403: a Communication Services token was used for a `TeamsCallAgent`.)
+pub const TEAMS_AGENT_NEEDS_TEAMS_TOKEN: u32 = 40231;
+/// 40235 (401: the access token has expired.)
+pub const TOKEN_EXPIRED: u32 = 40235;
+/// 44108 (401: no token credential was given.)
+pub const NO_CREDENTIAL: u32 = 44108;
+/// 44109 (401: the access token is empty.)
+pub const TOKEN_EMPTY: u32 = 44109;
+/// 44110 (401: the credential could not get a token (its refresher failed).)
+pub const TOKEN_FETCH_FAILED: u32 = 44110;
+/// 44111 (401: the access token is not valid.)
+pub const TOKEN_INVALID: u32 = 44111;
+/// 44113 (401: the token's `acsScope` has neither `voip` nor `voip.join`.)
+pub const TOKEN_SCOPE_WITHOUT_VOIP: u32 = 44113;
+/// 44114 (401: the token's `acsScope` is not a string.)
+pub const TOKEN_SCOPE_NOT_A_STRING: u32 = 44114;
+/// 44115 (401: the token has no `resourceId`.)
+pub const TOKEN_WITHOUT_RESOURCE_ID: u32 = 44115;
+/// 44116 (401: the token has no `skypeid` (user id).)
+pub const TOKEN_WITHOUT_USER_ID: u32 = 44116;
+/// 44214 (400: the troubleshooting page's number for [`TEAMS_DISPLAY_NAME`].)
+pub const TEAMS_DISPLAY_NAME_DOCUMENTED: u32 = 44214;
 
 const fn row(
     code: u16,
@@ -236,11 +288,16 @@ static ENTRIES: [Entry; 23] = [
 /// The catalog row for `sub_code`, if any.
 ///
 /// ```
-/// assert!(callagent_retry::catalog::lookup(40228).is_some());
-/// assert!(callagent_retry::catalog::lookup(1).is_none());
+/// assert!(callagent_retry::sdk::catalog::lookup(40228).is_some());
+/// assert!(callagent_retry::sdk::catalog::lookup(1).is_none());
 /// ```
 pub fn lookup(sub_code: u32) -> Option<&'static Entry> {
-    ENTRIES.binary_search_by_key(&sub_code, |e| e.sub_code).ok().map(|i| &ENTRIES[i])
+    position(sub_code).map(|i| &ENTRIES[i])
+}
+
+/// The row's index in [`entries`]: metrics keep one series per row, indexed the same way.
+pub(crate) fn position(sub_code: u32) -> Option<usize> {
+    ENTRIES.binary_search_by_key(&sub_code, |e| e.sub_code).ok()
 }
 
 /// Every catalog row, sorted by subcode.
@@ -271,7 +328,7 @@ mod tests {
 
     #[test]
     fn seed_page_rows_match_the_page() {
-        let page = include_str!("../tests/data/create-call-agent-errors.txt");
+        let page = include_str!("../../tests/data/create-call-agent-errors.txt");
         for e in ENTRIES.iter().filter(|e| e.source == Source::SeedPage) {
             let line = page
                 .lines()
@@ -281,5 +338,36 @@ mod tests {
             assert!(line.contains(e.message), "{line}");
             assert!(line.trim_end().ends_with(e.category.as_str()), "{line}");
         }
+    }
+
+    #[test]
+    fn every_named_subcode_is_a_row() {
+        let named = [
+            BASE_STACK_INIT_TIMEOUT,
+            BASE_STACK_INIT_FAILED,
+            NO_BASE_STACK,
+            USER_STACK_INIT_TIMEOUT,
+            USER_STACK_INIT_FAILED,
+            INFRASTRUCTURE_TIMEOUT,
+            INFRASTRUCTURE_UNREACHABLE,
+            TEAMS_DISPLAY_NAME,
+            CREATE_FAILED,
+            AGENT_EXISTS,
+            ACS_AGENT_NEEDS_ACS_TOKEN,
+            TEAMS_AGENT_EXISTS,
+            TEAMS_AGENT_NEEDS_TEAMS_TOKEN,
+            TOKEN_EXPIRED,
+            NO_CREDENTIAL,
+            TOKEN_EMPTY,
+            TOKEN_FETCH_FAILED,
+            TOKEN_INVALID,
+            TOKEN_SCOPE_WITHOUT_VOIP,
+            TOKEN_SCOPE_NOT_A_STRING,
+            TOKEN_WITHOUT_RESOURCE_ID,
+            TOKEN_WITHOUT_USER_ID,
+            TEAMS_DISPLAY_NAME_DOCUMENTED,
+        ];
+        assert_eq!(named.len(), ENTRIES.len());
+        assert!(named.iter().all(|&s| lookup(s).is_some()));
     }
 }

@@ -1,14 +1,15 @@
 //! The decision core: retry or stop, and how long to wait. No I/O, no clock, no tracing: the
-//! adapters ([`CallAgentRetry`](crate::CallAgentRetry) and
-//! [`CallAgentRetryPolicy`](crate::CallAgentRetryPolicy)) read tokio's clock, wait, and report.
+//! adapters (the layer's service and future, and the tower policy) read tokio's clock, wait,
+//! and report.
 //!
-//! For each failed attempt, in order:
-//! 1. [classify](crate::classify) it; not retryable → [`Stop::Rejected`];
-//! 2. attempts made ≥ the limit (an override's `max_attempts`, else the config's) → [`Stop::Exhausted`];
+//! For each failed attempt, classified once by the caller ([`Decider::classify`]), in order:
+//! 1. not retryable → [`StopReason::Rejected`];
+//! 2. attempts made ≥ the limit (an override's `max_attempts`, else the config's), or the call
+//!    kept nothing to call again with → [`StopReason::Exhausted`];
 //! 3. draw the next delay (a `retry_after` hint replaces it, capped at `max_backoff`);
-//! 4. the wait would not end before the deadline → [`Stop::DeadlineExceeded`];
-//! 5. withdraw from the budget; empty → [`Stop::BudgetExhausted`];
-//! 6. otherwise [`Decision::Retry`] after the delay.
+//! 4. the wait would not end before the deadline → [`StopReason::DeadlineExceeded`];
+//! 5. withdraw from the budget; empty → [`StopReason::BudgetExhausted`];
+//! 6. otherwise [`Decision::Retry`] after the delay, handing back what the call kept.
 //!
 //! The budget is charged last so a retry that would not happen anyway costs nothing.
 
@@ -18,39 +19,25 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::backoff::{Backoff, BackoffSchedule};
-use crate::budget::RetryBudget;
+use super::budget::RetryBudget;
+use super::schedule::{Backoff, BackoffSchedule};
+use super::{RetryConfig, StopReason};
 use crate::classify::{Classify, Verdict, classify};
-use crate::config::{ConfigError, RetryConfig};
+use crate::config::ConfigError;
 
-/// What to do after a failed attempt.
+/// What to do after a failed attempt. `T` is what the call kept to call again with (the service
+/// and the request): a retry hands it back, so a retry without it cannot be expressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    /// Wait `delay`, then call again.
-    Retry {
-        /// The wait before the next attempt.
-        delay: Duration,
-    },
+pub(crate) enum Decision<T> {
+    /// Wait `delay`, then call again with `with`.
+    Retry { delay: Duration, with: T },
     /// Give up.
-    Stop(Stop),
-}
-
-/// Why the core gave up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Stop {
-    /// The failure is not retryable.
-    Rejected,
-    /// The attempt limit is reached.
-    Exhausted,
-    /// The next attempt could not start before the deadline.
-    DeadlineExceeded,
-    /// The retry budget is empty.
-    BudgetExhausted,
+    Stop(StopReason),
 }
 
 /// The per-call state of the core: attempts so far and the call's backoff.
 #[derive(Debug, Clone)]
-pub struct CallState {
+pub(crate) struct CallState {
     attempts: u32,
     // Created (and boxed) on the first retry: the success path neither builds it nor carries its
     // ~200 bytes in every response future.
@@ -59,19 +46,19 @@ pub struct CallState {
 
 impl CallState {
     /// Calls made to the inner service so far.
-    pub fn attempts(&self) -> u32 {
+    pub(crate) fn attempts(&self) -> u32 {
         self.attempts
     }
 
     /// Records that an attempt is starting.
-    pub fn start_attempt(&mut self) {
+    pub(crate) fn start_attempt(&mut self) {
         self.attempts += 1;
     }
 }
 
 /// The shared, validated policy: one per layer, behind an `Arc`.
 #[derive(Debug)]
-pub struct Decider {
+pub(crate) struct Decider {
     config: RetryConfig,
     schedule: BackoffSchedule,
     budget: Option<Arc<RetryBudget>>,
@@ -82,15 +69,14 @@ pub struct Decider {
 
 impl Decider {
     /// Validates `config` and builds the core (with a fresh budget).
-    pub fn new(config: RetryConfig) -> Result<Self, ConfigError> {
+    pub(crate) fn new(config: RetryConfig) -> Result<Self, ConfigError> {
         config.validate()?;
-        let budget =
-            config.budget.as_ref().map(|b| Arc::new(RetryBudget::new(b.ttl, b.min_per_sec, b.retry_percent)));
+        let budget = config.budget.as_ref().map(RetryBudget::new).transpose()?.map(Arc::new);
         let limit = config.max_attempts;
         let may_retry =
             limit > 1 || config.overrides.values().any(|o| o.retry && o.max_attempts.unwrap_or(limit) > 1);
         Ok(Self {
-            schedule: config.schedule(),
+            schedule: BackoffSchedule::of(&config),
             seed: config.seed.unwrap_or_else(rand::random),
             budget,
             config,
@@ -100,56 +86,55 @@ impl Decider {
     }
 
     /// The validated config.
-    pub fn config(&self) -> &RetryConfig {
+    pub(crate) fn config(&self) -> &RetryConfig {
         &self.config
     }
 
     /// The shared budget, if one is configured.
-    pub fn budget(&self) -> Option<&Arc<RetryBudget>> {
+    pub(crate) fn budget(&self) -> Option<&Arc<RetryBudget>> {
         self.budget.as_ref()
     }
 
     /// Whether any failure could be retried (if not, requests need not be kept for a retry).
-    pub fn may_retry(&self) -> bool {
+    pub(crate) fn may_retry(&self) -> bool {
         self.may_retry
     }
 
     /// Starts a call at `now`: deposits into the budget. Count the first attempt with
     /// [`CallState::start_attempt`].
-    pub fn begin(&self, now: Instant) -> CallState {
+    pub(crate) fn begin(&self, now: Instant) -> CallState {
         if let Some(b) = &self.budget {
             b.deposit_at(now);
         }
         CallState { attempts: 0, backoff: None }
     }
 
-    /// Decides after a failed attempt of a call that started at `started`; `now` is the time of
-    /// the failure. See the [module docs](self) for the order of the checks.
-    pub fn decide<F: Classify + ?Sized>(
-        &self,
-        call: &mut CallState,
-        failure: &F,
-        started: Instant,
-        now: Instant,
-    ) -> (Verdict, Decision) {
-        let verdict = classify(failure, &self.config.overrides);
-        (verdict, self.decide_classified(call, &verdict, failure.retry_after(), started, now))
+    /// Classifies a failure by the config's overrides: once per failure; the verdict then feeds
+    /// the decision, the error returned and every report.
+    pub(crate) fn classify<F: Classify + ?Sized>(&self, failure: &F) -> Verdict {
+        classify(failure, &self.config.overrides)
     }
 
-    fn decide_classified(
+    /// Decides after a failed attempt (`verdict`) of a call that started at `started`; `now` is
+    /// the time of the failure, `keep` what the call kept to retry with. See the
+    /// module docs for the order of the checks.
+    pub(crate) fn decide<T>(
         &self,
         call: &mut CallState,
         verdict: &Verdict,
         retry_after: Option<Duration>,
+        keep: Option<T>,
         started: Instant,
         now: Instant,
-    ) -> Decision {
+    ) -> Decision<T> {
         if !verdict.retry {
-            return Decision::Stop(Stop::Rejected);
+            return Decision::Stop(StopReason::Rejected);
         }
-        if call.attempts >= verdict.max_attempts.unwrap_or(self.config.max_attempts) {
-            return Decision::Stop(Stop::Exhausted);
-        }
+        let Some(with) =
+            keep.filter(|_| call.attempts < verdict.max_attempts.unwrap_or(self.config.max_attempts))
+        else {
+            return Decision::Stop(StopReason::Exhausted);
+        };
         let backoff = call.backoff.get_or_insert_with(|| {
             // Seeds follow call order, so a seeded, deterministic workload repeats exactly.
             let n = self.next_call.fetch_add(1, Ordering::Relaxed);
@@ -162,24 +147,24 @@ impl Decider {
         if let Some(deadline) = self.config.deadline {
             // The next attempt needs time of its own: its wait must end strictly before the deadline.
             if now.saturating_duration_since(started) + delay >= deadline {
-                return Decision::Stop(Stop::DeadlineExceeded);
+                return Decision::Stop(StopReason::DeadlineExceeded);
             }
         }
         if let Some(b) = &self.budget
             && !b.withdraw_at(now)
         {
-            return Decision::Stop(Stop::BudgetExhausted);
+            return Decision::Stop(StopReason::BudgetExhausted);
         }
-        Decision::Retry { delay }
+        Decision::Retry { delay, with }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::CallAgentError;
-    use crate::backoff::Jitter;
-    use crate::config::{BudgetConfig, SubcodeOverride};
+    use crate::classify::SubcodeOverride;
+    use crate::retry::{BudgetConfig, Jitter};
+    use crate::sdk::CallAgentError;
 
     fn decider(config: RetryConfig) -> Decider {
         Decider::new(RetryConfig { jitter: Jitter::None, seed: Some(1), ..config }).unwrap()
@@ -190,15 +175,16 @@ mod tests {
     }
 
     /// Runs failures through the core until it stops; returns the delays and the stop.
-    fn run(d: &Decider, failure: &CallAgentError) -> (Vec<Duration>, Stop) {
+    fn run(d: &Decider, failure: &CallAgentError) -> (Vec<Duration>, StopReason) {
         let t0 = Instant::now();
         let mut now = t0;
         let mut call = d.begin(now);
         let mut delays = vec![];
         loop {
             call.start_attempt();
-            match d.decide(&mut call, failure, t0, now).1 {
-                Decision::Retry { delay } => {
+            let verdict = d.classify(failure);
+            match d.decide(&mut call, &verdict, None, Some(()), t0, now) {
+                Decision::Retry { delay, .. } => {
                     delays.push(delay);
                     now += delay;
                 }
@@ -211,10 +197,10 @@ mod tests {
     fn stops_in_the_documented_order() {
         let d = decider(RetryConfig { budget: None, deadline: None, ..Default::default() });
         let (delays, stop) = run(&d, &timeout());
-        assert_eq!(stop, Stop::Exhausted);
+        assert_eq!(stop, StopReason::Exhausted);
         assert_eq!(delays, [500, 1000, 2000].map(Duration::from_millis));
         let (delays, stop) = run(&d, &CallAgentError::from_catalog(40228).unwrap());
-        assert_eq!((delays.len(), stop), (0, Stop::Rejected));
+        assert_eq!((delays.len(), stop), (0, StopReason::Rejected));
     }
 
     #[test]
@@ -227,7 +213,7 @@ mod tests {
             ..Default::default()
         });
         let (delays, stop) = run(&d, &timeout());
-        assert_eq!((delays.len(), stop), (2, Stop::DeadlineExceeded));
+        assert_eq!((delays.len(), stop), (2, StopReason::DeadlineExceeded));
     }
 
     #[test]
@@ -238,7 +224,7 @@ mod tests {
             ..Default::default()
         });
         let (delays, stop) = run(&d, &timeout());
-        assert_eq!((delays.len(), stop), (1, Stop::Exhausted));
+        assert_eq!((delays.len(), stop), (1, StopReason::Exhausted));
     }
 
     #[test]
@@ -249,10 +235,10 @@ mod tests {
         });
         // One deposit (this call) allows one retry.
         let (delays, stop) = run(&d, &timeout());
-        assert_eq!((delays.len(), stop), (1, Stop::BudgetExhausted));
+        assert_eq!((delays.len(), stop), (1, StopReason::BudgetExhausted));
         // A rejected failure withdraws nothing: the next call's deposit plus nothing spent = 1.
         let (_, stop) = run(&d, &CallAgentError::from_catalog(40228).unwrap());
-        assert_eq!(stop, Stop::Rejected);
+        assert_eq!(stop, StopReason::Rejected);
         assert_eq!(d.budget().unwrap().available_at(Instant::now()), 1);
     }
 
@@ -274,10 +260,31 @@ mod tests {
         let t0 = Instant::now();
         let mut call = d.begin(t0);
         call.start_attempt();
-        let (_, first) = d.decide(&mut call, &Hint(Duration::from_secs(3)), t0, t0);
-        assert_eq!(first, Decision::Retry { delay: Duration::from_secs(3) });
-        let (_, second) = d.decide(&mut call, &Hint(Duration::from_secs(300)), t0, t0);
-        assert_eq!(second, Decision::Retry { delay: Duration::from_secs(10) });
+        let decide = |call: &mut CallState, hint: Duration| {
+            let failure = Hint(hint);
+            d.decide(call, &d.classify(&failure), failure.retry_after(), Some(()), t0, t0)
+        };
+        assert_eq!(
+            decide(&mut call, Duration::from_secs(3)),
+            Decision::Retry { delay: Duration::from_secs(3), with: () }
+        );
+        assert_eq!(
+            decide(&mut call, Duration::from_secs(300)),
+            Decision::Retry { delay: Duration::from_secs(10), with: () }
+        );
+    }
+
+    #[test]
+    fn a_call_that_kept_nothing_to_retry_with_is_exhausted() {
+        let d = decider(RetryConfig { budget: None, ..Default::default() });
+        let t0 = Instant::now();
+        let mut call = d.begin(t0);
+        call.start_attempt();
+        let verdict = d.classify(&timeout());
+        assert_eq!(
+            d.decide::<()>(&mut call, &verdict, None, None, t0, t0),
+            Decision::Stop(StopReason::Exhausted)
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use zeroize::Zeroizing;
 /// when the last copy is dropped.
 ///
 /// ```
-/// use callagent_retry::token::AccessToken;
+/// use callagent_retry::sdk::AccessToken;
 /// let t = AccessToken::new("eyJhbGciOi.secret.sig");
 /// assert_eq!(format!("{t} {t:?}"), "[redacted] AccessToken([redacted])");
 /// assert_eq!(t.expose_secret(), "eyJhbGciOi.secret.sig");
@@ -58,7 +58,7 @@ impl AccessToken {
     /// never for a real service.
     ///
     /// ```
-    /// use callagent_retry::token::AccessToken;
+    /// use callagent_retry::sdk::AccessToken;
     /// let t = AccessToken::unsigned(&serde_json::json!({"skypeid": "acs:r_u", "acsScope": "voip"}));
     /// assert_eq!(t.claims().unwrap().skypeid.as_deref(), Some("acs:r_u"));
     /// ```

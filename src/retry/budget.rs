@@ -1,43 +1,47 @@
-//! A retry budget shared by every clone of a layer: retries may add at most `retry_percent` of
-//! the calls made in the last `ttl`, plus a small reserve of `min_per_sec` retries per second.
-//!
-//! This is tower's [`TpsBudget`](tower::retry::budget::TpsBudget) design (Finagle's: a sliding
-//! window of ten slots over `ttl`, one deposit per call, one withdrawal per retry) with one fix,
-//! made by **replacing** `TpsBudget` rather than wrapping it. `TpsBudget` stores the withdrawal
-//! cost as the integer `1 / retry_percent` (tower issue 857), so `retry_percent = 0.6` allows 100%
-//! retries and `0.3` allows 33%. The deposit and withdrawal amounts are private and fixed at
-//! construction, so no wrapper can correct them. [`RetryBudget`] keeps the ratio in fixed point
-//! instead (a deposit is worth `retry_percent × 1,000,000`, a withdrawal costs 1,000,000), so the
-//! configured percentage holds to six decimal places. It implements tower's
-//! [`Budget`](tower::retry::budget::Budget) trait, so it also plugs into tower's own policies.
-//!
-//! The state is one uncontended mutex (a few nanoseconds per call) rather than tower's atomics,
-//! which lets a check-and-withdraw be exact under concurrency. Methods take the current time so
-//! the decision core stays free of clocks; the `Budget` impl reads tokio's clock, so budgets
-//! behave on paused time in tests.
-//!
-//! ```
-//! use std::time::Duration;
-//! use callagent_retry::budget::RetryBudget;
-//! use tokio::time::Instant;
-//! let budget = RetryBudget::new(Duration::from_secs(10), 0, 0.3);
-//! let now = Instant::now();
-//! for _ in 0..1000 { budget.deposit_at(now); }
-//! let allowed = (0..1000).filter(|_| budget.withdraw_at(now)).count();
-//! assert_eq!(allowed, 300);
-//! ```
+//! [`RetryBudget`]: the retry budget shared by every clone of a layer.
 
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::BudgetConfig;
+use crate::config::ConfigError;
+
 /// One withdrawal's cost in fixed point.
 const SCALE: i64 = 1_000_000;
 /// Slots in the sliding window, as in Finagle and tower.
 const SLOTS: usize = 10;
 
-/// A sliding-window retry budget (see the [module docs](self)).
+/// A retry budget shared by every clone of a layer: retries may add at most `retry_percent` of
+/// the calls made in the last `ttl`, plus a small reserve of `min_per_sec` retries per second.
+///
+/// This is tower's [`TpsBudget`](tower::retry::budget::TpsBudget) design (Finagle's: a sliding
+/// window of ten slots over `ttl`, one deposit per call, one withdrawal per retry) with one fix,
+/// made by **replacing** `TpsBudget` rather than wrapping it. `TpsBudget` stores the withdrawal
+/// cost as the integer `1 / retry_percent` (tower issue 857), so `retry_percent = 0.6` allows 100%
+/// retries and `0.3` allows 33%. The deposit and withdrawal amounts are private and fixed at
+/// construction, so no wrapper can correct them. [`RetryBudget`] keeps the ratio in fixed point
+/// instead (a deposit is worth `retry_percent × 1,000,000`, a withdrawal costs 1,000,000), so the
+/// configured percentage holds to six decimal places. It implements tower's
+/// [`Budget`](tower::retry::budget::Budget) trait, so it also plugs into tower's own policies.
+///
+/// The state is one uncontended mutex (a few nanoseconds per call) rather than tower's atomics,
+/// which lets a check-and-withdraw be exact under concurrency. Methods take the current time so
+/// the decision core stays free of clocks; the `Budget` impl reads tokio's clock, so budgets
+/// behave on paused time in tests.
+///
+/// ```
+/// use std::time::Duration;
+/// use callagent_retry::retry::{BudgetConfig, RetryBudget};
+/// use tokio::time::Instant;
+/// let config = BudgetConfig { ttl: Duration::from_secs(10), min_per_sec: 0, retry_percent: 0.3 };
+/// let budget = RetryBudget::new(&config).unwrap();
+/// let now = Instant::now();
+/// for _ in 0..1000 { budget.deposit_at(now); }
+/// let allowed = (0..1000).filter(|_| budget.withdraw_at(now)).count();
+/// assert_eq!(allowed, 300);
+/// ```
 #[derive(Debug)]
 pub struct RetryBudget {
     deposit_amount: i64,
@@ -57,10 +61,17 @@ struct State {
 }
 
 impl RetryBudget {
-    /// `ttl` is how long a deposit counts (validated to 1 s..=60 s by the config), `min_per_sec`
-    /// the retries allowed per second regardless of traffic, `retry_percent` the ratio of retries
-    /// to calls (`0.2` = 20%; up to 1000).
-    pub fn new(ttl: Duration, min_per_sec: u32, retry_percent: f64) -> Self {
+    /// A budget with `config`'s settings, refused (naming the field) when they are out of range:
+    /// `ttl` 1 s to 60 s, `retry_percent` 0 to 1000.
+    pub fn new(config: &BudgetConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        Ok(Self::new_unchecked(config))
+    }
+
+    fn new_unchecked(config: &BudgetConfig) -> Self {
+        let BudgetConfig { ttl, min_per_sec, retry_percent } = *config;
+        // In range after validation: retry_percent <= 1000 and min_per_sec * ttl <= 2^32 * 60,
+        // so both amounts fit an i64 with room for a window's sums.
         let deposit_amount = (retry_percent * SCALE as f64).round() as i64;
         let reserve = (f64::from(min_per_sec) * ttl.as_secs_f64()).round() as i64 * SCALE;
         Self {
@@ -149,10 +160,29 @@ mod tests {
         granted as f64 / calls as f64
     }
 
+    fn budget(ttl_secs: u64, min_per_sec: u32, retry_percent: f64) -> RetryBudget {
+        RetryBudget::new(&BudgetConfig { ttl: Duration::from_secs(ttl_secs), min_per_sec, retry_percent })
+            .unwrap()
+    }
+
+    #[test]
+    fn out_of_range_settings_are_refused_not_panics() {
+        for (ttl, percent, field) in [
+            (u64::MAX / 4, 0.2, "budget.ttl"),
+            (0, 0.2, "budget.ttl"),
+            (10, f64::NAN, "budget.retry_percent"),
+        ] {
+            let config =
+                BudgetConfig { ttl: Duration::from_secs(ttl), min_per_sec: u32::MAX, retry_percent: percent };
+            assert_eq!(RetryBudget::new(&config).unwrap_err().field(), Some(field));
+        }
+        assert!(RetryBudget::new(&BudgetConfig { min_per_sec: u32::MAX, ..Default::default() }).is_ok());
+    }
+
     #[tokio::test(start_paused = true)]
     async fn the_configured_percentage_holds_over_a_long_run() {
         for percent in [0.2, 0.3, 0.6] {
-            let ours = long_run(&RetryBudget::new(Duration::from_secs(10), 0, percent)).await;
+            let ours = long_run(&budget(10, 0, percent)).await;
             assert!((ours - percent).abs() < 0.005, "{percent}: granted {ours}");
         }
     }
@@ -169,7 +199,7 @@ mod tests {
 
     #[test]
     fn reserve_allows_min_per_sec_times_ttl() {
-        let b = RetryBudget::new(Duration::from_secs(10), 5, 0.0);
+        let b = budget(10, 5, 0.0);
         let now = Instant::now();
         assert_eq!(b.available_at(now), 50);
         assert_eq!((0..100).filter(|_| b.withdraw_at(now)).count(), 50);
@@ -179,7 +209,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn deposits_expire_after_ttl() {
-        let b = RetryBudget::new(Duration::from_secs(10), 0, 1.0);
+        let b = budget(10, 0, 1.0);
         for _ in 0..10 {
             b.deposit();
         }

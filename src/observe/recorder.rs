@@ -1,36 +1,5 @@
-//! Prometheus-style metrics through the `metrics` crate, per SDK subcode.
-//!
-//! | metric | type | labels | counts |
-//! |---|---|---|---|
-//! | `callagent_create_calls_total` | counter | `layer`, `outcome` | every call of the layer, by how it ended |
-//! | `callagent_create_attempts_total` | counter | `layer` | every call of the inner service |
-//! | `callagent_create_errors_total` | counter | `layer`, `code`, `subcode`, `category` | every failed attempt |
-//! | `callagent_create_retries_total` | counter | `layer`, `subcode` | every retry, by the subcode that caused it |
-//! | `callagent_create_duration_seconds` | histogram | `layer` | time from call to outcome |
-//! | `callagent_create_attempts` | histogram | `layer` | attempts per finished call |
-//! | `callagent_retry_delay_seconds` | histogram | `layer` | each wait before a retry |
-//!
-//! `outcome` is one of `success`, `success_after_retry`, `rejected`, `exhausted`,
-//! `deadline_exceeded`, `budget_exhausted`, `service_failed`, `cancelled` (the caller dropped the
-//! call). `layer` is [`RetryConfig::name`](crate::RetryConfig::name), empty by default: it tells two
-//! layers in one process apart. A failed attempt that timed out locally has `code="none"`,
-//! `subcode="timeout"`.
-//!
-//! **Cardinality is bounded.** Series for every outcome and every catalog subcode (at its catalog
-//! category) are registered when the layer is built, so a dashboard sees zeros, not gaps; their
-//! handles are kept and the hot path never hashes a label set. Other categories of a known
-//! subcode are registered on first use, once. A subcode outside the catalog (or a catalog subcode with an
-//! unexpected code) gets series of its own, up to
-//! [`RetryConfig::max_unknown_subcodes`](crate::RetryConfig::max_unknown_subcodes) distinct ones;
-//! after that it is counted under `code="other", subcode="other"`.
-//!
-//! **Install the recorder first.** Handles are resolved against the recorder installed when the
-//! layer is built; a layer built before `PrometheusBuilder::install` (or any other recorder) records
-//! into the void.
-//!
-//! Histograms: the Prometheus exporter renders summaries unless given buckets; give it
-//! [`HISTOGRAM_BUCKETS`] so quantiles can be aggregated across instances (the `serve_metrics`
-//! example shows how).
+//! The metrics adapter: a [`RetryObserver`] over the `metrics` facade (see the
+//! [module docs](super) for the metrics, their labels and the cardinality bound).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -38,10 +7,10 @@ use std::time::Duration;
 
 use ::metrics::{Counter, Histogram, SharedString, Unit};
 
+use super::{ObserveConfig, RetryObserver};
 use crate::classify::{Basis, Verdict};
-use crate::observe::RetryObserver;
-use crate::outcome::Outcome;
-use crate::{ErrorCategory, catalog};
+use crate::retry::Outcome;
+use crate::sdk::{ErrorCategory, catalog};
 
 /// Calls per outcome.
 pub const CALLS: &str = "callagent_create_calls_total";
@@ -70,7 +39,7 @@ pub const DELAY_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 1
 ///
 /// ```text
 /// let mut builder = metrics_exporter_prometheus::PrometheusBuilder::new();
-/// for (name, buckets) in callagent_retry::metrics::HISTOGRAM_BUCKETS {
+/// for (name, buckets) in callagent_retry::observe::HISTOGRAM_BUCKETS {
 ///     builder = builder.set_buckets_for_metric(Matcher::Full(name.into()), buckets)?;
 /// }
 /// ```
@@ -121,10 +90,10 @@ struct Seen {
     series: HashMap<(Option<u16>, Option<u32>), Arc<Series>>,
 }
 
-/// The metrics adapter: a [`RetryObserver`] the layer always runs (with no recorder installed every
-/// handle is a no-op). Build one yourself only to use it with another observer.
+/// The metrics adapter: an observer the layer always runs (with no recorder installed every
+/// handle is a no-op).
 #[derive(Debug)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     layer: SharedString,
     calls: [Counter; Outcome::ALL.len()],
     attempts: Counter,
@@ -141,9 +110,9 @@ pub struct Metrics {
 impl Metrics {
     /// Describes the metrics and resolves every handle known in advance against the recorder
     /// installed now.
-    pub fn new(layer: &str, max_unknown_subcodes: usize) -> Self {
+    pub(crate) fn new(config: &ObserveConfig) -> Self {
         describe();
-        let layer = SharedString::from(layer.to_owned());
+        let layer = SharedString::from(config.name.clone());
         let calls = Outcome::ALL
             .map(|o| ::metrics::counter!(CALLS, "layer" => layer.clone(), "outcome" => o.as_str()));
         let known = catalog::entries()
@@ -163,25 +132,22 @@ impl Metrics {
             known,
             timeout: Series::new(&layer, "none".into(), "timeout".into()),
             other: Series::new(&layer, "other".into(), "other".into()),
-            max_unknown: max_unknown_subcodes,
+            max_unknown: config.max_unknown_subcodes,
             seen: Mutex::default(),
             layer,
         }
     }
 
-    /// The series for a failure's labels: a catalog entry (binary search, no hashing), the local
-    /// timeout, an admitted unknown pair, or `other` once the bound is reached.
+    /// The series for a failure's labels: the catalog row the verdict found (no lookup, no
+    /// hashing), the local timeout, an admitted unknown pair, or `other` once the bound is reached.
     fn series(&self, v: &Verdict, f: impl FnOnce(&Series)) {
         if v.basis == Basis::LocalTimeout {
             return f(&self.timeout);
         }
-        if let Some(sub) = v.sub_code {
-            let entries = catalog::entries();
-            if let Ok(i) = entries.binary_search_by_key(&sub, |e| e.sub_code)
-                && v.code == Some(entries[i].code)
-            {
-                return f(&self.known[i]);
-            }
+        if let Some(row) = v.catalog_row()
+            && v.entry().is_some_and(|e| v.code == Some(e.code))
+        {
+            return f(&self.known[row]);
         }
         let key = (v.code, v.sub_code);
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
@@ -244,5 +210,13 @@ impl RetryObserver for Metrics {
         self.calls[outcome as usize].increment(1);
         self.duration.record(elapsed.as_secs_f64());
         self.attempts_per_call.record(f64::from(attempts));
+    }
+}
+
+impl Metrics {
+    /// A call that never started: its inner service failed `poll_ready`.
+    /// Not a failed attempt (no attempt was made), so no error series moves.
+    pub(crate) fn on_not_ready(&self) {
+        self.calls[Outcome::ServiceFailed as usize].increment(1);
     }
 }

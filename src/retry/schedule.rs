@@ -18,23 +18,28 @@
 //! same formula with this module's seeded source. The schedule is always stepped by
 //! [`ExponentialBackoff`] with its own randomization set to zero.
 //!
-//! ```
-//! use std::time::Duration;
-//! use callagent_retry::backoff::{BackoffSchedule, Jitter};
-//! let schedule = BackoffSchedule::new(Duration::from_millis(100), Duration::from_millis(350), 2.0, Jitter::None, 0.0);
-//! let mut b = schedule.start(7);
-//! let delays: Vec<_> = (0..4).map(|_| b.next_delay().as_millis()).collect();
-//! assert_eq!(delays, [100, 200, 350, 350]);
-//! ```
 
 use std::time::{Duration, Instant};
+
+use super::RetryConfig;
 
 use ::backoff::backoff::Backoff as _;
 use ::backoff::{Clock, exponential::ExponentialBackoff};
 use rand::{Rng, SeedableRng, rngs::SmallRng};
 use serde::{Deserialize, Serialize};
 
-/// How the nominal delay is randomized (see the [module docs](self) for the bounds).
+/// How the nominal delay is randomized.
+///
+/// | jitter | delay for the schedule's nominal delay `d` |
+/// |---|---|
+/// | `full` (default) | uniform in `[0, d]`: least total work under contention (AWS) |
+/// | `equal` | uniform in `[d/2, d]`: never less than half the schedule |
+/// | `decorrelated` | `min(cap, uniform(initial, 3 * previous))`, ignoring the multiplier |
+/// | `proportional` | uniform in `[d(1 - f), d(1 + f)]`, capped (the `backoff` crate's `randomization_factor` `f`) |
+/// | `none` | exactly `d` |
+///
+/// `#[non_exhaustive]`: another kind may be added.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Jitter {
@@ -77,16 +82,28 @@ impl Clock for FrozenClock {
 
 /// The shape of the delays, shared by every call: cheap to copy, starts a [`Backoff`] per call.
 #[derive(Debug, Clone)]
-pub struct BackoffSchedule {
+pub(crate) struct BackoffSchedule {
     template: ExponentialBackoff<FrozenClock>,
     jitter: Jitter,
     randomization_factor: f64,
 }
 
 impl BackoffSchedule {
+    /// The schedule of a validated config.
+    pub(crate) fn of(config: &RetryConfig) -> Self {
+        Self::new(
+            config.initial_backoff,
+            config.max_backoff,
+            config.multiplier,
+            config.jitter,
+            config.randomization_factor,
+        )
+    }
+
     /// A schedule starting at `initial`, multiplied by `multiplier` after each retry, capped at
-    /// `max`. Inputs are assumed validated (see [`RetryConfig::validate`](crate::RetryConfig::validate)).
-    pub fn new(
+    /// `max`. Crate-private because it trusts its inputs: only validated configs reach it
+    /// (a `randomization_factor` above 1 or a NaN multiplier would misbehave).
+    pub(crate) fn new(
         initial: Duration,
         max: Duration,
         multiplier: f64,
@@ -108,23 +125,8 @@ impl BackoffSchedule {
         Self { template, jitter, randomization_factor }
     }
 
-    /// The jitter kind.
-    pub fn jitter(&self) -> Jitter {
-        self.jitter
-    }
-
-    /// The first nominal delay.
-    pub fn initial(&self) -> Duration {
-        self.template.initial_interval
-    }
-
-    /// The cap on every delay.
-    pub fn max(&self) -> Duration {
-        self.template.max_interval
-    }
-
     /// The per-call state, with its random source seeded from `seed`.
-    pub fn start(&self, seed: u64) -> Backoff {
+    pub(crate) fn start(&self, seed: u64) -> Backoff {
         Backoff {
             schedule: self.template.clone(),
             rng: SmallRng::seed_from_u64(seed),
@@ -137,7 +139,7 @@ impl BackoffSchedule {
 
 /// The delays of one call, in order.
 #[derive(Debug, Clone)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     schedule: ExponentialBackoff<FrozenClock>,
     rng: SmallRng,
     jitter: Jitter,
@@ -147,7 +149,7 @@ pub struct Backoff {
 
 impl Backoff {
     /// The next delay (never above the schedule's cap).
-    pub fn next_delay(&mut self) -> Duration {
+    pub(crate) fn next_delay(&mut self) -> Duration {
         let cap = self.schedule.max_interval;
         let base = self.schedule.initial_interval;
         // With randomization 0 and no max_elapsed_time this is the bare schedule and never None.
@@ -203,6 +205,13 @@ mod tests {
 
     fn schedule(jitter: Jitter) -> BackoffSchedule {
         BackoffSchedule::new(MS * 10, MS * 1000, 2.0, jitter, 0.5)
+    }
+
+    #[test]
+    fn the_schedule_is_capped() {
+        let schedule = BackoffSchedule::new(MS * 100, MS * 350, 2.0, Jitter::None, 0.0);
+        let delays: Vec<_> = schedule.start(7).take(4).collect();
+        assert_eq!(delays, [MS * 100, MS * 200, MS * 350, MS * 350]);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 /// ([`CallAgentError::category_names`]) and serializes it back unchanged.
 ///
 /// ```
-/// use callagent_retry::ErrorCategory;
+/// use callagent_retry::sdk::ErrorCategory;
 /// let c: ErrorCategory = serde_json::from_str("\"ExpectedError\"").unwrap();
 /// assert_eq!(c, ErrorCategory::ExpectedError);
 /// assert!(!c.is_retryable().unwrap());
@@ -80,7 +80,7 @@ impl fmt::Display for ErrorCategory {
 /// `resultCategories` are optional and unknown fields are ignored:
 ///
 /// ```
-/// use callagent_retry::{CallAgentError, ErrorCategory};
+/// use callagent_retry::sdk::{CallAgentError, ErrorCategory};
 /// let json = r#"{"name":"CallingCommunicationError","code":409,"subCode":40228,
 ///   "message":"Failed to create CallAgent, an instance of CallAgent associated with this identity already exists.",
 ///   "resultCategories":["ExpectedError"]}"#;
@@ -171,11 +171,11 @@ impl CallAgentError {
     /// or `None` for a subcode the catalog does not know. Handy in test doubles.
     ///
     /// ```
-    /// let e = callagent_retry::CallAgentError::from_catalog(40228).unwrap();
+    /// let e = callagent_retry::sdk::CallAgentError::from_catalog(40228).unwrap();
     /// assert_eq!(e.code(), 409);
     /// ```
     pub fn from_catalog(sub_code: u32) -> Option<Self> {
-        crate::catalog::lookup(sub_code)
+        super::catalog::lookup(sub_code)
             .map(|entry| Self::new(entry.code, entry.sub_code, entry.message).with_category(entry.category))
     }
 

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::token::AccessToken;
+use super::AccessToken;
 
 /// Which agent a request creates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -34,8 +34,8 @@ pub trait AgentRequest {
 /// A ready-made [`AgentRequest`]. Its `Debug` never shows the token.
 ///
 /// ```
-/// use callagent_retry::request::{AgentKind, CreateAgentRequest};
-/// use callagent_retry::token::AccessToken;
+/// use callagent_retry::sdk::{AgentKind, CreateAgentRequest};
+/// use callagent_retry::sdk::AccessToken;
 /// let r = CreateAgentRequest::new("8:acs:alice", AccessToken::new("secret"), AgentKind::Acs);
 /// assert!(!format!("{r:?}").contains("secret"));
 /// ```

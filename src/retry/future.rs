@@ -1,0 +1,302 @@
+//! [`ResponseFuture`]: the per-call state machine of [`CallAgentRetry`](super::CallAgentRetry).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+use tower::Service;
+
+use super::decide::{CallState, Decision};
+use super::layer::Shared;
+use super::{AttemptError, Outcome, RetryError, StopReason};
+use crate::classify::{Classify, Verdict};
+
+pin_project! {
+    /// Resolves once the call succeeds or the layer gives up.
+    ///
+    /// A state machine pinned in place, with no allocation of its own: one attempt in flight or
+    /// one retry pending at a time, and a single reused timer for the attempt timeout, the
+    /// backoff wait and the deadline. Dropping it drops (cancels) the attempt in flight and the
+    /// pending wait, and reports the call as [`Outcome::Cancelled`].
+    #[project = Proj]
+    pub struct ResponseFuture<S, Req>
+    where
+        S: Service<Req>,
+    {
+        #[pin]
+        state: State<S::Future, (S, Req), S::Error>,
+        // Created on first need: a call that completes at once never touches the timer wheel.
+        #[pin]
+        timer: Option<Sleep>,
+        // What a retry of the attempt in flight would call with; `None` when nothing can be
+        // retried (the core then stops as `Exhausted`).
+        keep: Option<(S, Req)>,
+        shared: Arc<Shared>,
+        span: tracing::Span,
+        call: CallState,
+        started: Instant,
+        // Computed once: the call's deadline, if the config sets one.
+        deadline: Option<Instant>,
+        attempt_started: Instant,
+        attempt_timer_armed: bool,
+    }
+
+    impl<S, Req> PinnedDrop for ResponseFuture<S, Req>
+    where
+        S: Service<Req>,
+    {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if !matches!(this.state.as_ref().get_ref(), State::Done) {
+                let _enter = this.span.enter();
+                let elapsed = Instant::now().saturating_duration_since(*this.started);
+                this.shared.report.finish(this.span, Outcome::Cancelled, None, this.call.attempts(), elapsed);
+            }
+        }
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    #[project_replace = StateReplace]
+    enum State<F, K, E> {
+        // An attempt is in flight.
+        Calling { #[pin] future: F },
+        // A retry is decided: wait out the delay (`waiting`), then drive the kept service to
+        // readiness, within the deadline. Holds the failure that caused it, for a deadline hit
+        // while waiting for readiness.
+        Retrying { keep: K, last: AttemptError<E>, verdict: Verdict, waiting: bool },
+        Done,
+    }
+}
+
+impl<S, Req> ResponseFuture<S, Req>
+where
+    S: Service<Req>,
+{
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        span: tracing::Span,
+        future: S::Future,
+        keep: Option<(S, Req)>,
+        call: CallState,
+        started: Instant,
+    ) -> Self {
+        let deadline = shared.decider.config().deadline.map(|d| started + d);
+        Self {
+            state: State::Calling { future },
+            timer: None,
+            keep,
+            shared,
+            span,
+            call,
+            started,
+            deadline,
+            attempt_started: started,
+            attempt_timer_armed: false,
+        }
+    }
+}
+
+impl<S: Service<Req>, Req> fmt::Debug for ResponseFuture<S, Req> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.state {
+            State::Calling { .. } => "calling",
+            State::Retrying { waiting: true, .. } => "waiting",
+            State::Retrying { waiting: false, .. } => "readying",
+            State::Done => "done",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .field("attempts", &self.call.attempts())
+            .finish_non_exhaustive()
+    }
+}
+
+fn arm(mut timer: Pin<&mut Option<Sleep>>, at: Instant) {
+    match timer.as_mut().as_pin_mut() {
+        Some(sleep) => sleep.reset(at),
+        None => timer.set(Some(tokio::time::sleep_until(at))),
+    }
+}
+
+/// `true` once the (armed) timer has fired.
+fn fired(timer: Pin<&mut Option<Sleep>>, cx: &mut Context<'_>) -> bool {
+    timer.as_pin_mut().is_some_and(|t| t.poll(cx).is_ready())
+}
+
+type Output<S, Req> = Result<<S as Service<Req>>::Response, RetryError<<S as Service<Req>>::Error>>;
+
+impl<S, Req> Future for ResponseFuture<S, Req>
+where
+    S: Service<Req> + Clone,
+    S::Error: Classify,
+    Req: Clone,
+{
+    type Output = Output<S, Req>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        // A clone so the helpers below can borrow the projection whole; free for a disabled span
+        // (no subscriber, or filtered out), a reference-count increment otherwise.
+        let span = this.span.clone();
+        let _enter = span.enter();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Calling { future } => {
+                    let failure = match future.poll(cx) {
+                        Poll::Ready(Ok(response)) => return Poll::Ready(Ok(succeeded(&mut this, response))),
+                        Poll::Ready(Err(e)) => AttemptError::Service(e),
+                        Poll::Pending => ready!(attempt_timed_out(&mut this, cx)),
+                    };
+                    if let Some(err) = failed(&mut this, failure) {
+                        return Poll::Ready(Err(err));
+                    }
+                }
+                StateProj::Retrying { keep, waiting, .. } => {
+                    if *waiting {
+                        if let Some(timer) = this.timer.as_mut().as_pin_mut() {
+                            ready!(timer.poll(cx));
+                        }
+                        *waiting = false;
+                        if let Some(at) = *this.deadline {
+                            arm(this.timer.as_mut(), at);
+                        }
+                    }
+                    match keep.0.poll_ready(cx) {
+                        Poll::Ready(Ok(())) => {
+                            let future = keep.0.call(keep.1.clone());
+                            retry_started(&mut this, future);
+                        }
+                        Poll::Ready(Err(e)) => {
+                            let last = AttemptError::Service(e);
+                            let verdict = this.shared.decider.classify(&last);
+                            return Poll::Ready(Err(stop(
+                                &mut this,
+                                StopReason::ServiceFailed,
+                                last,
+                                verdict,
+                            )));
+                        }
+                        Poll::Pending => {
+                            if this.deadline.is_none() || !fired(this.timer.as_mut(), cx) {
+                                return Poll::Pending;
+                            }
+                            return Poll::Ready(Err(deadline_while_readying(&mut this)));
+                        }
+                    }
+                }
+                StateProj::Done => panic!("ResponseFuture polled after completion"),
+            }
+        }
+    }
+}
+
+/// The attempt in flight produced a response.
+fn succeeded<S: Service<Req>, Req>(this: &mut Proj<'_, S, Req>, response: S::Response) -> S::Response {
+    let attempts = this.call.attempts();
+    let outcome = if attempts > 1 { Outcome::SuccessAfterRetry } else { Outcome::Success };
+    let elapsed = Instant::now() - *this.started;
+    this.shared.report.finish(this.span, outcome, None, attempts, elapsed);
+    this.state.set(State::Done);
+    response
+}
+
+/// The attempt in flight is pending: arm its timeout (the attempt timeout, capped by the call's
+/// deadline) once, and report a timeout when it fires.
+fn attempt_timed_out<S: Service<Req>, Req>(
+    this: &mut Proj<'_, S, Req>,
+    cx: &mut Context<'_>,
+) -> Poll<AttemptError<S::Error>> {
+    let timeout = this.shared.decider.config().attempt_timeout.map(|t| *this.attempt_started + t);
+    let at = match (timeout, *this.deadline) {
+        (Some(t), Some(d)) => t.min(d),
+        (Some(t), None) => t,
+        (None, Some(d)) => d,
+        (None, None) => return Poll::Pending,
+    };
+    if !*this.attempt_timer_armed {
+        arm(this.timer.as_mut(), at);
+        *this.attempt_timer_armed = true;
+    }
+    if !fired(this.timer.as_mut(), cx) {
+        return Poll::Pending;
+    }
+    Poll::Ready(AttemptError::TimedOut { after: Instant::now() - *this.attempt_started })
+}
+
+/// The attempt in flight failed (dropping it cancels it, if it timed out): classify once, ask
+/// the core, and either schedule the retry or give up.
+fn failed<S: Service<Req>, Req>(
+    this: &mut Proj<'_, S, Req>,
+    failure: AttemptError<S::Error>,
+) -> Option<RetryError<S::Error>>
+where
+    S::Error: Classify,
+{
+    let now = Instant::now();
+    let decider = &this.shared.decider;
+    let verdict = decider.classify(&failure);
+    this.shared.report.failure(&verdict);
+    let keep = this.keep.take();
+    match decider.decide(this.call, &verdict, failure.retry_after(), keep, *this.started, now) {
+        Decision::Retry { delay, with } => {
+            this.shared.report.retry(&verdict, this.call.attempts(), delay);
+            // A zero-length tokio sleep still waits for the next 1 ms tick: skip the timer.
+            let waiting = !delay.is_zero();
+            if waiting {
+                arm(this.timer.as_mut(), now + delay);
+            }
+            this.state.set(State::Retrying { keep: with, last: failure, verdict, waiting });
+            None
+        }
+        Decision::Stop(reason) => Some(stop(this, reason, failure, verdict)),
+    }
+}
+
+/// The kept service is ready and called: the retry is under way.
+fn retry_started<S: Service<Req>, Req>(this: &mut Proj<'_, S, Req>, future: S::Future) {
+    this.call.start_attempt();
+    this.shared.report.attempt();
+    *this.attempt_started = Instant::now();
+    *this.attempt_timer_armed = false;
+    let (keep, _, _) = leave_retrying(this.state.as_mut(), State::Calling { future });
+    // Kept again for the next retry, if any.
+    *this.keep = Some(keep);
+}
+
+/// The deadline passed while the kept service was not ready: give up with the failure that
+/// caused the retry.
+fn deadline_while_readying<S: Service<Req>, Req>(this: &mut Proj<'_, S, Req>) -> RetryError<S::Error> {
+    let (_, last, verdict) = leave_retrying(this.state.as_mut(), State::Done);
+    stop(this, StopReason::DeadlineExceeded, last, verdict)
+}
+
+/// Moves out of `Retrying` into `next`, handing back what it held.
+fn leave_retrying<F, K, E>(
+    state: Pin<&mut State<F, K, E>>,
+    next: State<F, K, E>,
+) -> (K, AttemptError<E>, Verdict) {
+    match state.project_replace(next) {
+        StateReplace::Retrying { keep, last, verdict, .. } => (keep, last, verdict),
+        // Both callers run inside `poll`'s `Retrying` arm.
+        StateReplace::Calling { .. } | StateReplace::Done => unreachable!("left Retrying from another state"),
+    }
+}
+
+/// Ends the call for `reason` with `last` (classified as `verdict`) as its last failure.
+fn stop<S: Service<Req>, Req>(
+    this: &mut Proj<'_, S, Req>,
+    reason: StopReason,
+    last: AttemptError<S::Error>,
+    verdict: Verdict,
+) -> RetryError<S::Error> {
+    this.state.set(State::Done);
+    let (attempts, elapsed) = (this.call.attempts(), Instant::now() - *this.started);
+    this.shared.report.finish(this.span, reason.into(), Some(&verdict), attempts, elapsed);
+    RetryError::new(reason, last, &verdict, attempts, elapsed)
+}

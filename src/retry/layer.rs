@@ -1,0 +1,124 @@
+//! [`CallAgentRetryLayer`]: builds the retry service and shares its core, budget and reports.
+
+use std::fmt;
+use std::sync::Arc;
+
+use tower::Layer;
+
+use super::decide::Decider;
+use super::policy::CallAgentRetryPolicy;
+use super::report::Reporter;
+use super::service::CallAgentRetry;
+use super::{RetryBudget, RetryConfig};
+use crate::config::{Config, ConfigError};
+use crate::observe::{ObserveConfig, RetryObserver};
+
+/// What every clone of a layer and its services share: the decision core (with its budget) and
+/// the reports.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) decider: Arc<Decider>,
+    pub(crate) report: Reporter,
+}
+
+/// Retries failed call-agent creations of the wrapped service (see the [crate docs](crate)).
+///
+/// Every service this layer makes, and every clone of them, shares one retry budget.
+///
+/// ```
+/// use callagent_retry::{CallAgentError, CallAgentRetryLayer, RetryConfig};
+/// use tower::{ServiceBuilder, ServiceExt, service_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let layer = CallAgentRetryLayer::new(RetryConfig::default()).expect("valid config");
+/// let svc = ServiceBuilder::new()
+///     .layer(layer)
+///     .service(service_fn(|identity: String| async move {
+///         Ok::<_, CallAgentError>(format!("agent for {identity}"))
+///     }));
+/// let agent = svc.oneshot("alice".to_string()).await.unwrap();
+/// assert_eq!(agent, "agent for alice");
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct CallAgentRetryLayer {
+    shared: Arc<Shared>,
+}
+
+impl CallAgentRetryLayer {
+    /// Validates `config` and builds the layer, with the default [`ObserveConfig`]; an invalid
+    /// config never builds one.
+    ///
+    /// Resolves the layer's metric handles against the recorder installed now: install yours
+    /// first (see [`observe`](crate::observe)).
+    pub fn new(config: RetryConfig) -> Result<Self, ConfigError> {
+        let decider = Decider::new(config)?;
+        let report = Reporter::new(ObserveConfig::default(), None);
+        Ok(Self { shared: Arc::new(Shared { decider: Arc::new(decider), report }) })
+    }
+
+    /// The layer a config file describes: its `[retry]` and `[observe]` sections.
+    pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
+        config.validate()?;
+        Self::new(config.retry.clone())?.with_observe(config.observe.clone())
+    }
+
+    /// Labels the metrics and sets the tracing levels (re-resolving the metric handles against
+    /// the recorder installed now). The budget stays shared with the layer this came from.
+    pub fn with_observe(self, config: ObserveConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let observer = self.shared.report.observer().cloned();
+        Ok(self.rebuild(Reporter::new(config, observer)))
+    }
+
+    /// Also sends the layer's events to `observer` (a test recorder, an alerting hook); metrics
+    /// and tracing carry on as before. Replaces an observer set earlier; combine several as a
+    /// tuple `(a, b)`, and pass an `Arc` to keep a handle of your own.
+    #[must_use]
+    pub fn with_observer(self, observer: impl RetryObserver) -> Self {
+        let config = self.shared.report.config().clone();
+        self.rebuild(Reporter::new(config, Some(Arc::new(observer))))
+    }
+
+    fn rebuild(&self, report: Reporter) -> Self {
+        Self { shared: Arc::new(Shared { decider: Arc::clone(&self.shared.decider), report }) }
+    }
+
+    /// The validated retry config.
+    pub fn config(&self) -> &RetryConfig {
+        self.shared.decider.config()
+    }
+
+    /// The validated metric and tracing settings.
+    pub fn observe_config(&self) -> &ObserveConfig {
+        self.shared.report.config()
+    }
+
+    /// The shared retry budget, if one is configured.
+    pub fn budget(&self) -> Option<&Arc<RetryBudget>> {
+        self.shared.decider.budget()
+    }
+
+    /// A [`tower::retry::Policy`] making the same decisions, sharing this layer's budget and
+    /// reports, for use with tower's own `Retry`.
+    pub fn policy(&self) -> CallAgentRetryPolicy {
+        CallAgentRetryPolicy::new(Arc::clone(&self.shared))
+    }
+}
+
+impl fmt::Debug for CallAgentRetryLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallAgentRetryLayer")
+            .field("config", self.config())
+            .field("observe", self.observe_config())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Layer<S> for CallAgentRetryLayer {
+    type Service = CallAgentRetry<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        CallAgentRetry::new(inner, Arc::clone(&self.shared))
+    }
+}

@@ -1,0 +1,166 @@
+//! The private fan-out of what a call does: tracing (at the configured levels), the metrics
+//! observer (always), and the user's observer (optional).
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::Level;
+
+use super::Outcome;
+use crate::classify::Verdict;
+use crate::observe::{Metrics, ObserveConfig, RetryObserver};
+
+/// An event at a level chosen at run time (tracing's macros take a constant level).
+macro_rules! event_at {
+    ($level:expr, $($rest:tt)+) => {
+        match $level {
+            Level::ERROR => tracing::error!($($rest)+),
+            Level::WARN => tracing::warn!($($rest)+),
+            Level::INFO => tracing::info!($($rest)+),
+            Level::DEBUG => tracing::debug!($($rest)+),
+            _ => tracing::trace!($($rest)+),
+        }
+    };
+}
+
+/// An optional number as a tracing field without allocating.
+struct Opt<T>(Option<T>);
+
+impl<T: fmt::Display> fmt::Display for Opt<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Some(v) => v.fmt(f),
+            None => f.write_str("none"),
+        }
+    }
+}
+
+/// Everything a layer reports to.
+pub(crate) struct Reporter {
+    config: ObserveConfig,
+    metrics: Metrics,
+    observer: Option<Arc<dyn RetryObserver>>,
+}
+
+impl fmt::Debug for Reporter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reporter")
+            .field("config", &self.config)
+            .field("observer", &self.observer.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reporter {
+    /// Resolves the metric handles against the recorder installed now.
+    pub(crate) fn new(config: ObserveConfig, observer: Option<Arc<dyn RetryObserver>>) -> Self {
+        Self { metrics: Metrics::new(&config), config, observer }
+    }
+
+    pub(crate) fn config(&self) -> &ObserveConfig {
+        &self.config
+    }
+
+    pub(crate) fn observer(&self) -> Option<&Arc<dyn RetryObserver>> {
+        self.observer.as_ref()
+    }
+
+    /// The span of one call through the layer.
+    pub(crate) fn span(&self) -> tracing::Span {
+        macro_rules! span_at {
+            ($level:expr) => {
+                tracing::span!(
+                    $level,
+                    "callagent.create",
+                    layer = %self.config.name,
+                    attempts = tracing::field::Empty,
+                    outcome = tracing::field::Empty,
+                    subcode = tracing::field::Empty,
+                )
+            };
+        }
+        match self.config.span_level {
+            Level::ERROR => span_at!(Level::ERROR),
+            Level::WARN => span_at!(Level::WARN),
+            Level::INFO => span_at!(Level::INFO),
+            Level::DEBUG => span_at!(Level::DEBUG),
+            _ => span_at!(Level::TRACE),
+        }
+    }
+
+    pub(crate) fn attempt(&self) {
+        self.metrics.on_attempt();
+        if let Some(o) = &self.observer {
+            o.on_attempt();
+        }
+    }
+
+    pub(crate) fn failure(&self, v: &Verdict) {
+        self.metrics.on_failure(v);
+        if let Some(o) = &self.observer {
+            o.on_failure(v);
+        }
+    }
+
+    /// A retry was scheduled after attempt number `attempt`.
+    pub(crate) fn retry(&self, v: &Verdict, attempt: u32, delay: Duration) {
+        tracing::debug!(
+            attempt,
+            delay_ms = delay.as_secs_f64() * 1e3,
+            code = %Opt(v.code),
+            subcode = %Opt(v.sub_code),
+            category = v.category.as_str(),
+            "call agent creation failed; retrying",
+        );
+        self.metrics.on_retry(v, delay);
+        if let Some(o) = &self.observer {
+            o.on_retry(v, delay);
+        }
+    }
+
+    /// The call ended; `failure` is the last failure's verdict, if there was one. `span` is the
+    /// call's span (or `Span::none()`).
+    pub(crate) fn finish(
+        &self,
+        span: &tracing::Span,
+        outcome: Outcome,
+        failure: Option<&Verdict>,
+        attempts: u32,
+        elapsed: Duration,
+    ) {
+        span.record("attempts", attempts);
+        span.record("outcome", outcome.as_str());
+        if let Some(v) = failure {
+            span.record("subcode", tracing::field::display(Opt(v.sub_code)));
+            let (code, subcode, category) = (Opt(v.code), Opt(v.sub_code), v.category.as_str());
+            let remedy = v.remedy().unwrap_or("unknown subcode: see the error's code and message");
+            if outcome == Outcome::Rejected {
+                event_at!(self.config.rejected_level, %code, %subcode, category, remedy, attempts,
+                    "call agent creation rejected: not retryable");
+            } else {
+                let elapsed_ms = elapsed.as_secs_f64() * 1e3;
+                event_at!(self.config.gave_up_level, %code, %subcode, category, remedy, attempts, elapsed_ms,
+                    outcome = outcome.as_str(), "call agent creation gave up");
+            }
+        } else if outcome == Outcome::Cancelled {
+            tracing::debug!(attempts, "call agent creation cancelled by the caller");
+        }
+        self.metrics.on_finish(outcome, attempts, elapsed);
+        if let Some(o) = &self.observer {
+            o.on_finish(outcome, attempts, elapsed);
+        }
+    }
+
+    /// The inner service failed `poll_ready` before a call started: counted as a call that
+    /// ended `service_failed` with no attempt (no duration or attempts sample: there was no call).
+    pub(crate) fn not_ready(&self, failure: &Verdict) {
+        let (code, subcode) = (Opt(failure.code), Opt(failure.sub_code));
+        event_at!(self.config.gave_up_level, %code, %subcode, category = failure.category.as_str(),
+            outcome = Outcome::ServiceFailed.as_str(), "the inner service failed while becoming ready");
+        self.metrics.on_not_ready();
+        if let Some(o) = &self.observer {
+            o.on_finish(Outcome::ServiceFailed, 0, Duration::ZERO);
+        }
+    }
+}

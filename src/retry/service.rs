@@ -1,0 +1,85 @@
+//! [`CallAgentRetry`]: the service the layer makes.
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tower::Service;
+
+use super::future::ResponseFuture;
+use super::layer::Shared;
+use super::{AttemptError, RetryError, StopReason};
+use crate::classify::Classify;
+
+/// The service [`CallAgentRetryLayer`](super::CallAgentRetryLayer) makes.
+///
+/// Readiness is the inner service's: `poll_ready` drives it and the first attempt uses that
+/// ready instance; retries drive a clone to readiness again, as tower's `Retry` does.
+#[derive(Clone)]
+pub struct CallAgentRetry<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> CallAgentRetry<S> {
+    pub(crate) fn new(inner: S, shared: Arc<Shared>) -> Self {
+        Self { inner, shared }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for CallAgentRetry<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallAgentRetry").field("inner", &self.inner).finish_non_exhaustive()
+    }
+}
+
+impl<S, Req> Service<Req> for CallAgentRetry<S>
+where
+    S: Service<Req> + Clone,
+    S::Error: Classify,
+    Req: Clone,
+{
+    type Response = S::Response;
+    type Error = RetryError<S::Error>;
+    type Future = ResponseFuture<S, Req>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(|e| {
+            let last = AttemptError::Service(e);
+            let verdict = self.shared.decider.classify(&last);
+            self.shared.report.not_ready(&verdict);
+            RetryError::new(StopReason::ServiceFailed, last, &verdict, 0, Duration::ZERO)
+        })
+    }
+
+    fn call(&mut self, request: Req) -> Self::Future {
+        let shared = Arc::clone(&self.shared);
+        let now = Instant::now();
+        let mut call = shared.decider.begin(now);
+        call.start_attempt();
+        shared.report.attempt();
+        let span = shared.report.span();
+        // As tower's Retry: the ready instance takes this call; a clone, driven to readiness
+        // again, takes the retries. Skipped when no failure could be retried.
+        let retry_with = shared.decider.may_retry().then(|| (self.inner.clone(), request.clone()));
+        let future = self.inner.call(request);
+        ResponseFuture::new(shared, span, future, retry_with, call, now)
+    }
+}
