@@ -288,3 +288,37 @@ fn an_invalid_config_never_builds_a_layer() {
     let err = CallAgentRetryLayer::new(RetryConfig { max_attempts: 0, ..Default::default() }).unwrap_err();
     assert_eq!(err.field(), Some("max_attempts"));
 }
+
+/// Walks an error chain as `anyhow`'s `{:#}` and `eyre` print it: each level's own `Display`.
+fn chain(err: &dyn std::error::Error) -> Vec<String> {
+    std::iter::successors(Some(err), |e| e.source()).map(|e| e.to_string()).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_error_chain_says_each_thing_once() {
+    let layer = CallAgentRetryLayer::new(plain()).unwrap();
+    let err = layer.layer(Scripted::always(fail(40229))).oneshot(()).await.unwrap_err();
+    let levels = chain(&err);
+    assert_eq!(levels.len(), 2, "{levels:#?}");
+    assert!(
+        levels[0].starts_with("call agent creation rejected (not retryable) after 1 attempt"),
+        "{levels:#?}"
+    );
+    assert!(levels[0].contains("Remedy: Create a CallAgent"), "{levels:#?}");
+    assert!(levels[1].starts_with("call agent creation failed: 403/40229"), "{levels:#?}");
+    let joined = levels.join("\n");
+    assert_eq!(joined.matches("403/40229").count(), 1, "{joined}");
+    assert_eq!(
+        joined.matches("Failed to create CallAgent").count() + joined.matches("must be created").count(),
+        1,
+        "{joined}"
+    );
+
+    // A local timeout is its own last level.
+    let config = RetryConfig { attempt_timeout: Some(MS * 100), max_attempts: 1, ..plain() };
+    let layer = CallAgentRetryLayer::new(config).unwrap();
+    let err = layer.layer(Scripted::always(Step::Hang)).oneshot(()).await.unwrap_err();
+    let levels = chain(&err);
+    assert_eq!(levels.len(), 2, "{levels:#?}");
+    assert_eq!(levels[1], "attempt timed out after 100ms and was cancelled");
+}

@@ -253,3 +253,35 @@ async fn every_remedy_hook_use_is_counted_by_outcome() {
         [1, 0, 1]
     );
 }
+
+/// A service that fails `poll_ready` at once.
+#[derive(Clone)]
+struct Broken;
+
+impl tower::Service<()> for Broken {
+    type Response = ();
+    type Error = CallAgentError;
+    type Future = std::future::Ready<Result<(), CallAgentError>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), CallAgentError>> {
+        std::task::Poll::Ready(Err(CallAgentError::new(503, 0, "backend gone")))
+    }
+
+    fn call(&mut self, _: ()) -> Self::Future {
+        unreachable!("never ready")
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_service_failing_before_its_first_call_is_counted_once_with_no_attempt() {
+    snapshotter();
+    let layer = named("broken", config());
+    for _ in 0..3 {
+        layer.layer(Broken).oneshot(()).await.unwrap_err();
+    }
+    let m = seen("broken");
+    assert_eq!(m.counter(CALLS, &[("outcome", "service_failed")]), 3);
+    assert_eq!(m.sum(ATTEMPTS), 0);
+    assert_eq!(m.sum(ERRORS), 0, "not a failed attempt: no attempt was made");
+    assert!(m.histograms.get(ATTEMPTS_PER_CALL).is_none_or(Vec::is_empty), "no call, so no sample");
+}

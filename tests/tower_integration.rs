@@ -116,6 +116,19 @@ async fn readiness_is_driven_before_each_retry() {
     assert_eq!(err.last_error().unwrap().code(), 503);
     assert_eq!(svc.calls.load(Ordering::SeqCst), 1);
     assert_eq!(recorder.events().finished, [(Outcome::ServiceFailed, 1)]);
+
+    // Failing poll_ready before the first call: no call, still counted once, with no attempt.
+    let svc = Flaky { ready_calls: 0, ..flaky(true) };
+    let recorder = Recorder::default();
+    let layer = CallAgentRetryLayer::new(plain()).unwrap().with_observer(recorder.clone());
+    let err = layer.layer(svc.clone()).oneshot(()).await.unwrap_err();
+    assert_eq!(
+        (err.reason(), err.attempts(), err.last_error().unwrap().code()),
+        (StopReason::ServiceFailed, 0, 503)
+    );
+    assert_eq!(svc.calls.load(Ordering::SeqCst), 0);
+    let events = recorder.events();
+    assert_eq!((events.attempts, &events.finished[..]), (0, &[(Outcome::ServiceFailed, 0)][..]));
 }
 
 #[tokio::test(start_paused = true)]
