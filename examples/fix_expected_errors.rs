@@ -23,8 +23,10 @@ use callagent_retry::single_flight::SingleFlightLayer;
 use callagent_retry::{CallAgentRetryLayer, Config};
 use tower::{ServiceBuilder, ServiceExt};
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 #[tokio::main(flavor = "current_thread", start_paused = true)]
-async fn main() {
+async fn main() -> Result<(), BoxError> {
     let backend = SimBackend::new(BackendConfig::default());
     let refreshes = Arc::new(AtomicU32::new(0));
     let (counter, to_dispose) = (refreshes.clone(), backend.clone());
@@ -44,11 +46,10 @@ async fn main() {
                 Ok(())
             }
         })
-        .build()
-        .expect("hooks supplied for what the config switches on");
+        .build()?; // refused if the config switches on a hook without its function
     let single_flight = SingleFlightLayer::new();
     let svc = ServiceBuilder::new()
-        .layer(CallAgentRetryLayer::from_config(&config).expect("valid config"))
+        .layer(CallAgentRetryLayer::from_config(&config)?)
         .layer(single_flight.clone())
         .layer(remedy)
         .layer(PreflightLayer::new())
@@ -56,13 +57,14 @@ async fn main() {
 
     let calls = || backend.stats().calls;
     let before = calls();
-    let err =
-        svc.clone().oneshot(request("8:acs:teams-user", SimToken::Teams, AgentKind::Acs)).await.unwrap_err();
-    println!("1. Teams token on an ACS agent: {err}");
+    match svc.clone().oneshot(request("8:acs:teams-user", SimToken::Teams, AgentKind::Acs)).await {
+        Err(err) => println!("1. Teams token on an ACS agent: {err}"),
+        Ok(_) => return Err("a Teams token on an ACS agent was accepted".into()),
+    }
     println!("   backend calls made: {}\n", calls() - before);
 
     let before = calls();
-    let agent = svc.clone().oneshot(request("8:acs:ann", SimToken::Expired, AgentKind::Acs)).await.unwrap();
+    let agent = svc.clone().oneshot(request("8:acs:ann", SimToken::Expired, AgentKind::Acs)).await?;
     println!(
         "2. expired token: created agent {} after {} refresh; backend calls: {}",
         agent.id,
@@ -72,7 +74,7 @@ async fn main() {
     println!("   (preflight caught the expiry, so the only backend call carried the fresh token)\n");
 
     let before = calls();
-    let agent = svc.clone().oneshot(request("8:acs:ann", SimToken::Acs, AgentKind::Acs)).await.unwrap();
+    let agent = svc.clone().oneshot(request("8:acs:ann", SimToken::Acs, AgentKind::Acs)).await?;
     println!(
         "3. ann already has an agent: disposed it and created agent {}; backend calls: {}\n",
         agent.id,
@@ -93,8 +95,7 @@ async fn main() {
                         Ok(())
                     }
                 })
-                .build()
-                .expect("dispose supplied");
+                .build()?;
         let single_flight = SingleFlightLayer::new();
         let svc = ServiceBuilder::new()
             .option_layer(with_single_flight.then(|| single_flight.clone()))
@@ -105,7 +106,7 @@ async fn main() {
             .collect();
         let mut created = 0;
         for c in creations {
-            created += usize::from(c.await.unwrap().is_ok());
+            created += usize::from(c.await?.is_ok());
         }
         println!(
             "4. ten concurrent creations for bo {} single flight: {created} created, at most {} in flight at once",
@@ -113,4 +114,5 @@ async fn main() {
             backend.stats().peak_in_flight,
         );
     }
+    Ok(())
 }

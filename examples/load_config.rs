@@ -6,22 +6,40 @@
 //!
 //! An invalid file exits non-zero with the field and the reason.
 
-use callagent_retry::{CallAgentRetryLayer, Config};
+use std::path::PathBuf;
+use std::process::ExitCode;
 
-fn main() {
-    let path = std::env::args().nth(1).unwrap_or_else(|| "examples/retry.toml".to_owned());
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        eprintln!("cannot read {path}: {e}");
-        std::process::exit(2);
-    });
-    let layer = match Config::from_toml(&text).and_then(|config| CallAgentRetryLayer::from_config(&config)) {
-        Ok(layer) => layer,
+use callagent_retry::{CallAgentRetryLayer, Config};
+use clap::Parser;
+
+/// Checks a callagent-retry config file and prints what the layer will run with.
+#[derive(Parser, Debug)]
+struct Args {
+    /// The config file (TOML with [retry], [observe] and [remedy] sections)
+    #[arg(default_value = "examples/retry.toml")]
+    path: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let Args { path } = Args::parse();
+    let shown = path.display();
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
         Err(e) => {
-            eprintln!("{path}: {e}");
-            std::process::exit(1);
+            eprintln!("cannot read {shown}: {e}");
+            return ExitCode::FAILURE;
         }
     };
-    println!("{path}: valid");
-    println!("{:#?}", layer.config());
-    println!("{:#?}", layer.observe_config());
+    match Config::from_toml(&text).and_then(|config| CallAgentRetryLayer::from_config(&config)) {
+        Ok(layer) => {
+            println!("{shown}: valid");
+            println!("{:#?}", layer.config());
+            println!("{:#?}", layer.observe_config());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{shown}: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

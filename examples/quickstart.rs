@@ -29,7 +29,7 @@ fn script() -> HashMap<&'static str, Vec<u32>> {
 }
 
 #[tokio::main]
-async fn main() {
+async fn main() -> Result<(), callagent_retry::ConfigError> {
     let remaining = Arc::new(Mutex::new(script()));
     let calls = Arc::new(Mutex::new(HashMap::<&str, u32>::new()));
     let (remaining2, calls2) = (remaining.clone(), calls.clone());
@@ -37,13 +37,13 @@ async fn main() {
         *calls2.lock().unwrap().entry(identity).or_default() += 1;
         let failure = {
             let mut r = remaining2.lock().unwrap();
-            let queue = r.get_mut(identity).expect("scripted identity");
-            (!queue.is_empty()).then(|| queue.remove(0))
+            r.get_mut(identity).filter(|q| !q.is_empty()).map(|q| q.remove(0))
         };
         async move {
             tokio::time::sleep(Duration::from_millis(5)).await; // the SDK's own work
             match failure {
-                Some(sub_code) => Err(CallAgentError::from_catalog(sub_code).expect("catalog subcode")),
+                Some(sub_code) => Err(CallAgentError::from_catalog(sub_code)
+                    .unwrap_or_else(|| CallAgentError::new(500, sub_code, "scripted failure"))),
                 None => Ok(format!("CallAgent({identity})")),
             }
         }
@@ -55,8 +55,7 @@ async fn main() {
         max_backoff: Duration::from_millis(200),
         ..RetryConfig::default()
     };
-    let svc =
-        ServiceBuilder::new().layer(CallAgentRetryLayer::new(config).expect("valid config")).service(sdk);
+    let svc = ServiceBuilder::new().layer(CallAgentRetryLayer::new(config)?).service(sdk);
 
     println!("{:<7} {:<40} {:>8} {:>9}", "user", "result", "attempts", "time");
     let mut names: Vec<_> = script().into_keys().collect();
@@ -85,4 +84,5 @@ async fn main() {
             }
         }
     }
+    Ok(())
 }

@@ -3,20 +3,22 @@
 //!
 //! ```text
 //! cargo run --example serve_metrics -- 127.0.0.1:9898            # until Ctrl-C
-//! cargo run --example serve_metrics -- 127.0.0.1:9898 --seconds 60
+//! cargo run --example serve_metrics -- localhost:9898 --seconds 60
 //! curl -s 127.0.0.1:9898/metrics | grep callagent_
 //! ```
 //!
 //! Point a Prometheus at it and import `dashboards/callagent-retry.json` into Grafana to watch the
 //! dashboard move (see `dashboards/README.md`).
 
+mod cli;
+
 use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::time::Duration;
 
-use callagent_retry::observe::HISTOGRAM_BUCKETS;
 use callagent_retry::observe::ObserveConfig;
 use callagent_retry::{CallAgentError, CallAgentRetryLayer, RetryConfig};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use clap::Parser;
 use rand::Rng;
 use tower::{ServiceExt, service_fn};
 
@@ -30,9 +32,16 @@ const FAILURES: &[(f64, u16, u32)] = &[
     (0.01, 503, 55555), // a subcode outside the catalog (falls back to the code: retried)
 ];
 
-fn usage() -> ! {
-    eprintln!("usage: serve_metrics <loopback-addr:port> [--seconds N]");
-    std::process::exit(2);
+/// Serves the retry layer's Prometheus metrics while driving it with a mixed stream of
+/// successes and failures (about 50 creations a second).
+#[derive(Parser, Debug)]
+struct Args {
+    /// Where to serve /metrics: a loopback address with a port (127.0.0.1:9898, localhost:9898)
+    #[arg(value_parser = cli::loopback)]
+    addr: SocketAddr,
+    /// Stop after this many seconds instead of at Ctrl-C
+    #[arg(long)]
+    seconds: Option<u64>,
 }
 
 async fn attempt(n: u64, latency_ms: u64, mut roll: f64) -> Result<String, CallAgentError> {
@@ -48,35 +57,35 @@ async fn attempt(n: u64, latency_ms: u64, mut roll: f64) -> Result<String, CallA
     Ok(format!("agent-{n}"))
 }
 
-#[tokio::main]
-async fn main() {
-    let mut args = std::env::args().skip(1);
-    let addr: SocketAddr = args.next().and_then(|a| a.parse().ok()).unwrap_or_else(|| usage());
-    if !addr.ip().is_loopback() {
-        eprintln!("refusing to listen on {addr}: this demo serves on loopback only");
-        std::process::exit(2);
-    }
-    let seconds: Option<u64> = match (args.next().as_deref(), args.next()) {
-        (Some("--seconds"), Some(n)) => Some(n.parse().unwrap_or_else(|_| usage())),
-        (None, None) => None,
-        _ => usage(),
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("serve_metrics: cannot start the tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
     };
+    match rt.block_on(serve(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("serve_metrics: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
-    // The recorder first: the layer resolves its metric handles when it is built.
-    HISTOGRAM_BUCKETS
-        .into_iter()
-        .try_fold(PrometheusBuilder::new().with_http_listener(addr), |b, (name, buckets)| {
-            b.set_buckets_for_metric(Matcher::Full(name.into()), buckets)
-        })
-        .and_then(|b| b.install())
-        .expect("install the Prometheus exporter");
+async fn serve(Args { addr, seconds }: Args) -> Result<(), String> {
+    // Before the layer is built: it resolves its metric handles against this recorder.
+    cli::serve_metrics(addr)?;
     let config = RetryConfig {
         initial_backoff: Duration::from_millis(20),
         max_backoff: Duration::from_millis(500),
         ..RetryConfig::default()
     };
     let observe = ObserveConfig { name: "demo".into(), ..Default::default() };
-    let layer = CallAgentRetryLayer::new(config).and_then(|l| l.with_observe(observe)).expect("valid config");
+    let layer =
+        CallAgentRetryLayer::new(config).and_then(|l| l.with_observe(observe)).map_err(|e| e.to_string())?;
     let backend = service_fn(|n: u64| {
         let (latency, roll): (u64, f64) = {
             let mut rng = rand::thread_rng();
@@ -106,4 +115,5 @@ async fn main() {
         () = drive => {}
         () = stop => eprintln!("stopping"),
     }
+    Ok(())
 }

@@ -13,27 +13,45 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use callagent_retry::sim::{SoakConfig, soak};
+use std::process::ExitCode;
+
+use callagent_retry::sim::{SoakConfig, SoakReport, soak};
+use clap::Parser;
 
 #[global_allocator]
 static ALLOC: common::CountingAlloc = common::CountingAlloc;
 
-fn main() {
-    let calls: u64 = std::env::args().nth(1).map_or(1_000_000, |n| n.parse().expect("a number of calls"));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .expect("runtime");
+/// Soaks the retry layer with creations on simulated time and checks that every count adds up.
+#[derive(Parser, Debug)]
+struct Args {
+    /// Creations in all (1,000 at a time)
+    #[arg(default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    calls: u64,
+}
+
+fn main() -> ExitCode {
+    let Args { calls } = Args::parse();
+    match run(calls) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("soak: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(calls: u64) -> Result<bool, Box<dyn std::error::Error>> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build()?;
     let config = SoakConfig::standard(calls);
-    rt.block_on(soak(&config)).expect("warm-up");
+    rt.block_on(soak(&config))?; // a warm-up run of the same size, so the heap is at its steady size
     let before = common::CountingAlloc::live_bytes();
     let wall = std::time::Instant::now();
-    let report = rt.block_on(soak(&config)).expect("soak");
+    let report: SoakReport = rt.block_on(soak(&config))?;
     let wall = wall.elapsed();
     let grown = common::CountingAlloc::live_bytes() - before;
 
-    println!("{}", serde_json::to_string_pretty(&report).expect("report"));
+    println!("{}", serde_json::to_string_pretty(&report)?);
     println!(
         "wall time {wall:.1?} for {:.0} s of simulated traffic; heap growth {grown} bytes",
         report.simulated_seconds
@@ -45,5 +63,5 @@ fn main() {
         && report.local_timeouts == report.backend_cancelled
         && grown.abs() < 64 * 1024;
     println!("{}", if ok { "soak: all invariants hold" } else { "soak: INVARIANT BROKEN" });
-    std::process::exit(if ok { 0 } else { 1 });
+    Ok(ok)
 }

@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! cargo run --release --example storm
+//! cargo run --release --example storm -- --plot storm.svg   # backend calls per second, per policy
+//! cargo run --release --example storm -- --seeds 3          # a quick run of table (b)
 //! ```
 //!
 //! Everything runs on tokio's paused clock (minutes of simulated time in about a second) and is
@@ -16,20 +18,38 @@
 //!     changed since the client read it; network 10±2 ms; backoff base 5 ms, cap 2 s. Total calls
 //!     and the time until every client has written, per jitter kind, averaged over 20 seeds.
 
-use std::sync::{Arc, Mutex};
+mod plot;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use callagent_retry::classify::Classify;
 use callagent_retry::retry::BudgetConfig;
-use callagent_retry::retry::Jitter;
-use callagent_retry::sim::{BackendConfig, Load, Outage, Scenario, run};
+use callagent_retry::retry::{Jitter, MAX_ATTEMPTS};
+use callagent_retry::sim::{BackendConfig, Load, Outage, Report, Scenario, run};
 use callagent_retry::{CallAgentRetryLayer, RetryConfig};
+use clap::Parser;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 use tower::{Layer, ServiceExt, service_fn};
 
-async fn outage_table() {
+/// The retry-storm study: extra load from retries on a backend that is down or contended.
+#[derive(Parser, Debug)]
+struct Args {
+    /// Draw table (a)'s runs (backend calls per second, per policy) into an SVG file
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
+    /// Seeds averaged per row of table (b); fewer is quicker and noisier
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    seeds: u64,
+}
+
+type BoxError = Box<dyn std::error::Error>;
+
+async fn outage_table() -> Result<Vec<(String, Report)>, BoxError> {
     println!("(a) total outage, 100 clients x 30 calls, one call per client per second\n");
     println!("{:<34} {:>14} {:>12}", "policy", "backend calls", "per offered");
     let budget =
@@ -43,6 +63,7 @@ async fn outage_table() {
         ("4 attempts, budget 10%", RetryConfig { budget: budget(0.1), ..Default::default() }),
         ("4 attempts, budget 20% (default)", RetryConfig::default()),
     ];
+    let mut runs = Vec::new();
     for (name, retry) in policies {
         let scenario = Scenario {
             name: "storm-outage".into(),
@@ -64,9 +85,11 @@ async fn outage_table() {
             },
             retry: RetryConfig { seed: Some(1), ..retry },
         };
-        let report = run(&scenario, None).await.expect("valid scenario");
+        let report = run(&scenario, None).await?;
         println!("{name:<34} {:>14} {:>11.2}x", report.backend_calls, report.amplification);
+        runs.push((name.to_owned(), report));
     }
+    Ok(runs)
 }
 
 /// A conditional write that lost the race: retryable, like a 429.
@@ -82,8 +105,9 @@ impl Classify for Conflict {
     }
 }
 
-/// One contention run: returns (total calls, time until the last client wrote).
-async fn contention(clients: usize, jitter: Jitter, seed: u64) -> (u64, Duration) {
+/// One contention run: returns (total calls, time until the last client finished, clients that
+/// gave up after `MAX_ATTEMPTS` attempts).
+async fn contention(clients: usize, jitter: Jitter, seed: u64) -> Result<(u64, Duration, u64), BoxError> {
     let row = Arc::new(Mutex::new((0u64, 0u64, SmallRng::seed_from_u64(seed)))); // (version, calls, rng)
     let write = {
         let row = Arc::clone(&row);
@@ -91,13 +115,13 @@ async fn contention(clients: usize, jitter: Jitter, seed: u64) -> (u64, Duration
             let row = Arc::clone(&row);
             async move {
                 let (read, latency) = {
-                    let mut r = row.lock().unwrap();
+                    let mut r = row.lock().unwrap_or_else(PoisonError::into_inner);
                     r.1 += 1;
                     let latency = Duration::from_micros(r.2.gen_range(8_000..=12_000));
                     (r.0, latency)
                 };
                 tokio::time::sleep(latency).await; // the conditional write travels to the row
-                let mut r = row.lock().unwrap();
+                let mut r = row.lock().unwrap_or_else(PoisonError::into_inner);
                 if r.0 == read {
                     r.0 += 1;
                     Ok(())
@@ -108,7 +132,8 @@ async fn contention(clients: usize, jitter: Jitter, seed: u64) -> (u64, Duration
         })
     };
     let config = RetryConfig {
-        max_attempts: 10_000,
+        // The most any policy may make; a client still conflicting then gives up (counted).
+        max_attempts: MAX_ATTEMPTS,
         initial_backoff: Duration::from_millis(5),
         max_backoff: Duration::from_secs(2),
         multiplier: 2.0,
@@ -119,46 +144,69 @@ async fn contention(clients: usize, jitter: Jitter, seed: u64) -> (u64, Duration
         seed: Some(seed),
         ..Default::default()
     };
-    let svc = CallAgentRetryLayer::new(config).expect("valid").layer(write);
+    let svc = CallAgentRetryLayer::new(config)?.layer(write);
     let start = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..clients {
         tasks.spawn(svc.clone().oneshot(()));
     }
+    let mut gave_up = 0;
     while let Some(done) = tasks.join_next().await {
-        done.expect("task").expect("every client writes eventually");
+        gave_up += u64::from(done?.is_err());
     }
-    let calls = row.lock().unwrap().1;
-    (calls, start.elapsed())
+    let calls = row.lock().unwrap_or_else(PoisonError::into_inner).1;
+    Ok((calls, start.elapsed(), gave_up))
 }
 
-async fn contention_table() {
-    println!("\n(b) contention: N clients, one optimistic write each to one row (mean of 20 seeds)\n");
-    println!("{:<14} {:>8} {:>12} {:>14}", "jitter", "clients", "total calls", "completion");
+async fn contention_table(runs: u64) -> Result<(), BoxError> {
+    println!("\n(b) contention: N clients, one optimistic write each to one row (mean of {runs} seeds)\n");
+    println!("{:<14} {:>8} {:>12} {:>14} {:>8}", "jitter", "clients", "total calls", "completion", "gave up");
     for clients in [50, 100] {
         for jitter in [Jitter::None, Jitter::Full, Jitter::Equal, Jitter::Decorrelated, Jitter::Proportional]
         {
-            let runs = 20;
-            let (mut calls, mut time) = (0, Duration::ZERO);
+            let (mut calls, mut time, mut gave_up) = (0, Duration::ZERO, 0);
             for seed in 0..runs {
-                let (c, t) = contention(clients, jitter, seed).await;
+                let (c, t, g) = contention(clients, jitter, seed).await?;
                 calls += c;
                 time += t;
+                gave_up += g;
             }
-            let mean = time / runs as u32;
+            let mean = time / u32::try_from(runs)?;
             println!(
-                "{:<14} {:>8} {:>12} {:>13.2}s",
+                "{:<14} {:>8} {:>12} {:>13.2}s {:>8}",
                 jitter.as_str(),
                 clients,
                 calls / runs,
-                mean.as_secs_f64()
+                mean.as_secs_f64(),
+                gave_up / runs
             );
         }
     }
+    Ok(())
 }
 
-#[tokio::main(flavor = "current_thread", start_paused = true)]
-async fn main() {
-    outage_table().await;
-    contention_table().await;
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("storm: cannot start the tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        let runs = outage_table().await?;
+        if let Some(path) = &args.plot {
+            plot::policies(&runs, path).map_err(|e| format!("cannot draw {}: {e}", path.display()))?;
+            eprintln!("plot written to {}", path.display());
+        }
+        contention_table(args.seeds).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("storm: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use callagent_retry::CallAgentError;
 use callagent_retry::Outcome;
 use callagent_retry::classify::Verdict;
-use callagent_retry::observe::RetryObserver;
+use callagent_retry::observe::{Finished, RetryObserver};
 use callagent_retry::retry::BudgetConfig;
 use callagent_retry::{CallAgentRetryLayer, RetryConfig};
 
@@ -44,7 +44,8 @@ impl RetryObserver for Counter {
     fn on_retry(&self, _: &Verdict, _: Duration) {
         self.0.retries.fetch_add(1, Ordering::Relaxed);
     }
-    fn on_finish(&self, outcome: Outcome, _: u32, _: Duration) {
+    fn on_finish(&self, call: &Finished) {
+        let outcome = call.outcome;
         self.0.finished.fetch_add(1, Ordering::Relaxed);
         self.0.cancelled.fetch_add(u64::from(outcome == Outcome::Cancelled), Ordering::Relaxed);
     }

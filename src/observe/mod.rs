@@ -102,8 +102,36 @@ pub trait RetryObserver: Send + Sync + 'static {
         let _ = (verdict, delay);
     }
     /// The call finished.
-    fn on_finish(&self, outcome: Outcome, attempts: u32, elapsed: Duration) {
-        let _ = (outcome, attempts, elapsed);
+    fn on_finish(&self, call: &Finished) {
+        let _ = call;
+    }
+}
+
+/// How a call through the layer ended, as [`RetryObserver::on_finish`] sees it.
+///
+/// `#[non_exhaustive]`: more details of a call may be added.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Finished {
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Calls made to the inner service.
+    pub attempts: u32,
+    /// Time from the call to its end, on tokio's clock.
+    pub elapsed: Duration,
+    /// The failure that stopped the call, for an outcome that gave up; `None` for a success or
+    /// a cancelled call.
+    pub stopped_by: Option<Verdict>,
+}
+
+impl Finished {
+    pub(crate) fn new(
+        outcome: Outcome,
+        attempts: u32,
+        elapsed: Duration,
+        stopped_by: Option<&Verdict>,
+    ) -> Self {
+        Self { outcome, attempts, elapsed, stopped_by: stopped_by.copied() }
     }
 }
 
@@ -118,8 +146,8 @@ impl<T: RetryObserver + ?Sized> RetryObserver for Arc<T> {
     fn on_retry(&self, verdict: &Verdict, delay: Duration) {
         (**self).on_retry(verdict, delay);
     }
-    fn on_finish(&self, outcome: Outcome, attempts: u32, elapsed: Duration) {
-        (**self).on_finish(outcome, attempts, elapsed);
+    fn on_finish(&self, call: &Finished) {
+        (**self).on_finish(call);
     }
 }
 
@@ -137,9 +165,9 @@ impl<A: RetryObserver, B: RetryObserver> RetryObserver for (A, B) {
         self.0.on_retry(verdict, delay);
         self.1.on_retry(verdict, delay);
     }
-    fn on_finish(&self, outcome: Outcome, attempts: u32, elapsed: Duration) {
-        self.0.on_finish(outcome, attempts, elapsed);
-        self.1.on_finish(outcome, attempts, elapsed);
+    fn on_finish(&self, call: &Finished) {
+        self.0.on_finish(call);
+        self.1.on_finish(call);
     }
 }
 

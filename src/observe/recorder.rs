@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ::metrics::{Counter, Histogram, SharedString, Unit};
 
-use super::{ObserveConfig, RetryObserver};
+use super::{Finished, ObserveConfig, RetryObserver};
 use crate::classify::{Basis, Verdict};
 use crate::retry::Outcome;
 use crate::sdk::{ErrorCategory, catalog};
@@ -206,10 +206,10 @@ impl RetryObserver for Metrics {
         self.delay.record(delay.as_secs_f64());
     }
 
-    fn on_finish(&self, outcome: Outcome, attempts: u32, elapsed: Duration) {
-        self.calls[outcome as usize].increment(1);
-        self.duration.record(elapsed.as_secs_f64());
-        self.attempts_per_call.record(f64::from(attempts));
+    fn on_finish(&self, call: &Finished) {
+        self.calls[call.outcome as usize].increment(1);
+        self.duration.record(call.elapsed.as_secs_f64());
+        self.attempts_per_call.record(f64::from(call.attempts));
     }
 }
 

@@ -9,7 +9,7 @@ use tracing::Level;
 
 use super::Outcome;
 use crate::classify::Verdict;
-use crate::observe::{Metrics, ObserveConfig, RetryObserver};
+use crate::observe::{Finished, Metrics, ObserveConfig, RetryObserver};
 
 /// An event at a level chosen at run time (tracing's macros take a constant level).
 macro_rules! event_at {
@@ -146,9 +146,10 @@ impl Reporter {
         } else if outcome == Outcome::Cancelled {
             tracing::debug!(attempts, "call agent creation cancelled by the caller");
         }
-        self.metrics.on_finish(outcome, attempts, elapsed);
+        let call = Finished::new(outcome, attempts, elapsed, failure);
+        self.metrics.on_finish(&call);
         if let Some(o) = &self.observer {
-            o.on_finish(outcome, attempts, elapsed);
+            o.on_finish(&call);
         }
     }
 
@@ -160,7 +161,7 @@ impl Reporter {
             outcome = Outcome::ServiceFailed.as_str(), "the inner service failed while becoming ready");
         self.metrics.on_not_ready();
         if let Some(o) = &self.observer {
-            o.on_finish(Outcome::ServiceFailed, 0, Duration::ZERO);
+            o.on_finish(&Finished::new(Outcome::ServiceFailed, 0, Duration::ZERO, Some(failure)));
         }
     }
 }

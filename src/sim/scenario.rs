@@ -15,7 +15,8 @@ use tower::{Layer, ServiceExt};
 use super::SimError;
 use super::backend::{BackendConfig, SimBackend, SimStats, SimToken};
 use crate::classify::{Basis, Verdict};
-use crate::observe::{ObserveConfig, RetryObserver};
+use crate::observe::{Finished, ObserveConfig, RetryObserver};
+use crate::retry::RetryBudget;
 use crate::sdk::{AgentKind, CreateAgentRequest, ErrorCategory};
 use crate::{CallAgentRetryLayer, Outcome, RetryConfig};
 
@@ -148,8 +149,10 @@ impl Scenario {
     }
 }
 
-/// One row of the per-subcode table.
+/// One row of the per-subcode table. Every failed attempt either caused a retry, stopped its call
+/// as rejected, or stopped it as given up, so `errors = retries + rejected + gave_up`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct SubcodeRow {
     /// The subcode, or `timeout` for this layer's attempt timeout.
     pub subcode: String,
@@ -163,15 +166,38 @@ pub struct SubcodeRow {
     pub retries: u64,
     /// Calls rejected on it (not retryable).
     pub rejected: u64,
+    /// Calls that gave up on it (attempts, deadline or budget ran out; or the service failed).
+    pub gave_up: u64,
     /// The catalog's remedy.
     pub remedy: Option<&'static str>,
 }
 
+/// One second of a run, for plotting it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct Tick {
+    /// Seconds since the run started (this tick covers `[t, t + 1)`).
+    pub t: u64,
+    /// Calls the clients made.
+    pub offered: u64,
+    /// Calls of the backend (first attempts and retries).
+    pub backend_calls: u64,
+    /// Calls that got an agent.
+    pub successes: u64,
+    /// Calls that ended without one, by outcome label.
+    pub gave_up: BTreeMap<String, u64>,
+    /// Retries the budget would allow at the end of the second; `None` without a budget.
+    pub budget_available: Option<u64>,
+}
+
 /// What a run did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct Report {
     /// The scenario's name.
     pub scenario: String,
+    /// What the scenario shows.
+    pub description: String,
     /// Calls offered by the clients.
     pub offered: u64,
     /// Calls that reached the backend.
@@ -180,14 +206,23 @@ pub struct Report {
     pub amplification: f64,
     /// Calls by outcome label.
     pub outcomes: BTreeMap<String, u64>,
-    /// Per-subcode errors, retries, rejections and remedy.
+    /// Per-subcode errors, retries, rejections, give-ups and remedy.
     pub subcodes: Vec<SubcodeRow>,
     /// Median time from call to agent, successful calls only (seconds).
     pub time_to_agent_p50: Option<f64>,
-    /// 99th percentile time from call to agent (seconds).
+    /// 99th percentile time from call to agent, successful calls only (seconds).
     pub time_to_agent_p99: Option<f64>,
-    /// Time the run took on the clock it ran on (seconds).
+    /// Time the run covered on its clock (seconds): simulated time on a paused clock.
     pub duration: f64,
+    /// Wall-clock time the run took (seconds).
+    pub wall_seconds: f64,
+    /// Backend calls the budget spared: for each call it stopped, the attempts its limit still
+    /// allowed (an upper bound: the deadline might have stopped some of them).
+    pub budget_spared_up_to: u64,
+    /// The backend's outage windows, in seconds since the start.
+    pub outages: Vec<(f64, f64)>,
+    /// The run second by second.
+    pub timeline: Vec<Tick>,
     /// The backend's own counters.
     pub backend: SimStats,
 }
@@ -203,18 +238,40 @@ impl Report {
 struct Counts {
     rows: BTreeMap<(Option<u32>, Option<u16>), SubcodeRow>,
     outcomes: BTreeMap<Outcome, u64>,
+    timeline: Vec<Tick>,
+    spared: u64,
 }
 
-/// Counts per subcode for the report, and the progress of the run.
-#[derive(Debug, Default)]
+impl Counts {
+    fn tick(&mut self, t: u64) -> &mut Tick {
+        let i = usize::try_from(t).unwrap_or(usize::MAX);
+        if self.timeline.len() <= i {
+            self.timeline.resize_with(i + 1, Tick::default);
+        }
+        &mut self.timeline[i]
+    }
+}
+
+/// Counts per subcode and per second for the report, and the progress of the run.
+#[derive(Debug)]
 struct Collector {
     counts: Mutex<Counts>,
     done: Arc<AtomicU64>,
+    started: Instant,
+    max_attempts: u32,
 }
 
 impl Collector {
+    fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
+        self.counts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn second(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+
     fn row<R>(&self, v: &Verdict, f: impl FnOnce(&mut SubcodeRow) -> R) -> R {
-        let mut c = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut c = self.counts();
         let timeout = v.basis == Basis::LocalTimeout;
         let row = c.rows.entry((v.sub_code, v.code)).or_insert_with(|| SubcodeRow {
             subcode: match v.sub_code {
@@ -227,27 +284,55 @@ impl Collector {
             errors: 0,
             retries: 0,
             rejected: 0,
+            gave_up: 0,
             remedy: v.remedy(),
         });
         f(row)
     }
+
+    fn offered(&self) {
+        let t = self.second();
+        self.counts().tick(t).offered += 1;
+    }
+
+    fn sample_budget(&self, budget: &RetryBudget) {
+        let (t, available) = (self.second(), budget.available_at(Instant::now()));
+        self.counts().tick(t).budget_available = Some(available);
+    }
 }
 
 impl RetryObserver for Collector {
+    fn on_attempt(&self) {
+        let t = self.second();
+        self.counts().tick(t).backend_calls += 1;
+    }
+
     fn on_failure(&self, v: &Verdict) {
-        self.row(v, |r| {
-            r.errors += 1;
-            // A failure that is not retryable always ends its call as rejected.
-            r.rejected += u64::from(!v.retry);
-        });
+        self.row(v, |r| r.errors += 1);
     }
 
     fn on_retry(&self, v: &Verdict, _: Duration) {
         self.row(v, |r| r.retries += 1);
     }
 
-    fn on_finish(&self, outcome: Outcome, _: u32, _: Duration) {
-        *self.counts.lock().unwrap_or_else(PoisonError::into_inner).outcomes.entry(outcome).or_default() += 1;
+    fn on_finish(&self, call: &Finished) {
+        if let Some(v) = &call.stopped_by {
+            let rejected = call.outcome == Outcome::Rejected;
+            self.row(v, |r| if rejected { r.rejected += 1 } else { r.gave_up += 1 });
+        }
+        let t = self.second();
+        let mut c = self.counts();
+        *c.outcomes.entry(call.outcome).or_default() += 1;
+        if call.outcome == Outcome::BudgetExhausted {
+            c.spared += u64::from(self.max_attempts.saturating_sub(call.attempts));
+        }
+        let tick = c.tick(t);
+        if call.outcome.is_success() {
+            tick.successes += 1;
+        } else {
+            *tick.gave_up.entry(call.outcome.as_str().to_owned()).or_default() += 1;
+        }
+        drop(c);
         self.done.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -266,12 +351,18 @@ fn percentile(sorted: &[Duration], p: f64) -> Option<f64> {
 /// Builds the layer inside, so install a metrics recorder first to export the run's metrics.
 pub async fn run(scenario: &Scenario, progress: Option<Arc<AtomicU64>>) -> Result<Report, SimError> {
     scenario.validate()?;
+    let wall = std::time::Instant::now();
     let started = Instant::now();
     let mut observe = scenario.observe.clone();
     if observe.name.is_empty() {
         observe.name = scenario.name.chars().take(64).collect();
     }
-    let collector = Arc::new(Collector { done: progress.unwrap_or_default(), ..Default::default() });
+    let collector = Arc::new(Collector {
+        counts: Mutex::default(),
+        done: progress.unwrap_or_default(),
+        started,
+        max_attempts: scenario.retry.max_attempts,
+    });
     let layer = CallAgentRetryLayer::new(scenario.retry.clone())?
         .with_observe(observe)?
         .with_observer(Arc::clone(&collector));
@@ -288,6 +379,19 @@ pub async fn run(scenario: &Scenario, progress: Option<Arc<AtomicU64>>) -> Resul
         }
     };
 
+    // Samples the budget at the end of every second, for the plot.
+    let sampler = layer.budget().cloned().map(|budget| {
+        let collector = Arc::clone(&collector);
+        tokio::spawn(async move {
+            let mut second =
+                tokio::time::interval_at(started + Duration::from_millis(999), Duration::from_secs(1));
+            loop {
+                second.tick().await;
+                collector.sample_budget(&budget);
+            }
+        })
+    });
+
     let mut clients = tokio::task::JoinSet::new();
     for client in 0..load.clients {
         let gaps: Vec<Duration> = (0..load.calls_per_client).map(|i| gap(i == 0, client)).collect();
@@ -299,12 +403,14 @@ pub async fn run(scenario: &Scenario, progress: Option<Arc<AtomicU64>>) -> Resul
             display_name: load.display_name.clone(),
             ..super::request(&identity, load.token, load.agent)
         };
-        let (svc, backend, hold) = (svc.clone(), backend.clone(), load.hold);
+        let (svc, backend, hold, collector) =
+            (svc.clone(), backend.clone(), load.hold, Arc::clone(&collector));
         clients.spawn(async move {
             let mut times = Vec::with_capacity(gaps.len());
             for gap in gaps {
                 tokio::time::sleep(gap).await;
                 let t0 = Instant::now();
+                collector.offered();
                 if svc.clone().oneshot(request.clone()).await.is_ok() {
                     times.push(t0.elapsed());
                     tokio::time::sleep(hold).await;
@@ -318,13 +424,21 @@ pub async fn run(scenario: &Scenario, progress: Option<Arc<AtomicU64>>) -> Resul
     while let Some(done) = clients.join_next().await {
         times.extend(done?);
     }
+    if let Some(sampler) = sampler {
+        sampler.abort();
+    }
     times.sort_unstable();
 
     let backend_stats = backend.stats();
-    let counts = std::mem::take(&mut *collector.counts.lock().unwrap_or_else(PoisonError::into_inner));
+    let counts = std::mem::take(&mut *collector.counts());
     let offered = scenario.offered();
+    let mut timeline = counts.timeline;
+    for (t, tick) in timeline.iter_mut().enumerate() {
+        tick.t = t as u64;
+    }
     Ok(Report {
         scenario: scenario.name.clone(),
+        description: scenario.description.clone(),
         offered,
         backend_calls: backend_stats.calls,
         amplification: backend_stats.calls as f64 / offered as f64,
@@ -333,65 +447,169 @@ pub async fn run(scenario: &Scenario, progress: Option<Arc<AtomicU64>>) -> Resul
         time_to_agent_p50: percentile(&times, 0.50),
         time_to_agent_p99: percentile(&times, 0.99),
         duration: started.elapsed().as_secs_f64(),
+        wall_seconds: wall.elapsed().as_secs_f64(),
+        budget_spared_up_to: counts.spared,
+        outages: scenario
+            .backend
+            .outages
+            .iter()
+            .map(|o| (o.start.as_secs_f64(), (o.start + o.duration).as_secs_f64()))
+            .collect(),
+        timeline,
         backend: backend_stats,
     })
 }
 
-fn secs(s: Option<f64>) -> String {
-    s.map_or_else(|| "-".into(), |s| format!("{:.0?}", Duration::from_secs_f64(s)))
+/// Milliseconds with one decimal below 100 ms, whole ones above.
+fn ms(seconds: f64) -> String {
+    let ms = seconds * 1e3;
+    if ms < 100.0 { format!("{ms:.1} ms") } else { format!("{ms:.0} ms") }
+}
+
+/// Words wrapped to `width` columns, each line after the first indented by `indent`.
+pub(crate) fn wrap(text: &str, width: usize, indent: usize) -> Vec<String> {
+    let mut lines = vec![String::new()];
+    for word in text.split_whitespace() {
+        let room = if lines.len() == 1 { width } else { width - indent };
+        let line = lines.last_mut().expect("never empty");
+        if !line.is_empty() && line.len() + 1 + word.len() > room {
+            lines.push(word.to_owned());
+        } else {
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(word);
+        }
+    }
+    lines
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| if i == 0 { l } else { format!("{}{l}", " ".repeat(indent)) })
+        .collect()
+}
+
+impl Report {
+    /// One sentence on what the outcome mix means for this run.
+    pub fn reading(&self) -> String {
+        let n = |o| self.outcome(o);
+        let (budget, rejected) = (n(Outcome::BudgetExhausted), n(Outcome::Rejected));
+        let (exhausted, deadline) = (n(Outcome::Exhausted), n(Outcome::DeadlineExceeded));
+        let successes = n(Outcome::Success) + n(Outcome::SuccessAfterRetry);
+        let pct = |k: u64| 100.0 * k as f64 / self.offered.max(1) as f64;
+        if budget > 0 {
+            let without = self.backend_calls + self.budget_spared_up_to;
+            format!(
+                "{budget} calls ({:.0}%) stopped on an empty retry budget: the intended fail-fast \
+                 while failures pile up. It spared up to {} backend calls (load {:.2}x instead \
+                 of up to {:.2}x).",
+                pct(budget),
+                self.budget_spared_up_to,
+                self.amplification,
+                without as f64 / self.offered.max(1) as f64
+            )
+        } else if rejected > 0 && rejected * 2 >= self.offered {
+            format!(
+                "{rejected} calls ({:.0}%) were rejected after one attempt each: an ExpectedError no \
+                 retry can fix. Apply the remedy below; the layer kept the backend load at {:.2}x.",
+                pct(rejected),
+                self.amplification
+            )
+        } else if exhausted + deadline > 0 {
+            format!(
+                "{} calls ({:.0}%) ran out of attempts or time: the failures lasted longer than \
+                 the policy waits. Raise max_attempts or the deadline only if callers can wait.",
+                exhausted + deadline,
+                pct(exhausted + deadline)
+            )
+        } else if rejected > 0 {
+            format!(
+                "{rejected} calls were rejected (ExpectedError, one attempt each); every other call \
+                 got an agent. Apply the remedy below."
+            )
+        } else {
+            format!(
+                "{successes} of {} calls got an agent; {} needed a retry.",
+                self.offered,
+                n(Outcome::SuccessAfterRetry)
+            )
+        }
+    }
 }
 
 impl fmt::Display for Report {
+    /// The report, in 80 columns.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "scenario {}: {} calls offered, {:.1?} on the run's clock",
-            self.scenario,
-            self.offered,
-            Duration::from_secs_f64(self.duration)
-        )?;
+        const WIDTH: usize = 80;
+        let clock = if self.duration > self.wall_seconds * 1.5 + 0.5 {
+            format!("simulated {:.1} s in {:.2} s", self.duration, self.wall_seconds)
+        } else {
+            format!("ran {:.1} s in real time", self.duration)
+        };
+        if !self.description.is_empty() {
+            writeln!(f, "{}", wrap(&self.description, WIDTH, 0).join("\n"))?;
+            writeln!(f)?;
+        }
+        let head = format!("scenario {}: {} calls offered, {clock}", self.scenario, self.offered);
+        writeln!(f, "{}", wrap(&head, WIDTH, 2).join("\n"))?;
         writeln!(f)?;
         writeln!(
             f,
-            "{:<8} {:>4}  {:<22} {:>8} {:>8} {:>9}  remedy",
-            "subcode", "code", "category", "errors", "retries", "rejected"
+            "{:<8} {:>4}  {:<21} {:>7} {:>7} {:>8} {:>7}",
+            "subcode", "code", "category", "errors", "retries", "rejected", "gave up"
         )?;
         if self.subcodes.is_empty() {
             writeln!(f, "(no failures)")?;
         }
         for r in &self.subcodes {
             let code = r.code.map_or_else(|| "-".into(), |c| c.to_string());
-            let remedy = r.remedy.unwrap_or("not in the catalog: see the code");
             writeln!(
                 f,
-                "{:<8} {:>4}  {:<22} {:>8} {:>8} {:>9}  {}",
+                "{:<8} {:>4}  {:<21} {:>7} {:>7} {:>8} {:>7}",
                 r.subcode,
                 code,
                 r.category.as_str(),
                 r.errors,
                 r.retries,
                 r.rejected,
-                remedy
+                r.gave_up
             )?;
         }
+        if !self.subcodes.is_empty() {
+            writeln!(f, "(errors = retries + rejected + gave up)")?;
+            writeln!(f)?;
+            writeln!(f, "remedies:")?;
+            for r in &self.subcodes {
+                let remedy = r.remedy.unwrap_or("not in the catalog: see the error's code and message.");
+                for (i, line) in wrap(remedy, WIDTH - 11, 0).iter().enumerate() {
+                    let subcode = if i == 0 { r.subcode.as_str() } else { "" };
+                    writeln!(f, "  {subcode:<8} {line}")?;
+                }
+            }
+        }
         writeln!(f)?;
-        let outcomes: Vec<String> = Outcome::ALL
-            .iter()
-            .map(|o| (o, self.outcome(*o)))
-            .filter(|(_, n)| *n > 0)
-            .map(|(o, n)| format!("{o} {n}"))
-            .collect();
-        writeln!(f, "outcomes:            {}", outcomes.join(", "))?;
+        writeln!(f, "outcomes:")?;
+        for o in Outcome::ALL.iter().filter(|o| self.outcome(**o) > 0) {
+            let k = self.outcome(*o);
+            writeln!(
+                f,
+                "  {:<22} {k:>8}  {:5.1}%",
+                o.as_str(),
+                100.0 * k as f64 / self.offered.max(1) as f64
+            )?;
+        }
         writeln!(
             f,
-            "backend load:        {:.2}x ({} backend calls / {} offered)",
+            "backend load:   {:.2}x ({} backend calls / {} offered)",
             self.amplification, self.backend_calls, self.offered
         )?;
-        write!(
-            f,
-            "time to agent:       p50 {}, p99 {}",
-            secs(self.time_to_agent_p50),
-            secs(self.time_to_agent_p99)
-        )
+        match (self.time_to_agent_p50, self.time_to_agent_p99) {
+            (Some(p50), Some(p99)) => {
+                writeln!(f, "time to agent:  p50 {}, p99 {} (successful calls only)", ms(p50), ms(p99))?
+            }
+            _ => writeln!(f, "time to agent:  - (no call got an agent)")?,
+        }
+        writeln!(f)?;
+        let reading = wrap(&self.reading(), WIDTH, 0).join("\n");
+        write!(f, "{reading}")
     }
 }

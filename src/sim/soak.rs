@@ -14,7 +14,7 @@ use tower::{Layer, ServiceExt};
 use super::SimError;
 use super::backend::{BackendConfig, SimBackend, SimToken};
 use crate::classify::{Verdict, classify};
-use crate::observe::{ObserveConfig, RetryObserver};
+use crate::observe::{Finished, ObserveConfig, RetryObserver};
 use crate::sdk::{AgentKind, CreateAgentRequest, catalog};
 use crate::{CallAgentRetryLayer, Outcome, RetryConfig, StopReason};
 
@@ -107,7 +107,7 @@ impl RetryObserver for Counter {
             self.errors.fetch_add(1, Ordering::Relaxed);
         }
     }
-    fn on_finish(&self, _: Outcome, _: u32, _: Duration) {
+    fn on_finish(&self, _: &Finished) {
         self.finished.fetch_add(1, Ordering::Relaxed);
     }
 }

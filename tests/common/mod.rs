@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use callagent_retry::classify::Verdict;
-use callagent_retry::observe::RetryObserver;
+use callagent_retry::observe::{Finished, RetryObserver};
 use callagent_retry::{CallAgentError, Outcome};
 use tokio::time::Instant;
 use tower::Service;
@@ -159,8 +159,8 @@ impl RetryObserver for Recorder {
     fn on_retry(&self, verdict: &Verdict, delay: Duration) {
         self.0.lock().unwrap().retries.push((verdict.sub_code, delay));
     }
-    fn on_finish(&self, outcome: Outcome, attempts: u32, _: Duration) {
-        self.0.lock().unwrap().finished.push((outcome, attempts));
+    fn on_finish(&self, call: &Finished) {
+        self.0.lock().unwrap().finished.push((call.outcome, call.attempts));
     }
 }
 
