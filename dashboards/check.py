@@ -4,7 +4,13 @@
 Starts the `serve_metrics` example on loopback, lints its output with `promtool check metrics`,
 starts Prometheus scraping it every second, then evaluates every PromQL expression of
 `callagent-retry.json` through Prometheus's HTTP API. Fails if the lint fails, or if any expression
-is invalid or returns no series within the time limit. Everything it starts is stopped.
+is invalid or returns no series within the time limit.
+
+Then the range check: `simulate` runs `dashboards/outage-check.toml` in real time (an outage from
+5 s to 15 s) while Prometheus scrapes it; every panel's value, sampled through the run, must lie
+in its possible range (no negative rate, no share outside [0, 1], no amplification below 1 or
+above max_attempts, no duration past the deadline), and at the end the amplification panel's
+counters must give exactly the run's own figure. Everything it starts is stopped.
 
     python3 dashboards/check.py            # builds the example first
     python3 dashboards/check.py --timeout 90
@@ -21,6 +27,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -29,6 +36,22 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 DASHBOARD = os.path.join(HERE, "callagent-retry.json")
 SUBSTITUTIONS = {"$__rate_interval": "30s", "$layer": ".*"}
+CHECK_SCENARIO = os.path.join(HERE, "outage-check.toml")
+CHECK_LAYER = "outage-check"
+# The possible range of each panel's values in the range check (`outage-check.toml`: at most 4
+# attempts, a 5 s deadline, delays capped at 2 s). NaN (no data in the window) is allowed.
+RANGES = {
+    "Call outcomes": (0, None),
+    "Errors by subcode and category": (0, None),
+    "Retries by subcode": (0, None),
+    "Retry success ratio": (0, 1),
+    "Calls finished within N attempts (share)": (0, 1),
+    "Call duration (p50 / p99)": (0, 5.5),
+    "Backend load amplification": (1, 4),
+    "Budget exhaustion": (0, None),
+    "Rejected per minute by subcode (ExpectedError)": (0, None),
+    "Retry delay (p50 / p99)": (0, 2),
+}
 
 
 def free_port():
@@ -51,7 +74,8 @@ def wait_for(url, deadline, what):
     raise SystemExit(f"FAIL: {what} did not answer at {url}")
 
 
-def expressions(path):
+def expressions(path, substitutions=None):
+    substitutions = substitutions or SUBSTITUTIONS
     with open(path) as f:
         dash = json.load(f)
     names = [v["name"] for v in dash.get("templating", {}).get("list", [])]
@@ -64,7 +88,7 @@ def expressions(path):
             raise SystemExit(f"FAIL: panel {panel['title']!r} has no query")
         for t in targets:
             expr = t["expr"]
-            for k, v in SUBSTITUTIONS.items():
+            for k, v in substitutions.items():
                 expr = expr.replace(k, v)
             if "$" in expr:
                 raise SystemExit(f"FAIL: unsubstituted variable in {expr}")
@@ -74,7 +98,7 @@ def expressions(path):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--timeout", type=float, default=120, help="seconds for the whole check")
+    ap.add_argument("--timeout", type=float, default=180, help="seconds for the whole check")
     ap.add_argument("--no-build", action="store_true", help="use the already built example")
     args = ap.parse_args()
     for tool in ("prometheus", "promtool"):
@@ -83,16 +107,23 @@ def main():
     deadline = time.time() + args.timeout
     exprs = expressions(DASHBOARD)
 
+    ranged = expressions(DASHBOARD, {"$__rate_interval": "5s", "$layer": CHECK_LAYER})
+    missing = {title for title, _, _ in ranged} - set(RANGES)
+    if missing:
+        raise SystemExit(f"FAIL: no range known for panels {sorted(missing)}")
+
     if not args.no_build:
         subprocess.run(["cargo", "build", "--quiet", "--example", "serve_metrics"], cwd=ROOT, check=True)
+        subprocess.run(["cargo", "build", "--quiet", "--release", "--example", "simulate"], cwd=ROOT, check=True)
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
     binary = os.path.join(target, "debug", "examples", "serve_metrics")
+    simulate = os.path.join(target, "release", "examples", "simulate")
 
     procs = []
     tmp = tempfile.mkdtemp(prefix="callagent-dashboard-")
     try:
-        app_port, prom_port = free_port(), free_port()
-        app = f"127.0.0.1:{app_port}"
+        app_port, prom_port, sim_port = free_port(), free_port(), free_port()
+        app, sim = f"127.0.0.1:{app_port}", f"127.0.0.1:{sim_port}"
         procs.append(subprocess.Popen([binary, app, "--seconds", str(int(args.timeout) + 30)],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         wait_for(f"http://{app}/metrics", deadline, "the example")
@@ -106,7 +137,7 @@ def main():
         config = os.path.join(tmp, "prometheus.yml")
         with open(config, "w") as f:
             f.write("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-                    f"scrape_configs:\n  - job_name: callagent\n    static_configs:\n      - targets: ['{app}']\n")
+                    f"scrape_configs:\n  - job_name: callagent\n    static_configs:\n      - targets: ['{app}', '{sim}']\n")
         prom = f"127.0.0.1:{prom_port}"
         procs.append(subprocess.Popen(
             ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={os.path.join(tmp, 'data')}",
@@ -141,6 +172,7 @@ def main():
         if pending:
             raise SystemExit(f"FAIL: {len(pending)} of {len(exprs)} dashboard queries returned no series")
         print(f"dashboard check: {len(exprs)} passed, 0 failed")
+        range_check(prom, simulate, sim, ranged, deadline, procs)
     finally:
         for p in procs:
             if p.poll() is None:
@@ -150,6 +182,57 @@ def main():
                 except subprocess.TimeoutExpired:
                     p.kill()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def query(prom, expr):
+    url = f"http://{prom}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    body = json.loads(get(url))
+    if body.get("status") != "success":
+        raise SystemExit(f"FAIL: query failed: {body.get('error')}\n  {expr}")
+    return [float(r["value"][1]) for r in body["data"]["result"]]
+
+
+def range_check(prom, simulate, addr, ranged, deadline, procs):
+    """Samples every panel through a real-time simulated outage; each value must be possible."""
+    run = subprocess.Popen([simulate, CHECK_SCENARIO, "--real-time", "--json", "--metrics-addr", addr,
+                            "--linger", "15s"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                           text=True)
+    procs.append(run)
+    samples, bad = 0, []
+    output = []
+    reader = threading.Thread(target=lambda: output.extend(run.stdout), daemon=True)
+    reader.start()
+    # The report is printed when the run ends; the process then lingers, still serving.
+    while reader.is_alive() and not "".join(output).rstrip().endswith("}") and time.time() < deadline:
+        for title, legend, expr in ranged:
+            lo, hi = RANGES[title]
+            for v in query(prom, expr):
+                samples += 1
+                if v != v:  # NaN: no data in the window
+                    continue
+                if v < lo - 1e-9 or (hi is not None and v > hi + 1e-9):
+                    bad.append(f"{title} [{legend}] = {v} outside [{lo}, {hi}]")
+        time.sleep(1)
+    text = "".join(output)
+    if not text.rstrip().endswith("}"):
+        raise SystemExit("FAIL: the outage-check run did not finish in time")
+    report = json.loads(text)
+    time.sleep(3)  # one more scrape of the final counters
+    sel = f'{{layer="{CHECK_LAYER}"}}'
+    (attempts,) = query(prom, f"sum(callagent_create_attempts_sum{sel})") or [float("nan")]
+    (calls,) = query(prom, f"sum(callagent_create_attempts_count{sel})") or [float("nan")]
+    amplification = attempts / calls if calls else float("nan")
+    print(f"range check: {samples} samples of {len(ranged)} queries through the outage; "
+          f"amplification from the panel's counters {amplification:.4f}, the run's own {report['amplification']:.4f}")
+    for b in bad[:20]:
+        print(f"FAIL {b}")
+    if bad:
+        raise SystemExit(f"FAIL: {len(bad)} panel values outside their possible range")
+    if samples == 0:
+        raise SystemExit("FAIL: the range check sampled nothing")
+    if not abs(amplification - report["amplification"]) < 1e-6:
+        raise SystemExit("FAIL: the amplification panel's counters disagree with the run")
+    print("range check: every value possible, amplification exact")
 
 
 if __name__ == "__main__":
