@@ -47,6 +47,7 @@ COVERED = {
     "python3 dashboards/check.py": "the dashboard step",
     "cargo bench --no-run": "the benches step",
     "python3 .ci/readme_commands.py": "this step",
+    "websdk/conformance.sh": "the conformance step",
 }
 BOUND = 900      # seconds for an ordinary command (the first release build takes minutes)
 SERVE_FOR = 8    # seconds a server must stay up

@@ -6,9 +6,10 @@
 //! |---|---|---|
 //! | 0 | the attempt hit this layer's own `attempt_timeout` | always (a local timeout is transient) |
 //! | 1 | a per-subcode override in the config (`overrides.<subcode>.retry`) | the override says so |
-//! | 2 | a category the error carries (`resultCategories`) | `UnexpectedClientError` or `UnexpectedServerError`; any `ExpectedError` among them stops |
-//! | 3 | the catalog's category for the subcode | as rule 2 |
-//! | 4 | the code | 408, 429 or 5xx; any other code (or none) stops |
+//! | 2 | the catalog marks the subcode deterministic: the same input fails the same way (44117, an undecodable token, which the SDK calls `UnexpectedClientError`; 40119) | never: fix the input (the remedy layer's token refresh applies to 44117) |
+//! | 3 | a category the error carries (`resultCategories`) | `UnexpectedClientError` or `UnexpectedServerError`; any `ExpectedError` among them stops |
+//! | 4 | the catalog's category for the subcode | as rule 3 |
+//! | 5 | the code | 408, 429 or 5xx; any other code (or none) stops |
 //!
 //! `Unknown` categories give no answer and fall through. Classification never looks at the
 //! message: its text changes between SDK versions.
@@ -97,11 +98,13 @@ pub enum Basis {
     LocalTimeout,
     /// Rule 1: a per-subcode override.
     Override,
-    /// Rule 2: a category carried by the error.
+    /// Rule 2: the catalog marks the subcode deterministic.
+    Deterministic,
+    /// Rule 3: a category carried by the error.
     Carried,
-    /// Rule 3: the catalog's category.
+    /// Rule 4: the catalog's category.
     Catalog,
-    /// Rule 4: the code.
+    /// Rule 5: the code.
     Code,
 }
 
@@ -162,6 +165,9 @@ pub fn classify<F: Classify + ?Sized>(failure: &F, overrides: &BTreeMap<u32, Sub
     if let Some(o) = sub_code.and_then(|s| overrides.get(&s)) {
         return Verdict { max_attempts: o.max_attempts, ..verdict(o.retry, Basis::Override) };
     }
+    if entry.is_some_and(|e| e.deterministic && code == Some(e.code)) {
+        return verdict(false, Basis::Deterministic);
+    }
     if let Some(retry) = carried.and_then(ErrorCategory::is_retryable) {
         return verdict(retry, Basis::Carried);
     }
@@ -192,11 +198,23 @@ mod tests {
 
     #[test]
     fn every_catalog_row_follows_its_category() {
-        for e in catalog::entries() {
+        for e in catalog::entries().iter().filter(|e| !e.deterministic) {
             let v = classify(&CallAgentError::new(e.code, e.sub_code, ""), &none());
             assert_eq!(v.retry, e.category == UnexpectedClientError, "{}", e.sub_code);
             assert_eq!((v.basis, v.category), (Basis::Catalog, e.category));
         }
+    }
+
+    #[test]
+    fn a_deterministic_failure_stops_whatever_its_category_says() {
+        // What the real SDK 2.0.0 throws for a token whose payload is not base64url JSON.
+        let e = CallAgentError::new(401, 44117, "Failed to parse AccessToken")
+            .with_category(UnexpectedClientError);
+        let v = classify(&e, &none());
+        assert_eq!((v.retry, v.basis, v.category), (false, Basis::Deterministic, UnexpectedClientError));
+        // An operator can still decide otherwise.
+        let o = [(44117, SubcodeOverride { retry: true, max_attempts: Some(2) })].into();
+        assert!(classify(&e, &o).retry);
     }
 
     #[test]

@@ -1,20 +1,34 @@
 //! Preflight: fail fast, with the SDK's own code and subcode, on what the SDK would refuse before
 //! any network traffic, and never call the inner service for it.
 //!
-//! | check (on the token's JWT payload, unverified) | error |
-//! |---|---|
-//! | `acsScope` is not a string | 401/44114 |
-//! | `acsScope` has neither `voip` nor `voip.join` | 401/44113 |
-//! | no `skypeid` | 401/44116 |
-//! | no `resourceId`, for a non-Teams user | 401/44115 |
-//! | a `tid` (Teams user's token) on an ACS agent | 403/40229 |
-//! | no `tid` on a Teams agent | 403/40231 |
-//! | a display name for a Teams user | 400/40214 |
-//! | `exp` in the past | 401/40235 |
+//! The checks and their order are the real Web Calling SDK's (2.0.0), established by the
+//! conformance suite in `websdk/` against the SDK itself:
 //!
-//! A token that cannot be decoded passes through untouched (with a `DEBUG` event): the token
-//! format is not a contract, and the service stays the judge. Put the layer inside the retry
-//! layer so its rejections are counted per subcode like any other:
+//! | # | check (on the token's JWT payload, unverified) | error |
+//! |---|---|---|
+//! | 1 | the token is empty | 401/44109 ¹ |
+//! | 2 | not three dot-separated parts | 401/44111 |
+//! | 3 | the payload is not base64url JSON (or not an object ¹) | 401/44117 |
+//! | 4 | with a token refresher only: `exp` is a number at or before now | 401/40235 ² |
+//! | 5 | `acsScope` is not a string | 401/44114 |
+//! | 6 | `acsScope` split on `,` has no element exactly `voip` or `voip.join` | 401/44113 |
+//! | 7 | no `resourceId`, for a non-Teams user (no `tid`) | 401/44115 |
+//! | 8 | no `skypeid` | 401/44116 |
+//! | 9 | a Teams user's token (`tid`) on an ACS agent | 403/40229 |
+//! | 10 | no `tid` on a Teams agent | 403/40231 |
+//! | 11 | a display name for a Teams user | 400/40214 |
+//! | 12 | a display name over 256 characters | 400/40215 |
+//!
+//! ¹ Deliberate differences: for an empty token the SDK's credential throws a plain `Error`
+//! before the SDK sees it, and for a payload that is JSON but not an object the SDK throws a
+//! `TypeError`; preflight reports the SDK's own subcodes for those conditions instead, so the
+//! retry layer stops with a remedy. ² With the plain credential the SDK does not check `exp` (an
+//! expired token gives a `Disconnected` agent); [`PreflightLayer::strict_expiry`] checks it there
+//! too, which is stricter than the SDK.
+//!
+//! A claim is "present" as in the SDK's JavaScript (not missing, `null`, `false`, `0` or `""`);
+//! each claim is read on its own. Put the layer inside the retry layer so its rejections are
+//! counted per subcode like any other:
 //! `ServiceBuilder::new().layer(retry).layer(PreflightLayer::new()).service(sdk)`.
 
 use std::future::Future;
@@ -26,13 +40,17 @@ use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use crate::sdk::catalog::{
-    ACS_AGENT_NEEDS_ACS_TOKEN, TEAMS_AGENT_NEEDS_TEAMS_TOKEN, TEAMS_DISPLAY_NAME, TOKEN_EXPIRED,
-    TOKEN_SCOPE_NOT_A_STRING, TOKEN_SCOPE_WITHOUT_VOIP, TOKEN_WITHOUT_RESOURCE_ID, TOKEN_WITHOUT_USER_ID,
+    ACS_AGENT_NEEDS_ACS_TOKEN, DISPLAY_NAME_TOO_LONG, TEAMS_AGENT_NEEDS_TEAMS_TOKEN, TEAMS_DISPLAY_NAME,
+    TOKEN_EMPTY, TOKEN_EXPIRED, TOKEN_INVALID, TOKEN_SCOPE_NOT_A_STRING, TOKEN_SCOPE_WITHOUT_VOIP,
+    TOKEN_UNPARSABLE, TOKEN_WITHOUT_RESOURCE_ID, TOKEN_WITHOUT_USER_ID,
 };
-use crate::sdk::{AgentKind, AgentRequest, CallAgentError};
+use crate::sdk::{AgentKind, AgentRequest, CallAgentError, TokenError};
+
+/// The longest display name the SDK accepts, in UTF-16 code units (JavaScript's `length`).
+pub const MAX_DISPLAY_NAME: usize = 256;
 
 /// Applies the checks in the [module docs](self) at wall-clock time `now` (token expiry is wall
-/// time, not tokio's). `Ok` when they pass or the token cannot be decoded.
+/// time, not tokio's), as the SDK does: `exp` only when the request uses a token refresher.
 ///
 /// ```
 /// use std::time::SystemTime;
@@ -43,39 +61,55 @@ use crate::sdk::{AgentKind, AgentRequest, CallAgentError};
 /// assert_eq!(check(&req, SystemTime::now()).unwrap_err().sub_code(), 44113);
 /// ```
 pub fn check<R: AgentRequest + ?Sized>(request: &R, now: SystemTime) -> Result<(), CallAgentError> {
-    let claims = match request.token().claims() {
-        Ok(claims) => claims,
-        Err(reason) => {
-            tracing::debug!(%reason, "preflight skipped: the access token cannot be decoded");
-            return Ok(());
-        }
-    };
+    check_with(request, now, false)
+}
+
+fn check_with<R: AgentRequest + ?Sized>(
+    request: &R,
+    now: SystemTime,
+    strict_expiry: bool,
+) -> Result<(), CallAgentError> {
     let fail =
         |sub_code| Err(CallAgentError::from_catalog(sub_code).expect("preflight subcodes are catalogued"));
-    let Some(serde_json::Value::String(scope)) = &claims.acs_scope else {
+    if request.token().expose_secret().is_empty() {
+        return fail(TOKEN_EMPTY);
+    }
+    let claims = match request.token().claims() {
+        Ok(claims) => claims,
+        Err(TokenError::NotAJwt) => return fail(TOKEN_INVALID),
+        Err(_) => return fail(TOKEN_UNPARSABLE),
+    };
+    if request.uses_token_refresher() || strict_expiry {
+        let now_secs = now.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        if claims.exp().is_some_and(|exp| exp <= now_secs) {
+            return fail(TOKEN_EXPIRED);
+        }
+    }
+    let Some(serde_json::Value::String(scope)) = claims.acs_scope() else {
         return fail(TOKEN_SCOPE_NOT_A_STRING);
     };
-    if !scope.split(|c: char| c.is_whitespace() || c == ',').any(|s| s == "voip" || s == "voip.join") {
+    if !scope.split(',').any(|s| s == "voip" || s == "voip.join") {
         return fail(TOKEN_SCOPE_WITHOUT_VOIP);
     }
-    if claims.skypeid.is_none() {
-        return fail(TOKEN_WITHOUT_USER_ID);
-    }
-    let teams_user = claims.tid.is_some();
-    if !teams_user && claims.resource_id.is_none() {
+    let teams_user = claims.is_teams_user();
+    if !teams_user && !claims.has_resource_id() {
         return fail(TOKEN_WITHOUT_RESOURCE_ID);
+    }
+    if !claims.has_user_id() {
+        return fail(TOKEN_WITHOUT_USER_ID);
     }
     match (request.kind(), teams_user) {
         (AgentKind::Acs, true) => return fail(ACS_AGENT_NEEDS_ACS_TOKEN),
         (AgentKind::Teams, false) => return fail(TEAMS_AGENT_NEEDS_TEAMS_TOKEN),
         _ => {}
     }
-    if teams_user && request.display_name().is_some() {
-        return fail(TEAMS_DISPLAY_NAME);
-    }
-    let now_secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    if claims.exp.is_some_and(|exp| exp <= now_secs) {
-        return fail(TOKEN_EXPIRED);
+    if let Some(name) = request.display_name() {
+        if teams_user {
+            return fail(TEAMS_DISPLAY_NAME);
+        }
+        if name.encode_utf16().count() > MAX_DISPLAY_NAME {
+            return fail(DISPLAY_NAME_TOO_LONG);
+        }
     }
     Ok(())
 }
@@ -87,17 +121,27 @@ pub type WallClock = fn() -> SystemTime;
 #[derive(Debug, Clone, Copy)]
 pub struct PreflightLayer {
     clock: WallClock,
+    strict_expiry: bool,
 }
 
 impl PreflightLayer {
-    /// Checks against the system clock.
+    /// Checks as the SDK does, against the system clock.
     pub fn new() -> Self {
-        Self { clock: SystemTime::now }
+        Self { clock: SystemTime::now, strict_expiry: false }
     }
 
     /// Checks expiry against `clock` instead.
     pub fn with_clock(clock: WallClock) -> Self {
-        Self { clock }
+        Self { clock, ..Self::new() }
+    }
+
+    /// Also refuses an expired token (401/40235) when the request uses the plain credential.
+    /// Stricter than the SDK, which then creates an agent that never connects; worth it when
+    /// your tokens come from a cache that can hold stale ones.
+    #[must_use]
+    pub fn strict_expiry(mut self, on: bool) -> Self {
+        self.strict_expiry = on;
+        self
     }
 }
 
@@ -111,7 +155,7 @@ impl<S> Layer<S> for PreflightLayer {
     type Service = Preflight<S>;
 
     fn layer(&self, inner: S) -> Preflight<S> {
-        Preflight { inner, clock: self.clock }
+        Preflight { inner, clock: self.clock, strict_expiry: self.strict_expiry }
     }
 }
 
@@ -121,6 +165,7 @@ impl<S> Layer<S> for PreflightLayer {
 pub struct Preflight<S> {
     inner: S,
     clock: WallClock,
+    strict_expiry: bool,
 }
 
 impl<S, R> Service<R> for Preflight<S>
@@ -138,7 +183,7 @@ where
     }
 
     fn call(&mut self, request: R) -> Self::Future {
-        match check(&request, (self.clock)()) {
+        match check_with(&request, (self.clock)(), self.strict_expiry) {
             Ok(()) => PreflightFuture { kind: Kind::Inner { future: self.inner.call(request) } },
             Err(e) => {
                 tracing::debug!(code = e.code(), subcode = e.sub_code(), "preflight rejected the request");

@@ -5,7 +5,7 @@
 //!
 //! | failure | hook | then |
 //! |---|---|---|
-//! | 44110 (failed to get the token), 40235 (token expired) | `token_source(identity)` → a fresh token, put in the request | one more call |
+//! | 44110 (failed to get the token), 40235 (token expired), 44117 (the token's payload cannot be decoded) | `token_source(identity)` → a fresh token, put in the request | one more call |
 //! | 40228 / 40230 (an agent for this identity already exists) | `dispose(identity)` | one more call |
 //!
 //! Never more than one extra call per call through this layer, and only after the hook succeeded:
@@ -33,7 +33,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::classify::Classify;
 use crate::config::ConfigError;
-use crate::sdk::catalog::{AGENT_EXISTS, TEAMS_AGENT_EXISTS, TOKEN_EXPIRED, TOKEN_FETCH_FAILED};
+use crate::sdk::catalog::{
+    AGENT_EXISTS, TEAMS_AGENT_EXISTS, TOKEN_EXPIRED, TOKEN_FETCH_FAILED, TOKEN_UNPARSABLE,
+};
 use crate::sdk::{AccessToken, AgentRequest};
 
 /// Which remedy hooks run: the `[remedy]` section of the [config file](crate::config). Both off
@@ -41,7 +43,7 @@ use crate::sdk::{AccessToken, AgentRequest};
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RemedyConfig {
-    /// On 44110 or 40235: get a fresh token from the application, then call once more.
+    /// On 44110, 40235 or 44117: get a fresh token from the application, then call once more.
     pub refresh_token: bool,
     /// On 40228 or 40230: let the application dispose the identity's agent, then call once more.
     pub dispose_existing_agent: bool,
@@ -288,7 +290,9 @@ where
                     };
                     let sub_code = error.sub_code();
                     let hook = match sub_code {
-                        Some(TOKEN_FETCH_FAILED | TOKEN_EXPIRED) if shared.refresh.is_some() => {
+                        Some(TOKEN_FETCH_FAILED | TOKEN_EXPIRED | TOKEN_UNPARSABLE)
+                            if shared.refresh.is_some() =>
+                        {
                             Hook::RefreshToken
                         }
                         Some(AGENT_EXISTS | TEAMS_AGENT_EXISTS) if shared.dispose.is_some() => {

@@ -51,12 +51,19 @@ fn invalid_and_unknown_config_fields_are_named() {
 }
 
 #[test]
-fn an_undecodable_or_oversized_token_is_not_decoded() {
+fn an_undecodable_or_oversized_token_is_refused_as_the_sdk_refuses_it() {
     assert_eq!(AccessToken::new("opaque").claims().unwrap_err(), TokenError::NotAJwt);
     let huge = format!("a.{}.c", "A".repeat(100_000));
-    assert_eq!(AccessToken::new(huge).claims().unwrap_err(), TokenError::TooLarge);
-    let req = CreateAgentRequest::new("u", AccessToken::new("opaque"), AgentKind::Acs);
-    assert!(callagent_retry::preflight::check(&req, std::time::SystemTime::now()).is_ok(), "passes through");
+    assert_eq!(AccessToken::new(huge.clone()).claims().unwrap_err(), TokenError::TooLarge);
+    // The real SDK 2.0.0: not a JWT → 401/44111; a payload it cannot decode → 401/44117.
+    let check = |token: &str| {
+        let req = CreateAgentRequest::new("u", AccessToken::new(token), AgentKind::Acs);
+        callagent_retry::preflight::check(&req, std::time::SystemTime::now()).unwrap_err().sub_code()
+    };
+    assert_eq!(check("opaque"), 44111);
+    assert_eq!(check("a.!!!.c"), 44117);
+    assert_eq!(check(&huge), 44117);
+    assert_eq!(check(""), 44109);
 }
 
 #[tokio::test(start_paused = true)]

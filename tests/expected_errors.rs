@@ -80,6 +80,7 @@ fn request(claims: &Value, kind: AgentKind) -> CreateAgentRequest {
 
 #[tokio::test]
 async fn each_preflight_rule_fails_fast_and_its_opposite_passes() {
+    let (long, longest) = ("x".repeat(257), "x".repeat(256));
     let cases: Vec<(&str, Value, AgentKind, Option<&str>, u32)> = vec![
         (
             "scope not a string",
@@ -108,11 +109,50 @@ async fn each_preflight_rule_fails_fast_and_its_opposite_passes() {
         ("Teams token on an ACS agent", teams_claims(), AgentKind::Acs, None, 40229),
         ("ACS token on a Teams agent", acs_claims(), AgentKind::Teams, None, 40231),
         ("display name for a Teams user", teams_claims(), AgentKind::Teams, Some("Ann"), 40214),
-        ("expired", with(acs_claims(), "exp", Some(json!(now() - 1))), AgentKind::Acs, None, 40235),
+        (
+            "expired (token refresher)",
+            with(acs_claims(), "exp", Some(json!(now() - 1))),
+            AgentKind::Acs,
+            None,
+            40235,
+        ),
+        (
+            "fractional exp, expired",
+            with(acs_claims(), "exp", Some(json!(now() as f64 - 0.5))),
+            AgentKind::Acs,
+            None,
+            40235,
+        ),
+        ("display name over 256", acs_claims(), AgentKind::Acs, Some(long.as_str()), 40215),
+        (
+            "scope checked before an expired exp? no: exp first",
+            with(with(acs_claims(), "exp", Some(json!(now() - 1))), "acsScope", Some(json!("chat"))),
+            AgentKind::Acs,
+            None,
+            40235,
+        ),
+        (
+            "resourceId before skypeid",
+            with(with(acs_claims(), "skypeid", None), "resourceId", None),
+            AgentKind::Acs,
+            None,
+            44115,
+        ),
+        (
+            "space-separated scope",
+            with(acs_claims(), "acsScope", Some(json!("chat voip"))),
+            AgentKind::Acs,
+            None,
+            44113,
+        ),
     ];
     for (what, claims, kind, name, sub) in cases {
         let sdk = Sdk::default();
-        let req = CreateAgentRequest { display_name: name.map(str::to_owned), ..request(&claims, kind) };
+        let req = CreateAgentRequest {
+            display_name: name.map(str::to_owned),
+            token_refresher: true,
+            ..request(&claims, kind)
+        };
         let err = PreflightLayer::new().layer(sdk.clone()).oneshot(req).await.unwrap_err();
         assert_eq!(err.sub_code(), sub, "{what}");
         assert_eq!(sdk.calls(), 0, "{what}: the inner service is never called");
@@ -121,7 +161,14 @@ async fn each_preflight_rule_fails_fast_and_its_opposite_passes() {
         ("ACS token, ACS agent, display name", acs_claims(), AgentKind::Acs, Some("Ann")),
         (
             "voip.join scope",
-            with(acs_claims(), "acsScope", Some(json!("chat voip.join"))),
+            with(acs_claims(), "acsScope", Some(json!("chat,voip.join"))),
+            AgentKind::Acs,
+            None,
+        ),
+        ("display name of 256", acs_claims(), AgentKind::Acs, Some(longest.as_str())),
+        (
+            "expired, plain credential (the SDK does not check)",
+            with(acs_claims(), "exp", Some(json!(now() - 1))),
             AgentKind::Acs,
             None,
         ),
@@ -143,11 +190,21 @@ async fn each_preflight_rule_fails_fast_and_its_opposite_passes() {
 }
 
 #[tokio::test]
-async fn an_undecodable_token_passes_through_untouched() {
+async fn an_undecodable_token_is_refused_as_the_sdk_refuses_it() {
     let sdk = Sdk::default();
     let req = CreateAgentRequest::new("u", AccessToken::new("opaque-format-v2"), AgentKind::Acs);
-    PreflightLayer::new().layer(sdk.clone()).oneshot(req).await.unwrap();
-    assert_eq!(*sdk.tokens.lock().unwrap(), ["opaque-format-v2"]);
+    let err = PreflightLayer::new().layer(sdk.clone()).oneshot(req).await.unwrap_err();
+    assert_eq!((err.code(), err.sub_code()), (401, 44111));
+    assert_eq!(sdk.calls(), 0);
+}
+
+#[tokio::test]
+async fn strict_expiry_also_checks_the_plain_credential() {
+    let expired = request(&with(acs_claims(), "exp", Some(json!(now() - 1))), AgentKind::Acs);
+    PreflightLayer::new().layer(Sdk::default()).oneshot(expired.clone()).await.unwrap();
+    let err =
+        PreflightLayer::new().strict_expiry(true).layer(Sdk::default()).oneshot(expired).await.unwrap_err();
+    assert_eq!(err.sub_code(), 40235);
 }
 
 #[tokio::test]
@@ -156,7 +213,7 @@ async fn a_clock_can_be_injected_for_expiry() {
     let later = || UNIX_EPOCH + Duration::from_secs(2_000_000_001);
     let err = PreflightLayer::with_clock(later)
         .layer(Sdk::default())
-        .oneshot(request(&claims, AgentKind::Acs))
+        .oneshot(CreateAgentRequest { token_refresher: true, ..request(&claims, AgentKind::Acs) })
         .await;
     assert_eq!(err.unwrap_err().sub_code(), 40235);
 }

@@ -46,8 +46,19 @@ async fn expected_errors_make_one_call_and_are_rejected_with_the_remedy() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn deterministic_failures_stop_at_once_whatever_their_category() {
+    for e in catalog::entries().iter().filter(|e| e.deterministic) {
+        let svc = Scripted::always(fail(e.sub_code));
+        let err = run(plain(), &svc).await.unwrap_err();
+        assert_eq!((err.reason(), svc.calls()), (StopReason::Rejected, 1), "{}", e.sub_code);
+        assert_eq!(err.category(), ErrorCategory::UnexpectedClientError, "the SDK's category is kept");
+        assert_eq!(err.remedy(), Some(e.remedy));
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn unexpected_errors_retry_to_success_at_attempt_k_and_exhaust_at_the_limit() {
-    for e in entries(ErrorCategory::UnexpectedClientError) {
+    for e in entries(ErrorCategory::UnexpectedClientError).filter(|e| !e.deterministic) {
         for k in 1..=4 {
             let svc = Scripted::failing(e.sub_code, k - 1);
             assert_eq!(run(plain(), &svc).await.unwrap(), "agent");

@@ -23,8 +23,13 @@ use ErrorCategory::{ExpectedError as Expected, UnexpectedClientError as Client};
 pub enum Source {
     /// A row of the SDK's troubleshooting page for CallAgent creation.
     SeedPage,
-    /// Thrown by the shipped SDK during CallAgent creation, not listed on that page.
+    /// Thrown by the shipped SDK during CallAgent creation (seen by the conformance suite or in
+    /// the SDK's logs), not listed on that page.
     SdkBehaviour,
+    /// Listed in the shipped SDK's own error table (npm 2.0.0) for the CallAgent-creation and
+    /// token families; its code and category are checked against that table by the
+    /// conformance suite, but it has not been seen thrown.
+    SdkTable,
 }
 
 /// One known failure of CallAgent creation.
@@ -45,6 +50,10 @@ pub struct Entry {
     pub remedy: &'static str,
     /// Where this row comes from.
     pub source: Source,
+    /// The same input fails the same way: a retry without a change (a fresh token) cannot
+    /// succeed, whatever the category says. The retry layer stops on it (see
+    /// [`classify`](crate::classify), rule 2).
+    pub deterministic: bool,
 }
 
 // Named subcodes, so code reads `catalog::AGENT_EXISTS` instead of a bare 40228.
@@ -95,6 +104,37 @@ pub const TOKEN_WITHOUT_USER_ID: u32 = 44116;
 /// 44214 (400: the troubleshooting page's number for [`TEAMS_DISPLAY_NAME`].)
 pub const TEAMS_DISPLAY_NAME_DOCUMENTED: u32 = 44214;
 
+/// 40008 (400: the CallClient already holds an agent for another identity.)
+pub const ONE_AGENT_PER_CALL_CLIENT: u32 = 40008;
+/// 40012 (404: the CallClient was disposed.)
+pub const CALL_CLIENT_DISPOSED: u32 = 40012;
+/// 40110 (500: the calling stack got undefined configuration.)
+pub const UNDEFINED_CONFIGS: u32 = 40110;
+/// 40111 (500: creating the signaling connection failed.)
+pub const SIGNALING_CREATE_FAILED: u32 = 40111;
+/// 40112 (500: initializing the signaling connection failed.)
+pub const SIGNALING_INIT_FAILED: u32 = 40112;
+/// 40113 (500: the signaling connection was already initialized (an ExpectedError).)
+pub const SIGNALING_ALREADY_INITIALIZED: u32 = 40113;
+/// 40116 (500: media initialization of the user stack failed.)
+pub const USER_STACK_MEDIA_INIT_FAILED: u32 = 40116;
+/// 40117 (500: signaling initialization of the user stack failed.)
+pub const USER_STACK_SIGNALING_INIT_FAILED: u32 = 40117;
+/// 40118 (500: the user stack failed internally.)
+pub const USER_STACK_INTERNAL_INIT_FAILED: u32 = 40118;
+/// 40119 (400: the media stack does not support this platform (deterministic).)
+pub const PLATFORM_NOT_SUPPORTED: u32 = 40119;
+/// 40215 (400: the display name is longer than 256 characters.)
+pub const DISPLAY_NAME_TOO_LONG: u32 = 40215;
+/// 40217 (422: a token was asked for before the credential was ready.)
+pub const TOKEN_BEFORE_INIT: u32 = 40217;
+/// 44112 (401: no token text reached the SDK.)
+pub const TOKEN_UNDEFINED: u32 = 44112;
+/// 44117 (401: the token's payload is not base64url JSON (deterministic, though the SDK says UnexpectedClientError).)
+pub const TOKEN_UNPARSABLE: u32 = 44117;
+/// 44118 (408: an SDK operation timed out.)
+pub const OPERATION_TIMED_OUT: u32 = 44118;
+
 const fn row(
     code: u16,
     sub_code: u32,
@@ -103,16 +143,43 @@ const fn row(
     message: &'static str,
     remedy: &'static str,
 ) -> Entry {
-    Entry { code, sub_code, message, category, remedy, source }
+    Entry { code, sub_code, message, category, remedy, source, deterministic: false }
 }
+
+/// A row whose failure a retry with the same input cannot fix.
+const fn deterministic(entry: Entry) -> Entry {
+    Entry { deterministic: true, ..entry }
+}
+
+const TRANSIENT_NETWORK: &str = "Transient: a retry is expected to help; if it persists, check that the client can reach \
+     Azure Communication Services (firewall, proxy, network).";
+
+const TRANSIENT_RECREATE: &str = "Transient: a retry is expected to help; if it persists, create a new CallClient before \
+     creating the agent.";
 
 const DISPLAY_NAME_REMEDY: &str = "Do not pass a display name when creating an agent for a Teams user; \
      Teams users' names come from their Teams identity.";
 
-use Source::{SdkBehaviour as Sdk, SeedPage as Seed};
+use Source::{SdkBehaviour as Sdk, SdkTable as Table, SeedPage as Seed};
 
 /// Sorted by subcode so [`lookup`] can binary-search.
-static ENTRIES: [Entry; 23] = [
+static ENTRIES: [Entry; 38] = [
+    row(
+        400,
+        40008,
+        Expected,
+        Sdk,
+        "A CallClient holds one agent; this one already has an agent for another identity.",
+        "Create a new CallClient for each agent; a CallClient cannot create agents for two identities.",
+    ),
+    row(
+        404,
+        40012,
+        Expected,
+        Table,
+        "The CallClient was disposed.",
+        "Create a new CallClient; a disposed one cannot create agents.",
+    ),
     row(
         408,
         40101,
@@ -154,6 +221,38 @@ static ENTRIES: [Entry; 23] = [
         "Transient: a retry is expected to help; if it persists, recreate the CallClient before creating the agent.",
     ),
     row(
+        500,
+        40110,
+        Client,
+        Table,
+        "The calling stack received undefined configuration values.",
+        TRANSIENT_RECREATE,
+    ),
+    row(
+        500,
+        40111,
+        Client,
+        Table,
+        "Creating the signaling connection to Azure Communication Services failed.",
+        TRANSIENT_NETWORK,
+    ),
+    row(
+        500,
+        40112,
+        Client,
+        Table,
+        "Initializing the signaling connection to Azure Communication Services failed.",
+        TRANSIENT_NETWORK,
+    ),
+    row(
+        500,
+        40113,
+        Expected,
+        Table,
+        "The signaling connection was already initialized.",
+        "Await a creation in flight (or dispose its agent) before creating again on the same CallClient.",
+    ),
+    row(
         408,
         40114,
         Client,
@@ -169,7 +268,47 @@ static ENTRIES: [Entry; 23] = [
         "Failed to create CallAgent, unable to initialize connection to Azure Communication Services infrastructure.",
         "Transient: a retry is expected to help; if it persists, check that the client can reach Azure Communication Services (firewall, proxy, network).",
     ),
+    row(
+        500,
+        40116,
+        Client,
+        Table,
+        "Media initialization of the calling user stack failed.",
+        "Transient: a retry is expected to help; if it persists, check the device's media devices and permissions.",
+    ),
+    row(
+        500,
+        40117,
+        Client,
+        Table,
+        "Signaling initialization of the calling user stack failed.",
+        TRANSIENT_NETWORK,
+    ),
+    row(
+        500,
+        40118,
+        Client,
+        Table,
+        "The calling user stack failed internally while initializing.",
+        TRANSIENT_RECREATE,
+    ),
+    deterministic(row(
+        400,
+        40119,
+        Client,
+        Table,
+        "The media stack does not support this platform.",
+        "Use a browser and platform the Calling SDK supports; a retry on this one fails the same way.",
+    )),
     row(400, 40214, Expected, Sdk, "Display name is not allowed for Teams users.", DISPLAY_NAME_REMEDY),
+    row(
+        400,
+        40215,
+        Expected,
+        Sdk,
+        "The display name is longer than 256 characters.",
+        "Shorten the display name to at most 256 characters.",
+    ),
     row(
         500,
         40216,
@@ -177,6 +316,14 @@ static ENTRIES: [Entry; 23] = [
         Seed,
         "Failed to create CallAgent.",
         "Transient: a retry is expected to help; if it persists, collect the SDK logs and open a support case.",
+    ),
+    row(
+        422,
+        40217,
+        Client,
+        Table,
+        "A token was asked for before the credential finished initializing.",
+        "Transient: a retry is expected to help; if it persists, create the credential before the agent and await its setup.",
     ),
     row(
         409,
@@ -252,6 +399,14 @@ static ENTRIES: [Entry; 23] = [
     ),
     row(
         401,
+        44112,
+        Expected,
+        Table,
+        "No access token text reached the SDK (it was undefined).",
+        "Give the credential the user access token's text, not undefined or an object.",
+    ),
+    row(
+        401,
         44113,
         Expected,
         Sdk,
@@ -281,6 +436,22 @@ static ENTRIES: [Entry; 23] = [
         Sdk,
         "Failed to create CallAgent, the access token has no user id.",
         "Issue the token for a Communication Services user identity; a token without a user id cannot create an agent.",
+    ),
+    deterministic(row(
+        401,
+        44117,
+        Client,
+        Sdk,
+        "The access token's payload could not be decoded (not base64url JSON).",
+        "Pass the token exactly as the identity service issued it (it was truncated or altered), or fetch a fresh one; the SDK calls this transient, but the same token fails the same way every time.",
+    )),
+    row(
+        408,
+        44118,
+        Client,
+        Sdk,
+        "An SDK operation (such as a configuration fetch) timed out.",
+        TRANSIENT_NETWORK,
     ),
     row(400, 44214, Expected, Seed, "Teams users can't set display name.", DISPLAY_NAME_REMEDY),
 ];
@@ -366,6 +537,21 @@ mod tests {
             TOKEN_WITHOUT_RESOURCE_ID,
             TOKEN_WITHOUT_USER_ID,
             TEAMS_DISPLAY_NAME_DOCUMENTED,
+            ONE_AGENT_PER_CALL_CLIENT,
+            CALL_CLIENT_DISPOSED,
+            UNDEFINED_CONFIGS,
+            SIGNALING_CREATE_FAILED,
+            SIGNALING_INIT_FAILED,
+            SIGNALING_ALREADY_INITIALIZED,
+            USER_STACK_MEDIA_INIT_FAILED,
+            USER_STACK_SIGNALING_INIT_FAILED,
+            USER_STACK_INTERNAL_INIT_FAILED,
+            PLATFORM_NOT_SUPPORTED,
+            DISPLAY_NAME_TOO_LONG,
+            TOKEN_BEFORE_INIT,
+            TOKEN_UNDEFINED,
+            TOKEN_UNPARSABLE,
+            OPERATION_TIMED_OUT,
         ];
         assert_eq!(named.len(), ENTRIES.len());
         assert!(named.iter().all(|&s| lookup(s).is_some()));

@@ -100,11 +100,15 @@ impl fmt::Display for ErrorCategory {
 pub struct CallAgentError {
     #[serde(default = "default_name")]
     name: String,
+    // `_code`, `_subCode`, `_resultCategories`: what `JSON.stringify(error)` gives, since the
+    // SDK's `code`, `subCode` and `resultCategories` are getters over these fields.
+    #[serde(alias = "_code")]
     code: u16,
+    #[serde(alias = "_subCode")]
     sub_code: u32,
     #[serde(default)]
     message: String,
-    #[serde(default, skip_serializing_if = "Categories::is_empty")]
+    #[serde(default, alias = "_resultCategories", skip_serializing_if = "Categories::is_empty")]
     result_categories: Categories,
 }
 
@@ -124,6 +128,11 @@ impl Categories {
     fn push(&mut self, category: ErrorCategory) {
         self.parsed.push(category);
         self.raw.push(category.as_str().to_owned());
+    }
+
+    fn push_name(&mut self, name: String) {
+        self.parsed.push(ErrorCategory::parse(&name));
+        self.raw.push(name);
     }
 }
 
@@ -164,6 +173,20 @@ impl CallAgentError {
     #[must_use]
     pub fn with_category(mut self, category: ErrorCategory) -> Self {
         self.result_categories.push(category);
+        self
+    }
+
+    /// Adds a category as the SDK spelled it (kept as is, even when this crate does not know it).
+    #[must_use]
+    pub fn with_category_name(mut self, name: impl Into<String>) -> Self {
+        self.result_categories.push_name(name.into());
+        self
+    }
+
+    /// Sets the error's `name` (the SDK's is `CallingCommunicationError`).
+    #[must_use]
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
         self
     }
 
@@ -234,6 +257,26 @@ mod tests {
         let json = r#"{"name":"CallingCommunicationError","code":409,"subCode":40228,"message":"m","resultCategories":["ExpectedError"]}"#;
         let e: CallAgentError = serde_json::from_str(json).unwrap();
         assert_eq!(serde_json::to_string(&e).unwrap(), json);
+    }
+
+    #[test]
+    fn parses_what_json_stringify_gives() {
+        // The SDK's getters are over `_code`, `_subCode` and `_resultCategories`; this is the
+        // exact text JSON.stringify produced for a real 401/44117 in SDK 2.0.0.
+        let json = r#"{"_code":401,"_subCode":44117,"_resultCategories":["UnexpectedClientError"],"name":"CallingCommunicationError","message":"Failed to parse AccessToken"}"#;
+        let e: CallAgentError = serde_json::from_str(json).unwrap();
+        assert_eq!(
+            (e.code(), e.sub_code(), e.categories()),
+            (401, 44117, &[ErrorCategory::UnexpectedClientError][..])
+        );
+        assert_eq!((e.name(), e.message()), ("CallingCommunicationError", "Failed to parse AccessToken"));
+        // Serialized back in the getter shape, which parses the same.
+        let again: CallAgentError = serde_json::from_str(&serde_json::to_string(&e).unwrap()).unwrap();
+        assert_eq!(again, e);
+        // Unknown extra fields (a stack, a future field) are ignored in both shapes.
+        let extra =
+            r#"{"_code":409,"_subCode":40228,"_resultCategories":["ExpectedError"],"stack":"at x","_new":1}"#;
+        assert_eq!(serde_json::from_str::<CallAgentError>(extra).unwrap().sub_code(), 40228);
     }
 
     #[test]

@@ -29,6 +29,11 @@ pub trait AgentRequest {
     fn kind(&self) -> AgentKind;
     /// The display name, if one is set.
     fn display_name(&self) -> Option<&str>;
+    /// Whether the credential is built with a `tokenRefresher` (the SDK then checks `exp` itself
+    /// before creating the agent); `false` by default: the plain credential.
+    fn uses_token_refresher(&self) -> bool {
+        false
+    }
 }
 
 /// A ready-made [`AgentRequest`]. Its `Debug` never shows the token.
@@ -47,14 +52,16 @@ pub struct CreateAgentRequest {
     pub token: AccessToken,
     /// The agent's kind.
     pub kind: AgentKind,
-    /// The display name (not allowed for Teams users).
+    /// The display name (not allowed for Teams users; at most 256 characters).
     pub display_name: Option<String>,
+    /// Build the credential with a `tokenRefresher` instead of the plain token.
+    pub token_refresher: bool,
 }
 
 impl CreateAgentRequest {
     /// A request with no display name.
     pub fn new(identity: impl Into<String>, token: AccessToken, kind: AgentKind) -> Self {
-        Self { identity: identity.into(), token, kind, display_name: None }
+        Self { identity: identity.into(), token, kind, display_name: None, token_refresher: false }
     }
 }
 
@@ -73,5 +80,8 @@ impl AgentRequest for CreateAgentRequest {
     }
     fn display_name(&self) -> Option<&str> {
         self.display_name.as_deref()
+    }
+    fn uses_token_refresher(&self) -> bool {
+        self.token_refresher
     }
 }

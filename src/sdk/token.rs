@@ -8,7 +8,6 @@ use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-use serde::Deserialize;
 use zeroize::Zeroizing;
 
 /// A user access token. `Debug` and `Display` print `[redacted]`; the text is wiped from memory
@@ -51,7 +50,10 @@ impl AccessToken {
             GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
         );
         let json = Zeroizing::new(engine.decode(payload).map_err(|_| TokenError::Base64)?);
-        serde_json::from_slice(&json).map_err(|_| TokenError::Json)
+        match serde_json::from_slice(&json).map_err(|_| TokenError::Json)? {
+            serde_json::Value::Object(map) => Ok(Claims { map }),
+            _ => Err(TokenError::NotAnObject),
+        }
     }
 
     /// An unsigned JWT (`alg: none`) with `claims` as its payload: for tests and the simulator,
@@ -60,7 +62,7 @@ impl AccessToken {
     /// ```
     /// use callagent_retry::sdk::AccessToken;
     /// let t = AccessToken::unsigned(&serde_json::json!({"skypeid": "acs:r_u", "acsScope": "voip"}));
-    /// assert_eq!(t.claims().unwrap().skypeid.as_deref(), Some("acs:r_u"));
+    /// assert_eq!(t.claims().unwrap().skypeid(), Some("acs:r_u"));
     /// ```
     pub fn unsigned(claims: &serde_json::Value) -> Self {
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -88,22 +90,66 @@ impl From<String> for AccessToken {
     }
 }
 
-/// The claims of an ACS (or Teams-exchanged) access token that decide CallAgent creation.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[non_exhaustive]
+/// The claims of an access token, each read on its own: one claim of an unexpected type (a
+/// fractional `exp`, which RFC 7519 allows; a numeric `acsScope`) never hides the others.
+///
+/// "Present" follows the SDK's JavaScript: a claim that is missing, `null`, `false`, `0` or an
+/// empty string is absent.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Claims {
-    /// The user id (`skypeid`).
-    pub skypeid: Option<String>,
-    /// The scope (`acsScope`): should be a string containing `voip` or `voip.join`.
-    #[serde(rename = "acsScope")]
-    pub acs_scope: Option<serde_json::Value>,
-    /// The Communication Services resource (`resourceId`).
-    #[serde(rename = "resourceId")]
-    pub resource_id: Option<String>,
-    /// The Entra tenant (`tid`): present on a Teams user's token.
-    pub tid: Option<String>,
-    /// Expiry, seconds since the Unix epoch (`exp`).
-    pub exp: Option<u64>,
+    map: serde_json::Map<String, serde_json::Value>,
+}
+
+fn truthy(v: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0 && !f.is_nan()),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(_) | Value::Object(_) => true,
+    }
+}
+
+impl Claims {
+    /// A claim as it came, if present at all.
+    pub fn get(&self, name: &str) -> Option<&serde_json::Value> {
+        self.map.get(name)
+    }
+
+    fn present(&self, name: &str) -> bool {
+        self.map.get(name).is_some_and(truthy)
+    }
+
+    /// The user id (`skypeid`), when it is a non-empty string.
+    pub fn skypeid(&self) -> Option<&str> {
+        self.map.get("skypeid").and_then(|v| v.as_str()).filter(|s| !s.is_empty())
+    }
+
+    /// Whether a user id (`skypeid`) is present.
+    pub fn has_user_id(&self) -> bool {
+        self.present("skypeid")
+    }
+
+    /// The scope (`acsScope`) as it came: the SDK wants a string.
+    pub fn acs_scope(&self) -> Option<&serde_json::Value> {
+        self.map.get("acsScope")
+    }
+
+    /// Whether a Communication Services resource (`resourceId`) is present.
+    pub fn has_resource_id(&self) -> bool {
+        self.present("resourceId")
+    }
+
+    /// Whether an Entra tenant (`tid`) is present: the SDK's mark of a Teams user's token.
+    pub fn is_teams_user(&self) -> bool {
+        self.present("tid")
+    }
+
+    /// Expiry in seconds since the Unix epoch (`exp`), when it is a number (fractions allowed).
+    pub fn exp(&self) -> Option<f64> {
+        self.map.get("exp").and_then(serde_json::Value::as_f64)
+    }
 }
 
 /// Why a token's payload could not be read.
@@ -118,9 +164,12 @@ pub enum TokenError {
     /// The payload is not base64url.
     #[error("the access token's payload is not base64url")]
     Base64,
-    /// The payload is not a JSON object of the expected shape.
-    #[error("the access token's payload is not the expected JSON")]
+    /// The payload is not JSON.
+    #[error("the access token's payload is not JSON")]
     Json,
+    /// The payload is JSON but not an object.
+    #[error("the access token's payload is not a JSON object")]
+    NotAnObject,
 }
 
 #[cfg(test)]
@@ -134,7 +183,7 @@ mod tests {
             ("a.b.c.d", TokenError::NotAJwt),
             ("a.!!!.c", TokenError::Base64),
             ("a.bm90IGpzb24.c", TokenError::Json),
-            ("a.WzEsMl0.c", TokenError::Json),
+            ("a.WzEsMl0.c", TokenError::NotAnObject),
         ] {
             let e = AccessToken::new(text).claims().unwrap_err();
             assert_eq!(e, err, "{text}");
@@ -152,7 +201,22 @@ mod tests {
             }
             AccessToken::new(parts.join("."))
         };
-        assert_eq!(t.claims().unwrap().exp, Some(5));
-        assert_eq!(padded.claims().unwrap().exp, Some(5));
+        assert_eq!(t.claims().unwrap().exp(), Some(5.0));
+        assert_eq!(padded.claims().unwrap().exp(), Some(5.0));
+    }
+
+    #[test]
+    fn each_claim_is_read_on_its_own() {
+        let t = AccessToken::unsigned(&serde_json::json!({
+            "exp": 1.5, "acsScope": 7, "skypeid": "acs:u", "tid": "", "resourceId": null
+        }));
+        let c = t.claims().unwrap();
+        assert_eq!(
+            (c.exp(), c.skypeid(), c.acs_scope()),
+            (Some(1.5), Some("acs:u"), Some(&serde_json::json!(7)))
+        );
+        assert!(!c.is_teams_user() && !c.has_resource_id() && c.has_user_id());
+        let c = AccessToken::unsigned(&serde_json::json!({"exp": "5"})).claims().unwrap();
+        assert_eq!(c.exp(), None, "a string exp is not a number");
     }
 }

@@ -66,8 +66,14 @@ impl SimToken {
 /// let r = request("alice", SimToken::Acs, AgentKind::Acs);
 /// assert_eq!(r.identity, "alice");
 /// ```
+///
+/// The request uses a token refresher (`token_refresher: true`), as the SDK's documentation
+/// recommends, so the SDK (and the simulator) checks `exp` before creating the agent.
 pub fn request(identity: &str, token: SimToken, kind: AgentKind) -> CreateAgentRequest {
-    CreateAgentRequest::new(identity, token.mint(identity), kind)
+    CreateAgentRequest {
+        token_refresher: true,
+        ..CreateAgentRequest::new(identity, token.mint(identity), kind)
+    }
 }
 
 /// A created (fake) agent.

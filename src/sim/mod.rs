@@ -32,5 +32,5 @@ mod soak;
 
 pub use backend::{BackendConfig, Capacity, Outage, SimAgent, SimBackend, SimStats, SimToken, request};
 pub use error::SimError;
-pub use scenario::{Arrival, Identities, Load, Report, Scenario, SubcodeRow, Tick, run};
+pub use scenario::{Arrival, Identities, Load, Report, Scenario, SubcodeRow, Tally, Tick, run};
 pub use soak::{SoakConfig, SoakReport, soak};

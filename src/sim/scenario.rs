@@ -337,6 +337,80 @@ impl RetryObserver for Collector {
     }
 }
 
+/// The per-subcode tally behind [`Report`], for any agent-creation service: give it to a layer
+/// with [`CallAgentRetryLayer::with_observer`], run your calls, then [`report`](Tally::report).
+/// `callagent-websdk`'s `monitor` example prints the real SDK's failures this way.
+#[derive(Debug)]
+pub struct Tally(Collector);
+
+impl Tally {
+    /// A tally starting now; `max_attempts` is the layer's (for what an empty budget spared).
+    pub fn new(max_attempts: u32) -> Arc<Self> {
+        Arc::new(Self(Collector {
+            counts: Mutex::default(),
+            done: Arc::default(),
+            started: Instant::now(),
+            max_attempts,
+        }))
+    }
+
+    /// Counts a call offered by a client (for the timeline).
+    pub fn offered(&self) {
+        self.0.offered();
+    }
+
+    /// The report so far. `times` are the successful calls' times to an agent; the backend's
+    /// own counters are left empty (the inner service is not the simulator).
+    pub fn report(
+        &self,
+        scenario: &str,
+        description: &str,
+        mut times: Vec<Duration>,
+        wall: std::time::Duration,
+    ) -> Report {
+        times.sort_unstable();
+        let counts = std::mem::take(&mut *self.0.counts());
+        let mut timeline = counts.timeline;
+        for (t, tick) in timeline.iter_mut().enumerate() {
+            tick.t = t as u64;
+        }
+        let offered: u64 = counts.outcomes.values().sum();
+        let backend_calls: u64 = timeline.iter().map(|t| t.backend_calls).sum();
+        Report {
+            scenario: scenario.to_owned(),
+            description: description.to_owned(),
+            offered,
+            backend_calls,
+            amplification: backend_calls as f64 / offered.max(1) as f64,
+            outcomes: counts.outcomes.into_iter().map(|(o, n)| (o.as_str().to_owned(), n)).collect(),
+            subcodes: counts.rows.into_values().collect(),
+            time_to_agent_p50: percentile(&times, 0.50),
+            time_to_agent_p99: percentile(&times, 0.99),
+            duration: self.0.started.elapsed().as_secs_f64(),
+            wall_seconds: wall.as_secs_f64(),
+            budget_spared_up_to: counts.spared,
+            outages: Vec::new(),
+            timeline,
+            backend: SimStats::default(),
+        }
+    }
+}
+
+impl RetryObserver for Tally {
+    fn on_attempt(&self) {
+        self.0.on_attempt();
+    }
+    fn on_failure(&self, v: &Verdict) {
+        self.0.on_failure(v);
+    }
+    fn on_retry(&self, v: &Verdict, delay: Duration) {
+        self.0.on_retry(v, delay);
+    }
+    fn on_finish(&self, call: &Finished) {
+        self.0.on_finish(call);
+    }
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Option<f64> {
     if sorted.is_empty() {
         return None;
@@ -460,10 +534,16 @@ pub async fn run(scenario: &Scenario, progress: Option<Arc<AtomicU64>>) -> Resul
     })
 }
 
-/// Milliseconds with one decimal below 100 ms, whole ones above.
+/// Milliseconds with one decimal below 100 ms, whole ones to 10 s, then seconds.
 fn ms(seconds: f64) -> String {
     let ms = seconds * 1e3;
-    if ms < 100.0 { format!("{ms:.1} ms") } else { format!("{ms:.0} ms") }
+    if ms < 100.0 {
+        format!("{ms:.1} ms")
+    } else if ms < 10_000.0 {
+        format!("{ms:.0} ms")
+    } else {
+        format!("{seconds:.1} s")
+    }
 }
 
 /// Words wrapped to `width` columns, each line after the first indented by `indent`.
@@ -510,7 +590,7 @@ impl Report {
         } else if rejected > 0 && rejected * 2 >= self.offered {
             format!(
                 "{rejected} calls ({:.0}%) were rejected after one attempt each: an ExpectedError no \
-                 retry can fix. Apply the remedy below; the layer kept the backend load at {:.2}x.",
+                 retry can fix. Apply its remedy (above); the layer kept the backend load at {:.2}x.",
                 pct(rejected),
                 self.amplification
             )
@@ -524,7 +604,7 @@ impl Report {
         } else if rejected > 0 {
             format!(
                 "{rejected} calls were rejected (ExpectedError, one attempt each); every other call \
-                 got an agent. Apply the remedy below."
+                 got an agent. Apply its remedy (above)."
             )
         } else {
             format!(

@@ -1,0 +1,119 @@
+// The page the Rust side drives: the real Web Calling SDK, one CallClient per agent.
+//
+// The access token never crosses the DevTools protocol (whose messages a driver may log): the
+// Rust side puts it behind a one-time URL on its own localhost server and passes only the URL's
+// random key. Nothing here logs a token or an error's payload.
+import { CallClient } from "@azure/communication-calling";
+import { AzureCommunicationTokenCredential } from "@azure/communication-common";
+
+const agents = new Map();
+let nextId = 1;
+
+async function takeToken(key) {
+  const response = await fetch(`/token/${key}`, { method: "POST", cache: "no-store" });
+  if (!response.ok) throw new Error(`token handoff failed: HTTP ${response.status}`);
+  return await response.text();
+}
+
+// What the SDK threw, read from its public getters (code, subCode, resultCategories are
+// getters, not enumerable fields) and as JSON.stringify gives it.
+function describe(e) {
+  return {
+    code: typeof e?.code === "number" ? e.code : null,
+    subCode: typeof e?.subCode === "number" ? e.subCode : null,
+    resultCategories: Array.isArray(e?.resultCategories) ? e.resultCategories : null,
+    name: typeof e?.name === "string" ? e.name : String(typeof e),
+    message: typeof e?.message === "string" ? e.message : String(e),
+    json: (() => { try { return JSON.stringify(e) ?? null; } catch { return null; } })(),
+  };
+}
+
+function watch(id, agent) {
+  const entry = { agent, client: null, changes: [] };
+  agent.on("connectionStateChanged", (event) => {
+    entry.changes.push({ state: event.newValue, reason: event.reason ?? null, at: performance.now() });
+  });
+  return entry;
+}
+
+window.callagent = {
+  // Creates an agent on a fresh CallClient (or on `clientId`'s, to probe the SDK's rules).
+  async create({ key, kind, displayName, tokenRefresher, clientId }) {
+    const started = performance.now();
+    let client;
+    try {
+      const token = await takeToken(key);
+      const options = tokenRefresher
+        ? { token, tokenRefresher: async () => token, refreshProactively: false }
+        : token;
+      const credential = new AzureCommunicationTokenCredential(options);
+      client = clientId ? agents.get(clientId)?.client : new CallClient();
+      if (!client) throw new Error(`no CallClient for agent ${clientId}`);
+      const agentOptions = displayName == null ? {} : { displayName };
+      const agent = kind === "teams"
+        ? await client.createTeamsCallAgent(credential, agentOptions)
+        : await client.createCallAgent(credential, agentOptions);
+      for (const [existing, entry] of agents) {
+        if (entry.agent === agent) {
+          return { ok: true, id: existing, state: agent.connectionState, same: true, ms: performance.now() - started };
+        }
+      }
+      const id = nextId++;
+      const entry = watch(id, agent);
+      entry.client = client;
+      agents.set(id, entry);
+      return { ok: true, id, state: agent.connectionState, same: false, ms: performance.now() - started };
+    } catch (e) {
+      return { ok: false, error: describe(e), ms: performance.now() - started };
+    }
+  },
+
+  // Two creations at once (or `delayMs` apart), on one CallClient or on two: how the SDK
+  // treats a second creation while the first is pending. For conformance probing.
+  async race({ first, second, sameClient, delayMs }) {
+    const clientA = new CallClient();
+    const clientB = sameClient ? clientA : new CallClient();
+    // Both tokens first, so that with no delay both creations start in the same tick.
+    const [tokenA, tokenB] = await Promise.all([takeToken(first.key), takeToken(second.key)]);
+    const one = async (client, token, kind) => {
+      const started = performance.now();
+      try {
+        const credential = new AzureCommunicationTokenCredential(token);
+        const agent = kind === "teams" ? await client.createTeamsCallAgent(credential) : await client.createCallAgent(credential);
+        return { ok: true, agent, ms: performance.now() - started };
+      } catch (e) {
+        return { ok: false, error: describe(e), ms: performance.now() - started };
+      }
+    };
+    const a = one(clientA, tokenA, first.kind);
+    if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
+    const b = one(clientB, tokenB, second.kind);
+    const [ra, rb] = await Promise.all([a, b]);
+    const same = ra.ok && rb.ok && ra.agent === rb.agent;
+    const strip = (r) => {
+      if (!r.ok) return r;
+      const id = nextId++;
+      agents.set(id, { ...watch(id, r.agent), client: r === ra ? clientA : clientB });
+      return { ok: true, id, state: r.agent.connectionState, ms: r.ms };
+    };
+    return { a: strip(ra), b: same ? { ...strip(rb), same: true } : strip(rb), same };
+  },
+
+  state(id) {
+    const entry = agents.get(id);
+    return entry ? { state: entry.agent.connectionState, changes: entry.changes } : null;
+  },
+
+  async dispose(id) {
+    const entry = agents.get(id);
+    if (!entry) return { ok: true };
+    agents.delete(id);
+    try {
+      await entry.agent.dispose();
+      return { ok: true };
+    } catch (e) {
+      return { ok: false, error: describe(e) };
+    }
+  },
+};
+window.callagentReady = true;
