@@ -227,6 +227,17 @@ impl WebSdk {
         }
     }
 
+    /// Pages open in the browser (each creation has its own until its agent is disposed and
+    /// closed).
+    pub async fn open_pages(&self) -> Result<usize, WebSdkError> {
+        use chromiumoxide::cdp::browser_protocol::target::GetTargetsParams;
+        let browser = self.shared.browser.lock().await;
+        let browser = browser.as_ref().ok_or_else(|| WebSdkError::BrowserGone("closed".into()))?;
+        // Asked of the browser itself: the driver's own page list can lag behind a close.
+        let targets = browser.execute(GetTargetsParams::default()).await?;
+        Ok(targets.result.target_infos.iter().filter(|t| t.r#type == "page").count())
+    }
+
     /// A new page with the SDK loaded: a place for one or more `CallClient`s.
     pub async fn session(&self) -> Result<Session, WebSdkError> {
         let page = {
@@ -444,9 +455,20 @@ impl Session {
         Err(Box::new(Failure { error: thrown.into_error(), stringified, took: Some(took) }))
     }
 
-    /// Closes the page (and every agent on it, without disposing them).
+    /// Closes the page (and every agent on it, without disposing them). Through the browser
+    /// (`Target.closeTarget`), which works while the page is busy awaiting the SDK.
     pub async fn close(&self) {
-        let _ = self.page.clone().close().await;
+        use chromiumoxide::cdp::browser_protocol::target::CloseTargetParams;
+        let closed = {
+            let browser = self.shared.browser.lock().await;
+            match browser.as_ref() {
+                Some(b) => b.execute(CloseTargetParams::new(self.page.target_id().clone())).await.is_ok(),
+                None => false,
+            }
+        };
+        if !closed {
+            let _ = self.page.clone().close().await;
+        }
     }
 }
 

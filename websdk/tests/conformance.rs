@@ -755,3 +755,25 @@ async fn the_token_never_reaches_a_log() {
     }
     assert!(!format!("{err:?} {err}").contains("SECRET-MARKER"));
 }
+
+/// A creation that does not settle in time ends with `Timeout`, and its page is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium and an isolated network namespace: run websdk/conformance.sh"]
+async fn a_creation_that_never_settles_is_bounded_and_its_page_closed() {
+    isolated();
+    // A valid token takes ~14 s to resolve with no network: far past a 2 s bound.
+    let config =
+        WebSdkConfig { create_timeout: std::time::Duration::from_secs(2), ..WebSdkConfig::isolated() };
+    let sdk = WebSdk::launch(config).await.expect("Chromium and the built page");
+    let before = sdk.open_pages().await.expect("pages");
+    let started = Instant::now();
+    let err = sdk.create(&valid(AgentKind::Acs, acs_claims())).await.unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(err, WebSdkError::Timeout(std::time::Duration::from_secs(2)));
+    assert!(took < std::time::Duration::from_secs(5), "bounded: {took:?}");
+    assert!(classify(&err, &Default::default()).retry, "a timeout is retryable");
+    // The browser reports a closed target a moment later.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(sdk.open_pages().await.expect("pages"), before, "the creation's page was closed");
+    sdk.close().await;
+}
