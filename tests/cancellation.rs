@@ -41,7 +41,8 @@ struct Counts {
 struct Counter(Arc<Counts>);
 
 impl RetryObserver for Counter {
-    fn on_retry(&self, _: &Verdict, _: Duration) {
+    // Charged to the budget when decided, whether or not the call is then made.
+    fn on_retry_scheduled(&self, _: &Verdict, _: Duration) {
         self.0.retries.fetch_add(1, Ordering::Relaxed);
     }
     fn on_finish(&self, call: &Finished) {

@@ -6,7 +6,8 @@
 //! |---|---|---|
 //! | each call of the inner service | | [`on_attempt`](RetryObserver::on_attempt) |
 //! | each failed attempt | | [`on_failure`](RetryObserver::on_failure) |
-//! | a retry is scheduled | `DEBUG` with attempt, delay, code, subcode | [`on_retry`](RetryObserver::on_retry) |
+//! | a retry is decided | `DEBUG` with attempt, delay, code, subcode | [`on_retry_scheduled`](RetryObserver::on_retry_scheduled) |
+//! | the retry's call is made | | [`on_retry`](RetryObserver::on_retry) |
 //! | rejected (not retryable) | `rejected_level` (`WARN`) with code, subcode, category, remedy | [`on_finish`](RetryObserver::on_finish) |
 //! | exhausted, deadline, budget, service failure | `gave_up_level` (`WARN`) with the same fields and attempts | [`on_finish`](RetryObserver::on_finish) |
 //! | success | | [`on_finish`](RetryObserver::on_finish) |
@@ -28,10 +29,10 @@
 //! | `callagent_create_calls_total` | counter | `layer`, `outcome` | every call of the layer, by how it ended |
 //! | `callagent_create_attempts_total` | counter | `layer` | every call of the inner service |
 //! | `callagent_create_errors_total` | counter | `layer`, `code`, `subcode`, `category` | every failed attempt |
-//! | `callagent_create_retries_total` | counter | `layer`, `subcode` | every retry, by the subcode that caused it |
+//! | `callagent_create_retries_total` | counter | `layer`, `subcode` | every retry made (the inner service called again), by the subcode that caused it |
 //! | `callagent_create_duration_seconds` | histogram | `layer` | time from call to outcome |
 //! | `callagent_create_attempts` | histogram | `layer` | attempts per finished call |
-//! | `callagent_retry_delay_seconds` | histogram | `layer` | each wait before a retry |
+//! | `callagent_retry_delay_seconds` | histogram | `layer` | each wait before a retry that was made |
 //!
 //! `outcome` is one of `success`, `success_after_retry`, `rejected`, `exhausted`,
 //! `deadline_exceeded`, `budget_exhausted`, `service_failed`, `cancelled` (the caller dropped the
@@ -97,7 +98,14 @@ pub trait RetryObserver: Send + Sync + 'static {
     fn on_failure(&self, verdict: &Verdict) {
         let _ = verdict;
     }
-    /// A retry will be made after `delay`, caused by the failure in `verdict`.
+    /// A retry is decided (and charged to the budget): after `delay`, once the inner service is
+    /// ready, the call is made again. It may never be made: the caller can drop the call, the
+    /// deadline can pass while the service is not ready.
+    fn on_retry_scheduled(&self, verdict: &Verdict, delay: Duration) {
+        let _ = (verdict, delay);
+    }
+    /// A retry is made: the inner service is called again, after waiting `delay`, because of the
+    /// failure in `verdict`. Counted here, so retries = attempts − calls exactly.
     fn on_retry(&self, verdict: &Verdict, delay: Duration) {
         let _ = (verdict, delay);
     }
@@ -143,6 +151,9 @@ impl<T: RetryObserver + ?Sized> RetryObserver for Arc<T> {
     fn on_failure(&self, verdict: &Verdict) {
         (**self).on_failure(verdict);
     }
+    fn on_retry_scheduled(&self, verdict: &Verdict, delay: Duration) {
+        (**self).on_retry_scheduled(verdict, delay);
+    }
     fn on_retry(&self, verdict: &Verdict, delay: Duration) {
         (**self).on_retry(verdict, delay);
     }
@@ -160,6 +171,10 @@ impl<A: RetryObserver, B: RetryObserver> RetryObserver for (A, B) {
     fn on_failure(&self, verdict: &Verdict) {
         self.0.on_failure(verdict);
         self.1.on_failure(verdict);
+    }
+    fn on_retry_scheduled(&self, verdict: &Verdict, delay: Duration) {
+        self.0.on_retry_scheduled(verdict, delay);
+        self.1.on_retry_scheduled(verdict, delay);
     }
     fn on_retry(&self, verdict: &Verdict, delay: Duration) {
         self.0.on_retry(verdict, delay);

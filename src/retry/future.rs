@@ -5,6 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
@@ -51,11 +52,15 @@ pin_project! {
     {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            if !matches!(this.state.as_ref().get_ref(), State::Done) {
-                let _enter = this.span.enter();
-                let elapsed = Instant::now().saturating_duration_since(*this.started);
-                this.shared.report.finish(this.span, Outcome::Cancelled, None, this.call.attempts(), elapsed);
-            }
+            // A call dropped while waiting to retry ends on the failure that asked for the retry.
+            let pending = match this.state.as_ref().get_ref() {
+                State::Done => return,
+                State::Retrying { verdict, .. } => Some(*verdict),
+                State::Calling { .. } => None,
+            };
+            let _enter = this.span.enter();
+            let elapsed = Instant::now().saturating_duration_since(*this.started);
+            this.shared.report.finish(this.span, Outcome::Cancelled, pending.as_ref(), this.call.attempts(), elapsed);
         }
     }
 }
@@ -69,7 +74,7 @@ pin_project! {
         // A retry is decided: wait out the delay (`waiting`), then drive the kept service to
         // readiness, within the deadline. Holds the failure that caused it, for a deadline hit
         // while waiting for readiness.
-        Retrying { keep: K, last: AttemptError<E>, verdict: Verdict, waiting: bool },
+        Retrying { keep: K, last: AttemptError<E>, verdict: Verdict, delay: Duration, waiting: bool },
         Done,
     }
 }
@@ -245,13 +250,13 @@ where
     let keep = this.keep.take();
     match decider.decide(this.call, &verdict, failure.retry_after(), keep, *this.started, now) {
         Decision::Retry { delay, with } => {
-            this.shared.report.retry(&verdict, this.call.attempts(), delay);
+            this.shared.report.retry_scheduled(&verdict, this.call.attempts(), delay);
             // A zero-length tokio sleep still waits for the next 1 ms tick: skip the timer.
             let waiting = !delay.is_zero();
             if waiting {
                 arm(this.timer.as_mut(), now + delay);
             }
-            this.state.set(State::Retrying { keep: with, last: failure, verdict, waiting });
+            this.state.set(State::Retrying { keep: with, last: failure, verdict, delay, waiting });
             None
         }
         Decision::Stop(reason) => Some(stop(this, reason, failure, verdict)),
@@ -264,7 +269,8 @@ fn retry_started<S: Service<Req>, Req>(this: &mut Proj<'_, S, Req>, future: S::F
     this.shared.report.attempt();
     *this.attempt_started = Instant::now();
     *this.attempt_timer_armed = false;
-    let (keep, _, _) = leave_retrying(this.state.as_mut(), State::Calling { future });
+    let (keep, _, verdict, delay) = leave_retrying(this.state.as_mut(), State::Calling { future });
+    this.shared.report.retried(&verdict, delay);
     // Kept again for the next retry, if any.
     *this.keep = Some(keep);
 }
@@ -272,7 +278,7 @@ fn retry_started<S: Service<Req>, Req>(this: &mut Proj<'_, S, Req>, future: S::F
 /// The deadline passed while the kept service was not ready: give up with the failure that
 /// caused the retry.
 fn deadline_while_readying<S: Service<Req>, Req>(this: &mut Proj<'_, S, Req>) -> RetryError<S::Error> {
-    let (_, last, verdict) = leave_retrying(this.state.as_mut(), State::Done);
+    let (_, last, verdict, _) = leave_retrying(this.state.as_mut(), State::Done);
     stop(this, StopReason::DeadlineExceeded, last, verdict)
 }
 
@@ -280,9 +286,9 @@ fn deadline_while_readying<S: Service<Req>, Req>(this: &mut Proj<'_, S, Req>) ->
 fn leave_retrying<F, K, E>(
     state: Pin<&mut State<F, K, E>>,
     next: State<F, K, E>,
-) -> (K, AttemptError<E>, Verdict) {
+) -> (K, AttemptError<E>, Verdict, Duration) {
     match state.project_replace(next) {
-        StateReplace::Retrying { keep, last, verdict, .. } => (keep, last, verdict),
+        StateReplace::Retrying { keep, last, verdict, delay, .. } => (keep, last, verdict, delay),
         // Both callers run inside `poll`'s `Retrying` arm.
         StateReplace::Calling { .. } | StateReplace::Done => unreachable!("left Retrying from another state"),
     }

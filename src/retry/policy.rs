@@ -5,6 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use pin_project_lite::pin_project;
 
@@ -14,7 +15,7 @@ use tower::retry::Policy;
 use super::Outcome;
 use super::decide::{CallState, Decision};
 use super::layer::Shared;
-use crate::classify::Classify;
+use crate::classify::{Classify, Verdict};
 
 /// A [`tower::retry::Policy`] over the same decision core, budget and reports as the
 /// [`CallAgentRetryLayer`](super::CallAgentRetryLayer) it came from
@@ -46,6 +47,8 @@ pub struct CallAgentRetryPolicy {
 struct Call {
     state: CallState,
     started: Instant,
+    // The decided retry, reported as made when tower makes its call.
+    pending: Option<(Verdict, Duration)>,
     // Set once a retry is scheduled: tower calls `clone_request` on its template policy before
     // each call and on the per-call clone before each retry; only the former starts a call.
     retrying: bool,
@@ -119,8 +122,9 @@ where
             now,
         ) {
             Decision::Retry { delay, .. } => {
-                shared.report.retry(&verdict, attempts, delay);
+                shared.report.retry_scheduled(&verdict, attempts, delay);
                 call.retrying = true;
+                call.pending = Some((verdict, delay));
                 Some(RetryDelay { sleep: (!delay.is_zero()).then(|| tokio::time::sleep(delay)) })
             }
             Decision::Stop(reason) => {
@@ -141,11 +145,19 @@ where
             Some(call) if call.retrying => {}
             _ => {
                 let now = Instant::now();
-                self.call =
-                    Some(Call { state: self.shared.decider.begin(now), started: now, retrying: false });
+                self.call = Some(Call {
+                    state: self.shared.decider.begin(now),
+                    started: now,
+                    pending: None,
+                    retrying: false,
+                });
             }
         }
         let call = self.call.as_mut()?;
+        // tower's Retry asks for the request right before each call: a decided retry is now made.
+        if let Some((verdict, delay)) = call.pending.take() {
+            self.shared.report.retried(&verdict, delay);
+        }
         call.state.start_attempt();
         self.shared.report.attempt();
         // Always kept: without it tower never shows the policy the result, and the call's

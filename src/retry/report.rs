@@ -103,8 +103,8 @@ impl Reporter {
         }
     }
 
-    /// A retry was scheduled after attempt number `attempt`.
-    pub(crate) fn retry(&self, v: &Verdict, attempt: u32, delay: Duration) {
+    /// A retry was decided after attempt number `attempt`.
+    pub(crate) fn retry_scheduled(&self, v: &Verdict, attempt: u32, delay: Duration) {
         tracing::debug!(
             attempt,
             delay_ms = delay.as_secs_f64() * 1e3,
@@ -113,6 +113,13 @@ impl Reporter {
             category = v.category.as_str(),
             "call agent creation failed; retrying",
         );
+        if let Some(o) = &self.observer {
+            o.on_retry_scheduled(v, delay);
+        }
+    }
+
+    /// The retry's call is being made, `delay` after the failure in `v`.
+    pub(crate) fn retried(&self, v: &Verdict, delay: Duration) {
         self.metrics.on_retry(v, delay);
         if let Some(o) = &self.observer {
             o.on_retry(v, delay);
