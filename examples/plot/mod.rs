@@ -25,6 +25,29 @@ const OUTAGE: RGBColor = RGBColor(255, 200, 200);
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
+/// Draws `points` as a 2-pixel line named `name` in the chart's legend.
+macro_rules! line {
+    ($chart:expr, $points:expr, $name:expr, $colour:expr) => {{
+        let colour = $colour;
+        $chart
+            .draw_series(LineSeries::new($points, colour.stroke_width(2)))?
+            .label($name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], colour.stroke_width(2)));
+    }};
+}
+
+/// The legend box, top right, over a translucent background.
+macro_rules! legend {
+    ($chart:expr) => {
+        $chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()?
+    };
+}
+
 /// Draws `report`'s run second by second: offered calls, backend calls, successes and each
 /// give-up outcome per second above, the retry budget's balance below, outages shaded.
 pub fn run(report: &Report, path: &Path) -> Result<()> {
@@ -68,12 +91,7 @@ pub fn run(report: &Report, path: &Path) -> Result<()> {
         let key = outcome.clone();
         line(outcome, GAVE_UP[i % GAVE_UP.len()], &move |t| t.gave_up.get(&key).copied().unwrap_or(0))?;
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()?;
+    legend!(chart);
 
     let balance: Vec<(f64, f64)> = ticks
         .iter()
@@ -94,16 +112,8 @@ pub fn run(report: &Report, path: &Path) -> Result<()> {
         )))?;
     }
     let label = if balance.is_empty() { "retry budget (off)" } else { "retry budget: retries it allows" };
-    chart
-        .draw_series(LineSeries::new(balance, BUDGET.stroke_width(2)))?
-        .label(label)
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], BUDGET.stroke_width(2)));
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()?;
+    line!(chart, balance, label, BUDGET);
+    legend!(chart);
     root.present()?;
     Ok(())
 }
@@ -149,25 +159,14 @@ pub fn policies(runs: &[(String, Report)], path: &Path) -> Result<()> {
         )))?;
     }
     let offered: Vec<f64> = first.timeline.iter().map(|t| t.offered as f64).collect();
-    chart
-        .draw_series(LineSeries::new(smooth(&offered), OFFERED.stroke_width(2)))?
-        .label("offered")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], OFFERED.stroke_width(2)));
+    line!(chart, smooth(&offered), "offered", OFFERED);
     let colours = [BACKEND, GAVE_UP[0], GAVE_UP[1], GAVE_UP[2], SUCCESS, BUDGET];
     for (i, (name, report)) in runs.iter().enumerate() {
         let colour = colours[i % colours.len()];
         let calls: Vec<f64> = report.timeline.iter().map(|t| t.backend_calls as f64).collect();
-        chart
-            .draw_series(LineSeries::new(smooth(&calls), colour.stroke_width(2)))?
-            .label(name.as_str())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], colour.stroke_width(2)));
+        line!(chart, smooth(&calls), name.as_str(), colour);
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()?;
+    legend!(chart);
     root.present()?;
     Ok(())
 }

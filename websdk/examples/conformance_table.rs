@@ -10,20 +10,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use serde::Deserialize;
-
-#[derive(Deserialize)]
-struct Row {
-    case: String,
-    what: String,
-    agent: String,
-    sdk: String,
-    category: String,
-    took_ms: u64,
-    preflight: String,
-    agrees: bool,
-    note: String,
-}
+#[path = "../tests/common/row.rs"]
+mod row;
+use row::Row;
 
 const START: &str = "<!-- conformance:start -->";
 const END: &str = "<!-- conformance:end -->";

@@ -19,7 +19,6 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use callagent_retry::classify::classify;
 use callagent_retry::sdk::{AccessToken, AgentKind, CallAgentError, CreateAgentRequest, ErrorCategory};
 use callagent_websdk::{Failure, WebSdk, WebSdkConfig, WebSdkError};
-use serde::Serialize;
 use serde_json::{Value, json};
 
 /// Cases where the crate's preflight deliberately answers differently from the SDK, and why.
@@ -286,19 +285,9 @@ fn token_cases() -> Vec<Case> {
     cases
 }
 
-/// What one creation did, as the README table shows it.
-#[derive(Debug, Clone, Serialize)]
-struct Row {
-    case: String,
-    what: String,
-    agent: &'static str,
-    sdk: String,
-    category: String,
-    took_ms: u64,
-    preflight: String,
-    agrees: bool,
-    note: String,
-}
+#[path = "common/row.rs"]
+mod row;
+use row::Row;
 
 fn request(case: &Case) -> CreateAgentRequest {
     let mut r = CreateAgentRequest::new("8:acs:probe", AccessToken::new(case.token.clone()), case.kind);
@@ -416,7 +405,7 @@ async fn token_checks_match_the_preflight() {
             rows.push(Row {
                 case: c.name.into(),
                 what: c.what.into(),
-                agent: if c.kind == AgentKind::Teams { "Teams" } else { "ACS" },
+                agent: if c.kind == AgentKind::Teams { "Teams" } else { "ACS" }.into(),
                 sdk: sdk_said,
                 category,
                 took_ms: took.as_millis() as u64,
@@ -461,7 +450,7 @@ fn race_row(
     Row {
         case: case.into(),
         what: what.into(),
-        agent,
+        agent: agent.into(),
         sdk,
         category: String::new(),
         took_ms: took.as_millis() as u64,
