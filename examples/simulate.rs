@@ -29,8 +29,9 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// The scenarios shipped in `examples/scenarios/`, by name; the first is the default.
-const SHIPPED: [(&str, &str); 6] = [
+const SHIPPED: [(&str, &str); 7] = [
     ("outage-and-recovery", include_str!("scenarios/outage-and-recovery.toml")),
+    ("unreachable", include_str!("scenarios/unreachable.toml")),
     ("healthy", include_str!("scenarios/healthy.toml")),
     ("flaky-network", include_str!("scenarios/flaky-network.toml")),
     ("overload", include_str!("scenarios/overload.toml")),

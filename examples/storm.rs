@@ -69,11 +69,13 @@ async fn outage_table() -> Result<Vec<(String, Report)>, BoxError> {
             name: "storm-outage".into(),
             description: String::new(),
             observe: Default::default(),
+            connect: Default::default(),
             backend: BackendConfig {
                 outages: vec![Outage {
                     start: Duration::ZERO,
                     duration: Duration::from_secs(3600),
                     sub_code: 40114,
+                    unreachable: false,
                 }],
                 ..Default::default()
             },

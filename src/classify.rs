@@ -4,7 +4,7 @@
 //!
 //! | # | rule | retry when |
 //! |---|---|---|
-//! | 0 | the attempt hit this layer's own `attempt_timeout` | always (a local timeout is transient) |
+//! | 0 | the attempt hit this layer's own `attempt_timeout`, or the agent was created but did not connect ([`connect`](crate::connect)) | always (transient; a disconnected agent was disposed first) |
 //! | 1 | a per-subcode override in the config (`overrides.<subcode>.retry`) | the override says so |
 //! | 2 | the catalog marks the subcode deterministic: the same input fails the same way (44117, an undecodable token, which the SDK calls `UnexpectedClientError`; 40119) | never: fix the input (the remedy layer's token refresh applies to 44117) |
 //! | 3 | a category the error carries (`resultCategories`) | `UnexpectedClientError` or `UnexpectedServerError`; any `ExpectedError` among them stops |
@@ -76,6 +76,10 @@ pub trait Classify {
     fn is_local_timeout(&self) -> bool {
         false
     }
+    /// `true` when the agent was created but did not connect in time (always retryable).
+    fn is_not_connected(&self) -> bool {
+        false
+    }
 }
 
 impl Classify for CallAgentError {
@@ -96,6 +100,8 @@ impl Classify for CallAgentError {
 pub enum Basis {
     /// Rule 0: this layer's attempt timeout.
     LocalTimeout,
+    /// Rule 0: the agent was created but did not connect (the [`connect`](crate::connect) check).
+    NotConnected,
     /// Rule 1: a per-subcode override.
     Override,
     /// Rule 2: the catalog marks the subcode deterministic.
@@ -136,9 +142,12 @@ impl Verdict {
         self.row.map(|i| &catalog::entries()[usize::from(i)])
     }
 
-    /// What to do about the failure, from the catalog.
+    /// What to do about the failure, from the catalog (or for an agent that never connected).
     pub fn remedy(&self) -> Option<&'static str> {
-        self.entry().map(|e| e.remedy)
+        match self.basis {
+            Basis::NotConnected => Some(NOT_CONNECTED_REMEDY),
+            _ => self.entry().map(|e| e.remedy),
+        }
     }
 
     /// The row's index in `catalog::entries()`.
@@ -146,6 +155,9 @@ impl Verdict {
         self.row.map(usize::from)
     }
 }
+
+const NOT_CONNECTED_REMEDY: &str = "The agent was created but never connected: the client cannot reach Azure \
+     Communication Services (network, firewall, proxy) or the service refused it; it was disposed and retried.";
 
 /// Classifies `failure` by the rules in the [module docs](self).
 pub fn classify<F: Classify + ?Sized>(failure: &F, overrides: &BTreeMap<u32, SubcodeOverride>) -> Verdict {
@@ -161,6 +173,9 @@ pub fn classify<F: Classify + ?Sized>(failure: &F, overrides: &BTreeMap<u32, Sub
 
     if failure.is_local_timeout() {
         return verdict(true, Basis::LocalTimeout);
+    }
+    if failure.is_not_connected() {
+        return verdict(true, Basis::NotConnected);
     }
     if let Some(o) = sub_code.and_then(|s| overrides.get(&s)) {
         return Verdict { max_attempts: o.max_attempts, ..verdict(o.retry, Basis::Override) };

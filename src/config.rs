@@ -27,6 +27,9 @@
 //! rejected_level = "warn"      # a call stopped on a failure a retry cannot fix
 //! gave_up_level = "warn"       # a call that ran out of attempts, time or budget
 //!
+//! [connect]                    # ConnectConfig: judge the created agent (ConnectLayer)
+//! timeout = "off"              # or e.g. "20s": an agent not connected by then fails, retryable
+//!
 //! [remedy]                     # RemedyConfig: opt-in hooks (each also needs its function)
 //! refresh_token = false
 //! dispose_existing_agent = false
@@ -67,6 +70,8 @@ pub struct Config {
     pub retry: RetryConfig,
     /// Metric labels and tracing levels of the retry layer.
     pub observe: ObserveConfig,
+    /// The connect check ([`ConnectLayer`](crate::connect::ConnectLayer)).
+    pub connect: crate::connect::ConnectConfig,
     /// Which remedy hooks run.
     #[cfg(feature = "remedy")]
     pub remedy: RemedyConfig,

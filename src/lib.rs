@@ -100,6 +100,7 @@
 
 pub mod classify;
 pub mod config;
+pub mod connect;
 pub mod observe;
 #[cfg(feature = "preflight")]
 pub mod preflight;

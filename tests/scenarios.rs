@@ -11,7 +11,15 @@ async fn run_file(name: &str) -> Report {
     assert_eq!(report.outcomes.values().sum::<u64>(), report.offered, "{name}: every call resolves once");
     let backend_failures: u64 = report.backend.failures.values().sum();
     assert_eq!(report.backend_calls, report.backend.created + backend_failures, "{name}");
-    assert_eq!(report.subcodes.iter().map(|r| r.errors).sum::<u64>(), backend_failures, "{name}");
+    // Every failed attempt is a backend failure, or an agent the connect check found disconnected.
+    let not_connected =
+        report.subcodes.iter().filter(|r| r.subcode == "not_connected").map(|r| r.errors).sum::<u64>();
+    assert_eq!(not_connected, report.backend.disconnected, "{name}: each disconnected agent is caught");
+    assert_eq!(
+        report.subcodes.iter().map(|r| r.errors).sum::<u64>(),
+        backend_failures + not_connected,
+        "{name}"
+    );
     let retries: u64 = report.subcodes.iter().map(|r| r.retries).sum();
     assert_eq!(report.backend_calls, report.offered + retries, "{name}: one backend call per attempt");
     // Each row balances on its own, and the give-ups add up to the outcomes that gave up.
@@ -116,4 +124,16 @@ fn bad_scenarios_are_clear_errors() {
         let err = Scenario::from_toml(text).unwrap_err();
         assert!(err.to_string().contains(needle), "{text}: {err}");
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unreachable_service_gives_disconnected_agents_that_are_disposed_and_retried() {
+    let r = run_file("unreachable").await;
+    let row = r.subcodes.iter().find(|s| s.subcode == "not_connected").expect("disconnected agents seen");
+    assert!(row.errors > 100 && row.retries > 0, "{r}");
+    // The check caught every agent that never connected.
+    assert_eq!(r.backend.disconnected, row.errors);
+    assert!(r.to_string().contains("time to connected agent"), "{r}");
+    // The budget keeps the load near 1 + retry_percent while creations resolve to dead agents.
+    assert!(r.amplification < 1.15, "{r}");
 }

@@ -37,9 +37,10 @@
 //! `outcome` is one of `success`, `success_after_retry`, `rejected`, `exhausted`,
 //! `deadline_exceeded`, `budget_exhausted`, `service_failed`, `cancelled` (the caller dropped the
 //! call). `layer` is [`ObserveConfig::name`], empty by default: it tells two layers in one process
-//! apart. A failed attempt that timed out locally has `code="none"`, `subcode="timeout"`. A call
-//! whose inner service failed `poll_ready` before its first attempt counts as
-//! `outcome="service_failed"` with no attempt.
+//! apart. A failed attempt that timed out locally has `code="none"`, `subcode="timeout"`; an
+//! agent created but never connected (the [`connect`](crate::connect) check) `code="none"`,
+//! `subcode="not_connected"`. A call whose inner service failed `poll_ready` before its first
+//! attempt counts as `outcome="service_failed"` with no attempt.
 //!
 //! **Cardinality is bounded.** Series for every outcome and every catalog subcode (at its catalog
 //! category) are registered when the layer is built, so a dashboard sees zeros, not gaps; their

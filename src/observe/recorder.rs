@@ -102,6 +102,7 @@ pub(crate) struct Metrics {
     delay: Histogram,
     known: Box<[Series]>,
     timeout: Series,
+    not_connected: Series,
     other: Series,
     max_unknown: usize,
     seen: Mutex<Seen>,
@@ -131,6 +132,7 @@ impl Metrics {
             delay: ::metrics::histogram!(DELAY, "layer" => layer.clone()),
             known,
             timeout: Series::new(&layer, "none".into(), "timeout".into()),
+            not_connected: Series::new(&layer, "none".into(), "not_connected".into()),
             other: Series::new(&layer, "other".into(), "other".into()),
             max_unknown: config.max_unknown_subcodes,
             seen: Mutex::default(),
@@ -143,6 +145,9 @@ impl Metrics {
     fn series(&self, v: &Verdict, f: impl FnOnce(&Series)) {
         if v.basis == Basis::LocalTimeout {
             return f(&self.timeout);
+        }
+        if v.basis == Basis::NotConnected {
+            return f(&self.not_connected);
         }
         if let Some(row) = v.catalog_row()
             && v.entry().is_some_and(|e| v.code == Some(e.code))

@@ -60,6 +60,9 @@ impl<E: Classify> Classify for AttemptError<E> {
     fn is_local_timeout(&self) -> bool {
         matches!(self, Self::TimedOut { .. })
     }
+    fn is_not_connected(&self) -> bool {
+        self.service_error().is_some_and(Classify::is_not_connected)
+    }
 }
 
 /// Why the layer gave up: the one type the decision core, [`RetryError`] and [`Outcome`] share.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tracing::Level;
 
 use super::Outcome;
-use crate::classify::Verdict;
+use crate::classify::{Basis, Verdict};
 use crate::observe::{Finished, Metrics, ObserveConfig, RetryObserver};
 
 /// An event at a level chosen at run time (tracing's macros take a constant level).
@@ -32,6 +32,20 @@ impl<T: fmt::Display> fmt::Display for Opt<T> {
         match &self.0 {
             Some(v) => v.fmt(f),
             None => f.write_str("none"),
+        }
+    }
+}
+
+/// A failure's subcode as a field: the number, or `timeout` / `not_connected` for this crate's
+/// own failures, or `none`.
+struct Label<'a>(&'a Verdict);
+
+impl fmt::Display for Label<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.0.basis, self.0.sub_code) {
+            (Basis::LocalTimeout, _) => f.write_str("timeout"),
+            (Basis::NotConnected, _) => f.write_str("not_connected"),
+            (_, sub) => Opt(sub).fmt(f),
         }
     }
 }
@@ -109,7 +123,7 @@ impl Reporter {
             attempt,
             delay_ms = delay.as_secs_f64() * 1e3,
             code = %Opt(v.code),
-            subcode = %Opt(v.sub_code),
+            subcode = %Label(v),
             category = v.category.as_str(),
             "call agent creation failed; retrying",
         );
@@ -139,8 +153,8 @@ impl Reporter {
         span.record("attempts", attempts);
         span.record("outcome", outcome.as_str());
         if let Some(v) = failure {
-            span.record("subcode", tracing::field::display(Opt(v.sub_code)));
-            let (code, subcode, category) = (Opt(v.code), Opt(v.sub_code), v.category.as_str());
+            span.record("subcode", tracing::field::display(Label(v)));
+            let (code, subcode, category) = (Opt(v.code), Label(v), v.category.as_str());
             let remedy = v.remedy().unwrap_or("unknown subcode: see the error's code and message");
             if outcome == Outcome::Rejected {
                 event_at!(self.config.rejected_level, %code, %subcode, category, remedy, attempts,
@@ -163,7 +177,7 @@ impl Reporter {
     /// The inner service failed `poll_ready` before a call started: counted as a call that
     /// ended `service_failed` with no attempt (no duration or attempts sample: there was no call).
     pub(crate) fn not_ready(&self, failure: &Verdict) {
-        let (code, subcode) = (Opt(failure.code), Opt(failure.sub_code));
+        let (code, subcode) = (Opt(failure.code), Label(failure));
         event_at!(self.config.gave_up_level, %code, %subcode, category = failure.category.as_str(),
             outcome = Outcome::ServiceFailed.as_str(), "the inner service failed while becoming ready");
         self.metrics.on_not_ready();

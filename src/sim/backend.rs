@@ -77,12 +77,41 @@ pub fn request(identity: &str, token: SimToken, kind: AgentKind) -> CreateAgentR
 }
 
 /// A created (fake) agent.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct SimAgent {
     /// The identity it belongs to.
     pub identity: String,
     /// A unique number.
     pub id: u64,
+    /// Whether it connected. An agent created while the service is unreachable (an outage with
+    /// `unreachable = true`) never does, as with the real SDK.
+    pub connected: bool,
+    backend: SimBackend,
+}
+
+impl PartialEq for SimAgent {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.identity, self.id, self.connected) == (&other.identity, other.id, other.connected)
+    }
+}
+
+impl Eq for SimAgent {}
+
+impl crate::connect::Connectable for SimAgent {
+    fn connected_within(&mut self, within: Duration) -> crate::connect::BoxFuture<'_, bool> {
+        let connected = self.connected;
+        Box::pin(async move {
+            if !connected {
+                tokio::time::sleep(within).await;
+            }
+            connected
+        })
+    }
+
+    fn dispose(self) -> crate::connect::BoxFuture<'static, ()> {
+        self.backend.dispose(&self.identity);
+        Box::pin(std::future::ready(()))
+    }
 }
 
 /// A window during which every call fails with one subcode.
@@ -95,8 +124,13 @@ pub struct Outage {
     /// Length.
     #[serde(with = "humantime_serde")]
     pub duration: Duration,
-    /// The subcode every call fails with (e.g. 40114).
+    /// The subcode every call fails with (e.g. 40114), unless `unreachable`.
+    #[serde(default)]
     pub sub_code: u32,
+    /// As the real SDK 2.0.0 meets a service it cannot reach: the creation *resolves* after
+    /// 13.5–16 s with an agent that never connects, instead of failing.
+    #[serde(default)]
+    pub unreachable: bool,
 }
 
 /// A concurrency limit past which calls time out, as an overloaded service does.
@@ -188,8 +222,10 @@ impl BackendConfig {
 pub struct SimStats {
     /// Calls received.
     pub calls: u64,
-    /// Agents created.
+    /// Agents created (those that never connected included).
     pub created: u64,
+    /// Agents created that never connected (an unreachable outage).
+    pub disconnected: u64,
     /// Failures by subcode.
     pub failures: BTreeMap<u32, u64>,
     /// Most calls in flight at once.
@@ -217,6 +253,7 @@ struct State {
 enum Plan {
     Fail(u32),
     Create,
+    Disconnected,
 }
 
 impl SimBackend {
@@ -273,6 +310,11 @@ impl State {
         let since = Instant::now() - self.epoch;
         if let Some(o) = self.config.outages.iter().find(|o| since >= o.start && since < o.start + o.duration)
         {
+            if o.unreachable {
+                // The real SDK resolves after ~14 s (ACS) to ~16 s (Teams) with no network.
+                let resolve = Duration::from_millis(self.rng.gen_range(13_500..=16_000));
+                return (Plan::Disconnected, resolve);
+            }
             return (Plan::Fail(o.sub_code), latency);
         }
         if let Some(c) = &self.config.capacity
@@ -325,6 +367,7 @@ impl<R: AgentRequest + Send + 'static> tower::Service<R> for SimBackend {
             s.plan(&req)
         };
         let guard = InFlight(Arc::clone(&self.state));
+        let backend = self.clone();
         Box::pin(async move {
             tokio::time::sleep(latency).await;
             let mut s = guard.0.lock().unwrap_or_else(PoisonError::into_inner);
@@ -333,11 +376,15 @@ impl<R: AgentRequest + Send + 'static> tower::Service<R> for SimBackend {
                 // The registry is checked when the agent would come to life, so two overlapping
                 // creations for one identity race exactly as they do against the SDK.
                 Plan::Create if s.live.contains(req.identity()) => Err(s.fail(AGENT_EXISTS)),
-                Plan::Create => {
+                Plan::Create | Plan::Disconnected => {
+                    let connected = matches!(plan, Plan::Create);
                     s.live.insert(req.identity().to_owned());
                     s.stats.created += 1;
+                    s.stats.disconnected += u64::from(!connected);
                     s.next_id += 1;
-                    Ok(SimAgent { identity: req.identity().to_owned(), id: s.next_id })
+                    let id = s.next_id;
+                    drop(s);
+                    Ok(SimAgent { identity: req.identity().to_owned(), id, connected, backend })
                 }
             }
         })
@@ -384,8 +431,12 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn outages_fail_every_call_then_recover() {
-        let outage =
-            Outage { start: Duration::from_secs(10), duration: Duration::from_secs(5), sub_code: 40114 };
+        let outage = Outage {
+            start: Duration::from_secs(10),
+            duration: Duration::from_secs(5),
+            sub_code: 40114,
+            unreachable: false,
+        };
         let b = SimBackend::new(BackendConfig { outages: vec![outage], ..Default::default() });
         let mut results = vec![];
         for i in 0..20 {

@@ -15,6 +15,7 @@ use tower::{Layer, ServiceExt};
 use super::SimError;
 use super::backend::{BackendConfig, SimBackend, SimStats, SimToken};
 use crate::classify::{Basis, Verdict};
+use crate::connect::{ConnectConfig, ConnectLayer};
 use crate::observe::{Finished, ObserveConfig, RetryObserver};
 use crate::retry::RetryBudget;
 use crate::sdk::{AgentKind, CreateAgentRequest, ErrorCategory};
@@ -50,6 +51,9 @@ pub struct Scenario {
     /// The layer's metric label and tracing levels.
     #[serde(default)]
     pub observe: ObserveConfig,
+    /// The connect check inside the retry layer (off by default).
+    #[serde(default)]
+    pub connect: ConnectConfig,
 }
 
 /// How calls arrive.
@@ -216,6 +220,8 @@ pub struct Report {
     pub duration: f64,
     /// Wall-clock time the run took (seconds).
     pub wall_seconds: f64,
+    /// Whether the connect check judged the agents (then a success is a connected agent).
+    pub connect_check: bool,
     /// Backend calls the budget spared: for each call it stopped, the attempts its limit still
     /// allowed (an upper bound: the deadline might have stopped some of them).
     pub budget_spared_up_to: u64,
@@ -236,7 +242,8 @@ impl Report {
 
 #[derive(Debug, Default)]
 struct Counts {
-    rows: BTreeMap<(Option<u32>, Option<u16>), SubcodeRow>,
+    // By subcode label (a number, `timeout`, `not_connected`) and code.
+    rows: BTreeMap<(String, Option<u16>), SubcodeRow>,
     outcomes: BTreeMap<Outcome, u64>,
     timeline: Vec<Tick>,
     spared: u64,
@@ -272,13 +279,14 @@ impl Collector {
 
     fn row<R>(&self, v: &Verdict, f: impl FnOnce(&mut SubcodeRow) -> R) -> R {
         let mut c = self.counts();
-        let timeout = v.basis == Basis::LocalTimeout;
-        let row = c.rows.entry((v.sub_code, v.code)).or_insert_with(|| SubcodeRow {
-            subcode: match v.sub_code {
-                Some(s) => s.to_string(),
-                None if timeout => "timeout".into(),
-                None => "none".into(),
-            },
+        let label = match (v.sub_code, v.basis) {
+            (Some(s), _) => s.to_string(),
+            (None, Basis::LocalTimeout) => "timeout".into(),
+            (None, Basis::NotConnected) => "not_connected".into(),
+            (None, _) => "none".into(),
+        };
+        let row = c.rows.entry((label.clone(), v.code)).or_insert_with(|| SubcodeRow {
+            subcode: label,
             code: v.code,
             category: v.category,
             errors: 0,
@@ -389,6 +397,7 @@ impl Tally {
             duration: self.0.started.elapsed().as_secs_f64(),
             wall_seconds: wall.as_secs_f64(),
             budget_spared_up_to: counts.spared,
+            connect_check: false,
             outages: Vec::new(),
             timeline,
             backend: SimStats::default(),
@@ -441,7 +450,7 @@ pub async fn run(scenario: &Scenario, progress: Option<Arc<AtomicU64>>) -> Resul
         .with_observe(observe)?
         .with_observer(Arc::clone(&collector));
     let backend = SimBackend::new(scenario.backend.clone());
-    let svc = layer.layer(backend.clone());
+    let svc = layer.layer(ConnectLayer::from_config(&scenario.connect).layer(backend.clone()));
     let load = &scenario.load;
     let mut rng = SmallRng::seed_from_u64(scenario.backend.seed.wrapping_add(0x5eed));
     let mut gap = move |first: bool, client: usize| -> Duration {
@@ -523,6 +532,7 @@ pub async fn run(scenario: &Scenario, progress: Option<Arc<AtomicU64>>) -> Resul
         duration: started.elapsed().as_secs_f64(),
         wall_seconds: wall.elapsed().as_secs_f64(),
         budget_spared_up_to: counts.spared,
+        connect_check: scenario.connect.timeout.is_some(),
         outages: scenario
             .backend
             .outages
@@ -571,6 +581,23 @@ pub(crate) fn wrap(text: &str, width: usize, indent: usize) -> Vec<String> {
 impl Report {
     /// One sentence on what the outcome mix means for this run.
     pub fn reading(&self) -> String {
+        let n = |o| self.outcome(o);
+        let not_connected = self.subcodes.iter().find(|r| r.subcode == "not_connected");
+        let disconnected = not_connected.map_or(0, |r| r.errors);
+        let connected = n(Outcome::Success) + n(Outcome::SuccessAfterRetry);
+        let prefix = if disconnected > 0 {
+            format!(
+                "{disconnected} agents were created but never connected (the service was unreachable): \
+                 each was disposed and {} creations were retried; {connected} calls got a connected agent. ",
+                not_connected.map_or(0, |r| r.retries),
+            )
+        } else {
+            String::new()
+        };
+        format!("{prefix}{}", self.outcome_reading())
+    }
+
+    fn outcome_reading(&self) -> String {
         let n = |o| self.outcome(o);
         let (budget, rejected) = (n(Outcome::BudgetExhausted), n(Outcome::Rejected));
         let (exhausted, deadline) = (n(Outcome::Exhausted), n(Outcome::DeadlineExceeded));
@@ -632,9 +659,11 @@ impl fmt::Display for Report {
         let head = format!("scenario {}: {} calls offered, {clock}", self.scenario, self.offered);
         writeln!(f, "{}", wrap(&head, WIDTH, 2).join("\n"))?;
         writeln!(f)?;
+        // As wide as the longest label (`not_connected` is 13), at least `subcode`.
+        let w = self.subcodes.iter().map(|r| r.subcode.len()).max().unwrap_or(0).max(8);
         writeln!(
             f,
-            "{:<8} {:>4}  {:<21} {:>7} {:>7} {:>8} {:>7}",
+            "{:<w$} {:>4}  {:<21} {:>7} {:>7} {:>8} {:>7}",
             "subcode", "code", "category", "errors", "retries", "rejected", "gave up"
         )?;
         if self.subcodes.is_empty() {
@@ -644,7 +673,7 @@ impl fmt::Display for Report {
             let code = r.code.map_or_else(|| "-".into(), |c| c.to_string());
             writeln!(
                 f,
-                "{:<8} {:>4}  {:<21} {:>7} {:>7} {:>8} {:>7}",
+                "{:<w$} {:>4}  {:<21} {:>7} {:>7} {:>8} {:>7}",
                 r.subcode,
                 code,
                 r.category.as_str(),
@@ -660,9 +689,9 @@ impl fmt::Display for Report {
             writeln!(f, "remedies:")?;
             for r in &self.subcodes {
                 let remedy = r.remedy.unwrap_or("not in the catalog: see the error's code and message.");
-                for (i, line) in wrap(remedy, WIDTH - 11, 0).iter().enumerate() {
+                for (i, line) in wrap(remedy, WIDTH - w - 3, 0).iter().enumerate() {
                     let subcode = if i == 0 { r.subcode.as_str() } else { "" };
-                    writeln!(f, "  {subcode:<8} {line}")?;
+                    writeln!(f, "  {subcode:<w$} {line}")?;
                 }
             }
         }
@@ -684,7 +713,8 @@ impl fmt::Display for Report {
         )?;
         match (self.time_to_agent_p50, self.time_to_agent_p99) {
             (Some(p50), Some(p99)) => {
-                writeln!(f, "time to agent:  p50 {}, p99 {} (successful calls only)", ms(p50), ms(p99))?
+                let what = if self.connect_check { "connected agent" } else { "agent" };
+                writeln!(f, "time to {what}:  p50 {}, p99 {} (successful calls only)", ms(p50), ms(p99))?
             }
             _ => writeln!(f, "time to agent:  - (no call got an agent)")?,
         }

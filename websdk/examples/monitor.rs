@@ -9,14 +9,16 @@
 //! Each of five tokens (a valid ACS token, a Teams token on a CallAgent, a token without the
 //! voip scope, a token whose payload cannot be decoded, an expired token with a token
 //! refresher) is used for two creations. Without a network the valid one resolves to a
-//! `Disconnected` agent after ~15 s; the others fail in milliseconds with the SDK's own codes,
-//! which the layer classifies, retries or rejects. Refuses to run with a network unless given
+//! `Disconnected` agent after ~15 s, which the connect check catches (`not_connected`), disposes
+//! and retries; the others fail in milliseconds with the SDK's own codes, which the layer
+//! classifies and rejects. Refuses to run with a network unless given
 //! `--allow-network` (then it talks to Azure with whatever tokens you change it to use).
 
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use callagent_retry::connect::ConnectLayer;
 use callagent_retry::sdk::{AccessToken, AgentKind, CreateAgentRequest};
 use callagent_retry::sim::Tally;
 use callagent_retry::{CallAgentRetryLayer, RetryConfig};
@@ -76,7 +78,9 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let config = RetryConfig { deadline: Some(Duration::from_secs(90)), ..RetryConfig::default() };
+    // Two attempts: with no network each valid creation takes ~15 s, then 5 s of connect check.
+    let config =
+        RetryConfig { max_attempts: 2, deadline: Some(Duration::from_secs(90)), ..RetryConfig::default() };
     let tally = Tally::new(config.max_attempts);
     let layer = match CallAgentRetryLayer::new(config) {
         Ok(layer) => layer.with_observer(Arc::clone(&tally)),
@@ -85,7 +89,9 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let svc = layer.layer(sdk.clone());
+    // The connect check: an agent that has not connected 5 s after creation is disposed and the
+    // creation retried (the SDK resolves, Disconnected, when it cannot reach the service).
+    let svc = layer.layer(ConnectLayer::new(Some(Duration::from_secs(5))).layer(sdk.clone()));
     let wall = std::time::Instant::now();
     let mut calls = tokio::task::JoinSet::new();
     for (what, request) in requests().into_iter().flat_map(|r| [r.clone(), r]) {

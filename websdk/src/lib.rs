@@ -651,6 +651,36 @@ impl Agent {
     }
 }
 
+/// The agent can be judged by `callagent_retry`'s connect check: connected within a time, and
+/// disposed (with its page) when it is not.
+impl callagent_retry::connect::Connectable for Agent {
+    fn connected_within(&mut self, within: Duration) -> callagent_retry::connect::BoxFuture<'_, bool> {
+        Box::pin(async move {
+            if self.initial_state == ConnectionState::Connected {
+                return true;
+            }
+            let deadline = tokio::time::Instant::now() + within;
+            loop {
+                if let Ok((ConnectionState::Connected, _)) = self.connection_state().await {
+                    return true;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return false;
+                }
+                tokio::time::sleep(Duration::from_millis(250).min(within)).await;
+            }
+        })
+    }
+
+    fn dispose(self) -> callagent_retry::connect::BoxFuture<'static, ()> {
+        Box::pin(async move {
+            if let Err(e) = self.dispose_and_close().await {
+                tracing::debug!(error = %e, "disposing an agent that never connected failed");
+            }
+        })
+    }
+}
+
 impl tower::Service<CreateAgentRequest> for WebSdk {
     type Response = Agent;
     type Error = WebSdkError;
