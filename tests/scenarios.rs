@@ -10,7 +10,8 @@ async fn run_file(name: &str) -> Report {
     // Conservation, whatever the scenario.
     assert_eq!(report.outcomes.values().sum::<u64>(), report.offered, "{name}: every call resolves once");
     let backend_failures: u64 = report.backend.failures.values().sum();
-    assert_eq!(report.backend_calls, report.backend.created + backend_failures, "{name}");
+    let answered = report.backend.created + report.backend.existing + backend_failures;
+    assert_eq!(report.backend_calls, answered, "{name}: each call creates, hands back or fails");
     // Every failed attempt is a backend failure, or an agent the connect check found disconnected.
     let not_connected =
         report.subcodes.iter().filter(|r| r.subcode == "not_connected").map(|r| r.errors).sum::<u64>();
@@ -102,6 +103,8 @@ async fn duplicate_identity_is_rejected_not_retried() {
     assert!(successes(&r) > 0 && r.outcome(Outcome::Rejected) > 0, "{r}");
     assert_eq!(successes(&r) + r.outcome(Outcome::Rejected), r.offered);
     assert!(r.subcodes.iter().all(|s| s.subcode == "40228"), "{r}");
+    // As the SDK does: a creation after another for the identity gets the existing agent.
+    assert!(r.backend.existing > 0, "{r:?}");
 }
 
 #[tokio::test(start_paused = true)]

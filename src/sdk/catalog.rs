@@ -331,7 +331,7 @@ static ENTRIES: [Entry; 38] = [
         Expected,
         Seed,
         "Failed to create CallAgent, an instance of CallAgent associated with this identity already exists.",
-        "Dispose the existing CallAgent for this identity (or reuse it) before creating another; only one agent per identity is allowed.",
+        "Another CallClient created an agent for this identity in the same tick: create once more (the SDK then hands back the agent that creation made) and serialize creations per identity (single flight) so they stop racing.",
     ),
     row(
         403,
@@ -347,7 +347,7 @@ static ENTRIES: [Entry; 38] = [
         Expected,
         Sdk,
         "Failed to create TeamsCallAgent, an instance of TeamsCallAgent associated with this identity already exists.",
-        "Dispose the existing TeamsCallAgent for this identity (or reuse it) before creating another; only one agent per identity is allowed.",
+        "Another CallClient created a TeamsCallAgent for this identity in the same tick: create once more (the SDK then hands back the agent that creation made) and serialize creations per identity (single flight).",
     ),
     row(
         403,

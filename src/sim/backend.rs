@@ -1,6 +1,6 @@
 //! [`SimBackend`]: fails like the Calling SDK's `createCallAgent`, deterministically.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -10,6 +10,7 @@ use std::time::Duration;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use serde_json::json;
@@ -17,7 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::SimError;
 use crate::preflight;
-use crate::sdk::catalog::AGENT_EXISTS;
+use crate::sdk::catalog::{AGENT_EXISTS, TEAMS_AGENT_EXISTS};
 use crate::sdk::{AccessToken, AgentKind, AgentRequest, CallAgentError, CreateAgentRequest};
 
 /// The kind of token a simulated client holds; [`SimToken::mint`] makes an unsigned token of
@@ -226,6 +227,9 @@ pub struct SimStats {
     pub created: u64,
     /// Agents created that never connected (an unreachable outage).
     pub disconnected: u64,
+    /// Creations answered with the identity's existing agent (as the SDK does for a creation
+    /// that comes after another for the same identity).
+    pub existing: u64,
     /// Failures by subcode.
     pub failures: BTreeMap<u32, u64>,
     /// Most calls in flight at once.
@@ -243,7 +247,10 @@ struct State {
     config: BackendConfig,
     rng: SmallRng,
     epoch: Instant,
-    live: HashSet<String>,
+    // The agent alive for each identity: (id, connected).
+    live: HashMap<String, (u64, bool)>,
+    // The creation in flight for each identity: when it started, and a flag its waiters watch.
+    pending: HashMap<String, (Instant, watch::Sender<bool>)>,
     in_flight: usize,
     next_id: u64,
     stats: SimStats,
@@ -254,6 +261,8 @@ enum Plan {
     Fail(u32),
     Create,
     Disconnected,
+    /// Another creation for the identity is in flight: hand back what it makes.
+    Join(watch::Receiver<bool>),
 }
 
 impl SimBackend {
@@ -264,7 +273,8 @@ impl SimBackend {
                 rng: SmallRng::seed_from_u64(config.seed),
                 config,
                 epoch: Instant::now(),
-                live: HashSet::new(),
+                live: HashMap::new(),
+                pending: HashMap::new(),
                 in_flight: 0,
                 next_id: 0,
                 stats: SimStats::default(),
@@ -278,7 +288,7 @@ impl SimBackend {
 
     /// Disposes the live agent of `identity`, so another can be created; `false` if none.
     pub fn dispose(&self, identity: &str) -> bool {
-        self.lock().live.remove(identity)
+        self.lock().live.remove(identity).is_some()
     }
 
     /// Counters so far.
@@ -332,9 +342,47 @@ impl State {
         (Plan::Create, latency)
     }
 
+    /// The SDK's identity rules (seen by the conformance suite), for a call that would create:
+    /// another creation for the identity started in the same tick on another `CallClient` →
+    /// 409/40228 (40230 for Teams); one started earlier and still in flight → its agent, once it
+    /// resolves; otherwise this call is the identity's creation in flight.
+    fn claim<R: AgentRequest>(&mut self, req: &R, plan: Plan) -> Plan {
+        if !matches!(plan, Plan::Create | Plan::Disconnected) {
+            return plan;
+        }
+        let now = Instant::now();
+        match self.pending.get(req.identity()) {
+            Some((started, _)) if *started == now => Plan::Fail(match req.kind() {
+                AgentKind::Teams => TEAMS_AGENT_EXISTS,
+                _ => AGENT_EXISTS,
+            }),
+            Some((_, done)) => Plan::Join(done.subscribe()),
+            None => {
+                let (done, _) = watch::channel(false);
+                self.pending.insert(req.identity().to_owned(), (now, done));
+                plan
+            }
+        }
+    }
+
     fn fail(&mut self, sub_code: u32) -> CallAgentError {
         *self.stats.failures.entry(sub_code).or_default() += 1;
         error(sub_code)
+    }
+}
+
+/// Clears an identity's creation in flight when it ends (or is dropped) and wakes its waiters.
+struct PendingGuard {
+    state: Arc<Mutex<State>>,
+    identity: String,
+}
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, done)) = s.pending.remove(&self.identity) {
+            let _ = done.send(true);
+        }
     }
 }
 
@@ -364,29 +412,47 @@ impl<R: AgentRequest + Send + 'static> tower::Service<R> for SimBackend {
             s.stats.calls += 1;
             s.in_flight += 1;
             s.stats.peak_in_flight = s.stats.peak_in_flight.max(s.in_flight);
-            s.plan(&req)
+            let (plan, latency) = s.plan(&req);
+            (s.claim(&req, plan), latency)
         };
         let guard = InFlight(Arc::clone(&self.state));
         let backend = self.clone();
+        let identity = req.identity().to_owned();
+        // Registered as this identity's creation in flight (cleared however the call ends).
+        let owner = matches!(plan, Plan::Create | Plan::Disconnected)
+            .then(|| PendingGuard { state: Arc::clone(&self.state), identity: identity.clone() });
         Box::pin(async move {
             tokio::time::sleep(latency).await;
-            let mut s = guard.0.lock().unwrap_or_else(PoisonError::into_inner);
-            match plan {
-                Plan::Fail(sub) => Err(s.fail(sub)),
-                // The registry is checked when the agent would come to life, so two overlapping
-                // creations for one identity race exactly as they do against the SDK.
-                Plan::Create if s.live.contains(req.identity()) => Err(s.fail(AGENT_EXISTS)),
-                Plan::Create | Plan::Disconnected => {
-                    let connected = matches!(plan, Plan::Create);
-                    s.live.insert(req.identity().to_owned());
-                    s.stats.created += 1;
-                    s.stats.disconnected += u64::from(!connected);
-                    s.next_id += 1;
-                    let id = s.next_id;
-                    drop(s);
-                    Ok(SimAgent { identity: req.identity().to_owned(), id, connected, backend })
+            let plan = match plan {
+                Plan::Join(mut done) => {
+                    // The first creation's outcome decides: its agent, or our own if it failed.
+                    let _ = done.wait_for(|d| *d).await;
+                    Plan::Create
                 }
-            }
+                other => other,
+            };
+            let mut s = guard.0.lock().unwrap_or_else(PoisonError::into_inner);
+            let result = match plan {
+                Plan::Fail(sub) => Err(s.fail(sub)),
+                Plan::Create | Plan::Disconnected | Plan::Join(_) => {
+                    if let Some(&(id, connected)) = s.live.get(&identity) {
+                        // A later creation for a live identity gets the existing agent.
+                        s.stats.existing += 1;
+                        Ok(SimAgent { identity: identity.clone(), id, connected, backend })
+                    } else {
+                        let connected = matches!(plan, Plan::Create);
+                        s.stats.created += 1;
+                        s.stats.disconnected += u64::from(!connected);
+                        s.next_id += 1;
+                        let id = s.next_id;
+                        s.live.insert(identity.clone(), (id, connected));
+                        Ok(SimAgent { identity: identity.clone(), id, connected, backend })
+                    }
+                }
+            };
+            drop(s);
+            drop(owner);
+            result
         })
     }
 }
@@ -420,13 +486,30 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn one_live_agent_per_identity_until_disposed() {
+    async fn one_agent_per_identity_as_the_sdk_rules_it() {
         let b = SimBackend::new(BackendConfig::default());
-        b.clone().oneshot(acs("a")).await.unwrap();
-        assert_eq!(b.clone().oneshot(acs("a")).await.unwrap_err().sub_code(), 40228);
+        // Two creations in the same tick (two CallClients): one agent, one 409/40228.
+        let (x, y) = tokio::join!(b.clone().oneshot(acs("a")), b.clone().oneshot(acs("a")));
+        let first = x.unwrap();
+        assert_eq!(y.unwrap_err().sub_code(), 40228);
+        // A later creation, the agent alive: the SDK hands back the existing agent.
+        assert_eq!(b.clone().oneshot(acs("a")).await.unwrap().id, first.id);
+        // One started while another is in flight (not the same tick): the agent that one makes.
+        let late = async {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            b.clone().oneshot(acs("b")).await
+        };
+        let (x, y) = tokio::join!(b.clone().oneshot(acs("b")), late);
+        assert_eq!(x.unwrap().id, y.unwrap().id);
+        // Disposed: the next creation makes a new agent. Teams agents race to 40230.
         assert!(b.dispose("a"));
-        b.clone().oneshot(acs("a")).await.unwrap();
-        assert_eq!(b.stats().failures[&40228], 1);
+        assert_ne!(b.clone().oneshot(acs("a")).await.unwrap().id, first.id);
+        let teams = || request("t", SimToken::Teams, AgentKind::Teams);
+        let (x, y) = tokio::join!(b.clone().oneshot(teams()), b.clone().oneshot(teams()));
+        assert!(x.is_ok());
+        assert_eq!(y.unwrap_err().sub_code(), 40230);
+        let stats = b.stats();
+        assert_eq!((stats.failures[&40228], stats.existing, stats.created), (1, 2, 4));
     }
 
     #[tokio::test(start_paused = true)]
