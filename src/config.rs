@@ -33,6 +33,7 @@
 //! [remedy]                     # RemedyConfig: opt-in hooks (each also needs its function)
 //! refresh_token = false
 //! dispose_existing_agent = false
+//! create_again_on_race = false     # on 40228/40230: create once more, get the racer's agent
 //! ```
 //!
 //! Every section and field is optional; unknown ones are an error that names them, so a typo is

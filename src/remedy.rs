@@ -6,7 +6,8 @@
 //! | failure | hook | then |
 //! |---|---|---|
 //! | 44110 (failed to get the token), 40235 (token expired), 44117 (the token's payload cannot be decoded) | `token_source(identity)` → a fresh token, put in the request | one more call |
-//! | 40228 / 40230 (an agent for this identity already exists) | `dispose(identity)` | one more call |
+//! | 40228 / 40230 (another `CallClient` created for this identity in the same tick) | `create_again_on_race`: nothing (the SDK hands back the racing creation's agent) | one more call |
+//! | 40228 / 40230, with `dispose_existing_agent` instead | `dispose(identity)` (disposes the racing creation's agent) | one more call |
 //!
 //! Never more than one extra call per call through this layer, and only after the hook succeeded:
 //! an `ExpectedError` is still never blindly retried. Each use is counted in
@@ -46,7 +47,13 @@ pub struct RemedyConfig {
     /// On 44110, 40235 or 44117: get a fresh token from the application, then call once more.
     pub refresh_token: bool,
     /// On 40228 or 40230: let the application dispose the identity's agent, then call once more.
+    /// Beware: the real SDK answers 40228 only to a creation that raced another `CallClient`'s
+    /// in the same tick, so the agent disposed is the one the other creation just made.
     pub dispose_existing_agent: bool,
+    /// On 40228 or 40230: call once more, without disposing anything: the real SDK then hands
+    /// back the agent the racing creation made. Needs no function; wins over
+    /// `dispose_existing_agent` when both are on.
+    pub create_again_on_race: bool,
 }
 
 /// An error from an application's hook.
@@ -66,6 +73,8 @@ pub enum Hook {
     RefreshToken,
     /// The application disposed the identity's existing agent.
     DisposeExistingAgent,
+    /// Nothing to fix: a creation that lost a same-tick race is made once more.
+    CreateAgainOnRace,
 }
 
 impl Hook {
@@ -74,6 +83,7 @@ impl Hook {
         match self {
             Self::RefreshToken => "refresh_token",
             Self::DisposeExistingAgent => "dispose_existing_agent",
+            Self::CreateAgainOnRace => "create_again_on_race",
         }
     }
 }
@@ -95,6 +105,7 @@ impl Counters {
 struct Shared {
     refresh: Option<(TokenSource, Counters)>,
     dispose: Option<(Disposer, Counters)>,
+    again: Option<Counters>,
 }
 
 /// Builds a [`RemedyLayer`]: supply the hooks the config switches on.
@@ -102,7 +113,7 @@ struct Shared {
 /// ```
 /// use callagent_retry::remedy::{RemedyConfig, RemedyLayer};
 /// use callagent_retry::sdk::AccessToken;
-/// let config = RemedyConfig { refresh_token: true, dispose_existing_agent: false };
+/// let config = RemedyConfig { refresh_token: true, ..Default::default() };
 /// let layer = RemedyLayer::builder(&config)
 ///     .token_source(|identity: String| async move {
 ///         Ok(AccessToken::new(format!("fresh token for {identity}")))
@@ -168,7 +179,8 @@ impl RemedyBuilder {
             (true, Some(f)) => Some((f, Counters::new(Hook::DisposeExistingAgent))),
             (false, _) => None,
         };
-        Ok(RemedyLayer { shared: Arc::new(Shared { refresh, dispose }) })
+        let again = self.config.create_again_on_race.then(|| Counters::new(Hook::CreateAgainOnRace));
+        Ok(RemedyLayer { shared: Arc::new(Shared { refresh, dispose, again }) })
     }
 }
 
@@ -190,6 +202,7 @@ impl fmt::Debug for RemedyLayer {
         f.debug_struct("RemedyLayer")
             .field("refresh_token", &self.shared.refresh.is_some())
             .field("dispose_existing_agent", &self.shared.dispose.is_some())
+            .field("create_again_on_race", &self.shared.again.is_some())
             .finish()
     }
 }
@@ -295,6 +308,9 @@ where
                         {
                             Hook::RefreshToken
                         }
+                        Some(AGENT_EXISTS | TEAMS_AGENT_EXISTS) if shared.again.is_some() => {
+                            Hook::CreateAgainOnRace
+                        }
                         Some(AGENT_EXISTS | TEAMS_AGENT_EXISTS) if shared.dispose.is_some() => {
                             Hook::DisposeExistingAgent
                         }
@@ -325,11 +341,12 @@ where
 {
     let identity = request.identity().to_owned();
     let subcode = error.sub_code().unwrap_or_default();
-    let (fixed, counters) = match (hook, &shared.refresh, &shared.dispose) {
-        (Hook::RefreshToken, Some((source, counters)), _) => {
+    let (fixed, counters) = match (hook, &shared.refresh, &shared.dispose, &shared.again) {
+        (Hook::RefreshToken, Some((source, counters)), _, _) => {
             (source(identity).await.map(|token| request.set_token(token)), counters)
         }
-        (Hook::DisposeExistingAgent, _, Some((dispose, counters))) => (dispose(identity).await, counters),
+        (Hook::DisposeExistingAgent, _, Some((dispose, counters)), _) => (dispose(identity).await, counters),
+        (Hook::CreateAgainOnRace, _, _, Some(counters)) => (Ok(()), counters),
         _ => return Err(error),
     };
     if let Err(reason) = fixed {

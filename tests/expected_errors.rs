@@ -228,7 +228,8 @@ fn refreshing(config: RemedyConfig, calls: Arc<AtomicU32>) -> RemedyLayer {
         .unwrap()
 }
 
-const REFRESH: RemedyConfig = RemedyConfig { refresh_token: true, dispose_existing_agent: false };
+const REFRESH: RemedyConfig =
+    RemedyConfig { refresh_token: true, dispose_existing_agent: false, create_again_on_race: false };
 
 #[tokio::test(start_paused = true)]
 async fn token_refresh_fixes_an_expired_token_with_one_more_call() {
@@ -398,4 +399,21 @@ async fn different_identities_never_wait_on_each_other_and_dropped_waiters_leave
     holder.abort();
     let _ = holder.await;
     assert_eq!(single.identities_in_flight(), 0);
+}
+
+/// The real SDK answers 40228 only to a creation that raced another CallClient's in the same
+/// tick; created again, it hands back the agent the other creation made. `create_again_on_race`
+/// does that, with no application function and nothing disposed.
+#[tokio::test(start_paused = true)]
+async fn a_lost_race_is_created_again_and_gets_the_other_creations_agent() {
+    use callagent_retry::sim::{BackendConfig, SimBackend, SimToken, request};
+    let backend = SimBackend::new(BackendConfig::default());
+    let config = RemedyConfig { create_again_on_race: true, ..Default::default() };
+    let svc = RemedyLayer::builder(&config).build().unwrap().layer(backend.clone());
+    let bo = || request("8:acs:bo", SimToken::Acs, AgentKind::Acs);
+    let (a, b) = tokio::join!(svc.clone().oneshot(bo()), svc.clone().oneshot(bo()));
+    assert_eq!(a.unwrap().id, b.unwrap().id, "one agent, shared");
+    let stats = backend.stats();
+    assert_eq!((stats.failures[&40228], stats.created, stats.existing), (1, 1, 1));
+    assert_eq!(backend.live_agents(), 1, "nothing was disposed");
 }

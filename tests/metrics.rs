@@ -209,7 +209,7 @@ async fn every_remedy_hook_use_is_counted_by_outcome() {
     use callagent_retry::sdk::{AgentKind, CreateAgentRequest};
 
     snapshotter();
-    let config = RemedyConfig { refresh_token: true, dispose_existing_agent: true };
+    let config = RemedyConfig { refresh_token: true, dispose_existing_agent: true, ..Default::default() };
     let layer = RemedyLayer::builder(&config)
         .token_source(|_| async { Ok(AccessToken::new("fresh")) })
         .dispose(|identity: String| async move {

@@ -26,7 +26,7 @@ async fn no_token_text_in_logs_metrics_debug_or_display() {
         failures: [(40114, 0.3), (44110, 0.1)].into(),
         ..Default::default()
     });
-    let remedies = RemedyConfig { refresh_token: true, dispose_existing_agent: true };
+    let remedies = RemedyConfig { refresh_token: true, dispose_existing_agent: true, ..Default::default() };
     let dispose_backend = backend.clone();
     let remedy = RemedyLayer::builder(&remedies)
         .token_source(|identity: String| async move { Ok(SimToken::Acs.mint(&identity)) })
