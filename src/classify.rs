@@ -150,6 +150,17 @@ impl Verdict {
         }
     }
 
+    /// The subcode label of a failure this crate made itself, which has no SDK subcode:
+    /// `timeout` (the attempt timeout) or `not_connected` (the connect check). Metrics, tracing
+    /// and the simulator's report use it.
+    pub fn local_label(&self) -> Option<&'static str> {
+        match self.basis {
+            Basis::LocalTimeout => Some("timeout"),
+            Basis::NotConnected => Some("not_connected"),
+            _ => None,
+        }
+    }
+
     /// The row's index in `catalog::entries()`.
     pub(crate) fn catalog_row(&self) -> Option<usize> {
         self.row.map(usize::from)

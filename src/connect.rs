@@ -20,6 +20,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use pin_project_lite::pin_project;
 use serde::{Deserialize, Serialize};
 use tower::{Layer, Service};
 
@@ -141,29 +142,73 @@ where
 {
     type Response = S::Response;
     type Error = ConnectError<S::Error>;
-    // Boxed: the check awaits the agent's own futures, which are boxed anyway.
-    type Future = BoxFuture<'static, Result<S::Response, ConnectError<S::Error>>>;
+    type Future = ConnectFuture<S::Future, S::Response, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(ConnectError::Service)
     }
 
     fn call(&mut self, request: R) -> Self::Future {
-        let created = self.inner.call(request);
-        let timeout = self.timeout;
-        Box::pin(async move {
-            let mut agent = created.await.map_err(ConnectError::Service)?;
-            let Some(within) = timeout else { return Ok(agent) };
-            if agent.connected_within(within).await {
-                return Ok(agent);
-            }
-            tracing::debug!(
-                timeout_ms = within.as_secs_f64() * 1e3,
-                "agent created but not connected; disposing it"
-            );
-            agent.dispose().await;
-            Err(ConnectError::NotConnected { after: within })
-        })
+        let future = self.inner.call(request);
+        let state = match self.timeout {
+            // Off: the inner future itself, no allocation.
+            None => Check::Off { future },
+            // Boxed: the check awaits the agent's own futures, which are boxed anyway.
+            Some(within) => Check::On { future: Box::pin(check(future, within)) },
+        };
+        ConnectFuture { state }
+    }
+}
+
+async fn check<F, A, E>(created: F, within: Duration) -> Result<A, ConnectError<E>>
+where
+    F: Future<Output = Result<A, E>>,
+    A: Connectable,
+{
+    let mut agent = created.await.map_err(ConnectError::Service)?;
+    if agent.connected_within(within).await {
+        return Ok(agent);
+    }
+    tracing::debug!(timeout_ms = within.as_secs_f64() * 1e3, "agent created but not connected; disposing it");
+    agent.dispose().await;
+    Err(ConnectError::NotConnected { after: within })
+}
+
+pin_project! {
+    /// The inner service's future when the check is off; the creation and the check, boxed,
+    /// when it is on.
+    pub struct ConnectFuture<F, A, E> {
+        #[pin]
+        state: Check<F, A, E>,
+    }
+}
+
+pin_project! {
+    #[project = CheckProj]
+    enum Check<F, A, E> {
+        Off { #[pin] future: F },
+        On { future: BoxFuture<'static, Result<A, ConnectError<E>>> },
+    }
+}
+
+impl<F, A, E> fmt::Debug for ConnectFuture<F, A, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let checking = matches!(self.state, Check::On { .. });
+        f.debug_struct("ConnectFuture").field("checking", &checking).finish_non_exhaustive()
+    }
+}
+
+impl<F, A, E> Future for ConnectFuture<F, A, E>
+where
+    F: Future<Output = Result<A, E>>,
+{
+    type Output = Result<A, ConnectError<E>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            CheckProj::Off { future } => future.poll(cx).map_err(ConnectError::Service),
+            CheckProj::On { future } => future.as_mut().poll(cx),
+        }
     }
 }
 

@@ -125,7 +125,7 @@ async fn each_preflight_rule_fails_fast_and_its_opposite_passes() {
         ),
         ("display name over 256", acs_claims(), AgentKind::Acs, Some(long.as_str()), 40215),
         (
-            "scope checked before an expired exp? no: exp first",
+            "an expired exp is checked before acsScope",
             with(with(acs_claims(), "exp", Some(json!(now() - 1))), "acsScope", Some(json!("chat"))),
             AgentKind::Acs,
             None,

@@ -146,10 +146,11 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        // A clone so the helpers below can borrow the projection whole; free for a disabled span
-        // (no subscriber, or filtered out), a reference-count increment otherwise.
-        let span = this.span.clone();
-        let _enter = span.enter();
+        // A clone so the helpers below can borrow the projection whole; only an enabled span is
+        // cloned (a reference-count increment), a disabled one (no subscriber, or filtered out)
+        // costs nothing.
+        let span = (!this.span.is_disabled()).then(|| this.span.clone());
+        let _enter = span.as_ref().map(tracing::Span::enter);
         loop {
             match this.state.as_mut().project() {
                 StateProj::Calling { future } => {

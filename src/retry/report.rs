@@ -8,7 +8,7 @@ use std::time::Duration;
 use tracing::Level;
 
 use super::Outcome;
-use crate::classify::{Basis, Verdict};
+use crate::classify::Verdict;
 use crate::observe::{Finished, Metrics, ObserveConfig, RetryObserver};
 
 /// An event at a level chosen at run time (tracing's macros take a constant level).
@@ -42,10 +42,9 @@ struct Label<'a>(&'a Verdict);
 
 impl fmt::Display for Label<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.0.basis, self.0.sub_code) {
-            (Basis::LocalTimeout, _) => f.write_str("timeout"),
-            (Basis::NotConnected, _) => f.write_str("not_connected"),
-            (_, sub) => Opt(sub).fmt(f),
+        match self.0.local_label() {
+            Some(label) => f.write_str(label),
+            None => Opt(self.0.sub_code).fmt(f),
         }
     }
 }

@@ -14,7 +14,7 @@ use tower::{Layer, ServiceExt};
 
 use super::SimError;
 use super::backend::{BackendConfig, SimBackend, SimStats, SimToken};
-use crate::classify::{Basis, Verdict};
+use crate::classify::Verdict;
 use crate::connect::{ConnectConfig, ConnectLayer};
 use crate::observe::{Finished, ObserveConfig, RetryObserver};
 use crate::retry::RetryBudget;
@@ -259,16 +259,64 @@ impl Counts {
     }
 }
 
-/// Counts per subcode and per second for the report, and the progress of the run.
+/// The per-subcode tally behind [`Report`], for any agent-creation service: give it to a layer
+/// with [`CallAgentRetryLayer::with_observer`], run your calls, then [`report`](Tally::report).
+/// [`run`] uses one; `callagent-websdk`'s `monitor` example prints the real SDK's failures this way.
 #[derive(Debug)]
-struct Collector {
+pub struct Tally {
     counts: Mutex<Counts>,
     done: Arc<AtomicU64>,
     started: Instant,
     max_attempts: u32,
 }
 
-impl Collector {
+impl Tally {
+    /// A tally starting now; `max_attempts` is the layer's (for what an empty budget spared).
+    pub fn new(max_attempts: u32) -> Arc<Self> {
+        Self::counting(max_attempts, Arc::default())
+    }
+
+    fn counting(max_attempts: u32, done: Arc<AtomicU64>) -> Arc<Self> {
+        Arc::new(Self { counts: Mutex::default(), done, started: Instant::now(), max_attempts })
+    }
+
+    /// The report so far. `times` are the successful calls' times to an agent; the backend's
+    /// own counters are left empty (the inner service is not the simulator).
+    pub fn report(
+        &self,
+        scenario: &str,
+        description: &str,
+        mut times: Vec<Duration>,
+        wall: std::time::Duration,
+    ) -> Report {
+        times.sort_unstable();
+        let counts = std::mem::take(&mut *self.counts());
+        let mut timeline = counts.timeline;
+        for (t, tick) in timeline.iter_mut().enumerate() {
+            tick.t = t as u64;
+        }
+        let offered: u64 = counts.outcomes.values().sum();
+        let backend_calls: u64 = timeline.iter().map(|t| t.backend_calls).sum();
+        Report {
+            scenario: scenario.to_owned(),
+            description: description.to_owned(),
+            offered,
+            backend_calls,
+            amplification: backend_calls as f64 / offered.max(1) as f64,
+            outcomes: counts.outcomes.into_iter().map(|(o, n)| (o.as_str().to_owned(), n)).collect(),
+            subcodes: counts.rows.into_values().collect(),
+            time_to_agent_p50: percentile(&times, 0.50),
+            time_to_agent_p99: percentile(&times, 0.99),
+            duration: self.started.elapsed().as_secs_f64(),
+            wall_seconds: wall.as_secs_f64(),
+            budget_spared_up_to: counts.spared,
+            connect_check: false,
+            outages: Vec::new(),
+            timeline,
+            backend: SimStats::default(),
+        }
+    }
+
     fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
         self.counts.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -279,11 +327,10 @@ impl Collector {
 
     fn row<R>(&self, v: &Verdict, f: impl FnOnce(&mut SubcodeRow) -> R) -> R {
         let mut c = self.counts();
-        let label = match (v.sub_code, v.basis) {
-            (Some(s), _) => s.to_string(),
-            (None, Basis::LocalTimeout) => "timeout".into(),
-            (None, Basis::NotConnected) => "not_connected".into(),
-            (None, _) => "none".into(),
+        let label = match (v.local_label(), v.sub_code) {
+            (Some(local), _) => local.to_owned(),
+            (None, Some(s)) => s.to_string(),
+            (None, None) => "none".into(),
         };
         let row = c.rows.entry((label.clone(), v.code)).or_insert_with(|| SubcodeRow {
             subcode: label,
@@ -298,7 +345,8 @@ impl Collector {
         f(row)
     }
 
-    fn offered(&self) {
+    /// Counts a call offered by a client (for the timeline).
+    pub fn offered(&self) {
         let t = self.second();
         self.counts().tick(t).offered += 1;
     }
@@ -309,7 +357,7 @@ impl Collector {
     }
 }
 
-impl RetryObserver for Collector {
+impl RetryObserver for Tally {
     fn on_attempt(&self) {
         let t = self.second();
         self.counts().tick(t).backend_calls += 1;
@@ -345,81 +393,6 @@ impl RetryObserver for Collector {
     }
 }
 
-/// The per-subcode tally behind [`Report`], for any agent-creation service: give it to a layer
-/// with [`CallAgentRetryLayer::with_observer`], run your calls, then [`report`](Tally::report).
-/// `callagent-websdk`'s `monitor` example prints the real SDK's failures this way.
-#[derive(Debug)]
-pub struct Tally(Collector);
-
-impl Tally {
-    /// A tally starting now; `max_attempts` is the layer's (for what an empty budget spared).
-    pub fn new(max_attempts: u32) -> Arc<Self> {
-        Arc::new(Self(Collector {
-            counts: Mutex::default(),
-            done: Arc::default(),
-            started: Instant::now(),
-            max_attempts,
-        }))
-    }
-
-    /// Counts a call offered by a client (for the timeline).
-    pub fn offered(&self) {
-        self.0.offered();
-    }
-
-    /// The report so far. `times` are the successful calls' times to an agent; the backend's
-    /// own counters are left empty (the inner service is not the simulator).
-    pub fn report(
-        &self,
-        scenario: &str,
-        description: &str,
-        mut times: Vec<Duration>,
-        wall: std::time::Duration,
-    ) -> Report {
-        times.sort_unstable();
-        let counts = std::mem::take(&mut *self.0.counts());
-        let mut timeline = counts.timeline;
-        for (t, tick) in timeline.iter_mut().enumerate() {
-            tick.t = t as u64;
-        }
-        let offered: u64 = counts.outcomes.values().sum();
-        let backend_calls: u64 = timeline.iter().map(|t| t.backend_calls).sum();
-        Report {
-            scenario: scenario.to_owned(),
-            description: description.to_owned(),
-            offered,
-            backend_calls,
-            amplification: backend_calls as f64 / offered.max(1) as f64,
-            outcomes: counts.outcomes.into_iter().map(|(o, n)| (o.as_str().to_owned(), n)).collect(),
-            subcodes: counts.rows.into_values().collect(),
-            time_to_agent_p50: percentile(&times, 0.50),
-            time_to_agent_p99: percentile(&times, 0.99),
-            duration: self.0.started.elapsed().as_secs_f64(),
-            wall_seconds: wall.as_secs_f64(),
-            budget_spared_up_to: counts.spared,
-            connect_check: false,
-            outages: Vec::new(),
-            timeline,
-            backend: SimStats::default(),
-        }
-    }
-}
-
-impl RetryObserver for Tally {
-    fn on_attempt(&self) {
-        self.0.on_attempt();
-    }
-    fn on_failure(&self, v: &Verdict) {
-        self.0.on_failure(v);
-    }
-    fn on_retry(&self, v: &Verdict, delay: Duration) {
-        self.0.on_retry(v, delay);
-    }
-    fn on_finish(&self, call: &Finished) {
-        self.0.on_finish(call);
-    }
-}
-
 fn percentile(sorted: &[Duration], p: f64) -> Option<f64> {
     if sorted.is_empty() {
         return None;
@@ -440,12 +413,7 @@ pub async fn run(scenario: &Scenario, progress: Option<Arc<AtomicU64>>) -> Resul
     if observe.name.is_empty() {
         observe.name = scenario.name.chars().take(64).collect();
     }
-    let collector = Arc::new(Collector {
-        counts: Mutex::default(),
-        done: progress.unwrap_or_default(),
-        started,
-        max_attempts: scenario.retry.max_attempts,
-    });
+    let collector = Tally::counting(scenario.retry.max_attempts, progress.unwrap_or_default());
     let layer = CallAgentRetryLayer::new(scenario.retry.clone())?
         .with_observe(observe)?
         .with_observer(Arc::clone(&collector));
@@ -510,28 +478,15 @@ pub async fn run(scenario: &Scenario, progress: Option<Arc<AtomicU64>>) -> Resul
     if let Some(sampler) = sampler {
         sampler.abort();
     }
-    times.sort_unstable();
-
     let backend_stats = backend.stats();
-    let counts = std::mem::take(&mut *collector.counts());
-    let offered = scenario.offered();
-    let mut timeline = counts.timeline;
-    for (t, tick) in timeline.iter_mut().enumerate() {
-        tick.t = t as u64;
-    }
+    let tallied = collector.report(&scenario.name, &scenario.description, times, wall.elapsed());
+    // Every offered call resolves once, so the tally's count is the scenario's; the backend's own
+    // counter of calls is the figure of record for load.
     Ok(Report {
-        scenario: scenario.name.clone(),
-        description: scenario.description.clone(),
-        offered,
+        offered: scenario.offered(),
         backend_calls: backend_stats.calls,
-        amplification: backend_stats.calls as f64 / offered as f64,
-        outcomes: counts.outcomes.into_iter().map(|(o, n)| (o.as_str().to_owned(), n)).collect(),
-        subcodes: counts.rows.into_values().collect(),
-        time_to_agent_p50: percentile(&times, 0.50),
-        time_to_agent_p99: percentile(&times, 0.99),
+        amplification: backend_stats.calls as f64 / scenario.offered() as f64,
         duration: started.elapsed().as_secs_f64(),
-        wall_seconds: wall.elapsed().as_secs_f64(),
-        budget_spared_up_to: counts.spared,
         connect_check: scenario.connect.timeout.is_some(),
         outages: scenario
             .backend
@@ -539,8 +494,8 @@ pub async fn run(scenario: &Scenario, progress: Option<Arc<AtomicU64>>) -> Resul
             .iter()
             .map(|o| (o.start.as_secs_f64(), (o.start + o.duration).as_secs_f64()))
             .collect(),
-        timeline,
         backend: backend_stats,
+        ..tallied
     })
 }
 
