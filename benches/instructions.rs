@@ -1,0 +1,117 @@
+//! Instructions per call under callgrind (gungraun): exact and repeatable on a shared machine,
+//! the figure of record. Baselines are measured in the same run; `check_bounds.py` turns the
+//! counts into ratios and fails when one passes its committed bound (`bounds.toml`).
+//!
+//! ```text
+//! cargo bench -p callagent-bench --bench instructions
+//! python3 benches/check_bounds.py
+//! ```
+//!
+//! Each benchmark makes [`CALLS`] calls through a service warmed up outside the measurement
+//! (tracing callsites registered, budget windows started), so one-time costs do not count.
+
+use std::hint::black_box;
+
+use callagent_bench::{
+    Attempts, Budgeted, FailEveryOther, Succeed, call_once, default_layer, lean_layer, prometheus_layer,
+    zero_delay_layer,
+};
+use callagent_retry::CallAgentRetry;
+use gungraun::{library_benchmark, library_benchmark_group, main};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tower::retry::{Retry, RetryLayer};
+use tower::{Layer, Service};
+
+/// Calls measured per benchmark: `check_bounds.py` divides by this.
+const CALLS: u32 = 100;
+
+fn calls<S>(svc: S) -> S
+where
+    S: Service<u32, Response = u32> + Clone,
+    S::Error: std::fmt::Debug,
+{
+    for n in 0..CALLS {
+        black_box(call_once(&svc, n));
+    }
+    svc
+}
+
+/// Setup, not measured: the same calls once, so the measured ones are steady state.
+fn warm<S>(svc: S) -> S
+where
+    S: Service<u32, Response = u32> + Clone,
+    S::Error: std::fmt::Debug,
+{
+    calls(svc)
+}
+
+#[library_benchmark]
+#[bench::call(warm(Succeed))]
+fn bare(svc: Succeed) -> Succeed {
+    calls(svc)
+}
+
+#[library_benchmark]
+#[bench::call(warm(RetryLayer::new(Attempts(3)).layer(Succeed)))]
+fn tower_retry(svc: Retry<Attempts, Succeed>) -> Retry<Attempts, Succeed> {
+    calls(svc)
+}
+
+#[library_benchmark]
+#[bench::call(warm(RetryLayer::new(Budgeted::default()).layer(Succeed)))]
+fn tower_retry_tps_budget(svc: Retry<Budgeted, Succeed>) -> Retry<Budgeted, Succeed> {
+    calls(svc)
+}
+
+#[library_benchmark]
+#[bench::call(warm(default_layer().layer(Succeed)))]
+fn layer_default(svc: CallAgentRetry<Succeed>) -> CallAgentRetry<Succeed> {
+    calls(svc)
+}
+
+#[library_benchmark]
+#[bench::call(warm(lean_layer().layer(Succeed)))]
+fn layer_no_budget_no_deadline(svc: CallAgentRetry<Succeed>) -> CallAgentRetry<Succeed> {
+    calls(svc)
+}
+
+fn with_prometheus() -> (CallAgentRetry<Succeed>, PrometheusHandle) {
+    let (layer, handle) = prometheus_layer();
+    (warm(layer.layer(Succeed)), handle)
+}
+
+#[library_benchmark]
+#[bench::call(with_prometheus())]
+fn layer_prometheus(
+    (svc, handle): (CallAgentRetry<Succeed>, PrometheusHandle),
+) -> (CallAgentRetry<Succeed>, PrometheusHandle) {
+    (calls(svc), handle)
+}
+
+#[library_benchmark]
+#[bench::call(warm(RetryLayer::new(Attempts(3)).layer(FailEveryOther::default())))]
+fn tower_retry_one_retry(svc: Retry<Attempts, FailEveryOther>) -> Retry<Attempts, FailEveryOther> {
+    calls(svc)
+}
+
+#[library_benchmark]
+#[bench::call(warm(zero_delay_layer().layer(FailEveryOther::default())))]
+fn layer_one_retry(svc: CallAgentRetry<FailEveryOther>) -> CallAgentRetry<FailEveryOther> {
+    calls(svc)
+}
+
+library_benchmark_group!(
+    name = success_path,
+    benchmarks = [
+        bare,
+        tower_retry,
+        tower_retry_tps_budget,
+        layer_default,
+        layer_no_budget_no_deadline,
+        layer_prometheus
+    ]
+);
+
+library_benchmark_group!(name = one_retry_zero_delay, benchmarks = [tower_retry_one_retry, layer_one_retry]);
+
+main!(library_benchmark_groups = success_path, one_retry_zero_delay);

@@ -1,0 +1,171 @@
+//! Fixtures shared by the benches: the services, the tower baselines' policies, the layer
+//! configurations measured, and one driver, so criterion and gungraun measure the same code.
+//!
+//! Every service here is ready at once and answers on the first poll: the benches measure what
+//! a layer adds per call, not waiting.
+
+use std::future::{Future as _, Ready, ready};
+use std::hint::black_box;
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use callagent_retry::retry::Jitter;
+use callagent_retry::{CallAgentError, CallAgentRetryLayer, RetryConfig};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tower::Service;
+use tower::retry::Policy;
+use tower::retry::budget::{Budget, TpsBudget};
+
+/// Creates an "agent" at once.
+#[derive(Clone, Debug)]
+pub struct Succeed;
+
+impl Service<u32> for Succeed {
+    type Response = u32;
+    type Error = CallAgentError;
+    type Future = Ready<Result<u32, CallAgentError>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), CallAgentError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, n: u32) -> Self::Future {
+        ready(Ok(n))
+    }
+}
+
+/// Fails every other call with 408/40114 (retryable): each call through a retry layer makes
+/// exactly one retry.
+#[derive(Clone, Debug, Default)]
+pub struct FailEveryOther(Arc<AtomicU64>);
+
+impl Service<u32> for FailEveryOther {
+    type Response = u32;
+    type Error = CallAgentError;
+    type Future = Ready<Result<u32, CallAgentError>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), CallAgentError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, n: u32) -> Self::Future {
+        if self.0.fetch_add(1, Ordering::Relaxed).is_multiple_of(2) {
+            ready(Err(CallAgentError::new(408, 40114, "timeout")))
+        } else {
+            ready(Ok(n))
+        }
+    }
+}
+
+/// The simplest useful tower policy: up to `n` retries, no delay, no classification. The
+/// baseline for what retrying costs in tower itself.
+#[derive(Clone, Debug)]
+pub struct Attempts(pub usize);
+
+impl<Req: Clone, Res, E> Policy<Req, Res, E> for Attempts {
+    type Future = Ready<()>;
+
+    fn retry(&mut self, _: &mut Req, result: &mut Result<Res, E>) -> Option<Ready<()>> {
+        match result {
+            Err(_) if self.0 > 0 => {
+                self.0 -= 1;
+                Some(ready(()))
+            }
+            _ => None,
+        }
+    }
+
+    fn clone_request(&mut self, req: &Req) -> Option<Req> {
+        Some(req.clone())
+    }
+}
+
+/// tower's budgeted policy, as its docs build one: a success deposits into a shared
+/// [`TpsBudget`] (tower's defaults: 10 s, 10 retries/s reserve, 20%), a failure retries if the
+/// budget allows.
+#[derive(Clone, Debug)]
+pub struct Budgeted(pub Arc<TpsBudget>);
+
+impl Default for Budgeted {
+    fn default() -> Self {
+        Self(Arc::new(TpsBudget::new(Duration::from_secs(10), 10, 0.2)))
+    }
+}
+
+impl<Req: Clone, Res, E> Policy<Req, Res, E> for Budgeted {
+    type Future = Ready<()>;
+
+    fn retry(&mut self, _: &mut Req, result: &mut Result<Res, E>) -> Option<Ready<()>> {
+        match result {
+            Ok(_) => {
+                self.0.deposit();
+                None
+            }
+            Err(_) => self.0.withdraw().then(|| ready(())),
+        }
+    }
+
+    fn clone_request(&mut self, req: &Req) -> Option<Req> {
+        Some(req.clone())
+    }
+}
+
+/// The layer with the default config: budget, 30 s deadline, jitter.
+pub fn default_layer() -> CallAgentRetryLayer {
+    CallAgentRetryLayer::new(RetryConfig::default()).expect("the default config is valid")
+}
+
+/// The layer with neither budget nor deadline.
+pub fn lean_layer() -> CallAgentRetryLayer {
+    CallAgentRetryLayer::new(RetryConfig { budget: None, deadline: None, ..Default::default() })
+        .expect("valid config")
+}
+
+/// The layer for the one-retry path: no delay (so nothing waits), no budget, no deadline.
+pub fn zero_delay_layer() -> CallAgentRetryLayer {
+    CallAgentRetryLayer::new(RetryConfig {
+        initial_backoff: Duration::ZERO,
+        jitter: Jitter::None,
+        budget: None,
+        deadline: None,
+        ..Default::default()
+    })
+    .expect("valid config")
+}
+
+/// The default layer with its metric handles resolved against a Prometheus recorder (local to
+/// this call, so several variants can live in one process); the handle renders what it saw.
+pub fn prometheus_layer() -> (CallAgentRetryLayer, PrometheusHandle) {
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let layer = metrics::with_local_recorder(&recorder, default_layer);
+    (layer, handle)
+}
+
+/// One call as a caller makes it: clone the service, drive it ready, call, await. Every service
+/// here completes on the first poll, so no runtime is needed and nothing else is measured.
+///
+/// # Panics
+/// If the service is not ready at once or the call does not complete on its first poll (a
+/// broken fixture, not a measurement).
+pub fn call_once<S>(svc: &S, request: u32) -> u32
+where
+    S: Service<u32, Response = u32> + Clone,
+    S::Error: std::fmt::Debug,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut svc = svc.clone();
+    match svc.poll_ready(&mut cx) {
+        Poll::Ready(Ok(())) => {}
+        other => panic!("bench service not ready at once: {:?}", other.map(|r| r.err())),
+    }
+    let future = pin!(svc.call(black_box(request)));
+    match future.poll(&mut cx) {
+        Poll::Ready(Ok(n)) => n,
+        Poll::Ready(Err(e)) => panic!("bench call failed: {e:?}"),
+        Poll::Pending => panic!("bench call did not complete on its first poll"),
+    }
+}
