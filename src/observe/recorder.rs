@@ -106,6 +106,7 @@ pub(crate) struct Metrics {
     other: Series,
     max_unknown: usize,
     seen: Mutex<Seen>,
+    live: bool,
 }
 
 impl Metrics {
@@ -137,7 +138,14 @@ impl Metrics {
             max_unknown: config.max_unknown_subcodes,
             seen: Mutex::default(),
             layer,
+            live: recorder_is_live(),
         }
+    }
+
+    /// Whether a recorder other than `metrics`' no-op one was installed when the handles were
+    /// resolved: if not, nothing needs a call's duration for the histogram.
+    pub(crate) fn live(&self) -> bool {
+        self.live
     }
 
     /// The series for a failure's labels: the catalog row the verdict found (no lookup, no
@@ -178,6 +186,14 @@ impl Metrics {
     }
 }
 
+/// `metrics` answers with its own zero-sized `NoopRecorder` when no recorder is installed, and
+/// offers no other way to tell. Every real recorder holds state (a registry, an exporter), so a
+/// zero-sized one is taken for the no-op; a zero-sized recorder of your own that forwards to
+/// statics gets no duration samples (give it a field).
+fn recorder_is_live() -> bool {
+    ::metrics::with_recorder(|recorder| size_of_val(recorder) != 0)
+}
+
 fn describe() {
     use ::metrics::{describe_counter, describe_histogram};
     describe_counter!(CALLS, Unit::Count, "Call agent creations through the retry layer, by outcome.");
@@ -213,7 +229,10 @@ impl RetryObserver for Metrics {
 
     fn on_finish(&self, call: &Finished) {
         self.calls[call.outcome as usize].increment(1);
-        self.duration.record(call.elapsed.as_secs_f64());
+        // Not live: the call may not have read the clock, so there is no duration to record.
+        if self.live {
+            self.duration.record(call.elapsed.as_secs_f64());
+        }
         self.attempts_per_call.record(f64::from(call.attempts));
     }
 }

@@ -1,7 +1,7 @@
 //! [`RetryBudget`]: the retry budget shared by every clone of a layer.
 
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -26,10 +26,11 @@ const SLOTS: usize = 10;
 /// configured percentage holds to six decimal places. It implements tower's
 /// [`Budget`](tower::retry::budget::Budget) trait, so it also plugs into tower's own policies.
 ///
-/// The state is one uncontended mutex (a few nanoseconds per call) rather than tower's atomics,
-/// which lets a check-and-withdraw be exact under concurrency. Methods take the current time so
-/// the decision core stays free of clocks; the `Budget` impl reads tokio's clock, so budgets
-/// behave on paused time in tests.
+/// A deposit (every call) is one atomic add into the current slot, with no lock; only moving the
+/// window on (once per `ttl / 10`) and withdrawals (retries) take a mutex, which keeps a
+/// check-and-withdraw exact under concurrency (deposits only ever raise the balance it checked).
+/// Methods take the current time so the decision core stays free of clocks; the `Budget` impl
+/// reads tokio's clock, so budgets behave on paused time in tests.
 ///
 /// ```
 /// use std::time::Duration;
@@ -46,7 +47,14 @@ const SLOTS: usize = 10;
 pub struct RetryBudget {
     deposit_amount: i64,
     reserve: i64,
-    window: Duration,
+    /// One slot's span, in nanoseconds (at least 1).
+    window: u64,
+    /// Times are kept as nanoseconds since this instant, so they fit an atomic.
+    origin: Instant,
+    /// Balance of the current window: deposits add to it without the lock.
+    current: AtomicI64,
+    /// When the current window ends (nanoseconds since `origin`); 0 until the first use.
+    window_end: AtomicU64,
     state: Mutex<State>,
 }
 
@@ -54,10 +62,9 @@ pub struct RetryBudget {
 struct State {
     /// Committed balance of each past window.
     slots: [i64; SLOTS],
-    /// Balance of the current window.
-    current: i64,
     index: usize,
-    window_start: Option<Instant>,
+    /// Start of the current window (nanoseconds since `origin`), once started.
+    window_start: Option<u64>,
 }
 
 impl RetryBudget {
@@ -74,25 +81,34 @@ impl RetryBudget {
         // so both amounts fit an i64 with room for a window's sums.
         let deposit_amount = (retry_percent * SCALE as f64).round() as i64;
         let reserve = (f64::from(min_per_sec) * ttl.as_secs_f64()).round() as i64 * SCALE;
+        let window = u64::try_from((ttl / SLOTS as u32).as_nanos()).unwrap_or(u64::MAX).max(1);
         Self {
             deposit_amount,
             reserve,
-            window: (ttl / SLOTS as u32).max(Duration::from_nanos(1)),
-            state: Mutex::new(State { slots: [0; SLOTS], current: 0, index: 0, window_start: None }),
+            window,
+            origin: Instant::now(),
+            current: AtomicI64::new(0),
+            window_end: AtomicU64::new(0),
+            state: Mutex::new(State { slots: [0; SLOTS], index: 0, window_start: None }),
         }
     }
 
     /// Records one call.
     pub fn deposit_at(&self, now: Instant) {
-        let mut s = self.lock(now);
-        s.current = s.current.saturating_add(self.deposit_amount);
+        let t = self.nanos(now);
+        if t >= self.window_end.load(Ordering::Acquire) {
+            drop(self.lock(t));
+        }
+        // A deposit racing a rotation lands in the window that is current after it: counted
+        // once, in a window no older than its own.
+        self.current.fetch_add(self.deposit_amount, Ordering::AcqRel);
     }
 
     /// Takes one retry from the budget; `false` (and nothing taken) when it is empty.
     pub fn withdraw_at(&self, now: Instant) -> bool {
-        let mut s = self.lock(now);
+        let s = self.lock(self.nanos(now));
         if self.balance(&s) >= SCALE {
-            s.current -= SCALE;
+            self.current.fetch_sub(SCALE, Ordering::AcqRel);
             true
         } else {
             false
@@ -101,33 +117,40 @@ impl RetryBudget {
 
     /// How many retries the budget would allow right now.
     pub fn available_at(&self, now: Instant) -> u64 {
-        let s = self.lock(now);
+        let s = self.lock(self.nanos(now));
         u64::try_from(self.balance(&s) / SCALE).unwrap_or(0)
     }
 
-    fn balance(&self, s: &State) -> i64 {
-        s.slots.iter().fold(s.current, |a, b| a.saturating_add(*b)).saturating_add(self.reserve)
+    fn nanos(&self, now: Instant) -> u64 {
+        // Plus one so that 0 stays "not started"; u64 nanoseconds last 584 years.
+        u64::try_from(now.saturating_duration_since(self.origin).as_nanos()).unwrap_or(u64::MAX - 1) + 1
     }
 
-    /// Locks the state with expired windows rotated out.
-    fn lock(&self, now: Instant) -> std::sync::MutexGuard<'_, State> {
+    fn balance(&self, s: &State) -> i64 {
+        let current = self.current.load(Ordering::Acquire);
+        s.slots.iter().fold(current, |a, b| a.saturating_add(*b)).saturating_add(self.reserve)
+    }
+
+    /// Locks the state with expired windows rotated out, as of `t` (nanoseconds since `origin`).
+    fn lock(&self, t: u64) -> std::sync::MutexGuard<'_, State> {
         // No code path panics while holding the lock, so a poisoned state is still consistent.
         let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let start = *s.window_start.get_or_insert(now);
-        let elapsed = now.saturating_duration_since(start);
+        let start = *s.window_start.get_or_insert(t);
+        let elapsed = t.saturating_sub(start);
         if elapsed >= self.window {
-            let steps = elapsed.as_nanos() / self.window.as_nanos();
-            let (index, current) = (s.index, s.current);
-            s.slots[index] = current;
-            s.current = 0;
+            let steps = elapsed / self.window;
+            let index = s.index;
+            s.slots[index] = self.current.swap(0, Ordering::AcqRel);
             // The committed slot is now one window old; the `steps` slots after it held data
             // older than ttl (past ten steps that includes the one just committed).
-            for k in 1..=steps.min(SLOTS as u128) as usize {
+            for k in 1..=steps.min(SLOTS as u64) as usize {
                 s.slots[(index + k) % SLOTS] = 0;
             }
-            s.index = (index + (steps % SLOTS as u128) as usize) % SLOTS;
-            s.window_start = Some(start + self.window * (steps.min(u32::MAX as u128) as u32));
+            s.index = (index + (steps % SLOTS as u64) as usize) % SLOTS;
+            s.window_start = Some(start.saturating_add(self.window.saturating_mul(steps)));
         }
+        let end = s.window_start.map_or(0, |w| w.saturating_add(self.window));
+        self.window_end.store(end, Ordering::Release);
         s
     }
 }
@@ -145,6 +168,7 @@ impl tower::retry::budget::Budget for RetryBudget {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
     use tower::retry::budget::{Budget, TpsBudget};
 
     /// Offers 100 calls a second for ten minutes of paused time; each call wants up to three

@@ -19,10 +19,12 @@ use crate::classify::{Classify, Verdict};
 pin_project! {
     /// Resolves once the call succeeds or the layer gives up.
     ///
-    /// A state machine pinned in place, with no allocation of its own: one attempt in flight or
-    /// one retry pending at a time, and a single reused timer for the attempt timeout, the
-    /// backoff wait and the deadline. Dropping it drops (cancels) the attempt in flight and the
-    /// pending wait, and reports the call as [`Outcome::Cancelled`].
+    /// A state machine pinned in place: one attempt in flight or one retry pending at a time.
+    /// What only a slow call needs lives off the hot path: the one timer (for the attempt
+    /// timeout, the backoff wait and the deadline) is boxed when first armed, so a call that
+    /// completes at once allocates nothing and the future stays small to move. Dropping it drops
+    /// (cancels) the attempt in flight and the pending wait, and reports the call as
+    /// [`Outcome::Cancelled`].
     #[project = Proj]
     pub struct ResponseFuture<S, Req>
     where
@@ -30,20 +32,18 @@ pin_project! {
     {
         #[pin]
         state: State<S::Future, (S, Req), S::Error>,
-        // Created on first need: a call that completes at once never touches the timer wheel.
-        #[pin]
-        timer: Option<Sleep>,
+        timer: Option<Pin<Box<Sleep>>>,
         // What a retry of the attempt in flight would call with; `None` when nothing can be
         // retried (the core then stops as `Exhausted`).
         keep: Option<(S, Req)>,
         shared: Arc<Shared>,
         span: tracing::Span,
         call: CallState,
-        started: Instant,
-        // Computed once: the call's deadline, if the config sets one.
-        deadline: Option<Instant>,
-        attempt_started: Instant,
-        attempt_timer_armed: bool,
+        // When the call started: read in `call` if the budget or the call's duration needs it,
+        // else on first need (an attempt pending with a limit to watch, a failure).
+        started: Option<Instant>,
+        // When the attempt in flight was first seen pending, once its timer is armed.
+        attempt_pending_since: Option<Instant>,
     }
 
     impl<S, Req> PinnedDrop for ResponseFuture<S, Req>
@@ -59,7 +59,7 @@ pin_project! {
                 State::Calling { .. } => None,
             };
             let _enter = this.span.enter();
-            let elapsed = Instant::now().saturating_duration_since(*this.started);
+            let elapsed = elapsed_if_needed(this.shared, *this.started);
             this.shared.report.finish(this.span, Outcome::Cancelled, pending.as_ref(), this.call.attempts(), elapsed);
         }
     }
@@ -89,9 +89,8 @@ where
         future: S::Future,
         keep: Option<(S, Req)>,
         call: CallState,
-        started: Instant,
+        started: Option<Instant>,
     ) -> Self {
-        let deadline = shared.decider.config().deadline.map(|d| started + d);
         Self {
             state: State::Calling { future },
             timer: None,
@@ -100,9 +99,7 @@ where
             span,
             call,
             started,
-            deadline,
-            attempt_started: started,
-            attempt_timer_armed: false,
+            attempt_pending_since: None,
         }
     }
 }
@@ -122,16 +119,26 @@ impl<S: Service<Req>, Req> fmt::Debug for ResponseFuture<S, Req> {
     }
 }
 
-fn arm(mut timer: Pin<&mut Option<Sleep>>, at: Instant) {
-    match timer.as_mut().as_pin_mut() {
-        Some(sleep) => sleep.reset(at),
-        None => timer.set(Some(tokio::time::sleep_until(at))),
+/// Sets the timer to fire at `at`, boxing it on first use.
+fn arm(timer: &mut Option<Pin<Box<Sleep>>>, at: Instant) {
+    match timer {
+        Some(sleep) => sleep.as_mut().reset(at),
+        None => *timer = Some(Box::pin(tokio::time::sleep_until(at))),
     }
 }
 
 /// `true` once the (armed) timer has fired.
-fn fired(timer: Pin<&mut Option<Sleep>>, cx: &mut Context<'_>) -> bool {
-    timer.as_pin_mut().is_some_and(|t| t.poll(cx).is_ready())
+fn fired(timer: &mut Option<Pin<Box<Sleep>>>, cx: &mut Context<'_>) -> bool {
+    timer.as_mut().is_some_and(|t| t.as_mut().poll(cx).is_ready())
+}
+
+/// The call's duration if anything reads it (a live recorder, an observer), else zero: the
+/// success path then skips its second clock read.
+fn elapsed_if_needed(shared: &Shared, started: Option<Instant>) -> Duration {
+    match started {
+        Some(started) if shared.report.needs_elapsed() => Instant::now().saturating_duration_since(started),
+        _ => Duration::ZERO,
+    }
 }
 
 type Output<S, Req> = Result<<S as Service<Req>>::Response, RetryError<<S as Service<Req>>::Error>>;
@@ -165,12 +172,12 @@ where
                 }
                 StateProj::Retrying { keep, waiting, .. } => {
                     if *waiting {
-                        if let Some(timer) = this.timer.as_mut().as_pin_mut() {
-                            ready!(timer.poll(cx));
+                        if let Some(timer) = this.timer.as_mut() {
+                            ready!(timer.as_mut().poll(cx));
                         }
                         *waiting = false;
-                        if let Some(at) = *this.deadline {
-                            arm(this.timer.as_mut(), at);
+                        if let Some(at) = deadline(this.shared, *this.started) {
+                            arm(this.timer, at);
                         }
                     }
                     match keep.0.poll_ready(cx) {
@@ -189,7 +196,7 @@ where
                             )));
                         }
                         Poll::Pending => {
-                            if this.deadline.is_none() || !fired(this.timer.as_mut(), cx) {
+                            if this.shared.decider.config().deadline.is_none() || !fired(this.timer, cx) {
                                 return Poll::Pending;
                             }
                             return Poll::Ready(Err(deadline_while_readying(&mut this)));
@@ -206,33 +213,49 @@ where
 fn succeeded<S: Service<Req>, Req>(this: &mut Proj<'_, S, Req>, response: S::Response) -> S::Response {
     let attempts = this.call.attempts();
     let outcome = if attempts > 1 { Outcome::SuccessAfterRetry } else { Outcome::Success };
-    let elapsed = Instant::now() - *this.started;
+    let elapsed = elapsed_if_needed(this.shared, *this.started);
     this.shared.report.finish(this.span, outcome, None, attempts, elapsed);
     this.state.set(State::Done);
     response
 }
 
-/// The attempt in flight is pending: arm its timeout (the attempt timeout, capped by the call's
-/// deadline) once, and report a timeout when it fires.
+/// The call's deadline, if the config sets one and the call has started its clock.
+fn deadline(shared: &Shared, started: Option<Instant>) -> Option<Instant> {
+    Some(started? + shared.decider.config().deadline?)
+}
+
+/// The attempt in flight is pending: the first time, arm its timeout (the attempt timeout,
+/// capped by the call's deadline), reading the clock only if there is a limit to watch; report a
+/// timeout when it fires.
 fn attempt_timed_out<S: Service<Req>, Req>(
     this: &mut Proj<'_, S, Req>,
     cx: &mut Context<'_>,
 ) -> Poll<AttemptError<S::Error>> {
-    let timeout = this.shared.decider.config().attempt_timeout.map(|t| *this.attempt_started + t);
-    let at = match (timeout, *this.deadline) {
-        (Some(t), Some(d)) => t.min(d),
-        (Some(t), None) => t,
-        (None, Some(d)) => d,
-        (None, None) => return Poll::Pending,
+    let since = match *this.attempt_pending_since {
+        Some(since) => since,
+        None => {
+            let config = this.shared.decider.config();
+            if config.attempt_timeout.is_none() && config.deadline.is_none() {
+                return Poll::Pending;
+            }
+            let now = Instant::now();
+            let started = *this.started.get_or_insert(now);
+            let timeout = config.attempt_timeout.map(|t| now + t);
+            let at = match (timeout, deadline(this.shared, Some(started))) {
+                (Some(t), Some(d)) => t.min(d),
+                (Some(t), None) => t,
+                (None, Some(d)) => d,
+                (None, None) => unreachable!("checked above"),
+            };
+            arm(this.timer, at);
+            *this.attempt_pending_since = Some(now);
+            now
+        }
     };
-    if !*this.attempt_timer_armed {
-        arm(this.timer.as_mut(), at);
-        *this.attempt_timer_armed = true;
-    }
-    if !fired(this.timer.as_mut(), cx) {
+    if !fired(this.timer, cx) {
         return Poll::Pending;
     }
-    Poll::Ready(AttemptError::TimedOut { after: Instant::now() - *this.attempt_started })
+    Poll::Ready(AttemptError::TimedOut { after: Instant::now() - since })
 }
 
 /// The attempt in flight failed (dropping it cancels it, if it timed out): classify once, ask
@@ -245,17 +268,22 @@ where
     S::Error: Classify,
 {
     let now = Instant::now();
+    let started = *this.started.get_or_insert(now);
     let decider = &this.shared.decider;
     let verdict = decider.classify(&failure);
     this.shared.report.failure(&verdict);
     let keep = this.keep.take();
-    match decider.decide(this.call, &verdict, failure.retry_after(), keep, *this.started, now) {
+    match decider.decide(this.call, &verdict, failure.retry_after(), keep, started, now) {
         Decision::Retry { delay, with } => {
             this.shared.report.retry_scheduled(&verdict, this.call.attempts(), delay);
             // A zero-length tokio sleep still waits for the next 1 ms tick: skip the timer.
             let waiting = !delay.is_zero();
             if waiting {
-                arm(this.timer.as_mut(), now + delay);
+                arm(this.timer, now + delay);
+            } else if let Some(at) = deadline(this.shared, Some(started)) {
+                // No wait: the readiness phase watches the deadline from now (not a stale
+                // attempt timer).
+                arm(this.timer, at);
             }
             this.state.set(State::Retrying { keep: with, last: failure, verdict, delay, waiting });
             None
@@ -268,8 +296,7 @@ where
 fn retry_started<S: Service<Req>, Req>(this: &mut Proj<'_, S, Req>, future: S::Future) {
     this.call.start_attempt();
     this.shared.report.attempt();
-    *this.attempt_started = Instant::now();
-    *this.attempt_timer_armed = false;
+    *this.attempt_pending_since = None;
     let (keep, _, verdict, delay) = leave_retrying(this.state.as_mut(), State::Calling { future });
     this.shared.report.retried(&verdict, delay);
     // Kept again for the next retry, if any.
@@ -303,7 +330,9 @@ fn stop<S: Service<Req>, Req>(
     verdict: Verdict,
 ) -> RetryError<S::Error> {
     this.state.set(State::Done);
-    let (attempts, elapsed) = (this.call.attempts(), Instant::now() - *this.started);
+    // Every stop follows a failure, which started the clock.
+    let started = this.started.unwrap_or_else(Instant::now);
+    let (attempts, elapsed) = (this.call.attempts(), Instant::now().saturating_duration_since(started));
     this.shared.report.finish(this.span, reason.into(), Some(&verdict), attempts, elapsed);
     RetryError::new(reason, last, &verdict, attempts, elapsed)
 }

@@ -19,6 +19,17 @@ use crate::observe::{ObserveConfig, RetryObserver};
 pub(crate) struct Shared {
     pub(crate) decider: Arc<Decider>,
     pub(crate) report: Reporter,
+    /// Whether a call reads the clock when it starts: for the budget's deposit, or for the
+    /// call's duration (a live recorder, an observer). Otherwise it reads the clock on first need
+    /// (an attempt still pending, a failure), and a call that succeeds at once reads it never.
+    pub(crate) start_clock: bool,
+}
+
+impl Shared {
+    fn new(decider: Arc<Decider>, report: Reporter) -> Self {
+        let start_clock = decider.budget().is_some() || report.needs_elapsed();
+        Self { decider, report, start_clock }
+    }
 }
 
 /// Retries failed call-agent creations of the wrapped service (see the [crate docs](crate)).
@@ -54,7 +65,7 @@ impl CallAgentRetryLayer {
     pub fn new(config: RetryConfig) -> Result<Self, ConfigError> {
         let decider = Decider::new(config)?;
         let report = Reporter::new(ObserveConfig::default(), None);
-        Ok(Self { shared: Arc::new(Shared { decider: Arc::new(decider), report }) })
+        Ok(Self { shared: Arc::new(Shared::new(Arc::new(decider), report)) })
     }
 
     /// The layer a config file describes: its `[retry]` and `[observe]` sections.
@@ -81,7 +92,7 @@ impl CallAgentRetryLayer {
     }
 
     fn rebuild(&self, report: Reporter) -> Self {
-        Self { shared: Arc::new(Shared { decider: Arc::clone(&self.shared.decider), report }) }
+        Self { shared: Arc::new(Shared::new(Arc::clone(&self.shared.decider), report)) }
     }
 
     /// The validated retry config.

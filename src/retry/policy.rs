@@ -146,7 +146,7 @@ where
             _ => {
                 let now = Instant::now();
                 self.call = Some(Call {
-                    state: self.shared.decider.begin(now),
+                    state: self.shared.decider.begin(Some(now)),
                     started: now,
                     pending: None,
                     retrying: false,

@@ -79,6 +79,12 @@ impl Reporter {
         self.observer.as_ref()
     }
 
+    /// Whether anything reads a successful call's duration: the duration histogram of a live
+    /// recorder, or an observer. (Give-up events always get theirs.)
+    pub(crate) fn needs_elapsed(&self) -> bool {
+        self.metrics.live() || self.observer.is_some()
+    }
+
     /// The span of one call through the layer.
     pub(crate) fn span(&self) -> tracing::Span {
         macro_rules! span_at {

@@ -21,11 +21,10 @@
 
 use std::time::{Duration, Instant};
 
-use super::RetryConfig;
+use super::{MAX_ATTEMPTS, RetryConfig};
 
 use ::backoff::backoff::Backoff as _;
 use ::backoff::{Clock, exponential::ExponentialBackoff};
-use rand::{Rng, SeedableRng, rngs::SmallRng};
 use serde::{Deserialize, Serialize};
 
 /// How the nominal delay is randomized.
@@ -80,10 +79,14 @@ impl Clock for FrozenClock {
     }
 }
 
-/// The shape of the delays, shared by every call: cheap to copy, starts a [`Backoff`] per call.
+/// The shape of the delays, shared by every call: the nominal schedule, stepped once by
+/// `backoff`'s [`ExponentialBackoff`] when the layer is built, and the jitter applied per call.
 #[derive(Debug, Clone)]
 pub(crate) struct BackoffSchedule {
-    template: ExponentialBackoff<FrozenClock>,
+    /// The nominal delay before each retry, in order, up to the first that reaches the cap.
+    nominal: Box<[Duration]>,
+    initial: Duration,
+    cap: Duration,
     jitter: Jitter,
     randomization_factor: f64,
 }
@@ -112,7 +115,7 @@ impl BackoffSchedule {
     ) -> Self {
         // Read once, never consulted (no max_elapsed_time): the schedule itself has no clock.
         let epoch = Instant::now();
-        let template = ExponentialBackoff {
+        let mut steps = ExponentialBackoff {
             current_interval: initial,
             initial_interval: initial,
             randomization_factor: 0.0,
@@ -122,39 +125,50 @@ impl BackoffSchedule {
             max_elapsed_time: None,
             clock: FrozenClock(epoch),
         };
-        Self { template, jitter, randomization_factor }
+        // Stepped here, once, so a retry reads its nominal delay instead of stepping floats; past
+        // the table every delay is the cap. No more entries than a call can have retries.
+        let mut nominal = Vec::new();
+        while nominal.len() < MAX_ATTEMPTS as usize {
+            // With randomization 0 and no max_elapsed_time this is the bare schedule, never None.
+            let d = steps.next_backoff().unwrap_or(max).min(max);
+            nominal.push(d);
+            if d >= max {
+                break;
+            }
+        }
+        Self { nominal: nominal.into(), initial, cap: max, jitter, randomization_factor }
     }
 
-    /// The per-call state, with its random source seeded from `seed`.
+    /// The per-call state, with its random source seeded from `seed`: 32 bytes, no allocation.
     pub(crate) fn start(&self, seed: u64) -> Backoff {
-        Backoff {
-            schedule: self.template.clone(),
-            rng: SmallRng::seed_from_u64(seed),
-            jitter: self.jitter,
-            randomization_factor: self.randomization_factor,
-            previous: self.template.initial_interval,
-        }
+        Backoff { retries: 0, rng: seed, previous: self.initial }
+    }
+
+    /// The delays of a call seeded with `seed`, endlessly (limits are the caller's job).
+    #[cfg(test)]
+    pub(crate) fn delays(&self, seed: u64) -> impl Iterator<Item = Duration> + '_ {
+        let mut backoff = self.start(seed);
+        std::iter::repeat_with(move || backoff.next_delay(self))
     }
 }
 
-/// The delays of one call, in order.
-#[derive(Debug, Clone)]
+/// The delays of one call, in order: where it is in the schedule and its random source.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Backoff {
-    schedule: ExponentialBackoff<FrozenClock>,
-    rng: SmallRng,
-    jitter: Jitter,
-    randomization_factor: f64,
+    retries: u32,
+    /// SplitMix64 state: seeding is free and a draw is a few instructions, which matters on the
+    /// retry path; jitter needs spread, not cryptographic strength.
+    rng: u64,
     previous: Duration,
 }
 
 impl Backoff {
-    /// The next delay (never above the schedule's cap).
-    pub(crate) fn next_delay(&mut self) -> Duration {
-        let cap = self.schedule.max_interval;
-        let base = self.schedule.initial_interval;
-        // With randomization 0 and no max_elapsed_time this is the bare schedule and never None.
-        let d = self.schedule.next_backoff().unwrap_or(cap).min(cap);
-        let delay = match self.jitter {
+    /// The next delay of `schedule` (never above its cap).
+    pub(crate) fn next_delay(&mut self, schedule: &BackoffSchedule) -> Duration {
+        let (base, cap) = (schedule.initial, schedule.cap);
+        let d = schedule.nominal.get(self.retries as usize).copied().unwrap_or(cap);
+        self.retries = self.retries.saturating_add(1);
+        let delay = match schedule.jitter {
             Jitter::None => d,
             Jitter::Full => self.uniform(Duration::ZERO, d),
             Jitter::Equal => self.uniform(d / 2, d),
@@ -163,7 +177,7 @@ impl Backoff {
                 self.uniform(base, hi)
             }
             Jitter::Proportional => {
-                let f = self.randomization_factor;
+                let f = schedule.randomization_factor;
                 let lo = d.mul_f64(1.0 - f);
                 let hi = d.mul_f64(1.0 + f).min(cap);
                 self.uniform(lo.min(hi), hi)
@@ -173,24 +187,27 @@ impl Backoff {
         delay
     }
 
-    /// Uniform in `[lo, hi]`, at nanosecond resolution.
+    /// Uniform in `[lo, hi]`, at nanosecond resolution (multiply-shift: a bias below 2^-64 per
+    /// nanosecond, far under any timer's resolution).
     fn uniform(&mut self, lo: Duration, hi: Duration) -> Duration {
         let (lo_ns, hi_ns) = (as_nanos(lo), as_nanos(hi));
-        Duration::from_nanos(self.rng.gen_range(lo_ns..=hi_ns))
+        let span = u128::from(hi_ns - lo_ns) + 1;
+        let offset = (u128::from(self.next_u64()) * span) >> 64;
+        Duration::from_nanos(lo_ns + offset as u64)
+    }
+
+    /// SplitMix64 (Steele, Lea and Flood 2014), the generator `rand` itself uses to seed.
+    fn next_u64(&mut self) -> u64 {
+        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
     }
 }
 
 fn as_nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
-impl Iterator for Backoff {
-    type Item = Duration;
-
-    /// Endless: limits are the caller's job.
-    fn next(&mut self) -> Option<Duration> {
-        Some(self.next_delay())
-    }
 }
 
 #[cfg(test)]
@@ -210,13 +227,13 @@ mod tests {
     #[test]
     fn the_schedule_is_capped() {
         let schedule = BackoffSchedule::new(MS * 100, MS * 350, 2.0, Jitter::None, 0.0);
-        let delays: Vec<_> = schedule.start(7).take(4).collect();
+        let delays: Vec<_> = schedule.delays(7).take(4).collect();
         assert_eq!(delays, [MS * 100, MS * 200, MS * 350, MS * 350]);
     }
 
     #[test]
     fn none_is_exactly_the_schedule() {
-        let got: Vec<_> = schedule(Jitter::None).start(1).take(10).collect();
+        let got: Vec<_> = schedule(Jitter::None).delays(1).take(10).collect();
         let want: Vec<_> = (0..10).map(nominal).collect();
         assert_eq!(got, want);
     }
@@ -225,10 +242,11 @@ mod tests {
     fn every_kind_stays_in_its_bounds() {
         for seed in 0..200 {
             for jitter in [Jitter::Full, Jitter::Equal, Jitter::Proportional, Jitter::Decorrelated] {
-                let mut b = schedule(jitter).start(seed);
+                let schedule = schedule(jitter);
+                let mut b = schedule.delays(seed);
                 let mut prev = MS * 10;
                 for n in 0..12 {
-                    let d = b.next_delay();
+                    let d = b.next().unwrap();
                     let nom = nominal(n);
                     let (lo, hi) = match jitter {
                         Jitter::Full => (Duration::ZERO, nom),
@@ -246,9 +264,9 @@ mod tests {
 
     #[test]
     fn seeded_runs_repeat_and_seeds_differ() {
-        let a: Vec<_> = schedule(Jitter::Full).start(42).take(8).collect();
-        let b: Vec<_> = schedule(Jitter::Full).start(42).take(8).collect();
-        let c: Vec<_> = schedule(Jitter::Full).start(43).take(8).collect();
+        let a: Vec<_> = schedule(Jitter::Full).delays(42).take(8).collect();
+        let b: Vec<_> = schedule(Jitter::Full).delays(42).take(8).collect();
+        let c: Vec<_> = schedule(Jitter::Full).delays(43).take(8).collect();
         assert_eq!(a, b);
         assert_ne!(a, c);
     }
@@ -256,13 +274,8 @@ mod tests {
     #[test]
     fn full_jitter_spreads_over_the_whole_range() {
         // Mean of uniform [0, d] is d/2; 4000 draws land within 5% of it.
-        let mut b = schedule(Jitter::Full).start(9);
-        let total: Duration = (0..4000)
-            .map(|_| {
-                b.schedule.current_interval = MS * 100;
-                b.next_delay()
-            })
-            .sum();
+        let schedule = BackoffSchedule::new(MS * 100, MS * 100, 2.0, Jitter::Full, 0.5);
+        let total: Duration = schedule.delays(9).take(4000).sum();
         let mean = total / 4000;
         assert!(mean > MS * 47 && mean < MS * 53, "{mean:?}");
     }

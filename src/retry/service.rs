@@ -71,8 +71,8 @@ where
 
     fn call(&mut self, request: Req) -> Self::Future {
         let shared = Arc::clone(&self.shared);
-        let now = Instant::now();
-        let mut call = shared.decider.begin(now);
+        let started = shared.start_clock.then(Instant::now);
+        let mut call = shared.decider.begin(started);
         call.start_attempt();
         shared.report.attempt();
         let span = shared.report.span();
@@ -80,6 +80,6 @@ where
         // again, takes the retries. Skipped when no failure could be retried.
         let retry_with = shared.decider.may_retry().then(|| (self.inner.clone(), request.clone()));
         let future = self.inner.call(request);
-        ResponseFuture::new(shared, span, future, retry_with, call, now)
+        ResponseFuture::new(shared, span, future, retry_with, call, started)
     }
 }
