@@ -219,8 +219,8 @@ def range_check(prom, simulate, addr, ranged, deadline, procs):
     report = json.loads(text)
     time.sleep(3)  # one more scrape of the final counters
     sel = f'{{layer="{CHECK_LAYER}"}}'
-    (attempts,) = query(prom, f"sum(callagent_create_attempts_sum{sel})") or [float("nan")]
-    (calls,) = query(prom, f"sum(callagent_create_attempts_count{sel})") or [float("nan")]
+    (attempts,) = query(prom, f"sum(callagent_create_attempts_total{sel})") or [float("nan")]
+    (calls,) = query(prom, f"sum(callagent_create_calls_total{sel})") or [float("nan")]
     amplification = attempts / calls if calls else float("nan")
     print(f"range check: {samples} samples of {len(ranged)} queries through the outage; "
           f"amplification from the panel's counters {amplification:.4f}, the run's own {report['amplification']:.4f}")

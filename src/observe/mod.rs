@@ -31,7 +31,7 @@
 //! | `callagent_create_errors_total` | counter | `layer`, `code`, `subcode`, `category` | every failed attempt |
 //! | `callagent_create_retries_total` | counter | `layer`, `subcode` | every retry made (the inner service called again), by the subcode that caused it |
 //! | `callagent_create_duration_seconds` | histogram | `layer` | time from call to outcome |
-//! | `callagent_create_attempts` | histogram | `layer` | attempts per finished call |
+//! | `callagent_create_attempts` | histogram | `layer` | attempts per finished call, except first-attempt successes (counted by `calls_total{outcome="success"}`) |
 //! | `callagent_retry_delay_seconds` | histogram | `layer` | each wait before a retry that was made |
 //!
 //! `outcome` is one of `success`, `success_after_retry`, `rejected`, `exhausted`,

@@ -22,7 +22,8 @@ pub const ERRORS: &str = "callagent_create_errors_total";
 pub const RETRIES: &str = "callagent_create_retries_total";
 /// Call duration histogram.
 pub const DURATION: &str = "callagent_create_duration_seconds";
-/// Attempts-per-call histogram.
+/// Attempts-per-call histogram, for every finished call except first-attempt successes (those
+/// are `calls_total{outcome="success"}`: a sample of 1 each would say the same again).
 pub const ATTEMPTS_PER_CALL: &str = "callagent_create_attempts";
 /// Retry delay histogram.
 pub const DELAY: &str = "callagent_retry_delay_seconds";
@@ -209,7 +210,11 @@ fn describe() {
         "Retries scheduled, by the subcode of the failure that caused them."
     );
     describe_histogram!(DURATION, Unit::Seconds, "Time from a call of the layer to its outcome.");
-    describe_histogram!(ATTEMPTS_PER_CALL, Unit::Count, "Attempts made per finished call.");
+    describe_histogram!(
+        ATTEMPTS_PER_CALL,
+        Unit::Count,
+        "Attempts made per finished call, except first-attempt successes (calls_total{outcome=\"success\"})."
+    );
     describe_histogram!(DELAY, Unit::Seconds, "Each wait before a retry.");
 }
 
@@ -233,7 +238,11 @@ impl RetryObserver for Metrics {
         if self.live {
             self.duration.record(call.elapsed.as_secs_f64());
         }
-        self.attempts_per_call.record(f64::from(call.attempts));
+        // A first-attempt success is already counted by `calls_total{outcome="success"}`; a
+        // sample of 1 would say it again, at a histogram's cost.
+        if call.outcome != Outcome::Success {
+            self.attempts_per_call.record(f64::from(call.attempts));
+        }
     }
 }
 

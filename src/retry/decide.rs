@@ -39,15 +39,20 @@ pub(crate) enum Decision<T> {
 #[derive(Debug, Clone)]
 pub(crate) struct CallState {
     attempts: u32,
-    // Started on the first retry (seeds follow the order of first retries); 32 bytes inline, so
+    // Seeded on the first retry (seeds follow the order of first retries); 24 bytes inline, so
     // the retry path allocates nothing for it.
-    backoff: Option<Backoff>,
+    backoff: Backoff,
 }
 
 impl CallState {
     /// Calls made to the inner service so far.
     pub(crate) fn attempts(&self) -> u32 {
         self.attempts
+    }
+
+    /// The delay of the retry decided last (zero before any).
+    pub(crate) fn last_delay(&self) -> Duration {
+        self.backoff.previous()
     }
 
     /// Records that an attempt is starting.
@@ -108,7 +113,7 @@ impl Decider {
         if let (Some(b), Some(now)) = (&self.budget, now) {
             b.deposit_at(now);
         }
-        CallState { attempts: 0, backoff: None }
+        CallState { attempts: 0, backoff: Backoff::default() }
     }
 
     /// Classifies a failure by the config's overrides: once per failure; the verdict then feeds
@@ -137,14 +142,16 @@ impl Decider {
         else {
             return Decision::Stop(StopReason::Exhausted);
         };
-        let backoff = call.backoff.get_or_insert_with(|| {
+        if call.backoff.retries() == 0 {
             // Seeds follow call order, so a seeded, deterministic workload repeats exactly.
             let n = self.next_call.fetch_add(1, Ordering::Relaxed);
-            self.schedule.start(self.seed.wrapping_add(n))
-        });
-        let mut delay = backoff.next_delay(&self.schedule);
+            call.backoff = self.schedule.start(self.seed.wrapping_add(n));
+        }
+        let mut delay = call.backoff.next_delay(&self.schedule);
         if let Some(hint) = retry_after {
             delay = hint.min(self.config.max_backoff);
+            // The wait taken, not the one drawn, is what decorrelated jitter builds on.
+            call.backoff.set_previous(delay);
         }
         if let Some(deadline) = self.config.deadline {
             // The next attempt needs time of its own: its wait must end strictly before the deadline.

@@ -31,10 +31,10 @@ pin_project! {
         S: Service<Req>,
     {
         #[pin]
-        state: State<S::Future, (S, Req), S::Error>,
-        timer: Option<Pin<Box<Sleep>>>,
-        // What a retry of the attempt in flight would call with; `None` when nothing can be
-        // retried (the core then stops as `Exhausted`).
+        state: State<S::Future, S::Error>,
+        timer: Option<Pin<Box<Timer>>>,
+        // What a retry calls with; `None` when nothing can be retried (the core then stops as
+        // `Exhausted`). Always `Some` while `Retrying`.
         keep: Option<(S, Req)>,
         shared: Arc<Shared>,
         span: tracing::Span,
@@ -42,8 +42,6 @@ pin_project! {
         // When the call started: read in `call` if the budget or the call's duration needs it,
         // else on first need (an attempt pending with a limit to watch, a failure).
         started: Option<Instant>,
-        // When the attempt in flight was first seen pending, once its timer is armed.
-        attempt_pending_since: Option<Instant>,
     }
 
     impl<S, Req> PinnedDrop for ResponseFuture<S, Req>
@@ -68,13 +66,13 @@ pin_project! {
 pin_project! {
     #[project = StateProj]
     #[project_replace = StateReplace]
-    enum State<F, K, E> {
+    enum State<F, E> {
         // An attempt is in flight.
         Calling { #[pin] future: F },
         // A retry is decided: wait out the delay (`waiting`), then drive the kept service to
         // readiness, within the deadline. Holds the failure that caused it, for a deadline hit
         // while waiting for readiness.
-        Retrying { keep: K, last: AttemptError<E>, verdict: Verdict, delay: Duration, waiting: bool },
+        Retrying { last: AttemptError<E>, verdict: Verdict, waiting: bool },
         Done,
     }
 }
@@ -91,16 +89,7 @@ where
         call: CallState,
         started: Option<Instant>,
     ) -> Self {
-        Self {
-            state: State::Calling { future },
-            timer: None,
-            keep,
-            shared,
-            span,
-            call,
-            started,
-            attempt_pending_since: None,
-        }
+        Self { state: State::Calling { future }, timer: None, keep, shared, span, call, started }
     }
 }
 
@@ -119,17 +108,36 @@ impl<S: Service<Req>, Req> fmt::Debug for ResponseFuture<S, Req> {
     }
 }
 
-/// Sets the timer to fire at `at`, boxing it on first use.
-fn arm(timer: &mut Option<Pin<Box<Sleep>>>, at: Instant) {
+pin_project! {
+    /// The cold part of a call, boxed on first need: the one timer, and since when the attempt
+    /// in flight is watched (set while the timer guards it).
+    struct Timer {
+        #[pin]
+        sleep: Sleep,
+        attempt_since: Option<Instant>,
+    }
+}
+
+/// Sets the timer to fire at `at` (for a wait or the deadline, not an attempt), boxing it on
+/// first use.
+fn arm(timer: &mut Option<Pin<Box<Timer>>>, at: Instant) -> Pin<&mut Timer> {
     match timer {
-        Some(sleep) => sleep.as_mut().reset(at),
-        None => *timer = Some(Box::pin(tokio::time::sleep_until(at))),
+        Some(t) => {
+            let mut t = t.as_mut();
+            let this = t.as_mut().project();
+            this.sleep.reset(at);
+            *this.attempt_since = None;
+            t
+        }
+        None => timer
+            .insert(Box::pin(Timer { sleep: tokio::time::sleep_until(at), attempt_since: None }))
+            .as_mut(),
     }
 }
 
 /// `true` once the (armed) timer has fired.
-fn fired(timer: &mut Option<Pin<Box<Sleep>>>, cx: &mut Context<'_>) -> bool {
-    timer.as_mut().is_some_and(|t| t.as_mut().poll(cx).is_ready())
+fn fired(timer: &mut Option<Pin<Box<Timer>>>, cx: &mut Context<'_>) -> bool {
+    timer.as_mut().is_some_and(|t| t.as_mut().project().sleep.poll(cx).is_ready())
 }
 
 /// The call's duration if anything reads it (a live recorder, an observer), else zero: the
@@ -170,19 +178,22 @@ where
                         return Poll::Ready(Err(err));
                     }
                 }
-                StateProj::Retrying { keep, waiting, .. } => {
+                StateProj::Retrying { waiting, .. } => {
                     if *waiting {
                         if let Some(timer) = this.timer.as_mut() {
-                            ready!(timer.as_mut().poll(cx));
+                            ready!(timer.as_mut().project().sleep.poll(cx));
                         }
                         *waiting = false;
                         if let Some(at) = deadline(this.shared, *this.started) {
                             arm(this.timer, at);
                         }
                     }
-                    match keep.0.poll_ready(cx) {
+                    let Some((svc, request)) = this.keep.as_mut() else {
+                        unreachable!("a retry is decided only with the service and request kept")
+                    };
+                    match svc.poll_ready(cx) {
                         Poll::Ready(Ok(())) => {
-                            let future = keep.0.call(keep.1.clone());
+                            let future = svc.call(request.clone());
                             retry_started(&mut this, future);
                         }
                         Poll::Ready(Err(e)) => {
@@ -231,7 +242,7 @@ fn attempt_timed_out<S: Service<Req>, Req>(
     this: &mut Proj<'_, S, Req>,
     cx: &mut Context<'_>,
 ) -> Poll<AttemptError<S::Error>> {
-    let since = match *this.attempt_pending_since {
+    let since = match this.timer.as_ref().and_then(|t| t.attempt_since) {
         Some(since) => since,
         None => {
             let config = this.shared.decider.config();
@@ -247,8 +258,7 @@ fn attempt_timed_out<S: Service<Req>, Req>(
                 (None, Some(d)) => d,
                 (None, None) => unreachable!("checked above"),
             };
-            arm(this.timer, at);
-            *this.attempt_pending_since = Some(now);
+            *arm(this.timer, at).project().attempt_since = Some(now);
             now
         }
     };
@@ -285,7 +295,8 @@ where
                 // attempt timer).
                 arm(this.timer, at);
             }
-            this.state.set(State::Retrying { keep: with, last: failure, verdict, delay, waiting });
+            *this.keep = Some(with);
+            this.state.set(State::Retrying { last: failure, verdict, waiting });
             None
         }
         Decision::Stop(reason) => Some(stop(this, reason, failure, verdict)),
@@ -296,27 +307,24 @@ where
 fn retry_started<S: Service<Req>, Req>(this: &mut Proj<'_, S, Req>, future: S::Future) {
     this.call.start_attempt();
     this.shared.report.attempt();
-    *this.attempt_pending_since = None;
-    let (keep, _, verdict, delay) = leave_retrying(this.state.as_mut(), State::Calling { future });
-    this.shared.report.retried(&verdict, delay);
-    // Kept again for the next retry, if any.
-    *this.keep = Some(keep);
+    if let Some(timer) = this.timer.as_mut() {
+        *timer.as_mut().project().attempt_since = None;
+    }
+    let (_, verdict) = leave_retrying(this.state.as_mut(), State::Calling { future });
+    this.shared.report.retried(&verdict, this.call.last_delay());
 }
 
 /// The deadline passed while the kept service was not ready: give up with the failure that
 /// caused the retry.
 fn deadline_while_readying<S: Service<Req>, Req>(this: &mut Proj<'_, S, Req>) -> RetryError<S::Error> {
-    let (_, last, verdict, _) = leave_retrying(this.state.as_mut(), State::Done);
+    let (last, verdict) = leave_retrying(this.state.as_mut(), State::Done);
     stop(this, StopReason::DeadlineExceeded, last, verdict)
 }
 
 /// Moves out of `Retrying` into `next`, handing back what it held.
-fn leave_retrying<F, K, E>(
-    state: Pin<&mut State<F, K, E>>,
-    next: State<F, K, E>,
-) -> (K, AttemptError<E>, Verdict, Duration) {
+fn leave_retrying<F, E>(state: Pin<&mut State<F, E>>, next: State<F, E>) -> (AttemptError<E>, Verdict) {
     match state.project_replace(next) {
-        StateReplace::Retrying { keep, last, verdict, delay, .. } => (keep, last, verdict, delay),
+        StateReplace::Retrying { last, verdict, .. } => (last, verdict),
         // Both callers run inside `poll`'s `Retrying` arm.
         StateReplace::Calling { .. } | StateReplace::Done => unreachable!("left Retrying from another state"),
     }

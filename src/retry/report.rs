@@ -155,10 +155,15 @@ impl Reporter {
         attempts: u32,
         elapsed: Duration,
     ) {
-        span.record("attempts", attempts);
-        span.record("outcome", outcome.as_str());
+        let recording = !span.is_disabled();
+        if recording {
+            span.record("attempts", attempts);
+            span.record("outcome", outcome.as_str());
+        }
         if let Some(v) = failure {
-            span.record("subcode", tracing::field::display(Label(v)));
+            if recording {
+                span.record("subcode", tracing::field::display(Label(v)));
+            }
             let (code, subcode, category) = (Opt(v.code), Label(v), v.category.as_str());
             let remedy = v.remedy().unwrap_or("unknown subcode: see the error's code and message");
             if outcome == Outcome::Rejected {

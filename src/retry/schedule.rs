@@ -139,9 +139,9 @@ impl BackoffSchedule {
         Self { nominal: nominal.into(), initial, cap: max, jitter, randomization_factor }
     }
 
-    /// The per-call state, with its random source seeded from `seed`: 32 bytes, no allocation.
+    /// The per-call state, with its random source seeded from `seed`: 24 bytes, no allocation.
     pub(crate) fn start(&self, seed: u64) -> Backoff {
-        Backoff { retries: 0, rng: seed, previous: self.initial }
+        Backoff { retries: 0, rng: seed, previous_ns: as_nanos(self.initial) }
     }
 
     /// The delays of a call seeded with `seed`, endlessly (limits are the caller's job).
@@ -153,16 +153,32 @@ impl BackoffSchedule {
 }
 
 /// The delays of one call, in order: where it is in the schedule and its random source.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Backoff {
-    retries: u32,
     /// SplitMix64 state: seeding is free and a draw is a few instructions, which matters on the
     /// retry path; jitter needs spread, not cryptographic strength.
     rng: u64,
-    previous: Duration,
+    /// The previous delay, for decorrelated jitter.
+    previous_ns: u64,
+    retries: u32,
 }
 
 impl Backoff {
+    /// The last delay (the schedule's initial delay before the first).
+    pub(crate) fn previous(&self) -> Duration {
+        Duration::from_nanos(self.previous_ns)
+    }
+
+    /// Replaces the last delay by the one actually taken (a `retry_after` hint).
+    pub(crate) fn set_previous(&mut self, delay: Duration) {
+        self.previous_ns = as_nanos(delay);
+    }
+
+    /// Delays drawn so far (0: not started).
+    pub(crate) fn retries(&self) -> u32 {
+        self.retries
+    }
+
     /// The next delay of `schedule` (never above its cap).
     pub(crate) fn next_delay(&mut self, schedule: &BackoffSchedule) -> Duration {
         let (base, cap) = (schedule.initial, schedule.cap);
@@ -173,7 +189,7 @@ impl Backoff {
             Jitter::Full => self.uniform(Duration::ZERO, d),
             Jitter::Equal => self.uniform(d / 2, d),
             Jitter::Decorrelated => {
-                let hi = self.previous.saturating_mul(3).min(cap).max(base);
+                let hi = Duration::from_nanos(self.previous_ns).saturating_mul(3).min(cap).max(base);
                 self.uniform(base, hi)
             }
             Jitter::Proportional => {
@@ -183,7 +199,7 @@ impl Backoff {
                 self.uniform(lo.min(hi), hi)
             }
         };
-        self.previous = delay;
+        self.previous_ns = as_nanos(delay);
         delay
     }
 
