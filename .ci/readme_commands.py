@@ -34,7 +34,7 @@ RULES = [
     (r"(--example soak -- )\d+", r"\g<1>20000"),
     (r"(--example storm)$", r"\1 -- --seeds 2"),
     (r"(--example storm -- .*)$", r"\1 --seeds 2"),
-    (r"^(cargo bench --bench \w+)$", r"\1 -- --warm-up-time 0.05 --measurement-time 0.1"),
+    (r"^(cargo bench -p callagent-bench --bench overhead)$", r"\1 -- --warm-up-time 0.05 --measurement-time 0.1"),
 ]
 # Long-running by design: pass if still alive (and answering, when it serves HTTP) at the bound.
 SERVERS = [r"^prometheus "]
@@ -45,7 +45,10 @@ COVERED = {
     "cargo deny check licenses bans sources": "the dependencies step",
     "cargo deny check": "the dependencies step (licences, bans, sources)",
     "python3 dashboards/check.py": "the dashboard step",
-    "cargo bench --no-run": "the benches step",
+    "cargo bench -p callagent-bench --no-run": "the benches step",
+    "cargo bench -p callagent-bench --bench instructions -- --save-summary=json": "the instruction-count step",
+    "python3 benches/check_bounds.py": "the instruction-count step",
+    "python3 benches/check_bounds.py --markdown": "the instruction-count step",
     "python3 .ci/readme_commands.py": "this step",
     "websdk/conformance.sh": "the conformance step",
 }

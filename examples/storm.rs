@@ -3,17 +3,21 @@
 //! ```text
 //! cargo run --release --example storm
 //! cargo run --release --example storm -- --plot storm.svg   # backend calls per second, per policy
-//! cargo run --release --example storm -- --seeds 3          # a quick run of table (b)
+//! cargo run --release --example storm -- --seeds 3          # a quick run of table (c)
 //! ```
 //!
 //! Everything runs on tokio's paused clock (minutes of simulated time in about a second) and is
 //! deterministic. Two tables:
 //!
 //! (a) A total outage (every call fails with 408/40114) under a fixed offered load: backend calls
-//!     per offered call, without retries, with retries and no budget, and with budgets of 10% and
-//!     20%. The SRE book's target for a well-behaved client is 1.1x.
+//!     per offered call, without retries, with retries and no budget, and with budgets (tower's
+//!     values, 10%, and the default 8% + 1/s at 100 and 1,000 calls a second). The SRE book's
+//!     target for a well-behaved client is 1.1x.
 //!
-//! (b) The contention model of AWS's backoff simulator (Exponential Backoff And Jitter): N clients
+//! (b) The same outage for one client making one creation a minute: the default budget still
+//!     grants every retry.
+//!
+//! (c) The contention model of AWS's backoff simulator (Exponential Backoff And Jitter): N clients
 //!     each make one optimistic-concurrency write to one row; a write conflicts when the row
 //!     changed since the client read it; network 10±2 ms; backoff base 5 ms, cap 2 s. Total calls
 //!     and the time until every client has written, per jitter kind, averaged over 20 seeds.
@@ -42,55 +46,79 @@ struct Args {
     /// Draw table (a)'s runs (backend calls per second, per policy) into an SVG file
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
-    /// Seeds averaged per row of table (b); fewer is quicker and noisier
+    /// Seeds averaged per row of table (c); fewer is quicker and noisier
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=1000))]
     seeds: u64,
 }
 
 type BoxError = Box<dyn std::error::Error>;
 
+/// One run of a total outage (every call fails with 408/40114): `clients` clients each calling
+/// `calls` times, one call every `interval`.
+async fn outage(
+    retry: RetryConfig,
+    clients: usize,
+    calls: usize,
+    interval: Duration,
+) -> Result<Report, BoxError> {
+    let scenario = Scenario {
+        name: "storm-outage".into(),
+        description: String::new(),
+        observe: Default::default(),
+        connect: Default::default(),
+        backend: BackendConfig {
+            outages: vec![Outage {
+                start: Duration::ZERO,
+                duration: Duration::from_secs(86_400),
+                sub_code: 40114,
+                unreachable: false,
+            }],
+            ..Default::default()
+        },
+        load: Load { clients, calls_per_client: calls, interval, ..Default::default() },
+        retry: RetryConfig { seed: Some(1), ..retry },
+    };
+    Ok(run(&scenario, None).await?)
+}
+
 async fn outage_table() -> Result<Vec<(String, Report)>, BoxError> {
-    println!("(a) total outage, 100 clients x 30 calls, one call per client per second\n");
-    println!("{:<34} {:>14} {:>12}", "policy", "backend calls", "per offered");
-    let budget =
-        |p: f64| Some(BudgetConfig { ttl: Duration::from_secs(10), min_per_sec: 1, retry_percent: p });
+    println!("(a) total outage, 30 calls per client, one call per client per second\n");
+    println!("{:<40} {:>9} {:>14} {:>12}", "policy", "calls/s", "backend calls", "per offered");
+    let budget = |min_per_sec, retry_percent| {
+        Some(BudgetConfig { ttl: Duration::from_secs(10), min_per_sec, retry_percent })
+    };
     let policies = [
         (
             "no retries (max_attempts = 1)",
             RetryConfig { max_attempts: 1, budget: None, ..Default::default() },
+            100,
         ),
-        ("4 attempts, no budget", RetryConfig { budget: None, ..Default::default() }),
-        ("4 attempts, budget 10%", RetryConfig { budget: budget(0.1), ..Default::default() }),
-        ("4 attempts, budget 20% (default)", RetryConfig::default()),
+        ("4 attempts, no budget", RetryConfig { budget: None, ..Default::default() }, 100),
+        (
+            "4 attempts, 20% + 10/s (tower's values)",
+            RetryConfig { budget: budget(10, 0.2), ..Default::default() },
+            100,
+        ),
+        ("4 attempts, 10% + 1/s", RetryConfig { budget: budget(1, 0.1), ..Default::default() }, 100),
+        ("4 attempts, 8% + 1/s (default)", RetryConfig::default(), 100),
+        ("4 attempts, 8% + 1/s (default)", RetryConfig::default(), 1000),
     ];
     let mut runs = Vec::new();
-    for (name, retry) in policies {
-        let scenario = Scenario {
-            name: "storm-outage".into(),
-            description: String::new(),
-            observe: Default::default(),
-            connect: Default::default(),
-            backend: BackendConfig {
-                outages: vec![Outage {
-                    start: Duration::ZERO,
-                    duration: Duration::from_secs(3600),
-                    sub_code: 40114,
-                    unreachable: false,
-                }],
-                ..Default::default()
-            },
-            load: Load {
-                clients: 100,
-                calls_per_client: 30,
-                interval: Duration::from_secs(1),
-                ..Default::default()
-            },
-            retry: RetryConfig { seed: Some(1), ..retry },
-        };
-        let report = run(&scenario, None).await?;
-        println!("{name:<34} {:>14} {:>11.2}x", report.backend_calls, report.amplification);
-        runs.push((name.to_owned(), report));
+    for (name, retry, clients) in policies {
+        let report = outage(retry, clients, 30, Duration::from_secs(1)).await?;
+        println!("{name:<40} {clients:>9} {:>14} {:>11.2}x", report.backend_calls, report.amplification);
+        if clients == 100 {
+            runs.push((name.to_owned(), report));
+        }
     }
+    // A client that creates an agent once a minute must still get its retries: the reserve
+    // (min_per_sec x ttl) is what it lives on.
+    let lone = outage(RetryConfig::default(), 1, 10, Duration::from_secs(60)).await?;
+    println!(
+        "\n(b) the same outage, one client making one creation a minute (10 calls), default budget:\n    \
+         {} backend calls for {} calls ({:.2} attempts each; 4 = every retry granted)",
+        lone.backend_calls, lone.offered, lone.amplification
+    );
     Ok(runs)
 }
 
@@ -161,7 +189,7 @@ async fn contention(clients: usize, jitter: Jitter, seed: u64) -> Result<(u64, D
 }
 
 async fn contention_table(runs: u64) -> Result<(), BoxError> {
-    println!("\n(b) contention: N clients, one optimistic write each to one row (mean of {runs} seeds)\n");
+    println!("\n(c) contention: N clients, one optimistic write each to one row (mean of {runs} seeds)\n");
     println!("{:<14} {:>8} {:>12} {:>14} {:>8}", "jitter", "clients", "total calls", "completion", "gave up");
     for clients in [50, 100] {
         for jitter in [Jitter::None, Jitter::Full, Jitter::Equal, Jitter::Decorrelated, Jitter::Proportional]
@@ -198,11 +226,12 @@ fn main() -> ExitCode {
     };
     let result = rt.block_on(async {
         let runs = outage_table().await?;
+        contention_table(args.seeds).await?;
         if let Some(path) = &args.plot {
             plot::policies(&runs, path).map_err(|e| format!("cannot draw {}: {e}", path.display()))?;
             eprintln!("plot written to {}", path.display());
         }
-        contention_table(args.seeds).await
+        Ok::<_, BoxError>(())
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

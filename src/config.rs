@@ -13,8 +13,8 @@
 //!
 //! [retry.budget]               # or budget = "off" under [retry]
 //! ttl = "10s"
-//! min_per_sec = 10
-//! retry_percent = 0.2
+//! min_per_sec = 1
+//! retry_percent = 0.08
 //!
 //! [retry.overrides.40104]      # per subcode: beats every other rule
 //! retry = true

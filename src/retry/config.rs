@@ -132,7 +132,7 @@ impl BudgetConfig {
 
 impl Default for BudgetConfig {
     fn default() -> Self {
-        Self { ttl: Duration::from_secs(10), min_per_sec: 10, retry_percent: 0.2 }
+        Self { ttl: Duration::from_secs(10), min_per_sec: 1, retry_percent: 0.08 }
     }
 }
 
