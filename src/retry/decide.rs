@@ -4,10 +4,11 @@
 //!
 //! For each failed attempt, classified once by the caller ([`Decider::classify`]), in order:
 //! 1. not retryable → [`StopReason::Rejected`];
-//! 2. attempts made ≥ the limit (an override's `max_attempts`, else the config's), or the call
-//!    kept nothing to call again with → [`StopReason::Exhausted`];
+//! 2. attempts made ≥ the limit (an override's `max_attempts`, else the config's, lowered by the
+//!    call's own), or the call kept nothing to call again with → [`StopReason::Exhausted`];
 //! 3. draw the next delay (a `retry_after` hint replaces it, capped at `max_backoff`);
-//! 4. the wait would not end before the deadline → [`StopReason::DeadlineExceeded`];
+//! 4. the wait would not end before the call's deadline (the config's from the start, or the
+//!    call's own if earlier) → [`StopReason::DeadlineExceeded`];
 //! 5. withdraw from the budget; empty → [`StopReason::BudgetExhausted`];
 //! 6. otherwise [`Decision::Retry`] after the delay, handing back what the call kept.
 //!
@@ -39,6 +40,8 @@ pub(crate) enum Decision<T> {
 #[derive(Debug, Clone)]
 pub(crate) struct CallState {
     attempts: u32,
+    // The call's own attempt limit (`u32::MAX`: none); it only ever lowers the config's.
+    cap: u32,
     // Seeded on the first retry (seeds follow the order of first retries); 24 bytes inline, so
     // the retry path allocates nothing for it.
     backoff: Backoff,
@@ -53,6 +56,11 @@ impl CallState {
     /// The delay of the retry decided last (zero before any).
     pub(crate) fn last_delay(&self) -> Duration {
         self.backoff.previous()
+    }
+
+    /// Lowers this call's attempt limit to `max_attempts` (a limit the request carries).
+    pub(crate) fn cap_attempts(&mut self, max_attempts: u32) {
+        self.cap = self.cap.min(max_attempts.max(1));
     }
 
     /// Records that an attempt is starting.
@@ -113,7 +121,7 @@ impl Decider {
         if let (Some(b), Some(now)) = (&self.budget, now) {
             b.deposit_at(now);
         }
-        CallState { attempts: 0, backoff: Backoff::default() }
+        CallState { attempts: 0, cap: u32::MAX, backoff: Backoff::default() }
     }
 
     /// Classifies a failure by the config's overrides: once per failure; the verdict then feeds
@@ -122,24 +130,34 @@ impl Decider {
         classify(failure, &self.config.overrides)
     }
 
-    /// Decides after a failed attempt (`verdict`) of a call that started at `started`; `now` is
-    /// the time of the failure, `keep` what the call kept to retry with. See the
-    /// module docs for the order of the checks.
+    /// The deadline of a call that started at `started`: the config's, or `own` (a limit the
+    /// request carries) if that is earlier.
+    pub(crate) fn deadline(&self, started: Instant, own: Option<Instant>) -> Option<Instant> {
+        let config = self.config.deadline.map(|d| started + d);
+        match (config, own) {
+            (Some(c), Some(o)) => Some(c.min(o)),
+            (c, o) => c.or(o),
+        }
+    }
+
+    /// Decides after a failed attempt (`verdict`) of a call whose deadline is `deadline` (see
+    /// [`Decider::deadline`]); `now` is the time of the failure, `keep` what the call kept to
+    /// retry with. See the module docs for the order of the checks.
     pub(crate) fn decide<T>(
         &self,
         call: &mut CallState,
         verdict: &Verdict,
         retry_after: Option<Duration>,
         keep: Option<T>,
-        started: Instant,
+        deadline: Option<Instant>,
         now: Instant,
     ) -> Decision<T> {
         if !verdict.retry {
             return Decision::Stop(StopReason::Rejected);
         }
-        let Some(with) =
-            keep.filter(|_| call.attempts < verdict.max_attempts.unwrap_or(self.config.max_attempts))
-        else {
+        let Some(with) = keep.filter(|_| {
+            call.attempts < verdict.max_attempts.unwrap_or(self.config.max_attempts).min(call.cap)
+        }) else {
             return Decision::Stop(StopReason::Exhausted);
         };
         if call.backoff.retries() == 0 {
@@ -153,11 +171,9 @@ impl Decider {
             // The wait taken, not the one drawn, is what decorrelated jitter builds on.
             call.backoff.set_previous(delay);
         }
-        if let Some(deadline) = self.config.deadline {
-            // The next attempt needs time of its own: its wait must end strictly before the deadline.
-            if now.saturating_duration_since(started) + delay >= deadline {
-                return Decision::Stop(StopReason::DeadlineExceeded);
-            }
+        // The next attempt needs time of its own: its wait must end strictly before the deadline.
+        if deadline.is_some_and(|d| now + delay >= d) {
+            return Decision::Stop(StopReason::DeadlineExceeded);
         }
         if let Some(b) = &self.budget
             && !b.withdraw_at(now)
@@ -192,7 +208,7 @@ mod tests {
         loop {
             call.start_attempt();
             let verdict = d.classify(failure);
-            match d.decide(&mut call, &verdict, None, Some(()), t0, now) {
+            match d.decide(&mut call, &verdict, None, Some(()), d.deadline(t0, None), now) {
                 Decision::Retry { delay, .. } => {
                     delays.push(delay);
                     now += delay;
@@ -271,7 +287,7 @@ mod tests {
         call.start_attempt();
         let decide = |call: &mut CallState, hint: Duration| {
             let failure = Hint(hint);
-            d.decide(call, &d.classify(&failure), failure.retry_after(), Some(()), t0, t0)
+            d.decide(call, &d.classify(&failure), failure.retry_after(), Some(()), d.deadline(t0, None), t0)
         };
         assert_eq!(
             decide(&mut call, Duration::from_secs(3)),
@@ -291,7 +307,7 @@ mod tests {
         call.start_attempt();
         let verdict = d.classify(&timeout());
         assert_eq!(
-            d.decide::<()>(&mut call, &verdict, None, None, t0, t0),
+            d.decide::<()>(&mut call, &verdict, None, None, d.deadline(t0, None), t0),
             Decision::Stop(StopReason::Exhausted)
         );
     }

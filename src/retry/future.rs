@@ -13,6 +13,7 @@ use tower::Service;
 
 use super::decide::{CallState, Decision};
 use super::layer::Shared;
+use super::per_call::{Answer, Limits, NoLimits, Plain};
 use super::{AttemptError, Outcome, RetryError, StopReason};
 use crate::classify::{Classify, Verdict};
 
@@ -26,9 +27,11 @@ pin_project! {
     /// (cancels) the attempt in flight and the pending wait, and reports the call as
     /// [`Outcome::Cancelled`].
     #[project = Proj]
-    pub struct ResponseFuture<S, Req>
+    pub struct ResponseFuture<S, Req, D = Plain, L = NoLimits>
     where
         S: Service<Req>,
+        D: Answer,
+        L: Limits<Req>,
     {
         #[pin]
         state: State<S::Future, S::Error>,
@@ -42,11 +45,17 @@ pin_project! {
         // When the call started: read in `call` if the budget or the call's duration needs it,
         // else on first need (an attempt pending with a limit to watch, a failure).
         started: Option<Instant>,
+        // The call's own deadline, if the layer reads requests' limits (`()` otherwise).
+        own_deadline: L::Deadline,
+        // What a detailed answer needs (`()` for a plain one).
+        record: D::Record,
     }
 
-    impl<S, Req> PinnedDrop for ResponseFuture<S, Req>
+    impl<S, Req, D, L> PinnedDrop for ResponseFuture<S, Req, D, L>
     where
         S: Service<Req>,
+        D: Answer,
+        L: Limits<Req>,
     {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
@@ -77,9 +86,11 @@ pin_project! {
     }
 }
 
-impl<S, Req> ResponseFuture<S, Req>
+impl<S, Req, D, L> ResponseFuture<S, Req, D, L>
 where
     S: Service<Req>,
+    D: Answer,
+    L: Limits<Req>,
 {
     pub(crate) fn new(
         shared: Arc<Shared>,
@@ -88,12 +99,15 @@ where
         keep: Option<(S, Req)>,
         call: CallState,
         started: Option<Instant>,
+        own_deadline: L::Deadline,
     ) -> Self {
-        Self { state: State::Calling { future }, timer: None, keep, shared, span, call, started }
+        let record = D::Record::default();
+        let state = State::Calling { future };
+        Self { state, timer: None, keep, shared, span, call, started, own_deadline, record }
     }
 }
 
-impl<S: Service<Req>, Req> fmt::Debug for ResponseFuture<S, Req> {
+impl<S: Service<Req>, Req, D: Answer, L: Limits<Req>> fmt::Debug for ResponseFuture<S, Req, D, L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match self.state {
             State::Calling { .. } => "calling",
@@ -149,15 +163,18 @@ fn elapsed_if_needed(shared: &Shared, started: Option<Instant>) -> Duration {
     }
 }
 
-type Output<S, Req> = Result<<S as Service<Req>>::Response, RetryError<<S as Service<Req>>::Error>>;
+type Output<S, Req, D> =
+    Result<<D as Answer>::Output<<S as Service<Req>>::Response>, RetryError<<S as Service<Req>>::Error>>;
 
-impl<S, Req> Future for ResponseFuture<S, Req>
+impl<S, Req, D, L> Future for ResponseFuture<S, Req, D, L>
 where
+    D: Answer,
+    L: Limits<Req>,
     S: Service<Req> + Clone,
     S::Error: Classify,
     Req: Clone,
 {
-    type Output = Output<S, Req>;
+    type Output = Output<S, Req, D>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
@@ -184,7 +201,7 @@ where
                             ready!(timer.as_mut().project().sleep.poll(cx));
                         }
                         *waiting = false;
-                        if let Some(at) = deadline(this.shared, *this.started) {
+                        if let Some(at) = deadline(&this) {
                             arm(this.timer, at);
                         }
                     }
@@ -207,7 +224,7 @@ where
                             )));
                         }
                         Poll::Pending => {
-                            if this.shared.decider.config().deadline.is_none() || !fired(this.timer, cx) {
+                            if deadline(&this).is_none() || !fired(this.timer, cx) {
                                 return Poll::Pending;
                             }
                             return Poll::Ready(Err(deadline_while_readying(&mut this)));
@@ -221,38 +238,51 @@ where
 }
 
 /// The attempt in flight produced a response.
-fn succeeded<S: Service<Req>, Req>(this: &mut Proj<'_, S, Req>, response: S::Response) -> S::Response {
+fn succeeded<S: Service<Req>, Req, D: Answer, L: Limits<Req>>(
+    this: &mut Proj<'_, S, Req, D, L>,
+    response: S::Response,
+) -> D::Output<S::Response> {
     let attempts = this.call.attempts();
     let outcome = if attempts > 1 { Outcome::SuccessAfterRetry } else { Outcome::Success };
     let elapsed = elapsed_if_needed(this.shared, *this.started);
     this.shared.report.finish(this.span, outcome, None, attempts, elapsed);
     this.state.set(State::Done);
-    response
+    D::answer(response, std::mem::take(this.record), attempts)
 }
 
-/// The call's deadline, if the config sets one and the call has started its clock.
-fn deadline(shared: &Shared, started: Option<Instant>) -> Option<Instant> {
-    Some(started? + shared.decider.config().deadline?)
+/// The call's deadline: the config's (once the call has started its clock), or the request's
+/// own if earlier.
+fn deadline<S: Service<Req>, Req, D: Answer, L: Limits<Req>>(
+    this: &Proj<'_, S, Req, D, L>,
+) -> Option<Instant> {
+    let own = L::deadline(*this.own_deadline);
+    match *this.started {
+        Some(started) => this.shared.decider.deadline(started, own),
+        None => own,
+    }
 }
 
 /// The attempt in flight is pending: the first time, arm its timeout (the attempt timeout,
 /// capped by the call's deadline), reading the clock only if there is a limit to watch; report a
 /// timeout when it fires.
-fn attempt_timed_out<S: Service<Req>, Req>(
-    this: &mut Proj<'_, S, Req>,
+fn attempt_timed_out<S: Service<Req>, Req, D: Answer, L: Limits<Req>>(
+    this: &mut Proj<'_, S, Req, D, L>,
     cx: &mut Context<'_>,
 ) -> Poll<AttemptError<S::Error>> {
     let since = match this.timer.as_ref().and_then(|t| t.attempt_since) {
         Some(since) => since,
         None => {
             let config = this.shared.decider.config();
-            if config.attempt_timeout.is_none() && config.deadline.is_none() {
+            if config.attempt_timeout.is_none()
+                && config.deadline.is_none()
+                && L::deadline(*this.own_deadline).is_none()
+            {
                 return Poll::Pending;
             }
             let now = Instant::now();
-            let started = *this.started.get_or_insert(now);
-            let timeout = config.attempt_timeout.map(|t| now + t);
-            let at = match (timeout, deadline(this.shared, Some(started))) {
+            this.started.get_or_insert(now);
+            let timeout = this.shared.decider.config().attempt_timeout.map(|t| now + t);
+            let at = match (timeout, deadline(this)) {
                 (Some(t), Some(d)) => t.min(d),
                 (Some(t), None) => t,
                 (None, Some(d)) => d,
@@ -270,27 +300,29 @@ fn attempt_timed_out<S: Service<Req>, Req>(
 
 /// The attempt in flight failed (dropping it cancels it, if it timed out): classify once, ask
 /// the core, and either schedule the retry or give up.
-fn failed<S: Service<Req>, Req>(
-    this: &mut Proj<'_, S, Req>,
+fn failed<S: Service<Req>, Req, D: Answer, L: Limits<Req>>(
+    this: &mut Proj<'_, S, Req, D, L>,
     failure: AttemptError<S::Error>,
 ) -> Option<RetryError<S::Error>>
 where
     S::Error: Classify,
 {
     let now = Instant::now();
-    let started = *this.started.get_or_insert(now);
+    this.started.get_or_insert(now);
+    let call_deadline = deadline(this);
     let decider = &this.shared.decider;
     let verdict = decider.classify(&failure);
     this.shared.report.failure(&verdict);
+    D::failed(this.record, &verdict);
     let keep = this.keep.take();
-    match decider.decide(this.call, &verdict, failure.retry_after(), keep, started, now) {
+    match decider.decide(this.call, &verdict, failure.retry_after(), keep, call_deadline, now) {
         Decision::Retry { delay, with } => {
             this.shared.report.retry_scheduled(&verdict, this.call.attempts(), delay);
             // A zero-length tokio sleep still waits for the next 1 ms tick: skip the timer.
             let waiting = !delay.is_zero();
             if waiting {
                 arm(this.timer, now + delay);
-            } else if let Some(at) = deadline(this.shared, Some(started)) {
+            } else if let Some(at) = call_deadline {
                 // No wait: the readiness phase watches the deadline from now (not a stale
                 // attempt timer).
                 arm(this.timer, at);
@@ -304,7 +336,10 @@ where
 }
 
 /// The kept service is ready and called: the retry is under way.
-fn retry_started<S: Service<Req>, Req>(this: &mut Proj<'_, S, Req>, future: S::Future) {
+fn retry_started<S: Service<Req>, Req, D: Answer, L: Limits<Req>>(
+    this: &mut Proj<'_, S, Req, D, L>,
+    future: S::Future,
+) {
     this.call.start_attempt();
     this.shared.report.attempt();
     if let Some(timer) = this.timer.as_mut() {
@@ -312,11 +347,14 @@ fn retry_started<S: Service<Req>, Req>(this: &mut Proj<'_, S, Req>, future: S::F
     }
     let (_, verdict) = leave_retrying(this.state.as_mut(), State::Calling { future });
     this.shared.report.retried(&verdict, this.call.last_delay());
+    D::waited(this.record, this.call.last_delay());
 }
 
 /// The deadline passed while the kept service was not ready: give up with the failure that
 /// caused the retry.
-fn deadline_while_readying<S: Service<Req>, Req>(this: &mut Proj<'_, S, Req>) -> RetryError<S::Error> {
+fn deadline_while_readying<S: Service<Req>, Req, D: Answer, L: Limits<Req>>(
+    this: &mut Proj<'_, S, Req, D, L>,
+) -> RetryError<S::Error> {
     let (last, verdict) = leave_retrying(this.state.as_mut(), State::Done);
     stop(this, StopReason::DeadlineExceeded, last, verdict)
 }
@@ -331,8 +369,8 @@ fn leave_retrying<F, E>(state: Pin<&mut State<F, E>>, next: State<F, E>) -> (Att
 }
 
 /// Ends the call for `reason` with `last` (classified as `verdict`) as its last failure.
-fn stop<S: Service<Req>, Req>(
-    this: &mut Proj<'_, S, Req>,
+fn stop<S: Service<Req>, Req, D: Answer, L: Limits<Req>>(
+    this: &mut Proj<'_, S, Req, D, L>,
     reason: StopReason,
     last: AttemptError<S::Error>,
     verdict: Verdict,

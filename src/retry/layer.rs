@@ -1,11 +1,13 @@
 //! [`CallAgentRetryLayer`]: builds the retry service and shares its core, budget and reports.
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use tower::Layer;
 
 use super::decide::Decider;
+use super::per_call::{Detailed, NoLimits, PerRequest, Plain};
 use super::policy::CallAgentRetryPolicy;
 use super::report::Reporter;
 use super::service::CallAgentRetry;
@@ -36,6 +38,11 @@ impl Shared {
 ///
 /// Every service this layer makes, and every clone of them, shares one retry budget.
 ///
+/// The two type parameters are per-call options, off by default and free when off: `D` is how a
+/// success is answered ([`Plain`], or [`Detailed`] with
+/// [`with_attempt_details`](Self::with_attempt_details)), `L` where a call's own limits come
+/// from ([`NoLimits`], or the request with [`with_request_limits`](Self::with_request_limits)).
+///
 /// ```
 /// use callagent_retry::{CallAgentError, CallAgentRetryLayer, RetryConfig};
 /// use tower::{ServiceBuilder, ServiceExt, service_fn};
@@ -51,9 +58,15 @@ impl Shared {
 /// assert_eq!(agent, "agent for alice");
 /// # }
 /// ```
-#[derive(Clone)]
-pub struct CallAgentRetryLayer {
+pub struct CallAgentRetryLayer<D = Plain, L = NoLimits> {
     shared: Arc<Shared>,
+    mode: PhantomData<fn() -> (D, L)>,
+}
+
+impl<D, L> Clone for CallAgentRetryLayer<D, L> {
+    fn clone(&self) -> Self {
+        Self { shared: Arc::clone(&self.shared), mode: PhantomData }
+    }
 }
 
 impl CallAgentRetryLayer {
@@ -65,13 +78,51 @@ impl CallAgentRetryLayer {
     pub fn new(config: RetryConfig) -> Result<Self, ConfigError> {
         let decider = Decider::new(config)?;
         let report = Reporter::new(ObserveConfig::default(), None);
-        Ok(Self { shared: Arc::new(Shared::new(Arc::new(decider), report)) })
+        Ok(Self { shared: Arc::new(Shared::new(Arc::new(decider), report)), mode: PhantomData })
     }
 
     /// The layer a config file describes: its `[retry]` and `[observe]` sections.
     pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
         config.validate()?;
         Self::new(config.retry.clone())?.with_observe(config.observe.clone())
+    }
+}
+
+impl<D, L> CallAgentRetryLayer<D, L> {
+    /// Answers a success with how it was obtained: the layer's response becomes
+    /// [`Attempted<T>`](super::Attempted) (the inner response and its
+    /// [`AttemptDetails`](super::AttemptDetails): attempts, total delay, the failures before it).
+    /// Off by default, so the response type of a layer that does not ask is the inner one. Shares
+    /// the budget and reports with `self`.
+    ///
+    /// ```
+    /// use callagent_retry::{CallAgentError, CallAgentRetryLayer, RetryConfig};
+    /// use tower::{ServiceBuilder, ServiceExt, service_fn};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// use std::sync::{Arc, atomic::{AtomicBool, Ordering}};
+    /// let failed_once = Arc::new(AtomicBool::new(false));
+    /// let svc = ServiceBuilder::new()
+    ///     .layer(CallAgentRetryLayer::new(RetryConfig::default()).unwrap().with_attempt_details())
+    ///     .service_fn(move |_: ()| {
+    ///         let again = failed_once.swap(true, Ordering::Relaxed);
+    ///         async move { if again { Ok("agent") } else { Err(CallAgentError::from_catalog(40114).unwrap()) } }
+    ///     });
+    /// let got = svc.oneshot(()).await.unwrap();
+    /// assert_eq!((got.response, got.details.attempts), ("agent", 2));
+    /// assert_eq!(got.details.failures[0].sub_code, Some(40114));
+    /// # }
+    /// ```
+    pub fn with_attempt_details(self) -> CallAgentRetryLayer<Detailed, L> {
+        CallAgentRetryLayer { shared: self.shared, mode: PhantomData }
+    }
+
+    /// Lets each request tighten the layer's limits for its own call: the request type
+    /// implements [`CarriesLimits`](super::CarriesLimits), whose deadline and attempt limit
+    /// lower the layer's (never raise them), and which learns the call's effective deadline
+    /// before the first attempt, so the inner service can bound its own work. Shares the budget
+    /// and reports with `self`.
+    pub fn with_request_limits(self) -> CallAgentRetryLayer<D, PerRequest> {
+        CallAgentRetryLayer { shared: self.shared, mode: PhantomData }
     }
 
     /// Labels the metrics and sets the tracing levels (re-resolving the metric handles against
@@ -92,7 +143,7 @@ impl CallAgentRetryLayer {
     }
 
     fn rebuild(&self, report: Reporter) -> Self {
-        Self { shared: Arc::new(Shared::new(Arc::clone(&self.shared.decider), report)) }
+        Self { shared: Arc::new(Shared::new(Arc::clone(&self.shared.decider), report)), mode: PhantomData }
     }
 
     /// The validated retry config.
@@ -117,7 +168,7 @@ impl CallAgentRetryLayer {
     }
 }
 
-impl fmt::Debug for CallAgentRetryLayer {
+impl<D, L> fmt::Debug for CallAgentRetryLayer<D, L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CallAgentRetryLayer")
             .field("config", self.config())
@@ -126,8 +177,8 @@ impl fmt::Debug for CallAgentRetryLayer {
     }
 }
 
-impl<S> Layer<S> for CallAgentRetryLayer {
-    type Service = CallAgentRetry<S>;
+impl<S, D, L> Layer<S> for CallAgentRetryLayer<D, L> {
+    type Service = CallAgentRetry<S, D, L>;
 
     fn layer(&self, inner: S) -> Self::Service {
         CallAgentRetry::new(inner, Arc::clone(&self.shared))

@@ -19,6 +19,7 @@ mod decide;
 mod error;
 mod future;
 mod layer;
+mod per_call;
 mod policy;
 mod report;
 mod schedule;
@@ -29,6 +30,10 @@ pub use config::{BudgetConfig, MAX_ATTEMPTS, RetryConfig};
 pub use error::{AttemptError, Outcome, RetryError, StopReason};
 pub use future::ResponseFuture;
 pub use layer::CallAgentRetryLayer;
+pub use per_call::{
+    Answer, AttemptDetails, Attempted, CallLimits, CarriesLimits, Detailed, Limits, NoLimits, PerRequest,
+    Plain,
+};
 pub use policy::{CallAgentRetryPolicy, RetryDelay};
 pub use schedule::Jitter;
 pub use service::CallAgentRetry;

@@ -118,7 +118,7 @@ where
             &verdict,
             failure.retry_after(),
             Some(()),
-            call.started,
+            shared.decider.deadline(call.started, None),
             now,
         ) {
             Decision::Retry { delay, .. } => {

@@ -1,6 +1,7 @@
 //! [`CallAgentRetry`]: the service the layer makes.
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -10,6 +11,7 @@ use tower::Service;
 
 use super::future::ResponseFuture;
 use super::layer::Shared;
+use super::per_call::{Answer, Limits, NoLimits, Plain};
 use super::{AttemptError, RetryError, StopReason};
 use crate::classify::Classify;
 
@@ -17,15 +19,21 @@ use crate::classify::Classify;
 ///
 /// Readiness is the inner service's: `poll_ready` drives it and the first attempt uses that
 /// ready instance; retries drive a clone to readiness again, as tower's `Retry` does.
-#[derive(Clone)]
-pub struct CallAgentRetry<S> {
+pub struct CallAgentRetry<S, D = Plain, L = NoLimits> {
     inner: S,
     shared: Arc<Shared>,
+    mode: PhantomData<fn() -> (D, L)>,
 }
 
-impl<S> CallAgentRetry<S> {
+impl<S: Clone, D, L> Clone for CallAgentRetry<S, D, L> {
+    fn clone(&self) -> Self {
+        Self { inner: self.inner.clone(), shared: Arc::clone(&self.shared), mode: PhantomData }
+    }
+}
+
+impl<S, D, L> CallAgentRetry<S, D, L> {
     pub(crate) fn new(inner: S, shared: Arc<Shared>) -> Self {
-        Self { inner, shared }
+        Self { inner, shared, mode: PhantomData }
     }
 
     /// The wrapped service.
@@ -44,21 +52,23 @@ impl<S> CallAgentRetry<S> {
     }
 }
 
-impl<S: fmt::Debug> fmt::Debug for CallAgentRetry<S> {
+impl<S: fmt::Debug, D, L> fmt::Debug for CallAgentRetry<S, D, L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CallAgentRetry").field("inner", &self.inner).finish_non_exhaustive()
     }
 }
 
-impl<S, Req> Service<Req> for CallAgentRetry<S>
+impl<S, Req, D, L> Service<Req> for CallAgentRetry<S, D, L>
 where
     S: Service<Req> + Clone,
     S::Error: Classify,
     Req: Clone,
+    D: Answer,
+    L: Limits<Req>,
 {
-    type Response = S::Response;
+    type Response = D::Output<S::Response>;
     type Error = RetryError<S::Error>;
-    type Future = ResponseFuture<S, Req>;
+    type Future = ResponseFuture<S, Req, D, L>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(|e| {
@@ -69,10 +79,18 @@ where
         })
     }
 
-    fn call(&mut self, request: Req) -> Self::Future {
+    fn call(&mut self, mut request: Req) -> Self::Future {
         let shared = Arc::clone(&self.shared);
-        let started = shared.start_clock.then(Instant::now);
+        // A request's own limits need the start too: its deadline is told to the inner service.
+        let started = (shared.start_clock || L::PER_REQUEST).then(Instant::now);
         let mut call = shared.decider.begin(started);
+        let (own_deadline, own_attempts) = L::read(&request);
+        if let Some(n) = own_attempts {
+            call.cap_attempts(n);
+        }
+        if let (true, Some(started)) = (L::PER_REQUEST, started) {
+            L::tell(&mut request, shared.decider.deadline(started, L::deadline(own_deadline)));
+        }
         call.start_attempt();
         shared.report.attempt();
         let span = shared.report.span();
@@ -80,6 +98,6 @@ where
         // again, takes the retries. Skipped when no failure could be retried.
         let retry_with = shared.decider.may_retry().then(|| (self.inner.clone(), request.clone()));
         let future = self.inner.call(request);
-        ResponseFuture::new(shared, span, future, retry_with, call, started)
+        ResponseFuture::new(shared, span, future, retry_with, call, started, own_deadline)
     }
 }
