@@ -24,6 +24,9 @@ use tower::{Layer, Service};
 
 /// Calls measured per benchmark: `check_bounds.py` divides by this.
 const CALLS: u32 = 100;
+/// Calls made by the (unmeasured) setup first: an even number, so `FailEveryOther` starts
+/// measured calls on a failure.
+const WARM: u32 = CALLS;
 
 fn calls<S>(svc: S) -> S
 where
@@ -36,41 +39,65 @@ where
     svc
 }
 
-/// Setup, not measured: the same calls once, so the measured ones are steady state.
+/// Setup (a `setup =` function, so not measured): the same calls once, so the measured ones are
+/// steady state.
 fn warm<S>(svc: S) -> S
 where
     S: Service<u32, Response = u32> + Clone,
     S::Error: std::fmt::Debug,
 {
-    calls(svc)
+    for n in 0..WARM {
+        black_box(call_once(&svc, n));
+    }
+    svc
+}
+
+fn setup_bare() -> Succeed {
+    warm(Succeed)
 }
 
 #[library_benchmark]
-#[bench::call(warm(Succeed))]
+#[bench::call(setup = setup_bare)]
 fn bare(svc: Succeed) -> Succeed {
     calls(svc)
 }
 
+fn setup_tower_retry() -> Retry<Attempts, Succeed> {
+    warm(RetryLayer::new(Attempts(3)).layer(Succeed))
+}
+
 #[library_benchmark]
-#[bench::call(warm(RetryLayer::new(Attempts(3)).layer(Succeed)))]
+#[bench::call(setup = setup_tower_retry)]
 fn tower_retry(svc: Retry<Attempts, Succeed>) -> Retry<Attempts, Succeed> {
     calls(svc)
 }
 
+fn setup_tower_retry_tps_budget() -> Retry<Budgeted, Succeed> {
+    warm(RetryLayer::new(Budgeted::default()).layer(Succeed))
+}
+
 #[library_benchmark]
-#[bench::call(warm(RetryLayer::new(Budgeted::default()).layer(Succeed)))]
+#[bench::call(setup = setup_tower_retry_tps_budget)]
 fn tower_retry_tps_budget(svc: Retry<Budgeted, Succeed>) -> Retry<Budgeted, Succeed> {
     calls(svc)
 }
 
+fn setup_layer_default() -> CallAgentRetry<Succeed> {
+    warm(default_layer().layer(Succeed))
+}
+
 #[library_benchmark]
-#[bench::call(warm(default_layer().layer(Succeed)))]
+#[bench::call(setup = setup_layer_default)]
 fn layer_default(svc: CallAgentRetry<Succeed>) -> CallAgentRetry<Succeed> {
     calls(svc)
 }
 
+fn setup_layer_no_budget_no_deadline() -> CallAgentRetry<Succeed> {
+    warm(lean_layer().layer(Succeed))
+}
+
 #[library_benchmark]
-#[bench::call(warm(lean_layer().layer(Succeed)))]
+#[bench::call(setup = setup_layer_no_budget_no_deadline)]
 fn layer_no_budget_no_deadline(svc: CallAgentRetry<Succeed>) -> CallAgentRetry<Succeed> {
     calls(svc)
 }
@@ -81,21 +108,29 @@ fn with_prometheus() -> (CallAgentRetry<Succeed>, PrometheusHandle) {
 }
 
 #[library_benchmark]
-#[bench::call(with_prometheus())]
+#[bench::call(setup = with_prometheus)]
 fn layer_prometheus(
     (svc, handle): (CallAgentRetry<Succeed>, PrometheusHandle),
 ) -> (CallAgentRetry<Succeed>, PrometheusHandle) {
     (calls(svc), handle)
 }
 
+fn setup_tower_retry_one_retry() -> Retry<Attempts, FailEveryOther> {
+    warm(RetryLayer::new(Attempts(3)).layer(FailEveryOther::default()))
+}
+
 #[library_benchmark]
-#[bench::call(warm(RetryLayer::new(Attempts(3)).layer(FailEveryOther::default())))]
+#[bench::call(setup = setup_tower_retry_one_retry)]
 fn tower_retry_one_retry(svc: Retry<Attempts, FailEveryOther>) -> Retry<Attempts, FailEveryOther> {
     calls(svc)
 }
 
+fn setup_layer_one_retry() -> CallAgentRetry<FailEveryOther> {
+    warm(zero_delay_layer().layer(FailEveryOther::default()))
+}
+
 #[library_benchmark]
-#[bench::call(warm(zero_delay_layer().layer(FailEveryOther::default())))]
+#[bench::call(setup = setup_layer_one_retry)]
 fn layer_one_retry(svc: CallAgentRetry<FailEveryOther>) -> CallAgentRetry<FailEveryOther> {
     calls(svc)
 }

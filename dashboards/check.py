@@ -219,8 +219,13 @@ def range_check(prom, simulate, addr, ranged, deadline, procs):
     report = json.loads(text)
     time.sleep(3)  # one more scrape of the final counters
     sel = f'{{layer="{CHECK_LAYER}"}}'
-    (attempts,) = query(prom, f"sum(callagent_create_attempts_total{sel})") or [float("nan")]
-    (calls,) = query(prom, f"sum(callagent_create_calls_total{sel})") or [float("nan")]
+    # As the panel computes it: finished calls' attempts (the histogram leaves out first-attempt
+    # successes, which are one attempt each), both counted when a call ends.
+    success_sel = f'{{layer="{CHECK_LAYER}",outcome="success"}}'
+    (successes,) = query(prom, f"sum(callagent_create_calls_total{success_sel})") or [0.0]
+    (attempts,) = query(prom, f"sum(callagent_create_attempts_sum{sel})") or [float("nan")]
+    (calls,) = query(prom, f"sum(callagent_create_attempts_count{sel})") or [float("nan")]
+    attempts, calls = attempts + successes, calls + successes
     amplification = attempts / calls if calls else float("nan")
     print(f"range check: {samples} samples of {len(ranged)} queries through the outage; "
           f"amplification from the panel's counters {amplification:.4f}, the run's own {report['amplification']:.4f}")

@@ -14,6 +14,7 @@ use tower::Service;
 use super::decide::{CallState, Decision};
 use super::layer::Shared;
 use super::per_call::{Answer, Limits, NoLimits, Plain};
+use super::report::{Trace, call_span};
 use super::{AttemptError, Outcome, RetryError, StopReason};
 use crate::classify::{Classify, Verdict};
 
@@ -40,7 +41,8 @@ pin_project! {
         // `Exhausted`). Always `Some` while `Retrying`.
         keep: Option<(S, Req)>,
         shared: Arc<Shared>,
-        span: tracing::Span,
+        // The call's spans, only if a subscriber records them.
+        trace: Option<Box<Trace>>,
         call: CallState,
         // When the call started: read in `call` if the budget or the call's duration needs it,
         // else on first need (an attempt pending with a limit to watch, a failure).
@@ -65,9 +67,10 @@ pin_project! {
                 State::Retrying { verdict, .. } => Some(*verdict),
                 State::Calling { .. } => None,
             };
-            let _enter = this.span.enter();
+            let span = call_span(this.trace.as_deref());
+            let _enter = span.enter();
             let elapsed = elapsed_if_needed(this.shared, *this.started);
-            this.shared.report.finish(this.span, Outcome::Cancelled, pending.as_ref(), this.call.attempts(), elapsed);
+            this.shared.report.finish(span, Outcome::Cancelled, pending.as_ref(), this.call.attempts(), elapsed);
         }
     }
 }
@@ -94,7 +97,7 @@ where
 {
     pub(crate) fn new(
         shared: Arc<Shared>,
-        span: tracing::Span,
+        trace: Option<Box<Trace>>,
         future: S::Future,
         keep: Option<(S, Req)>,
         call: CallState,
@@ -103,7 +106,7 @@ where
     ) -> Self {
         let record = D::Record::default();
         let state = State::Calling { future };
-        Self { state, timer: None, keep, shared, span, call, started, own_deadline, record }
+        Self { state, timer: None, keep, shared, trace, call, started, own_deadline, record }
     }
 }
 
@@ -156,6 +159,7 @@ fn fired(timer: &mut Option<Pin<Box<Timer>>>, cx: &mut Context<'_>) -> bool {
 
 /// The call's duration if anything reads it (a live recorder, an observer), else zero: the
 /// success path then skips its second clock read.
+#[inline]
 fn elapsed_if_needed(shared: &Shared, started: Option<Instant>) -> Duration {
     match started {
         Some(started) if shared.report.needs_elapsed() => Instant::now().saturating_duration_since(started),
@@ -176,63 +180,100 @@ where
 {
     type Output = Output<S, Req, D>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        // A clone so the helpers below can borrow the projection whole; only an enabled span is
-        // cloned (a reference-count increment), a disabled one (no subscriber, or filtered out)
-        // costs nothing.
-        let span = (!this.span.is_disabled()).then(|| this.span.clone());
-        let _enter = span.as_ref().map(tracing::Span::enter);
-        loop {
-            match this.state.as_mut().project() {
-                StateProj::Calling { future } => {
-                    let failure = match future.poll(cx) {
-                        Poll::Ready(Ok(response)) => return Poll::Ready(Ok(succeeded(&mut this, response))),
-                        Poll::Ready(Err(e)) => AttemptError::Service(e),
-                        Poll::Pending => ready!(attempt_timed_out(&mut this, cx)),
-                    };
-                    if let Some(err) = failed(&mut this, failure) {
-                        return Poll::Ready(Err(err));
-                    }
+        // Two copies of the state machine: one for a call nobody traces, with no span code in
+        // it at all, and one that enters the call's span and runs each attempt in its own.
+        if this.trace.is_some() { traced(&mut this, cx) } else { drive::<S, Req, D, L, false>(&mut this, cx) }
+    }
+}
+
+/// [`drive`] inside the call's span.
+#[inline(never)]
+fn traced<S, Req, D, L>(this: &mut Proj<'_, S, Req, D, L>, cx: &mut Context<'_>) -> Poll<Output<S, Req, D>>
+where
+    D: Answer,
+    L: Limits<Req>,
+    S: Service<Req> + Clone,
+    S::Error: Classify,
+    Req: Clone,
+{
+    // A clone (a reference-count increment) so `drive` can borrow the projection whole.
+    let span = this.trace.as_deref().map(|t| t.call.clone());
+    let _enter = span.as_ref().map(tracing::Span::enter);
+    drive::<S, Req, D, L, true>(this, cx)
+}
+
+/// The state machine; `TRACED` says whether the call has spans to run its attempts in.
+#[inline(always)]
+fn drive<S, Req, D, L, const TRACED: bool>(
+    this: &mut Proj<'_, S, Req, D, L>,
+    cx: &mut Context<'_>,
+) -> Poll<Output<S, Req, D>>
+where
+    D: Answer,
+    L: Limits<Req>,
+    S: Service<Req> + Clone,
+    S::Error: Classify,
+    Req: Clone,
+{
+    loop {
+        match this.state.as_mut().project() {
+            StateProj::Calling { future } => {
+                // The inner future runs in its attempt's span (and so do spans it opens).
+                let polled = match this.trace.as_deref() {
+                    Some(t) if TRACED => t.attempt.in_scope(|| future.poll(cx)),
+                    _ => future.poll(cx),
+                };
+                let failure = match polled {
+                    Poll::Ready(Ok(response)) => return Poll::Ready(Ok(succeeded(this, response))),
+                    Poll::Ready(Err(e)) => AttemptError::Service(e),
+                    Poll::Pending => ready!(attempt_timed_out(this, cx)),
+                };
+                if let Some(err) = failed(this, failure) {
+                    return Poll::Ready(Err(err));
                 }
-                StateProj::Retrying { waiting, .. } => {
-                    if *waiting {
-                        if let Some(timer) = this.timer.as_mut() {
-                            ready!(timer.as_mut().project().sleep.poll(cx));
-                        }
-                        *waiting = false;
-                        if let Some(at) = deadline(&this) {
-                            arm(this.timer, at);
-                        }
-                    }
-                    let Some((svc, request)) = this.keep.as_mut() else {
-                        unreachable!("a retry is decided only with the service and request kept")
-                    };
-                    match svc.poll_ready(cx) {
-                        Poll::Ready(Ok(())) => {
-                            let future = svc.call(request.clone());
-                            retry_started(&mut this, future);
-                        }
-                        Poll::Ready(Err(e)) => {
-                            let last = AttemptError::Service(e);
-                            let verdict = this.shared.decider.classify(&last);
-                            return Poll::Ready(Err(stop(
-                                &mut this,
-                                StopReason::ServiceFailed,
-                                last,
-                                verdict,
-                            )));
-                        }
-                        Poll::Pending => {
-                            if deadline(&this).is_none() || !fired(this.timer, cx) {
-                                return Poll::Pending;
-                            }
-                            return Poll::Ready(Err(deadline_while_readying(&mut this)));
-                        }
-                    }
-                }
-                StateProj::Done => panic!("ResponseFuture polled after completion"),
             }
+            StateProj::Retrying { waiting, .. } => {
+                if *waiting {
+                    if let Some(timer) = this.timer.as_mut() {
+                        ready!(timer.as_mut().project().sleep.poll(cx));
+                    }
+                    *waiting = false;
+                    if let Some(at) = deadline(this) {
+                        arm(this.timer, at);
+                    }
+                }
+                let Some((svc, request)) = this.keep.as_mut() else {
+                    unreachable!("a retry is decided only with the service and request kept")
+                };
+                match svc.poll_ready(cx) {
+                    Poll::Ready(Ok(())) => {
+                        let future = match this.trace.as_deref_mut() {
+                            Some(t) if TRACED => {
+                                let attempt = this.call.attempts() + 1;
+                                this.shared.report.open_attempt(t, attempt, this.call.last_delay());
+                                t.attempt.in_scope(|| svc.call(request.clone()))
+                            }
+                            _ => svc.call(request.clone()),
+                        };
+                        retry_started(this, future);
+                    }
+                    Poll::Ready(Err(e)) => {
+                        let last = AttemptError::Service(e);
+                        let verdict = this.shared.decider.classify(&last);
+                        return Poll::Ready(Err(stop(this, StopReason::ServiceFailed, last, verdict)));
+                    }
+                    Poll::Pending => {
+                        if deadline(this).is_none() || !fired(this.timer, cx) {
+                            return Poll::Pending;
+                        }
+                        return Poll::Ready(Err(deadline_while_readying(this)));
+                    }
+                }
+            }
+            StateProj::Done => panic!("ResponseFuture polled after completion"),
         }
     }
 }
@@ -245,7 +286,7 @@ fn succeeded<S: Service<Req>, Req, D: Answer, L: Limits<Req>>(
     let attempts = this.call.attempts();
     let outcome = if attempts > 1 { Outcome::SuccessAfterRetry } else { Outcome::Success };
     let elapsed = elapsed_if_needed(this.shared, *this.started);
-    this.shared.report.finish(this.span, outcome, None, attempts, elapsed);
+    this.shared.report.succeeded(this.trace.as_deref(), outcome, attempts, elapsed);
     this.state.set(State::Done);
     D::answer(response, std::mem::take(this.record), attempts)
 }
@@ -313,6 +354,9 @@ where
     let decider = &this.shared.decider;
     let verdict = decider.classify(&failure);
     this.shared.report.failure(&verdict);
+    if let Some(t) = this.trace.as_deref_mut() {
+        this.shared.report.close_failed_attempt(t, &verdict);
+    }
     D::failed(this.record, &verdict);
     let keep = this.keep.take();
     match decider.decide(this.call, &verdict, failure.retry_after(), keep, call_deadline, now) {
@@ -379,6 +423,12 @@ fn stop<S: Service<Req>, Req, D: Answer, L: Limits<Req>>(
     // Every stop follows a failure, which started the clock.
     let started = this.started.unwrap_or_else(Instant::now);
     let (attempts, elapsed) = (this.call.attempts(), Instant::now().saturating_duration_since(started));
-    this.shared.report.finish(this.span, reason.into(), Some(&verdict), attempts, elapsed);
+    this.shared.report.finish(
+        call_span(this.trace.as_deref()),
+        reason.into(),
+        Some(&verdict),
+        attempts,
+        elapsed,
+    );
     RetryError::new(reason, last, &verdict, attempts, elapsed)
 }

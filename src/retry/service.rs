@@ -93,11 +93,17 @@ where
         }
         call.start_attempt();
         shared.report.attempt();
-        let span = shared.report.span();
+        let mut trace = shared.report.trace();
         // As tower's Retry: the ready instance takes this call; a clone, driven to readiness
         // again, takes the retries. Skipped when no failure could be retried.
         let retry_with = shared.decider.may_retry().then(|| (self.inner.clone(), request.clone()));
-        let future = self.inner.call(request);
-        ResponseFuture::new(shared, span, future, retry_with, call, started, own_deadline)
+        let future = match trace.as_deref_mut() {
+            Some(t) => {
+                shared.report.open_attempt(t, 1, Duration::ZERO);
+                t.attempt.in_scope(|| self.inner.call(request))
+            }
+            None => self.inner.call(request),
+        };
+        ResponseFuture::new(shared, trace, future, retry_with, call, started, own_deadline)
     }
 }
