@@ -81,6 +81,7 @@
 //! | `remedy` | yes | the [`remedy`] layer (needs `token`) |
 //! | `single-flight` | yes | the [`single_flight`] layer (needs `token`) |
 //! | `sim` | yes | the [`sim`]ulated backend, scenario runner and soak (needs all of the above) |
+//! | `otel` | no | `observe::OtelMetrics`: the layer's metrics on an OpenTelemetry meter (the `opentelemetry` API crate only) |
 //!
 //! A retry-only user turns default features off and compiles the retry layer, the error model,
 //! the catalog and the metrics: `callagent-retry = { version = "0.1", default-features = false }`.

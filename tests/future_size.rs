@@ -7,7 +7,7 @@ use callagent_retry::{CallAgentError, CallAgentRetryLayer, RetryConfig};
 use tower::{Layer, Service, service_fn};
 
 /// Bytes the layer's future may add to the inner future's (README, Performance).
-const BOUND: usize = 144;
+const BOUND: usize = 128;
 
 fn future_size<S: Service<u32>>(_: &S) -> usize {
     size_of::<S::Future>()

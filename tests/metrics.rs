@@ -7,8 +7,10 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use callagent_retry::observe::ObserveConfig;
-use callagent_retry::observe::{ATTEMPTS, ATTEMPTS_PER_CALL, CALLS, DELAY, DURATION, ERRORS, RETRIES};
-use callagent_retry::retry::Jitter;
+use callagent_retry::observe::{
+    ATTEMPTS, ATTEMPTS_PER_CALL, BUDGET_AVAILABLE, CALLS, DELAY, DURATION, ERRORS, RETRIES,
+};
+use callagent_retry::retry::{BudgetConfig, Jitter};
 use callagent_retry::{CallAgentError, CallAgentRetryLayer, RetryConfig};
 use common::{Scripted, Step, fail};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
@@ -30,6 +32,8 @@ struct Seen {
     /// (metric, sorted labels without `layer`) -> counter value
     counters: BTreeMap<(String, Vec<(String, String)>), u64>,
     histograms: BTreeMap<String, Vec<f64>>,
+    /// metric -> last value set
+    gauges: BTreeMap<String, f64>,
     described: BTreeMap<String, bool>,
 }
 
@@ -83,7 +87,9 @@ fn seen(layer: &str) -> Seen {
             DebugValue::Histogram(v) => {
                 out.histograms.entry(name.clone()).or_default().extend(v.iter().map(|f| f.0))
             }
-            DebugValue::Gauge(_) => {}
+            DebugValue::Gauge(v) => {
+                out.gauges.insert(name.clone(), v.0);
+            }
         }
     }
     out
@@ -288,4 +294,32 @@ async fn a_service_failing_before_its_first_call_is_counted_once_with_no_attempt
     assert_eq!(m.sum(ATTEMPTS), 0);
     assert_eq!(m.sum(ERRORS), 0, "not a failed attempt: no attempt was made");
     assert!(m.histograms.get(ATTEMPTS_PER_CALL).is_none_or(Vec::is_empty), "no call, so no sample");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_budget_gauge_follows_failures_and_the_moving_window() {
+    snapshotter();
+    // Each call deposits half a retry; nothing in reserve.
+    let budget = BudgetConfig { ttl: Duration::from_secs(10), min_per_sec: 0, retry_percent: 0.5 };
+    let layer = named("budget-gauge", RetryConfig { budget: Some(budget), ..config() });
+    for _ in 0..4 {
+        layer.layer(Scripted::new([])).oneshot(0u32).await.unwrap();
+    }
+    // Five deposits (2.5 retries), one retry taken: 1.5, so 1 whole retry left.
+    layer.layer(Scripted::new([fail(40114)])).oneshot(0u32).await.unwrap();
+    assert_eq!(seen("budget-gauge").gauges.get(BUDGET_AVAILABLE), Some(&1.0), "set after the failure");
+    // Past ttl everything has expired; the next call moves the window and reports what is left
+    // (its own half deposit: 0 whole retries).
+    tokio::time::advance(Duration::from_secs(11)).await;
+    layer.layer(Scripted::new([])).oneshot(0u32).await.unwrap();
+    assert_eq!(seen("budget-gauge").gauges.get(BUDGET_AVAILABLE), Some(&0.0), "set when the window moved");
+    assert_eq!(seen("budget-gauge").described.get(BUDGET_AVAILABLE), Some(&true));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_layer_without_a_budget_has_no_budget_gauge() {
+    snapshotter();
+    let layer = named("no-budget-gauge", config());
+    layer.layer(Scripted::new([fail(40114)])).oneshot(0u32).await.unwrap();
+    assert!(!seen("no-budget-gauge").gauges.contains_key(BUDGET_AVAILABLE));
 }

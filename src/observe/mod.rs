@@ -33,6 +33,7 @@
 //! | `callagent_create_duration_seconds` | histogram | `layer` | time from call to outcome |
 //! | `callagent_create_attempts` | histogram | `layer` | attempts per finished call, except first-attempt successes (counted by `calls_total{outcome="success"}`) |
 //! | `callagent_retry_delay_seconds` | histogram | `layer` | each wait before a retry that was made |
+//! | `callagent_retry_budget_available` | gauge | `layer` | retries the budget would allow now, set when its window moves (under traffic, every `ttl / 10`) and after each failure; absent without a budget |
 //!
 //! `outcome` is one of `success`, `success_after_retry`, `rejected`, `exhausted`,
 //! `deadline_exceeded`, `budget_exhausted`, `service_failed`, `cancelled` (the caller dropped the
@@ -67,12 +68,17 @@ use crate::classify::Verdict;
 use crate::config::ConfigError;
 use crate::retry::Outcome;
 
+#[cfg(feature = "otel")]
+mod otel;
 mod recorder;
+
+#[cfg(feature = "otel")]
+pub use otel::OtelMetrics;
 
 pub(crate) use recorder::Metrics;
 pub use recorder::{
-    ATTEMPTS, ATTEMPTS_BUCKETS, ATTEMPTS_PER_CALL, CALLS, DELAY, DELAY_BUCKETS, DURATION, DURATION_BUCKETS,
-    ERRORS, HISTOGRAM_BUCKETS, RETRIES,
+    ATTEMPTS, ATTEMPTS_BUCKETS, ATTEMPTS_PER_CALL, BUDGET_AVAILABLE, CALLS, DELAY, DELAY_BUCKETS, DURATION,
+    DURATION_BUCKETS, ERRORS, HISTOGRAM_BUCKETS, RETRIES,
 };
 
 /// Receives the layer's events. Every method has an empty default; implement what you count.

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
-use ::metrics::{Counter, Histogram, SharedString, Unit};
+use ::metrics::{Counter, Gauge, Histogram, SharedString, Unit};
 
 use super::{Finished, ObserveConfig, RetryObserver};
 use crate::classify::{Basis, Verdict};
@@ -27,6 +27,9 @@ pub const DURATION: &str = "callagent_create_duration_seconds";
 pub const ATTEMPTS_PER_CALL: &str = "callagent_create_attempts";
 /// Retry delay histogram.
 pub const DELAY: &str = "callagent_retry_delay_seconds";
+/// Retries the budget would allow (gauge), set when the budget's window moves and after each
+/// failure.
+pub const BUDGET_AVAILABLE: &str = "callagent_retry_budget_available";
 
 /// Suggested buckets for [`DURATION`], in seconds.
 pub const DURATION_BUCKETS: &[f64] =
@@ -101,6 +104,8 @@ pub(crate) struct Metrics {
     duration: Histogram,
     attempts_per_call: Histogram,
     delay: Histogram,
+    // Registered on first use: a layer without a budget has no such series.
+    budget: OnceLock<Gauge>,
     known: Box<[Series]>,
     timeout: Series,
     not_connected: Series,
@@ -132,6 +137,7 @@ impl Metrics {
             duration: ::metrics::histogram!(DURATION, "layer" => layer.clone()),
             attempts_per_call: ::metrics::histogram!(ATTEMPTS_PER_CALL, "layer" => layer.clone()),
             delay: ::metrics::histogram!(DELAY, "layer" => layer.clone()),
+            budget: OnceLock::new(),
             known,
             timeout: Series::new(&layer, "none".into(), "timeout".into()),
             not_connected: Series::new(&layer, "none".into(), "not_connected".into()),
@@ -216,9 +222,15 @@ fn describe() {
         "Attempts made per finished call, except first-attempt successes (calls_total{outcome=\"success\"})."
     );
     describe_histogram!(DELAY, Unit::Seconds, "Each wait before a retry.");
+    ::metrics::describe_gauge!(
+        BUDGET_AVAILABLE,
+        Unit::Count,
+        "Retries the retry budget would allow now (set when its window moves and after each failure)."
+    );
 }
 
 impl RetryObserver for Metrics {
+    #[inline]
     fn on_attempt(&self) {
         self.attempts.increment(1);
     }
@@ -232,6 +244,7 @@ impl RetryObserver for Metrics {
         self.delay.record(delay.as_secs_f64());
     }
 
+    #[inline]
     fn on_finish(&self, call: &Finished) {
         self.calls[call.outcome as usize].increment(1);
         // Not live: the call may not have read the clock, so there is no duration to record.
@@ -247,6 +260,13 @@ impl RetryObserver for Metrics {
 }
 
 impl Metrics {
+    /// The budget's balance.
+    pub(crate) fn on_budget(&self, available: u64) {
+        let gauge =
+            self.budget.get_or_init(|| ::metrics::gauge!(BUDGET_AVAILABLE, "layer" => self.layer.clone()));
+        gauge.set(available as f64);
+    }
+
     /// A call that never started: its inner service failed `poll_ready`.
     /// Not a failed attempt (no attempt was made), so no error series moves.
     pub(crate) fn on_not_ready(&self) {

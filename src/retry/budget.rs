@@ -95,13 +95,22 @@ impl RetryBudget {
 
     /// Records one call.
     pub fn deposit_at(&self, now: Instant) {
+        self.deposit_moving(now);
+    }
+
+    /// Records one call; `true` when this moved the window on (at most once per `ttl / 10`),
+    /// which is when the layer reports the balance.
+    #[inline]
+    pub(crate) fn deposit_moving(&self, now: Instant) -> bool {
         let t = self.nanos(now);
-        if t >= self.window_end.load(Ordering::Acquire) {
+        let moved = t >= self.window_end.load(Ordering::Acquire);
+        if moved {
             drop(self.lock(t));
         }
         // A deposit racing a rotation lands in the window that is current after it: counted
         // once, in a window no older than its own.
         self.current.fetch_add(self.deposit_amount, Ordering::AcqRel);
+        moved
     }
 
     /// Takes one retry from the budget; `false` (and nothing taken) when it is empty.
@@ -121,6 +130,7 @@ impl RetryBudget {
         u64::try_from(self.balance(&s) / SCALE).unwrap_or(0)
     }
 
+    #[inline]
     fn nanos(&self, now: Instant) -> u64 {
         // Plus one so that 0 stays "not started"; u64 nanoseconds last 584 years.
         u64::try_from(now.saturating_duration_since(self.origin).as_nanos()).unwrap_or(u64::MAX - 1) + 1

@@ -115,13 +115,16 @@ impl Decider {
 
     /// Starts a call at `now`: deposits into the budget. `now` may be `None` only when there is
     /// no budget (the caller then need not read the clock). Count the first attempt with
-    /// [`CallState::start_attempt`].
-    pub(crate) fn begin(&self, now: Option<Instant>) -> CallState {
+    /// [`CallState::start_attempt`]. The flag says the budget's window moved on: a moment to
+    /// report its balance.
+    #[inline]
+    pub(crate) fn begin(&self, now: Option<Instant>) -> (CallState, bool) {
         debug_assert!(self.budget.is_none() || now.is_some(), "a budget needs the call's time");
-        if let (Some(b), Some(now)) = (&self.budget, now) {
-            b.deposit_at(now);
-        }
-        CallState { attempts: 0, cap: u32::MAX, backoff: Backoff::default() }
+        let moved = match (&self.budget, now) {
+            (Some(b), Some(now)) => b.deposit_moving(now),
+            _ => false,
+        };
+        (CallState { attempts: 0, cap: u32::MAX, backoff: Backoff::default() }, moved)
     }
 
     /// Classifies a failure by the config's overrides: once per failure; the verdict then feeds
@@ -203,7 +206,7 @@ mod tests {
     fn run(d: &Decider, failure: &CallAgentError) -> (Vec<Duration>, StopReason) {
         let t0 = Instant::now();
         let mut now = t0;
-        let mut call = d.begin(Some(now));
+        let (mut call, _) = d.begin(Some(now));
         let mut delays = vec![];
         loop {
             call.start_attempt();
@@ -283,7 +286,7 @@ mod tests {
         }
         let d = decider(RetryConfig { budget: None, deadline: None, ..Default::default() });
         let t0 = Instant::now();
-        let mut call = d.begin(Some(t0));
+        let (mut call, _) = d.begin(Some(t0));
         call.start_attempt();
         let decide = |call: &mut CallState, hint: Duration| {
             let failure = Hint(hint);
@@ -303,7 +306,7 @@ mod tests {
     fn a_call_that_kept_nothing_to_retry_with_is_exhausted() {
         let d = decider(RetryConfig { budget: None, ..Default::default() });
         let t0 = Instant::now();
-        let mut call = d.begin(Some(t0));
+        let (mut call, _) = d.begin(Some(t0));
         call.start_attempt();
         let verdict = d.classify(&timeout());
         assert_eq!(

@@ -359,7 +359,9 @@ where
     }
     D::failed(this.record, &verdict);
     let keep = this.keep.take();
-    match decider.decide(this.call, &verdict, failure.retry_after(), keep, call_deadline, now) {
+    let decision = decider.decide(this.call, &verdict, failure.retry_after(), keep, call_deadline, now);
+    this.shared.report_budget(Some(now));
+    match decision {
         Decision::Retry { delay, with } => {
             this.shared.report.retry_scheduled(&verdict, this.call.attempts(), delay);
             // A zero-length tokio sleep still waits for the next 1 ms tick: skip the timer.

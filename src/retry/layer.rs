@@ -4,6 +4,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use tokio::time::Instant;
 use tower::Layer;
 
 use super::decide::Decider;
@@ -28,6 +29,14 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Reports the budget's balance (cold: once per budget window, and after a failure).
+    #[cold]
+    pub(crate) fn report_budget(&self, now: Option<Instant>) {
+        if let (Some(b), Some(now)) = (self.decider.budget(), now) {
+            self.report.budget(b.available_at(now));
+        }
+    }
+
     fn new(decider: Arc<Decider>, report: Reporter) -> Self {
         let start_clock = decider.budget().is_some() || report.needs_elapsed();
         Self { decider, report, start_clock }

@@ -146,7 +146,7 @@ where
             _ => {
                 let now = Instant::now();
                 self.call = Some(Call {
-                    state: self.shared.decider.begin(Some(now)),
+                    state: self.shared.decider.begin(Some(now)).0,
                     started: now,
                     pending: None,
                     retrying: false,

@@ -187,6 +187,12 @@ impl Reporter {
         span.record("callagent.retryable", v.retry);
     }
 
+    /// The retry budget would allow `available` retries now.
+    pub(crate) fn budget(&self, available: u64) {
+        self.metrics.on_budget(available);
+    }
+
+    #[inline]
     pub(crate) fn attempt(&self) {
         self.metrics.on_attempt();
         if let Some(o) = &self.observer {

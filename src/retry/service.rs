@@ -83,7 +83,10 @@ where
         let shared = Arc::clone(&self.shared);
         // A request's own limits need the start too: its deadline is told to the inner service.
         let started = (shared.start_clock || L::PER_REQUEST).then(Instant::now);
-        let mut call = shared.decider.begin(started);
+        let (mut call, moved) = shared.decider.begin(started);
+        if moved {
+            shared.report_budget(started);
+        }
         let (own_deadline, own_attempts) = L::read(&request);
         if let Some(n) = own_attempts {
             call.cap_attempts(n);
