@@ -24,87 +24,76 @@ use tower::{Layer, Service};
 
 /// Calls measured per benchmark: `check_bounds.py` divides by this.
 const CALLS: u32 = 100;
-/// Calls made by the (unmeasured) setup first: an even number, so `FailEveryOther` starts
-/// measured calls on a failure.
+/// Calls made first by each benchmark's setup (a `setup =` function, not measured), so the
+/// measured calls are steady state (tracing callsites registered, budget windows started); an
+/// even number, so `FailEveryOther` starts the measured calls on a failure.
 const WARM: u32 = CALLS;
 
-fn calls<S>(svc: S) -> S
+/// `n` calls through `svc`, which it hands back (so dropping it is not measured).
+fn calls<S>(svc: S, n: u32) -> S
 where
     S: Service<u32, Response = u32> + Clone,
     S::Error: std::fmt::Debug,
 {
-    for n in 0..CALLS {
-        black_box(call_once(&svc, n));
-    }
-    svc
-}
-
-/// Setup (a `setup =` function, so not measured): the same calls once, so the measured ones are
-/// steady state.
-fn warm<S>(svc: S) -> S
-where
-    S: Service<u32, Response = u32> + Clone,
-    S::Error: std::fmt::Debug,
-{
-    for n in 0..WARM {
-        black_box(call_once(&svc, n));
+    for request in 0..n {
+        black_box(call_once(&svc, request));
     }
     svc
 }
 
 fn setup_bare() -> Succeed {
-    warm(Succeed)
+    calls(Succeed, WARM)
 }
 
 #[library_benchmark]
 #[bench::call(setup = setup_bare)]
 fn bare(svc: Succeed) -> Succeed {
-    calls(svc)
+    calls(svc, CALLS)
 }
 
 fn setup_tower_retry() -> Retry<Attempts, Succeed> {
-    warm(RetryLayer::new(Attempts(3)).layer(Succeed))
+    calls(RetryLayer::new(Attempts(3)).layer(Succeed), WARM)
 }
 
 #[library_benchmark]
 #[bench::call(setup = setup_tower_retry)]
 fn tower_retry(svc: Retry<Attempts, Succeed>) -> Retry<Attempts, Succeed> {
-    calls(svc)
+    calls(svc, CALLS)
 }
 
 fn setup_tower_retry_tps_budget() -> Retry<Budgeted, Succeed> {
-    warm(RetryLayer::new(Budgeted::default()).layer(Succeed))
+    calls(RetryLayer::new(Budgeted::default()).layer(Succeed), WARM)
 }
 
 #[library_benchmark]
 #[bench::call(setup = setup_tower_retry_tps_budget)]
 fn tower_retry_tps_budget(svc: Retry<Budgeted, Succeed>) -> Retry<Budgeted, Succeed> {
-    calls(svc)
+    calls(svc, CALLS)
 }
 
 fn setup_layer_default() -> CallAgentRetry<Succeed> {
-    warm(default_layer().layer(Succeed))
+    calls(default_layer().layer(Succeed), WARM)
 }
 
 #[library_benchmark]
 #[bench::call(setup = setup_layer_default)]
 fn layer_default(svc: CallAgentRetry<Succeed>) -> CallAgentRetry<Succeed> {
-    calls(svc)
+    calls(svc, CALLS)
 }
 
 fn setup_layer_no_budget_no_deadline() -> CallAgentRetry<Succeed> {
-    warm(lean_layer().layer(Succeed))
+    calls(lean_layer().layer(Succeed), WARM)
 }
 
 #[library_benchmark]
 #[bench::call(setup = setup_layer_no_budget_no_deadline)]
 fn layer_no_budget_no_deadline(svc: CallAgentRetry<Succeed>) -> CallAgentRetry<Succeed> {
-    calls(svc)
+    calls(svc, CALLS)
 }
 
 fn with_prometheus() -> (CallAgentRetry<Succeed>, PrometheusHandle) {
     let (layer, handle) = prometheus_layer();
-    (warm(layer.layer(Succeed)), handle)
+    (calls(layer.layer(Succeed), WARM), handle)
 }
 
 #[library_benchmark]
@@ -112,27 +101,27 @@ fn with_prometheus() -> (CallAgentRetry<Succeed>, PrometheusHandle) {
 fn layer_prometheus(
     (svc, handle): (CallAgentRetry<Succeed>, PrometheusHandle),
 ) -> (CallAgentRetry<Succeed>, PrometheusHandle) {
-    (calls(svc), handle)
+    (calls(svc, CALLS), handle)
 }
 
 fn setup_tower_retry_one_retry() -> Retry<Attempts, FailEveryOther> {
-    warm(RetryLayer::new(Attempts(3)).layer(FailEveryOther::default()))
+    calls(RetryLayer::new(Attempts(3)).layer(FailEveryOther::default()), WARM)
 }
 
 #[library_benchmark]
 #[bench::call(setup = setup_tower_retry_one_retry)]
 fn tower_retry_one_retry(svc: Retry<Attempts, FailEveryOther>) -> Retry<Attempts, FailEveryOther> {
-    calls(svc)
+    calls(svc, CALLS)
 }
 
 fn setup_layer_one_retry() -> CallAgentRetry<FailEveryOther> {
-    warm(zero_delay_layer().layer(FailEveryOther::default()))
+    calls(zero_delay_layer().layer(FailEveryOther::default()), WARM)
 }
 
 #[library_benchmark]
 #[bench::call(setup = setup_layer_one_retry)]
 fn layer_one_retry(svc: CallAgentRetry<FailEveryOther>) -> CallAgentRetry<FailEveryOther> {
-    calls(svc)
+    calls(svc, CALLS)
 }
 
 library_benchmark_group!(
