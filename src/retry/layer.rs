@@ -130,6 +130,35 @@ impl<D, L> CallAgentRetryLayer<D, L> {
     /// lower the layer's (never raise them), and which learns the call's effective deadline
     /// before the first attempt, so the inner service can bound its own work. Shares the budget
     /// and reports with `self`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use callagent_retry::{CallAgentError, CallAgentRetryLayer, RetryConfig};
+    /// use callagent_retry::retry::{CallLimits, CarriesLimits};
+    /// use tokio::time::Instant;
+    /// use tower::{Layer, ServiceExt, service_fn};
+    ///
+    /// /// A creation for a VoIP push: the phone gives the handler a few seconds.
+    /// #[derive(Clone)]
+    /// struct PushCreation { respond_by: Instant, deadline: Option<Instant> }
+    ///
+    /// impl CarriesLimits for PushCreation {
+    ///     fn limits(&self) -> CallLimits { CallLimits::none().with_deadline(self.respond_by) }
+    ///     fn set_deadline(&mut self, deadline: Option<Instant>) { self.deadline = deadline; }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let layer = CallAgentRetryLayer::new(RetryConfig::default()).unwrap().with_request_limits();
+    /// let svc = layer.layer(service_fn(|req: PushCreation| async move {
+    ///     // The inner service sees the call's deadline: the earlier of the request's and the layer's.
+    ///     let left = req.deadline.unwrap().saturating_duration_since(Instant::now());
+    ///     Ok::<_, CallAgentError>(left)
+    /// }));
+    /// let respond_by = Instant::now() + Duration::from_secs(5);
+    /// let left = svc.oneshot(PushCreation { respond_by, deadline: None }).await.unwrap();
+    /// assert_eq!(left, Duration::from_secs(5)); // not the layer's 30 s
+    /// # }
+    /// ```
     pub fn with_request_limits(self) -> CallAgentRetryLayer<D, PerRequest> {
         CallAgentRetryLayer { shared: self.shared, mode: PhantomData }
     }
