@@ -59,7 +59,8 @@
 //!   │              tower adapters (CallAgentRetryLayer, CallAgentRetry, ResponseFuture waiting on
 //!   │              tokio's clock, CallAgentRetryPolicy for tower's Retry) ─▶ RetryError/StopReason
 //!   ▼ attempts, failures, retries, outcomes
-//!  observe/        RetryObserver; the metrics adapter (one observer, always on); ObserveConfig
+//!  observe/        RetryObserver; the metrics adapter (one observer, always on); ObserveConfig;
+//!                  OtelMetrics (feature `otel`)
 //!
 //!  beside retry, each its own layer:  preflight (token checks, no inner call) · remedy (refresh
 //!  the token / dispose the old agent, then one more call) · single_flight (one creation per
