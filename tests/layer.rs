@@ -333,3 +333,56 @@ async fn an_error_chain_says_each_thing_once() {
     assert_eq!(levels.len(), 2, "{levels:#?}");
     assert_eq!(levels[1], "attempt timed out after 100ms and was cancelled");
 }
+
+/// Ready only from `at` on (tokio's clock); the first attempt hangs, later ones succeed.
+struct ReadyFrom {
+    at: Instant,
+    calls: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    sleep: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Clone for ReadyFrom {
+    fn clone(&self) -> Self {
+        Self { at: self.at, calls: self.calls.clone(), sleep: None }
+    }
+}
+
+impl Service<u32> for ReadyFrom {
+    type Response = &'static str;
+    type Error = CallAgentError;
+    type Future = std::pin::Pin<Box<dyn Future<Output = Result<&'static str, CallAgentError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), CallAgentError>> {
+        if self.calls.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            return std::task::Poll::Ready(Ok(()));
+        }
+        let at = self.at;
+        let sleep = self.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+        sleep.as_mut().poll(cx).map(Ok)
+    }
+
+    fn call(&mut self, _: u32) -> Self::Future {
+        if self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0 {
+            Box::pin(std::future::pending())
+        } else {
+            Box::pin(async { Ok("agent") })
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_zero_delay_retry_waits_for_readiness_until_the_deadline_not_a_stale_attempt_timer() {
+    // The first attempt times out at 1 s (its timer fires); the retry has no delay, and the
+    // service is not ready until 3 s: the call must wait for it (the deadline is 10 s), not stop
+    // on the attempt timer that already fired.
+    let start = Instant::now();
+    let svc = ReadyFrom { at: start + MS * 3000, calls: Default::default(), sleep: None };
+    let config = RetryConfig {
+        initial_backoff: Duration::ZERO,
+        attempt_timeout: Some(MS * 1000),
+        deadline: Some(MS * 10_000),
+        ..plain()
+    };
+    let agent = CallAgentRetryLayer::new(config).unwrap().layer(svc).oneshot(0).await.unwrap();
+    assert_eq!((agent, Instant::now() - start), ("agent", MS * 3000));
+}

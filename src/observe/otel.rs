@@ -3,13 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram, Meter, ObservableGauge};
+use opentelemetry::{KeyValue, Value};
 
 use super::{DELAY_BUCKETS, DURATION_BUCKETS, Finished, RetryObserver};
-use crate::classify::Verdict;
-use crate::retry::{CallAgentRetryLayer, RetryBudget};
-use crate::sdk::catalog;
+use crate::classify::{Basis, Verdict};
+use crate::retry::{CallAgentRetryLayer, Outcome, RetryBudget};
+use crate::sdk::{ErrorCategory, catalog};
 
 /// The layer's metrics on an OpenTelemetry [`Meter`], with OpenTelemetry's naming: dotted names,
 /// units as UCUM (`s`, `{call}`), attributes from the semantic conventions where one exists
@@ -49,10 +49,35 @@ pub struct OtelMetrics {
     delay: Histogram<f64>,
     // Kept so the callback stays registered as long as the observer lives.
     _budget: Option<ObservableGauge<u64>>,
-    /// `callagent.layer`, or nothing.
+    // Attribute sets built once, so recording allocates nothing: the layer's own, per outcome,
+    // and per failure label (each catalog row at its category, `timeout`, `not_connected`,
+    // `_OTHER`).
     layer: Vec<KeyValue>,
-    /// `error.type` for each catalog row, built once.
-    known: Box<[KeyValue]>,
+    outcomes: Vec<Vec<KeyValue>>,
+    known: Box<[Label]>,
+    timeout: Label,
+    not_connected: Label,
+    other: Label,
+}
+
+/// The attribute sets of one failure label.
+#[derive(Debug)]
+struct Label {
+    /// `error.type` (and the layer): for the retries counter.
+    retries: Vec<KeyValue>,
+    /// The same with the category it is expected at: for the errors counter.
+    errors: Vec<KeyValue>,
+    category: ErrorCategory,
+}
+
+impl Label {
+    fn new(error_type: impl Into<Value>, category: ErrorCategory, layer: &[KeyValue]) -> Self {
+        let retries: Vec<_> =
+            std::iter::once(KeyValue::new("error.type", error_type)).chain(layer.iter().cloned()).collect();
+        let mut errors = retries.clone();
+        errors.push(KeyValue::new("callagent.category", category.as_str()));
+        Self { retries, errors, category }
+    }
 }
 
 impl OtelMetrics {
@@ -62,6 +87,8 @@ impl OtelMetrics {
         let layer_attr: Vec<KeyValue> =
             if name.is_empty() { Vec::new() } else { vec![KeyValue::new("callagent.layer", name)] };
         let budget = layer.budget().map(|b| budget_gauge(meter, Arc::clone(b), layer_attr.clone()));
+        let with_layer =
+            |kv: KeyValue| std::iter::once(kv).chain(layer_attr.iter().cloned()).collect::<Vec<_>>();
         Self {
             calls: meter
                 .u64_counter("callagent.create.calls")
@@ -96,29 +123,28 @@ impl OtelMetrics {
                 .with_boundaries(DELAY_BUCKETS.to_vec())
                 .build(),
             _budget: budget,
+            outcomes: Outcome::ALL
+                .iter()
+                .map(|o| with_layer(KeyValue::new("callagent.outcome", o.as_str())))
+                .collect(),
             known: catalog::entries()
                 .iter()
-                .map(|e| KeyValue::new("error.type", e.sub_code.to_string()))
+                .map(|e| Label::new(e.sub_code.to_string(), e.category, &layer_attr))
                 .collect(),
+            timeout: Label::new("timeout", ErrorCategory::Unknown, &layer_attr),
+            not_connected: Label::new("not_connected", ErrorCategory::Unknown, &layer_attr),
+            other: Label::new("_OTHER", ErrorCategory::Unknown, &layer_attr),
             layer: layer_attr,
         }
     }
 
-    fn error_type(&self, v: &Verdict) -> KeyValue {
-        if let Some(label) = v.local_label() {
-            return KeyValue::new("error.type", label);
+    fn label(&self, v: &Verdict) -> &Label {
+        match (v.basis, v.catalog_row()) {
+            (Basis::LocalTimeout, _) => &self.timeout,
+            (Basis::NotConnected, _) => &self.not_connected,
+            (_, Some(row)) => &self.known[row],
+            (_, None) => &self.other,
         }
-        match v.catalog_row() {
-            Some(row) => self.known[row].clone(),
-            None => KeyValue::new("error.type", "_OTHER"),
-        }
-    }
-
-    fn with_layer<const N: usize>(&self, attrs: [KeyValue; N]) -> Vec<KeyValue> {
-        let mut all = Vec::with_capacity(N + self.layer.len());
-        all.extend(attrs);
-        all.extend(self.layer.iter().cloned());
-        all
     }
 }
 
@@ -140,21 +166,25 @@ impl RetryObserver for OtelMetrics {
     }
 
     fn on_failure(&self, verdict: &Verdict) {
-        let attrs = self.with_layer([
-            self.error_type(verdict),
-            KeyValue::new("callagent.category", verdict.category.as_str()),
-        ]);
-        self.errors.add(1, &attrs);
+        let label = self.label(verdict);
+        if verdict.category == label.category {
+            self.errors.add(1, &label.errors);
+        } else {
+            // A category other than the expected one (a carried category, an override): rare.
+            let mut attrs = label.retries.clone();
+            attrs.push(KeyValue::new("callagent.category", verdict.category.as_str()));
+            self.errors.add(1, &attrs);
+        }
     }
 
     fn on_retry(&self, verdict: &Verdict, delay: Duration) {
-        self.retries.add(1, &self.with_layer([self.error_type(verdict)]));
+        self.retries.add(1, &self.label(verdict).retries);
         self.delay.record(delay.as_secs_f64(), &self.layer);
     }
 
     fn on_finish(&self, call: &Finished) {
-        let attrs = self.with_layer([KeyValue::new("callagent.outcome", call.outcome.as_str())]);
-        self.calls.add(1, &attrs);
-        self.duration.record(call.elapsed.as_secs_f64(), &attrs);
+        let attrs = &self.outcomes[call.outcome as usize];
+        self.calls.add(1, attrs);
+        self.duration.record(call.elapsed.as_secs_f64(), attrs);
     }
 }

@@ -213,7 +213,7 @@ fn describe() {
     describe_counter!(
         RETRIES,
         Unit::Count,
-        "Retries scheduled, by the subcode of the failure that caused them."
+        "Retries made (the inner service called again), by the subcode of the failure that caused them."
     );
     describe_histogram!(DURATION, Unit::Seconds, "Time from a call of the layer to its outcome.");
     describe_histogram!(

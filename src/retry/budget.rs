@@ -232,6 +232,49 @@ mod tests {
     }
 
     #[test]
+    fn lock_free_deposits_racing_withdrawals_stay_exact() {
+        // Four threads deposit while four withdraw, all in one window: every deposit counts once
+        // and no withdrawal is granted that the deposits did not pay for.
+        let b = budget(10, 0, 0.5);
+        let now = Instant::now();
+        b.deposit_at(now); // starts the window, so the racing deposits take the lock-free path
+        let granted = std::sync::atomic::AtomicU64::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| (0..10_000).for_each(|_| b.deposit_at(now)));
+                s.spawn(|| {
+                    let n = (0..10_000).filter(|_| b.withdraw_at(now)).count() as u64;
+                    granted.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                });
+            }
+        });
+        let granted = granted.into_inner();
+        // 40,001 deposits at half a retry each: 20,000 whole retries, taken or left.
+        assert!(granted <= 20_000, "granted {granted}");
+        assert_eq!(granted + b.available_at(now), 20_000);
+    }
+
+    #[test]
+    fn deposits_racing_a_window_move_are_all_counted() {
+        // Deposits straddling window boundaries from several threads: each lands in exactly one
+        // slot, so within ttl the total is exact.
+        let b = budget(10, 0, 1.0);
+        let t0 = Instant::now();
+        std::thread::scope(|s| {
+            for thread in 0..4u64 {
+                let b = &b;
+                s.spawn(move || {
+                    for i in 0..5_000u64 {
+                        // 0..5 s in steps that cross a 1 s window every 1,000 deposits.
+                        b.deposit_at(t0 + Duration::from_millis(i + thread));
+                    }
+                });
+            }
+        });
+        assert_eq!(b.available_at(t0 + Duration::from_secs(5)), 20_000);
+    }
+
+    #[test]
     fn reserve_allows_min_per_sec_times_ttl() {
         let b = budget(10, 5, 0.0);
         let now = Instant::now();

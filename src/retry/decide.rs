@@ -136,11 +136,7 @@ impl Decider {
     /// The deadline of a call that started at `started`: the config's, or `own` (a limit the
     /// request carries) if that is earlier.
     pub(crate) fn deadline(&self, started: Instant, own: Option<Instant>) -> Option<Instant> {
-        let config = self.config.deadline.map(|d| started + d);
-        match (config, own) {
-            (Some(c), Some(o)) => Some(c.min(o)),
-            (c, o) => c.or(o),
-        }
+        self.config.deadline.map(|d| started + d).into_iter().chain(own).min()
     }
 
     /// Decides after a failed attempt (`verdict`) of a call whose deadline is `deadline` (see

@@ -323,11 +323,8 @@ fn attempt_timed_out<S: Service<Req>, Req, D: Answer, L: Limits<Req>>(
             let now = Instant::now();
             this.started.get_or_insert(now);
             let timeout = this.shared.decider.config().attempt_timeout.map(|t| now + t);
-            let at = match (timeout, deadline(this)) {
-                (Some(t), Some(d)) => t.min(d),
-                (Some(t), None) => t,
-                (None, Some(d)) => d,
-                (None, None) => unreachable!("checked above"),
+            let Some(at) = timeout.into_iter().chain(deadline(this)).min() else {
+                return Poll::Pending;
             };
             *arm(this.timer, at).project().attempt_since = Some(now);
             now
@@ -360,7 +357,7 @@ where
     D::failed(this.record, &verdict);
     let keep = this.keep.take();
     let decision = decider.decide(this.call, &verdict, failure.retry_after(), keep, call_deadline, now);
-    this.shared.report_budget(Some(now));
+    this.shared.report_budget(now);
     match decision {
         Decision::Retry { delay, with } => {
             this.shared.report.retry_scheduled(&verdict, this.call.attempts(), delay);

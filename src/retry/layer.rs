@@ -31,8 +31,8 @@ pub(crate) struct Shared {
 impl Shared {
     /// Reports the budget's balance (cold: once per budget window, and after a failure).
     #[cold]
-    pub(crate) fn report_budget(&self, now: Option<Instant>) {
-        if let (Some(b), Some(now)) = (self.decider.budget(), now) {
+    pub(crate) fn report_budget(&self, now: Instant) {
+        if let Some(b) = self.decider.budget() {
             self.report.budget(b.available_at(now));
         }
     }

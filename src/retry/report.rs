@@ -11,15 +11,25 @@ use super::Outcome;
 use crate::classify::Verdict;
 use crate::observe::{Finished, Metrics, ObserveConfig, RetryObserver};
 
-/// An event at a level chosen at run time (tracing's macros take a constant level).
-macro_rules! event_at {
-    ($level:expr, $($rest:tt)+) => {
+/// A tracing event or span at a level chosen at run time: tracing's macros need a constant level,
+/// so this expands the macro once per level.
+macro_rules! at_level {
+    ($level:expr, event!($($rest:tt)+)) => {
+        at_level!(@each $level, |L| tracing::event!(L, $($rest)+))
+    };
+    ($level:expr, span!(parent: $parent:expr, $($rest:tt)+)) => {
+        at_level!(@each $level, |L| tracing::span!(parent: $parent, L, $($rest)+))
+    };
+    ($level:expr, span!($($rest:tt)+)) => {
+        at_level!(@each $level, |L| tracing::span!(L, $($rest)+))
+    };
+    (@each $level:expr, |$l:ident| $body:expr) => {
         match $level {
-            Level::ERROR => tracing::error!($($rest)+),
-            Level::WARN => tracing::warn!($($rest)+),
-            Level::INFO => tracing::info!($($rest)+),
-            Level::DEBUG => tracing::debug!($($rest)+),
-            _ => tracing::trace!($($rest)+),
+            Level::ERROR => { const $l: Level = Level::ERROR; $body }
+            Level::WARN => { const $l: Level = Level::WARN; $body }
+            Level::INFO => { const $l: Level = Level::INFO; $body }
+            Level::DEBUG => { const $l: Level = Level::DEBUG; $body }
+            _ => { const $l: Level = Level::TRACE; $body }
         }
     };
 }
@@ -105,27 +115,18 @@ impl Reporter {
 
     /// The span of one call through the layer.
     fn span(&self) -> tracing::Span {
-        macro_rules! span_at {
-            ($level:expr) => {
-                tracing::span!(
-                    $level,
-                    "callagent.create",
-                    layer = %self.config.name,
-                    attempts = tracing::field::Empty,
-                    outcome = tracing::field::Empty,
-                    subcode = tracing::field::Empty,
-                    error.type = tracing::field::Empty,
-                    otel.status_code = tracing::field::Empty,
-                )
-            };
-        }
-        match self.config.span_level {
-            Level::ERROR => span_at!(Level::ERROR),
-            Level::WARN => span_at!(Level::WARN),
-            Level::INFO => span_at!(Level::INFO),
-            Level::DEBUG => span_at!(Level::DEBUG),
-            _ => span_at!(Level::TRACE),
-        }
+        at_level!(
+            self.config.span_level,
+            span!(
+                "callagent.create",
+                layer = %self.config.name,
+                attempts = tracing::field::Empty,
+                outcome = tracing::field::Empty,
+                subcode = tracing::field::Empty,
+                error.type = tracing::field::Empty,
+                otel.status_code = tracing::field::Empty,
+            )
+        )
     }
 
     /// The spans of a new call, if a subscriber records its span; `None` (nothing allocated, no
@@ -144,32 +145,23 @@ impl Reporter {
     /// Opens the span of attempt number `attempt` (a child of the call's), made `delay` after the
     /// failure before it (zero for the first).
     pub(crate) fn open_attempt(&self, trace: &mut Trace, attempt: u32, delay: Duration) {
-        macro_rules! span_at {
-            ($level:expr) => {
-                tracing::span!(
-                    parent: &trace.call,
-                    $level,
-                    "callagent.attempt",
-                    // Signed: OpenTelemetry has no unsigned integers (tracing-opentelemetry
-                    // turns a u64 into a string).
-                    callagent.attempt = i64::from(attempt),
-                    callagent.retry.delay = delay.as_secs_f64(),
-                    error.type = tracing::field::Empty,
-                    otel.status_code = tracing::field::Empty,
-                    callagent.code = tracing::field::Empty,
-                    callagent.subcode = tracing::field::Empty,
-                    callagent.category = tracing::field::Empty,
-                    callagent.retryable = tracing::field::Empty,
-                )
-            };
-        }
-        trace.attempt = match self.config.span_level {
-            Level::ERROR => span_at!(Level::ERROR),
-            Level::WARN => span_at!(Level::WARN),
-            Level::INFO => span_at!(Level::INFO),
-            Level::DEBUG => span_at!(Level::DEBUG),
-            _ => span_at!(Level::TRACE),
-        };
+        trace.attempt = at_level!(
+            self.config.span_level,
+            span!(
+                parent: &trace.call,
+                "callagent.attempt",
+                // Signed: OpenTelemetry has no unsigned integers (tracing-opentelemetry turns a
+                // u64 into a string).
+                callagent.attempt = i64::from(attempt),
+                callagent.retry.delay = delay.as_secs_f64(),
+                error.type = tracing::field::Empty,
+                otel.status_code = tracing::field::Empty,
+                callagent.code = tracing::field::Empty,
+                callagent.subcode = tracing::field::Empty,
+                callagent.category = tracing::field::Empty,
+                callagent.retryable = tracing::field::Empty,
+            )
+        );
     }
 
     /// The attempt in flight failed as `v`: recorded on its span, which then closes.
@@ -242,10 +234,15 @@ impl Reporter {
         if let Some(t) = trace {
             return self.finish(&t.call, outcome, None, attempts, elapsed);
         }
-        let call = Finished::new(outcome, attempts, elapsed, None);
-        self.metrics.on_finish(&call);
+        self.publish(&Finished::new(outcome, attempts, elapsed, None));
+    }
+
+    /// Tells the metrics and the observer how a call ended.
+    #[inline]
+    fn publish(&self, call: &Finished) {
+        self.metrics.on_finish(call);
         if let Some(o) = &self.observer {
-            o.on_finish(&call);
+            o.on_finish(call);
         }
     }
 
@@ -275,29 +272,34 @@ impl Reporter {
             let (code, subcode, category) = (Opt(v.code), Label(v), v.category.as_str());
             let remedy = v.remedy().unwrap_or("unknown subcode: see the error's code and message");
             if outcome == Outcome::Rejected {
-                event_at!(self.config.rejected_level, %code, %subcode, category, remedy, attempts,
-                    "call agent creation rejected: not retryable");
+                at_level!(
+                    self.config.rejected_level,
+                    event!(%code, %subcode, category, remedy, attempts,
+                    "call agent creation rejected: not retryable")
+                );
             } else {
                 let elapsed_ms = elapsed.as_secs_f64() * 1e3;
-                event_at!(self.config.gave_up_level, %code, %subcode, category, remedy, attempts, elapsed_ms,
-                    outcome = outcome.as_str(), "call agent creation gave up");
+                at_level!(
+                    self.config.gave_up_level,
+                    event!(%code, %subcode, category, remedy, attempts,
+                    elapsed_ms, outcome = outcome.as_str(), "call agent creation gave up")
+                );
             }
         } else if outcome == Outcome::Cancelled {
             tracing::debug!(attempts, "call agent creation cancelled by the caller");
         }
-        let call = Finished::new(outcome, attempts, elapsed, failure);
-        self.metrics.on_finish(&call);
-        if let Some(o) = &self.observer {
-            o.on_finish(&call);
-        }
+        self.publish(&Finished::new(outcome, attempts, elapsed, failure));
     }
 
     /// The inner service failed `poll_ready` before a call started: counted as a call that
     /// ended `service_failed` with no attempt (no duration or attempts sample: there was no call).
     pub(crate) fn not_ready(&self, failure: &Verdict) {
         let (code, subcode) = (Opt(failure.code), Label(failure));
-        event_at!(self.config.gave_up_level, %code, %subcode, category = failure.category.as_str(),
-            outcome = Outcome::ServiceFailed.as_str(), "the inner service failed while becoming ready");
+        at_level!(
+            self.config.gave_up_level,
+            event!(%code, %subcode, category = failure.category.as_str(),
+            outcome = Outcome::ServiceFailed.as_str(), "the inner service failed while becoming ready")
+        );
         self.metrics.on_not_ready();
         if let Some(o) = &self.observer {
             o.on_finish(&Finished::new(Outcome::ServiceFailed, 0, Duration::ZERO, Some(failure)));

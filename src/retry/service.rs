@@ -84,8 +84,9 @@ where
         // A request's own limits need the start too: its deadline is told to the inner service.
         let started = (shared.start_clock || L::PER_REQUEST).then(Instant::now);
         let (mut call, moved) = shared.decider.begin(started);
-        if moved {
-            shared.report_budget(started);
+        // The window moves only on a deposit, which had the time.
+        if let (true, Some(now)) = (moved, started) {
+            shared.report_budget(now);
         }
         let (own_deadline, own_attempts) = L::read(&request);
         if let Some(n) = own_attempts {
