@@ -39,7 +39,8 @@ SUBSTITUTIONS = {"$__rate_interval": "30s", "$layer": ".*"}
 CHECK_SCENARIO = os.path.join(HERE, "outage-check.toml")
 CHECK_LAYER = "outage-check"
 # The possible range of each panel's values in the range check (`outage-check.toml`: at most 4
-# attempts, a 5 s deadline, delays capped at 2 s). NaN (no data in the window) is allowed.
+# attempts, a 5 s deadline, delays capped at 2 s, the budget below). NaN (no data in the window)
+# is allowed.
 RANGES = {
     "Call outcomes": (0, None),
     "Errors by subcode and category": (0, None),
@@ -51,6 +52,9 @@ RANGES = {
     "Budget exhaustion": (0, None),
     "Rejected per minute by subcode (ExpectedError)": (0, None),
     "Retry delay (p50 / p99)": (0, 2),
+    # The reserve (1/s × 5 s) plus 10% of at most 80 calls/s over the window (ten 0.5 s slots and
+    # the current one, 5.5 s): 5 + 44.
+    "Retry budget available": (0, 49),
 }
 
 
@@ -198,7 +202,7 @@ def range_check(prom, simulate, addr, ranged, deadline, procs):
                             "--linger", "15s"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                            text=True)
     procs.append(run)
-    samples, bad = 0, []
+    samples, bad, seen = 0, [], {}
     output = []
     reader = threading.Thread(target=lambda: output.extend(run.stdout), daemon=True)
     reader.start()
@@ -210,6 +214,8 @@ def range_check(prom, simulate, addr, ranged, deadline, procs):
                 samples += 1
                 if v != v:  # NaN: no data in the window
                     continue
+                lo_seen, hi_seen = seen.get(title, (v, v))
+                seen[title] = (min(lo_seen, v), max(hi_seen, v))
                 if v < lo - 1e-9 or (hi is not None and v > hi + 1e-9):
                     bad.append(f"{title} [{legend}] = {v} outside [{lo}, {hi}]")
         time.sleep(1)
@@ -229,6 +235,9 @@ def range_check(prom, simulate, addr, ranged, deadline, procs):
     amplification = attempts / calls if calls else float("nan")
     print(f"range check: {samples} samples of {len(ranged)} queries through the outage; "
           f"amplification from the panel's counters {amplification:.4f}, the run's own {report['amplification']:.4f}")
+    for title, (lo_seen, hi_seen) in seen.items():
+        lo, hi = RANGES[title]
+        print(f"seen {lo_seen:9.3f} to {hi_seen:9.3f}  (possible {lo} to {'∞' if hi is None else hi})  {title}")
     for b in bad[:20]:
         print(f"FAIL {b}")
     if bad:

@@ -93,6 +93,9 @@ async fn serve(Args { addr, seconds }: Args) -> Result<(), String> {
         };
         attempt(n, latency, roll)
     });
+    // Keeps the budget gauge current through quiet spells, which the traffic here never has;
+    // it ends with the layer.
+    tokio::spawn(layer.refresh_budget_gauge(Duration::from_secs(5)).map_err(|e| e.to_string())?);
     let svc = tower::Layer::layer(&layer, backend);
     eprintln!("serving http://{addr}/metrics (layer=\"demo\"); Ctrl-C to stop");
 

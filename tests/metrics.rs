@@ -10,7 +10,7 @@ use callagent_retry::observe::ObserveConfig;
 use callagent_retry::observe::{
     ATTEMPTS, ATTEMPTS_PER_CALL, BUDGET_AVAILABLE, CALLS, DELAY, DURATION, ERRORS, RETRIES,
 };
-use callagent_retry::retry::{BudgetConfig, Jitter};
+use callagent_retry::retry::{BudgetConfig, Jitter, StopReason};
 use callagent_retry::{CallAgentError, CallAgentRetryLayer, RetryConfig};
 use common::{Scripted, Step, fail};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
@@ -322,4 +322,53 @@ async fn a_layer_without_a_budget_has_no_budget_gauge() {
     let layer = named("no-budget-gauge", config());
     layer.layer(Scripted::new([fail(40114)])).oneshot(0u32).await.unwrap();
     assert!(!seen("no-budget-gauge").gauges.contains_key(BUDGET_AVAILABLE));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_budget_gauge_refresher_shows_a_quiet_budget_refilling_and_ends_with_the_layer() {
+    snapshotter();
+    // A reserve of 10 retries (1 a second over 10 s) and no share of calls.
+    let budget = BudgetConfig { ttl: Duration::from_secs(10), min_per_sec: 1, retry_percent: 0.0 };
+    let layer = named("budget-refresh", RetryConfig { budget: Some(budget), ..config() });
+    // A storm: every call fails once; ten retries empty the reserve, the eleventh is refused.
+    for _ in 0..10 {
+        layer.layer(Scripted::new([fail(40114)])).oneshot(0u32).await.unwrap();
+    }
+    let refused = layer.layer(Scripted::new([fail(40114)])).oneshot(0u32).await.unwrap_err();
+    assert_eq!(refused.reason(), StopReason::BudgetExhausted);
+    assert_eq!(seen("budget-refresh").gauges.get(BUDGET_AVAILABLE), Some(&0.0));
+
+    // Then silence: without the refresher the gauge would read 0 for ever.
+    let refresher = tokio::spawn(layer.refresh_budget_gauge(Duration::from_secs(1)).unwrap());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        seen("budget-refresh").gauges.get(BUDGET_AVAILABLE),
+        Some(&0.0),
+        "withdrawals still in the window"
+    );
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(seen("budget-refresh").gauges.get(BUDGET_AVAILABLE), Some(&10.0), "the reserve is back");
+
+    // It holds no strong reference: dropping the layer (no services are left) ends it.
+    assert!(!refresher.is_finished());
+    drop(layer);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(refresher.is_finished(), "ends once the layer and its services are gone");
+    refresher.await.unwrap();
+}
+
+#[test]
+fn a_budget_gauge_period_out_of_range_is_refused_by_name() {
+    let layer = CallAgentRetryLayer::new(RetryConfig::default()).unwrap();
+    for period in [Duration::ZERO, Duration::from_micros(999), Duration::from_secs(25 * 3600)] {
+        let err = layer.refresh_budget_gauge(period).err().expect("refused");
+        assert_eq!(err.field(), Some("budget_gauge_period"), "{err}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_a_budget_the_refresher_ends_at_once() {
+    let layer = named("no-budget-refresh", config());
+    layer.refresh_budget_gauge(Duration::from_secs(1)).unwrap().await;
+    assert!(!seen("no-budget-refresh").gauges.contains_key(BUDGET_AVAILABLE));
 }

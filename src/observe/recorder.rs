@@ -225,7 +225,7 @@ fn describe() {
     ::metrics::describe_gauge!(
         BUDGET_AVAILABLE,
         Unit::Count,
-        "Retries the retry budget would allow now (set when its window moves and after each failure)."
+        "Retries the retry budget would allow now (set when its window moves, after each failure, and by refresh_budget_gauge)."
     );
 }
 

@@ -1,10 +1,12 @@
 //! [`CallAgentRetryLayer`]: builds the retry service and shares its core, budget and reports.
 
 use std::fmt;
+use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::time::Instant;
+use tokio::time::{Instant, MissedTickBehavior};
 use tower::Layer;
 
 use super::decide::Decider;
@@ -13,7 +15,7 @@ use super::policy::CallAgentRetryPolicy;
 use super::report::Reporter;
 use super::service::CallAgentRetry;
 use super::{RetryBudget, RetryConfig};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, MAX_DURATION};
 use crate::observe::{ObserveConfig, RetryObserver};
 
 /// What every clone of a layer and its services share: the decision core (with its budget) and
@@ -197,6 +199,45 @@ impl<D, L> CallAgentRetryLayer<D, L> {
     /// The shared retry budget, if one is configured.
     pub fn budget(&self) -> Option<&Arc<RetryBudget>> {
         self.shared.decider.budget()
+    }
+
+    /// A task that keeps the `callagent_retry_budget_available` gauge current while no calls
+    /// arrive, by setting it every `period`; spawn it on the runtime that serves the metrics.
+    ///
+    /// Under traffic the gauge follows the budget by itself (it is set when the budget's window
+    /// moves and after each failure); with no calls it would keep its last value, so a storm that
+    /// ended and went quiet would still read 0. The task holds no strong reference: it ends once
+    /// this layer, its clones and every service they made are dropped, and at once if there is no
+    /// budget. `period` must be 1 ms to 24 h; anything else is a
+    /// [`ConfigError`].
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use callagent_retry::{CallAgentRetryLayer, RetryConfig};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let layer = CallAgentRetryLayer::new(RetryConfig::default()).expect("valid config");
+    /// tokio::spawn(layer.refresh_budget_gauge(Duration::from_secs(15)).expect("valid period"));
+    /// # }
+    /// ```
+    pub fn refresh_budget_gauge(
+        &self,
+        period: Duration,
+    ) -> Result<impl Future<Output = ()> + Send + 'static, ConfigError> {
+        if !(Duration::from_millis(1)..=MAX_DURATION).contains(&period) {
+            let reason = format!("must be 1ms to 24h, got {period:?}");
+            return Err(ConfigError::invalid("budget_gauge_period", reason));
+        }
+        let shared = self.budget().is_some().then(|| Arc::downgrade(&self.shared));
+        Ok(async move {
+            let Some(shared) = shared else { return };
+            let mut every = tokio::time::interval(period);
+            every.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                let Some(shared) = shared.upgrade() else { return };
+                shared.report_budget(Instant::now());
+            }
+        })
     }
 
     /// A [`tower::retry::Policy`] making the same decisions, sharing this layer's budget and
