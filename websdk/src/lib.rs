@@ -66,7 +66,8 @@ pub struct WebSdkConfig {
     pub chromium: PathBuf,
     /// The built page (`websdk/page/dist`, made by `websdk/page/build.sh`).
     pub page_dir: PathBuf,
-    /// How long one creation may take before its page is closed. The SDK resolves a creation
+    /// How long the SDK may take to create one agent, once its page has loaded (which
+    /// `launch_timeout` bounds), before the page is closed. The SDK resolves a creation
     /// whose service cannot be reached after ~14 s (ACS) to ~76 s (Teams, a network that never
     /// answers), so the default leaves room for those.
     pub create_timeout: Duration,

@@ -755,11 +755,16 @@ async fn a_creation_that_never_settles_is_bounded_and_its_page_closed() {
         WebSdkConfig { create_timeout: std::time::Duration::from_secs(2), ..WebSdkConfig::isolated() };
     let sdk = WebSdk::launch(config).await.expect("Chromium and the built page");
     let before = sdk.open_pages().await.expect("pages");
+    // The page is opened (and the SDK bundle started) first, under its own bound
+    // (`launch_timeout`): loading the bundle alone took 9 s once, with the other conformance
+    // tests' browsers busy on two cores. The creation's bound is what is timed here.
+    let session = sdk.session().await.expect("a page with the SDK");
     let started = Instant::now();
-    let err = sdk.create(&valid(AgentKind::Acs, acs_claims())).await.unwrap_err();
+    let err = session.create(&valid(AgentKind::Acs, acs_claims())).await.unwrap_err();
     let took = started.elapsed();
     assert_eq!(err, WebSdkError::Timeout(std::time::Duration::from_secs(2)));
-    assert!(took < std::time::Duration::from_secs(5), "bounded: {took:?}");
+    // 2 s and the page's close, far from the ~14 s the creation takes to settle by itself.
+    assert!(took < std::time::Duration::from_secs(8), "bounded: {took:?}");
     assert!(classify(&err, &Default::default()).retry, "a timeout is retryable");
     // The browser reports a closed target a moment later.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
