@@ -372,3 +372,17 @@ async fn without_a_budget_the_refresher_ends_at_once() {
     layer.refresh_budget_gauge(Duration::from_secs(1)).unwrap().await;
     assert!(!seen("no-budget-refresh").gauges.contains_key(BUDGET_AVAILABLE));
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_budget_gauge_moves_under_towers_retry_with_the_layers_policy_too() {
+    snapshotter();
+    let budget = BudgetConfig { ttl: Duration::from_secs(10), min_per_sec: 0, retry_percent: 1.0 };
+    let layer = named("budget-policy", RetryConfig { budget: Some(budget), ..config() });
+    let retry = tower::retry::RetryLayer::new(layer.policy());
+    for _ in 0..3 {
+        retry.layer(Scripted::new([])).oneshot(0u32).await.unwrap();
+    }
+    // A fourth deposit, then one retry taken: 3 left.
+    retry.layer(Scripted::new([fail(40114)])).oneshot(0u32).await.unwrap();
+    assert_eq!(seen("budget-policy").gauges.get(BUDGET_AVAILABLE), Some(&3.0));
+}

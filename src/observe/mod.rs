@@ -33,7 +33,7 @@
 //! | `callagent_create_duration_seconds` | histogram | `layer` | time from call to outcome |
 //! | `callagent_create_attempts` | histogram | `layer` | attempts per finished call, except first-attempt successes (counted by `calls_total{outcome="success"}`) |
 //! | `callagent_retry_delay_seconds` | histogram | `layer` | each wait before a retry that was made |
-//! | `callagent_retry_budget_available` | gauge | `layer` | retries the budget would allow now, set when its window moves (under traffic, every `ttl / 10`) and after each failure; absent without a budget |
+//! | `callagent_retry_budget_available` | gauge | `layer` | retries the budget would allow now, set when its window moves (under traffic, every `ttl / 10`), after each failure, and by the task `CallAgentRetryLayer::refresh_budget_gauge` through quiet spells; absent without a budget |
 //!
 //! `outcome` is one of `success`, `success_after_retry`, `rejected`, `exhausted`,
 //! `deadline_exceeded`, `budget_exhausted`, `service_failed`, `cancelled` (the caller dropped the

@@ -27,8 +27,8 @@ pub const DURATION: &str = "callagent_create_duration_seconds";
 pub const ATTEMPTS_PER_CALL: &str = "callagent_create_attempts";
 /// Retry delay histogram.
 pub const DELAY: &str = "callagent_retry_delay_seconds";
-/// Retries the budget would allow (gauge), set when the budget's window moves and after each
-/// failure.
+/// Retries the budget would allow (gauge), set when the budget's window moves, after each
+/// failure, and by [`CallAgentRetryLayer::refresh_budget_gauge`](crate::CallAgentRetryLayer::refresh_budget_gauge).
 pub const BUDGET_AVAILABLE: &str = "callagent_retry_budget_available";
 
 /// Suggested buckets for [`DURATION`], in seconds.

@@ -348,16 +348,14 @@ where
     let now = Instant::now();
     this.started.get_or_insert(now);
     let call_deadline = deadline(this);
-    let decider = &this.shared.decider;
-    let verdict = decider.classify(&failure);
+    let verdict = this.shared.decider.classify(&failure);
     this.shared.report.failure(&verdict);
     if let Some(t) = this.trace.as_deref_mut() {
         this.shared.report.close_failed_attempt(t, &verdict);
     }
     D::failed(this.record, &verdict);
     let keep = this.keep.take();
-    let decision = decider.decide(this.call, &verdict, failure.retry_after(), keep, call_deadline, now);
-    this.shared.report_budget(now);
+    let decision = this.shared.decide(this.call, &verdict, failure.retry_after(), keep, call_deadline, now);
     match decision {
         Decision::Retry { delay, with } => {
             this.shared.report.retry_scheduled(&verdict, this.call.attempts(), delay);

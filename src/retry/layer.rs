@@ -9,12 +9,13 @@ use std::time::Duration;
 use tokio::time::{Instant, MissedTickBehavior};
 use tower::Layer;
 
-use super::decide::Decider;
+use super::decide::{CallState, Decider, Decision};
 use super::per_call::{Detailed, NoLimits, PerRequest, Plain};
 use super::policy::CallAgentRetryPolicy;
 use super::report::Reporter;
 use super::service::CallAgentRetry;
 use super::{RetryBudget, RetryConfig};
+use crate::classify::Verdict;
 use crate::config::{Config, ConfigError, MAX_DURATION};
 use crate::observe::{ObserveConfig, RetryObserver};
 
@@ -31,6 +32,37 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Starts a call (see [`Decider::begin`]); reports the budget's balance when its window
+    /// moved on.
+    // Always inlined: out of line the state comes back through memory, +23 instructions a call
+    // (the instruction-count bench).
+    #[inline(always)]
+    pub(crate) fn begin(&self, now: Option<Instant>) -> CallState {
+        let (call, moved) = self.decider.begin(now);
+        if let (true, Some(now)) = (moved, now) {
+            self.report_budget(now);
+        }
+        call
+    }
+
+    /// Decides after a failed attempt (see [`Decider::decide`]); reports the budget's balance,
+    /// which the decision may have drawn on.
+    // Always inlined, as `begin`: out of line, +30 instructions a retry.
+    #[inline(always)]
+    pub(crate) fn decide<T>(
+        &self,
+        call: &mut CallState,
+        verdict: &Verdict,
+        retry_after: Option<Duration>,
+        keep: Option<T>,
+        deadline: Option<Instant>,
+        now: Instant,
+    ) -> Decision<T> {
+        let decision = self.decider.decide(call, verdict, retry_after, keep, deadline, now);
+        self.report_budget(now);
+        decision
+    }
+
     /// Reports the budget's balance (cold: once per budget window, and after a failure).
     #[cold]
     pub(crate) fn report_budget(&self, now: Instant) {

@@ -113,7 +113,7 @@ where
         let verdict = shared.decider.classify(failure);
         shared.report.failure(&verdict);
         // tower's Retry keeps the request itself (`clone_request`): there is always one.
-        match shared.decider.decide(
+        match shared.decide(
             &mut call.state,
             &verdict,
             failure.retry_after(),
@@ -146,7 +146,7 @@ where
             _ => {
                 let now = Instant::now();
                 self.call = Some(Call {
-                    state: self.shared.decider.begin(Some(now)).0,
+                    state: self.shared.begin(Some(now)),
                     started: now,
                     pending: None,
                     retrying: false,

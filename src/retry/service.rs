@@ -83,11 +83,7 @@ where
         let shared = Arc::clone(&self.shared);
         // A request's own limits need the start too: its deadline is told to the inner service.
         let started = (shared.start_clock || L::PER_REQUEST).then(Instant::now);
-        let (mut call, moved) = shared.decider.begin(started);
-        // The window moves only on a deposit, which had the time.
-        if let (true, Some(now)) = (moved, started) {
-            shared.report_budget(now);
-        }
+        let mut call = shared.begin(started);
         let (own_deadline, own_attempts) = L::read(&request);
         if let Some(n) = own_attempts {
             call.cap_attempts(n);
