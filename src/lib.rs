@@ -102,6 +102,7 @@
 
 pub mod classify;
 pub mod config;
+mod human;
 pub mod connect;
 pub mod observe;
 #[cfg(feature = "preflight")]
@@ -117,6 +118,7 @@ pub mod single_flight;
 
 pub use classify::Classify;
 pub use config::{Config, ConfigError};
+pub use human::HumanDuration;
 pub use retry::{CallAgentRetry, CallAgentRetryLayer, Outcome, RetryConfig, RetryError, StopReason};
 pub use sdk::{CallAgentError, ErrorCategory};
 

@@ -331,7 +331,7 @@ async fn an_error_chain_says_each_thing_once() {
     let err = layer.layer(Scripted::always(Step::Hang)).oneshot(()).await.unwrap_err();
     let levels = chain(&err);
     assert_eq!(levels.len(), 2, "{levels:#?}");
-    assert_eq!(levels[1], "attempt timed out after 100ms and was cancelled");
+    assert_eq!(levels[1], "attempt timed out after 100 ms and was cancelled");
 }
 
 /// Ready only from `at` on (tokio's clock); the first attempt hangs, later ones succeed.

@@ -19,7 +19,7 @@ pub enum AttemptError<E> {
     #[error(transparent)]
     Service(E),
     /// The attempt ran past `attempt_timeout` (or the call's deadline) and was cancelled.
-    #[error("attempt timed out after {after:?} and was cancelled")]
+    #[error("attempt timed out after {} and was cancelled", crate::HumanDuration(*after))]
     TimedOut {
         /// How long the attempt ran.
         after: Duration,
@@ -224,10 +224,10 @@ impl<E> fmt::Display for RetryError<E> {
         let plural = if self.attempts == 1 { "" } else { "s" };
         write!(
             f,
-            "{} after {} attempt{plural} in {:?}",
+            "{} after {} attempt{plural} in {}",
             self.reason.describe(),
             self.attempts,
-            self.elapsed
+            crate::HumanDuration(self.elapsed)
         )?;
         if let Some(remedy) = self.remedy {
             write!(f, ". Remedy: {remedy}")?;

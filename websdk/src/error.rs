@@ -2,8 +2,14 @@
 
 use std::time::Duration;
 
+use callagent_retry::HumanDuration;
 use callagent_retry::classify::Classify;
 use callagent_retry::sdk::{CallAgentError, ErrorCategory};
+
+/// A duration as a person reads it, for messages.
+pub(crate) fn human(d: Duration) -> HumanDuration {
+    HumanDuration(d)
+}
 
 /// Why a creation through the web SDK failed.
 ///
@@ -26,15 +32,39 @@ pub enum WebSdkError {
         message: String,
     },
     /// The creation did not settle in time; its page was closed. Retryable, like any timeout.
-    #[error("agent creation did not settle within {0:?}; its page was closed")]
+    #[error("agent creation did not settle within {}; its page was closed", human(*.0))]
     Timeout(Duration),
     /// The page did not load or the SDK bundle did not start. Retryable: a new page may load.
     #[error("the page did not load: {0}")]
     PageLoad(String),
-    /// The browser is gone (crashed, killed or closed): this service cannot create agents any
-    /// more. Not retryable through it: launch a new [`WebSdk`](crate::WebSdk).
+    /// The browser cannot be used: the service was closed, Chromium is missing or will not
+    /// start, or it ended more often than `max_restarts` allows. Not retryable through this
+    /// service: fix the cause and launch a new [`WebSdk`](crate::WebSdk).
     #[error("the browser is gone: {0}")]
     BrowserGone(String),
+    /// The browser died (its process exited or its DevTools connection ended) while this
+    /// creation used it. Retryable: the service starts Chromium again for the next creation.
+    #[error("the browser died during the creation ({0}); the next creation starts it again")]
+    BrowserDied(String),
+    /// The agent (or its page) is gone: its page crashed or was closed, or its browser died.
+    /// Create a new one.
+    #[error("the agent is gone: {0}")]
+    AgentGone(String),
+    /// The page crashed or was closed while a creation used it. Retryable: a new page is opened.
+    #[error("the page is gone: {0}")]
+    PageGone(String),
+    /// `call` without a slot: `poll_ready` (or `ServiceExt::ready`) must return `Ready` first,
+    /// which waits while `max_agents` agents and creations are live.
+    #[error("called without capacity: call poll_ready (or ServiceExt::ready) first; max_agents is {0}")]
+    NotReady(usize),
+    /// A setting of [`WebSdkConfig`](crate::WebSdkConfig) is out of range.
+    #[error("invalid WebSdkConfig: `{field}` {reason}")]
+    Config {
+        /// The setting.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A DevTools-protocol call failed or answered something unexpected. Retryable.
     #[error("DevTools protocol error: {0}")]
     Protocol(String),
@@ -52,15 +82,21 @@ impl WebSdkError {
 
 /// The bridge's failures are given the HTTP-like code of what they are, so the retry layer's
 /// code rule (408, 429 and 5xx retry) treats them right: a timeout is 408, a page that did not
-/// load or a protocol hiccup is 503; a gone browser and a plain script exception carry no code
-/// and stop (the first needs a new service, the second a different input).
+/// load, a page or browser that died under a creation, or a protocol hiccup is 503 (the service
+/// opens a new page and starts a new browser); a browser that cannot be used, a plain script
+/// exception and misuse carry no code and stop (they need a new service, a different input or a
+/// fix in the caller).
 impl Classify for WebSdkError {
     fn code(&self) -> Option<u16> {
         match self {
             Self::Sdk(e) => Some(e.code()),
             Self::Timeout(_) => Some(408),
-            Self::PageLoad(_) | Self::Protocol(_) => Some(503),
-            Self::Script { .. } | Self::BrowserGone(_) => None,
+            Self::PageLoad(_) | Self::Protocol(_) | Self::BrowserDied(_) | Self::PageGone(_) => Some(503),
+            Self::Script { .. }
+            | Self::BrowserGone(_)
+            | Self::AgentGone(_)
+            | Self::NotReady(_)
+            | Self::Config { .. } => None,
         }
     }
 
@@ -78,7 +114,7 @@ impl From<chromiumoxide::error::CdpError> for WebSdkError {
         use chromiumoxide::error::CdpError;
         match e {
             CdpError::Ws(_) | CdpError::ChannelSendError(_) | CdpError::NoResponse => {
-                Self::BrowserGone(e.to_string())
+                Self::BrowserDied(e.to_string())
             }
             other => Self::Protocol(other.to_string()),
         }
@@ -97,6 +133,14 @@ mod tests {
         assert!(retry(WebSdkError::PageLoad("x".into())));
         assert!(retry(WebSdkError::Protocol("x".into())));
         assert!(!retry(WebSdkError::BrowserGone("x".into())), "a new service is needed");
+        assert!(retry(WebSdkError::BrowserDied("killed".into())), "the service restarts Chromium");
+        assert!(retry(WebSdkError::PageGone("crashed".into())), "a new page is opened");
+        assert!(!retry(WebSdkError::AgentGone("x".into())));
+        assert!(!retry(WebSdkError::NotReady(4)));
+        assert_eq!(
+            WebSdkError::Timeout(Duration::from_millis(12_155)).to_string(),
+            "agent creation did not settle within 12.2 s; its page was closed"
+        );
         assert!(!retry(WebSdkError::Script { name: "Error".into(), message: "Invalid token".into() }));
         let sdk = CallAgentError::new(409, 40228, "exists").with_category_name("ExpectedError");
         assert!(!retry(WebSdkError::Sdk(sdk.clone())));

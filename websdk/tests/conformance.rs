@@ -14,7 +14,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime};
 
 use callagent_retry::classify::classify;
 use callagent_retry::sdk::{AccessToken, AgentKind, CallAgentError, CreateAgentRequest, ErrorCategory};
@@ -42,31 +42,9 @@ const CLASSIFICATION_EXCEPTIONS: &[(u32, &str)] = &[(
      catalog marks it deterministic, the layer stops, and the remedy layer's token refresh applies",
 )];
 
-fn isolated() {
-    // This process's network namespace (/sys/class/net shows the mount's, not ours).
-    let interfaces: Vec<String> = std::fs::read_to_string("/proc/self/net/dev")
-        .unwrap_or_default()
-        .lines()
-        .skip(2)
-        .filter_map(|l| l.split(':').next().map(|i| i.trim().to_owned()))
-        .collect();
-    assert!(!interfaces.is_empty(), "cannot read this process's network interfaces");
-    assert!(
-        interfaces.iter().all(|i| i == "lo"),
-        "refusing to run the real SDK with network interfaces {interfaces:?} visible: run websdk/conformance.sh, \
-         which runs the suite in a network namespace with loopback alone"
-    );
-}
-
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-fn acs_claims() -> Value {
-    json!({"skypeid": "acs:11111111-2222_00000001", "scp": 1792, "csi": now(), "iat": now(),
-           "exp": now() + 3600, "acsScope": "chat,voip", "resourceId": "11111111-2222-3333-4444-555555555555",
-           "resourceLocation": "unitedstates"})
-}
+#[path = "common/isolation.rs"]
+mod isolation;
+use isolation::{acs_claims, isolated, now};
 
 fn teams_claims() -> Value {
     json!({"skypeid": "orgid:aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", "scp": 1024, "csi": now(), "iat": now(),

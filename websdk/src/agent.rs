@@ -1,0 +1,232 @@
+//! Agents: a created `CallAgent` (or `TeamsCallAgent`) in its page. An agent dropped without
+//! [`Agent::dispose`] is disposed in the background, and its page closed when it was the page's
+//! last user; its `max_agents` slot is held until then.
+
+use std::fmt;
+use std::time::Duration;
+
+use callagent_retry::sdk::{AgentKind, AgentRequest, CreateAgentRequest};
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::error::WebSdkError;
+use crate::page::Session;
+use crate::protocol::{self, Disposed, RawState, Thrown};
+
+/// How long a background dispose of a dropped agent may take.
+const DISPOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A `CallAgent`'s (or `TeamsCallAgent`'s) `connectionState`.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectionState {
+    /// Connected to the service: the agent can place and receive calls.
+    Connected,
+    /// Not connected (the SDK resolves a creation whose service it cannot reach this way).
+    Disconnected,
+    /// A state this crate does not know, as the SDK spelled it.
+    Other(String),
+}
+
+impl ConnectionState {
+    pub(crate) fn parse(s: &str) -> Self {
+        match s {
+            "Connected" => Self::Connected,
+            "Disconnected" => Self::Disconnected,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+}
+
+/// A change of an agent's connection state (`connectionStateChanged`).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct StateChange {
+    /// The new state.
+    pub state: ConnectionState,
+    /// The SDK's reason, if it gave one.
+    pub reason: Option<String>,
+    /// When, in milliseconds since the page loaded.
+    pub at_ms: f64,
+}
+
+/// A created agent, alive in its page until [`dispose`](Agent::dispose)d or dropped (a drop
+/// disposes it in the background).
+pub struct Agent {
+    identity: String,
+    kind: AgentKind,
+    id: u64,
+    initial_state: ConnectionState,
+    existing: bool,
+    took: Duration,
+    session: Session,
+    disposed: bool,
+    /// Its `max_agents` slot, for an agent created through the service.
+    slot: Option<OwnedSemaphorePermit>,
+}
+
+impl fmt::Debug for Agent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Agent")
+            .field("identity", &self.identity)
+            .field("kind", &self.kind)
+            .field("state", &self.initial_state)
+            .field("existing", &self.existing)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What an agent's call gets when its page or browser is gone.
+fn gone(e: WebSdkError) -> WebSdkError {
+    match e {
+        WebSdkError::BrowserDied(why) => WebSdkError::AgentGone(format!("its browser died: {why}")),
+        WebSdkError::BrowserGone(why) => WebSdkError::AgentGone(format!("its browser is gone: {why}")),
+        WebSdkError::PageGone(why) => WebSdkError::AgentGone(format!("its page is gone: {why}")),
+        other => other,
+    }
+}
+
+impl Agent {
+    pub(crate) fn new(
+        request: &CreateAgentRequest,
+        id: u64,
+        initial_state: ConnectionState,
+        existing: bool,
+        took: Duration,
+        session: Session,
+    ) -> Self {
+        Self {
+            identity: request.identity().to_owned(),
+            kind: request.kind(),
+            id,
+            initial_state,
+            existing,
+            took,
+            session,
+            disposed: false,
+            slot: None,
+        }
+    }
+
+    pub(crate) fn with_slot(mut self, slot: OwnedSemaphorePermit) -> Self {
+        self.slot = Some(slot);
+        self
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The identity the request named.
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    /// `CallAgent` or `TeamsCallAgent`.
+    pub fn kind(&self) -> AgentKind {
+        self.kind
+    }
+
+    /// The connection state when the creation resolved.
+    pub fn initial_state(&self) -> &ConnectionState {
+        &self.initial_state
+    }
+
+    /// Whether the SDK handed back an agent this page already had (it does for a second create
+    /// on one `CallClient`) instead of a new one.
+    pub fn is_existing(&self) -> bool {
+        self.existing
+    }
+
+    /// How long the SDK took to resolve the creation.
+    pub fn creation_time(&self) -> Duration {
+        self.took
+    }
+
+    /// The page the agent lives on.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// The connection state now, and every change since the creation. Fails with
+    /// [`WebSdkError::AgentGone`] once its page or browser is gone.
+    pub async fn connection_state(&self) -> Result<(ConnectionState, Vec<StateChange>), WebSdkError> {
+        let raw: Option<RawState> = self.session.eval(&protocol::state(self.id)).await.map_err(gone)?;
+        let raw = raw.ok_or_else(|| WebSdkError::AgentGone("its page no longer has it".into()))?;
+        let changes = raw
+            .changes
+            .into_iter()
+            .map(|c| StateChange { state: ConnectionState::parse(&c.state), reason: c.reason, at_ms: c.at })
+            .collect();
+        Ok((ConnectionState::parse(&raw.state), changes))
+    }
+
+    /// Disposes the agent (awaiting the SDK's `dispose()`). Its page closes when no other agent
+    /// or [`Session`] handle uses it; its `max_agents` slot is free when this returns.
+    pub async fn dispose(mut self) -> Result<(), WebSdkError> {
+        let disposed: Disposed = self.session.eval(&protocol::dispose(self.id)).await.map_err(gone)?;
+        self.disposed = true;
+        if disposed.ok {
+            return Ok(());
+        }
+        Err(disposed.error.map_or_else(|| WebSdkError::Protocol("dispose failed".into()), Thrown::into_error))
+    }
+
+    /// Disposes the agent and closes its page now, with any other agent on it.
+    pub async fn dispose_and_close(self) -> Result<(), WebSdkError> {
+        let session = self.session.clone();
+        let result = self.dispose().await;
+        session.close().await;
+        result
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if self.disposed || self.session.is_gone() {
+            return;
+        }
+        // No blocking in drop: the runtime disposes it, then lets its page and slot go.
+        let session = self.session.clone();
+        let slot = self.slot.take();
+        let expression = protocol::dispose(self.id);
+        session.instance().handle().clone().spawn(async move {
+            let disposed = tokio::time::timeout(DISPOSE_TIMEOUT, session.eval::<Disposed>(&expression)).await;
+            if !matches!(disposed, Ok(Ok(Disposed { ok: true, .. }))) {
+                tracing::debug!("disposing a dropped agent failed; its page is closed anyway");
+            }
+            drop((session, slot));
+        });
+    }
+}
+
+/// The agent can be judged by `callagent_retry`'s connect check: connected within a time, and
+/// disposed (with its page) when it is not.
+impl callagent_retry::connect::Connectable for Agent {
+    fn connected_within(&mut self, within: Duration) -> callagent_retry::connect::BoxFuture<'_, bool> {
+        Box::pin(async move {
+            if self.initial_state == ConnectionState::Connected {
+                return true;
+            }
+            let deadline = tokio::time::Instant::now() + within;
+            loop {
+                match self.connection_state().await {
+                    Ok((ConnectionState::Connected, _)) => return true,
+                    Err(WebSdkError::AgentGone(_)) => return false,
+                    _ => {}
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return false;
+                }
+                tokio::time::sleep(Duration::from_millis(250).min(within)).await;
+            }
+        })
+    }
+
+    fn dispose(self) -> callagent_retry::connect::BoxFuture<'static, ()> {
+        Box::pin(async move {
+            if let Err(e) = self.dispose_and_close().await {
+                tracing::debug!(error = %e, "disposing an agent that never connected failed");
+            }
+        })
+    }
+}

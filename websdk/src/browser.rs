@@ -1,0 +1,568 @@
+//! The browser and its supervision: one Chromium at a time, owned by one [`Instance`]; the
+//! [`Supervisor`] notices its death, reaps it, removes its profile and starts the next one
+//! (bounded and spaced) when a creation asks.
+//!
+//! Ownership: the supervisor's watcher task owns the running browser. It ends the browser when
+//! the process exits, the DevTools connection ends, or the service is closed or dropped, and is
+//! the only place that kills, reaps and cleans up. Everything else holds an `Arc<Instance>` and
+//! races its calls against [`Instance::died`], so no call outlives the browser by more than a
+//! poll.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
+
+use chromiumoxide::cdp::browser_protocol::target::{
+    CloseTargetParams, EventTargetCrashed, EventTargetDestroyed, TargetId,
+};
+use chromiumoxide::error::CdpError;
+use chromiumoxide::{Browser, BrowserConfig, Handler, Page};
+use futures::StreamExt;
+use tokio::runtime::Handle;
+use tokio::sync::RwLock;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::WebSdkConfig;
+use crate::error::{WebSdkError, human};
+use crate::procfs;
+
+/// How often the watcher looks at the browser process (besides the DevTools connection, which
+/// usually tells first): a death is noticed within this.
+const PROCESS_CHECK: Duration = Duration::from_millis(200);
+/// How long a page close or a graceful browser close may take before it is given up on.
+pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a browser ended: the `reason` label of `callagent_websdk_browser_restarts_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Death {
+    /// The process exited (crashed, killed, out of memory).
+    Exited,
+    /// The DevTools connection ended while the process was still there.
+    Disconnected,
+    /// The service closed it.
+    Closed,
+}
+
+impl Death {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Exited => "exited",
+            Self::Disconnected => "disconnected",
+            Self::Closed => "closed",
+        }
+    }
+}
+
+/// One running Chromium.
+pub(crate) struct Instance {
+    /// `None` once the watcher has taken it to end it.
+    browser: RwLock<Option<Browser>>,
+    pid: Option<u32>,
+    generation: u64,
+    /// This browser's own directory: its profile and its launcher script. Removed at its end.
+    dir: PathBuf,
+    died: CancellationToken,
+    cause: OnceLock<(Death, String)>,
+    /// Set when the browser is reaped and its directory removed.
+    ended: CancellationToken,
+    /// The service asks the watcher to end the browser.
+    shutdown: CancellationToken,
+    /// Each open page's "gone" signal, fired when the browser reports it crashed or closed.
+    pages: Mutex<HashMap<TargetId, CancellationToken>>,
+    handle: Handle,
+}
+
+impl std::fmt::Debug for Instance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instance")
+            .field("pid", &self.pid)
+            .field("generation", &self.generation)
+            .field("dead", &self.is_dead())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Instance {
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.pid
+    }
+
+    pub(crate) fn profile(&self) -> PathBuf {
+        self.dir.join("profile")
+    }
+
+    pub(crate) fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    pub(crate) fn is_dead(&self) -> bool {
+        self.died.is_cancelled()
+    }
+
+    /// Resolves when the browser is dead (or being ended).
+    pub(crate) fn died(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
+        self.died.cancelled()
+    }
+
+    /// The error a call gets when the browser died under it.
+    pub(crate) fn died_error(&self) -> WebSdkError {
+        match self.cause.get() {
+            Some((Death::Closed, _)) => WebSdkError::BrowserGone("the service was closed".into()),
+            Some((_, why)) => WebSdkError::BrowserDied(why.clone()),
+            None => WebSdkError::BrowserDied("the browser is ending".into()),
+        }
+    }
+
+    fn die(&self, death: Death, why: String) {
+        let _ = self.cause.set((death, why));
+        self.died.cancel();
+        for (_, gone) in self.pages.lock().unwrap_or_else(PoisonError::into_inner).drain() {
+            gone.cancel();
+        }
+    }
+
+    /// A DevTools call to the browser, failing as soon as the browser dies.
+    pub(crate) async fn execute<C>(&self, cmd: C) -> Result<C::Response, WebSdkError>
+    where
+        C: chromiumoxide::types::Command,
+    {
+        let guard = tokio::select! {
+            biased;
+            _ = self.died.cancelled() => return Err(self.died_error()),
+            guard = self.browser.read() => guard,
+        };
+        let browser = guard.as_ref().ok_or_else(|| self.died_error())?;
+        tokio::select! {
+            biased;
+            _ = self.died.cancelled() => Err(self.died_error()),
+            r = browser.execute(cmd) => r.map(|r| r.result).map_err(|e| self.cdp_error(e)),
+        }
+    }
+
+    /// Opens a page at `url` and registers its "gone" signal. Fails as soon as the browser dies.
+    pub(crate) async fn new_page(&self, url: &str) -> Result<(Page, CancellationToken), WebSdkError> {
+        let guard = tokio::select! {
+            biased;
+            _ = self.died.cancelled() => return Err(self.died_error()),
+            guard = self.browser.read() => guard,
+        };
+        let browser = guard.as_ref().ok_or_else(|| self.died_error())?;
+        let page = tokio::select! {
+            biased;
+            _ = self.died.cancelled() => return Err(self.died_error()),
+            r = browser.new_page(url) => r.map_err(|e| self.cdp_error(e))?,
+        };
+        let gone = CancellationToken::new();
+        self.pages.lock().unwrap_or_else(PoisonError::into_inner).insert(page.target_id().clone(), gone.clone());
+        if self.is_dead() {
+            gone.cancel();
+        }
+        Ok((page, gone))
+    }
+
+    /// Closes a page through the browser (`Target.closeTarget` works while the page is busy
+    /// awaiting the SDK). Nothing to do once the browser is dead: its pages went with it.
+    pub(crate) async fn close_page(&self, target: TargetId) {
+        self.forget_page(&target);
+        if self.is_dead() {
+            return;
+        }
+        match tokio::time::timeout(CLOSE_TIMEOUT, self.execute(CloseTargetParams::new(target))).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) if self.is_dead() => tracing::trace!(error = %e, "page went with its browser"),
+            Ok(Err(e)) => tracing::debug!(error = %e, "closing a page failed"),
+            Err(_) => tracing::warn!("closing a page did not finish within {}", human(CLOSE_TIMEOUT)),
+        }
+    }
+
+    fn forget_page(&self, target: &TargetId) {
+        self.pages.lock().unwrap_or_else(PoisonError::into_inner).remove(target);
+    }
+
+    fn page_gone(&self, target: &TargetId) {
+        if let Some(gone) = self.pages.lock().unwrap_or_else(PoisonError::into_inner).remove(target) {
+            gone.cancel();
+        }
+    }
+
+    fn cdp_error(&self, e: CdpError) -> WebSdkError {
+        if self.is_dead() {
+            return self.died_error();
+        }
+        WebSdkError::from(e)
+    }
+}
+
+/// Starts browsers, restarts a dead one (bounded and spaced), and ends them.
+pub(crate) struct Supervisor {
+    config: Arc<WebSdkConfig>,
+    state: tokio::sync::Mutex<State>,
+    launcher: Launcher,
+    closed: CancellationToken,
+    restarts: AtomicU64,
+    restart_counters: [metrics::Counter; 2],
+    /// The directory each browser's own directory goes under.
+    base: PathBuf,
+}
+
+impl std::fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Supervisor").field("restarts", &self.restarts()).finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    current: Option<Arc<Instance>>,
+    /// When each launch in the restart window started (first launch excluded).
+    restarts: VecDeque<Instant>,
+    last_launch: Option<Instant>,
+    generation: u64,
+}
+
+impl Supervisor {
+    pub(crate) fn new(config: Arc<WebSdkConfig>, base: PathBuf) -> Self {
+        let counter = |reason: &'static str| {
+            metrics::counter!("callagent_websdk_browser_restarts_total", "reason" => reason)
+        };
+        Self {
+            config,
+            state: tokio::sync::Mutex::new(State::default()),
+            launcher: Launcher::start(),
+            closed: CancellationToken::new(),
+            restarts: AtomicU64::new(0),
+            restart_counters: [counter(Death::Exited.label()), counter(Death::Disconnected.label())],
+            base,
+        }
+    }
+
+    /// Browser restarts so far (launches after the first).
+    pub(crate) fn restarts(&self) -> u64 {
+        self.restarts.load(Ordering::Relaxed)
+    }
+
+    /// The running browser if there is one, without starting one.
+    pub(crate) async fn running(&self) -> Option<Arc<Instance>> {
+        self.state.lock().await.current.clone().filter(|i| !i.is_dead())
+    }
+
+    /// The running browser, started (again) if it is not running.
+    pub(crate) async fn instance(&self) -> Result<Arc<Instance>, WebSdkError> {
+        if self.closed.is_cancelled() {
+            return Err(WebSdkError::BrowserGone("the service was closed".into()));
+        }
+        let mut state = self.state.lock().await;
+        let previous = match &state.current {
+            Some(i) if !i.is_dead() => return Ok(Arc::clone(i)),
+            Some(i) => Some(Arc::clone(i)),
+            None => None,
+        };
+        if let Some(dead) = &previous {
+            let (death, why) = dead.cause.get().cloned().unwrap_or((Death::Exited, "unknown".into()));
+            if death == Death::Closed {
+                return Err(WebSdkError::BrowserGone("the service was closed".into()));
+            }
+            let now = Instant::now();
+            let window = self.config.restart_window;
+            while state.restarts.front().is_some_and(|t| now.duration_since(*t) >= window) {
+                state.restarts.pop_front();
+            }
+            if state.restarts.len() >= self.config.max_restarts as usize {
+                return Err(WebSdkError::BrowserGone(format!(
+                    "Chromium ended {} times within {} and is not started again (max_restarts); the last \
+                     time: {why}. Fix the cause (memory, a crashing flag) and launch a new WebSdk",
+                    state.restarts.len() + 1,
+                    human(window)
+                )));
+            }
+            if let Some(last) = state.last_launch {
+                let spaced = last + self.config.restart_spacing;
+                tokio::select! {
+                    _ = tokio::time::sleep_until(spaced) => {}
+                    _ = self.closed.cancelled() => {
+                        return Err(WebSdkError::BrowserGone("the service was closed".into()));
+                    }
+                }
+            }
+            state.restarts.push_back(Instant::now());
+            self.restarts.fetch_add(1, Ordering::Relaxed);
+            let index = usize::from(death == Death::Disconnected);
+            self.restart_counters[index].increment(1);
+            tracing::warn!(
+                reason = death.label(),
+                cause = %why,
+                restart = state.restarts.len(),
+                max_restarts = self.config.max_restarts,
+                "Chromium ended; starting it again"
+            );
+        }
+        state.last_launch = Some(Instant::now());
+        state.generation += 1;
+        let generation = state.generation;
+        match self.launch(generation).await {
+            Ok(instance) => {
+                state.current = Some(Arc::clone(&instance));
+                Ok(instance)
+            }
+            Err(e) if previous.is_some() => Err(WebSdkError::BrowserDied(format!(
+                "Chromium ended and did not start again (restart {} of at most {} within {}): {e}",
+                state.restarts.len(),
+                self.config.max_restarts,
+                human(self.config.restart_window)
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn launch(&self, generation: u64) -> Result<Arc<Instance>, WebSdkError> {
+        let config = &self.config;
+        let dir = self.base.join(format!("browser-{generation}"));
+        let profile = dir.join("profile");
+        std::fs::create_dir_all(&profile).map_err(|e| {
+            WebSdkError::BrowserGone(format!("cannot create the browser profile {}: {e}", profile.display()))
+        })?;
+        let cleanup = RemoveOnDrop(Some(dir.clone()));
+        let executable = launcher_script(&dir, &config.chromium)?;
+        let mut builder = BrowserConfig::builder()
+            .chrome_executable(&executable)
+            .new_headless_mode()
+            .user_data_dir(&profile)
+            .launch_timeout(config.launch_timeout)
+            .request_timeout(config.create_timeout + Duration::from_secs(10))
+            .args([
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--disable-quic",
+                "--disable-gpu",
+                "--use-fake-device-for-media-stream",
+                "--use-fake-ui-for-media-stream",
+                "--autoplay-policy=no-user-gesture-required",
+            ])
+            .args(config.extra_args.iter().cloned());
+        if let Some(rules) = &config.host_resolver_rules {
+            builder = builder.arg(format!("--host-resolver-rules={rules}"));
+        }
+        if procfs::running_as_root() {
+            builder = builder.no_sandbox();
+        }
+        let browser_config = builder.build().map_err(WebSdkError::BrowserGone)?;
+        let (mut browser, handler) = self.launcher.launch(browser_config).await.map_err(|e| {
+            WebSdkError::BrowserGone(format!("Chromium did not start ({}): {e}", config.chromium.display()))
+        })?;
+        let pid = browser.get_mut_child().and_then(|c| c.inner.id());
+        let handle = Handle::current();
+        let instance = Arc::new(Instance {
+            browser: RwLock::new(None),
+            pid,
+            generation,
+            dir,
+            died: CancellationToken::new(),
+            cause: OnceLock::new(),
+            ended: CancellationToken::new(),
+            shutdown: self.closed.child_token(),
+            pages: Mutex::new(HashMap::new()),
+            handle: handle.clone(),
+        });
+        *instance.browser.write().await = Some(browser);
+        drop(cleanup.disarm());
+        handle.spawn(watch(Arc::clone(&instance), handler));
+        tracing::debug!(pid, generation, "Chromium started");
+        Ok(instance)
+    }
+
+    /// Ends the running browser and refuses to start another.
+    pub(crate) async fn close(&self) {
+        self.closed.cancel();
+        let current = self.state.lock().await.current.clone();
+        if let Some(instance) = current {
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT * 2, instance.ended.cancelled()).await;
+        }
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        // The watcher ends the browser; if the runtime is gone too, dropping the browser kills it
+        // (kill_on_drop) and the launcher thread's end sends it SIGKILL (its parent-death signal).
+        self.closed.cancel();
+    }
+}
+
+/// The watcher: drives the DevTools connection and ends the browser when it dies or is asked to.
+async fn watch(instance: Arc<Instance>, mut handler: Handler) {
+    // Listening goes through the handler, so it is driven while the listeners are registered.
+    let listen = async {
+        let guard = instance.browser.read().await;
+        let browser = guard.as_ref()?;
+        let crashed = browser.event_listener::<EventTargetCrashed>().await.ok();
+        let destroyed = browser.event_listener::<EventTargetDestroyed>().await.ok();
+        Some((crashed, destroyed))
+    };
+    tokio::pin!(listen);
+    let (mut crashed, mut destroyed) = loop {
+        tokio::select! {
+            listening = &mut listen => break listening.unwrap_or((None, None)),
+            event = handler.next() => if event.is_none() { break (None, None) },
+        }
+    };
+    let mut check = tokio::time::interval(PROCESS_CHECK);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (death, why) = loop {
+        tokio::select! {
+            event = handler.next() => match event {
+                None => break (Death::Disconnected, "the DevTools connection closed".to_owned()),
+                Some(Ok(())) => {}
+                // An event this driver cannot decode is not the end of the connection.
+                Some(Err(CdpError::InvalidMessage(..))) => {}
+                Some(Err(e @ (CdpError::Ws(_) | CdpError::Io(_) | CdpError::ChannelSendError(_)))) => {
+                    let exited = instance.pid.is_some_and(|p| !procfs::alive(p));
+                    break if exited {
+                        (Death::Exited, format!("the Chromium process (pid {:?}) exited", instance.pid))
+                    } else {
+                        (Death::Disconnected, format!("the DevTools connection failed: {e}"))
+                    };
+                }
+                Some(Err(e)) => tracing::trace!(error = %e, "DevTools event not understood; ignored"),
+            },
+            _ = check.tick() => if let Some(pid) = instance.pid.filter(|p| !procfs::alive(*p)) {
+                break (Death::Exited, format!("the Chromium process (pid {pid}) exited"));
+            },
+            Some(event) = next(&mut crashed) => {
+                tracing::warn!(target_id = ?event.target_id, "a page crashed; its agents are gone");
+                instance.page_gone(&event.target_id);
+            },
+            Some(event) = next(&mut destroyed) => instance.page_gone(&event.target_id),
+            _ = instance.shutdown.cancelled() => break (Death::Closed, "closed".to_owned()),
+        }
+    };
+    instance.die(death, why.clone());
+    if death == Death::Closed {
+        tracing::debug!(pid = instance.pid, "closing Chromium");
+    } else {
+        tracing::warn!(pid = instance.pid, cause = %why, "Chromium is gone; creations in flight fail");
+    }
+    // Every reader races `died`, so the write lock comes at once.
+    let browser = instance.browser.write().await.take();
+    if let Some(mut browser) = browser {
+        if death == Death::Closed {
+            let closing = async {
+                let _ = browser.close().await;
+                while handler.next().await.is_some() {}
+            };
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, closing).await;
+        }
+        // Kill (a no-op on an exited process) and reap: no zombie.
+        let _ = browser.kill().await;
+        let _ = browser.wait().await;
+    }
+    remove_dir(&instance.dir);
+    // The service's own directory goes with its last browser (not while another is in it).
+    if let Some(parent) = instance.dir.parent() {
+        let _ = std::fs::remove_dir(parent);
+    }
+    instance.ended.cancel();
+}
+
+async fn next<T>(stream: &mut Option<chromiumoxide::listeners::EventStream<T>>) -> Option<Arc<T>>
+where
+    T: chromiumoxide::cdp::IntoEventKind + Unpin,
+{
+    match stream {
+        Some(s) => s.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn remove_dir(dir: &Path) {
+    if let Err(e) = std::fs::remove_dir_all(dir)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot remove the browser's profile");
+    }
+}
+
+/// A directory removed on drop unless disarmed (a browser that did not start).
+struct RemoveOnDrop(Option<PathBuf>);
+
+impl RemoveOnDrop {
+    fn disarm(mut self) -> Self {
+        self.0 = None;
+        self
+    }
+}
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take() {
+            remove_dir(&dir);
+        }
+    }
+}
+
+/// Chromium is started through `setpriv --pdeathsig KILL`: when the thread that started it ends
+/// (the launcher thread, which lives as long as the service, or the whole process, killed or
+/// not), the kernel kills the browser, and its other processes follow it. Without `setpriv`,
+/// Chromium is started directly and outlives a killed owner.
+fn launcher_script(dir: &Path, chromium: &Path) -> Result<PathBuf, WebSdkError> {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(setpriv) = ["/usr/bin/setpriv", "/bin/setpriv"].iter().map(Path::new).find(|p| p.is_file())
+    else {
+        tracing::warn!("no setpriv (util-linux): Chromium will outlive this process if it is killed");
+        return Ok(chromium.to_owned());
+    };
+    let quote = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', r"'\''"));
+    let script = dir.join("chromium");
+    let text = format!("#!/bin/sh\nexec {} --pdeathsig KILL -- {} \"$@\"\n", quote(setpriv), quote(chromium));
+    let written = std::fs::write(&script, text)
+        .and_then(|()| std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700)));
+    written.map_err(|e| {
+        WebSdkError::BrowserGone(format!("cannot write the launcher script {}: {e}", script.display()))
+    })?;
+    Ok(script)
+}
+
+type Launched = chromiumoxide::Result<(Browser, Handler)>;
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A thread that lives as long as the supervisor and starts every browser: a parent-death
+/// signal fires when the thread that forked ends, so it must not be a runtime thread that may
+/// come and go.
+struct Launcher {
+    jobs: Option<std::sync::mpsc::Sender<Job>>,
+}
+
+impl Launcher {
+    fn start() -> Self {
+        let (jobs, rx) = std::sync::mpsc::channel::<Job>();
+        let spawned = std::thread::Builder::new()
+            .name("callagent-websdk-launcher".into())
+            .spawn(move || rx.into_iter().for_each(|job| job()));
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "no launcher thread; browsers start on the runtime");
+            return Self { jobs: None };
+        }
+        Self { jobs: Some(jobs) }
+    }
+
+    async fn launch(&self, config: BrowserConfig) -> Launched {
+        let Some(jobs) = &self.jobs else {
+            return Browser::launch(config).await;
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let handle = Handle::current();
+        let job: Job = Box::new(move || {
+            let launched = handle.block_on(Browser::launch(config));
+            // A launch nobody waits for any more: dropping the browser kills it.
+            let _ = tx.send(launched);
+        });
+        if jobs.send(job).is_err() {
+            return Err(CdpError::msg("the launcher thread is gone"));
+        }
+        rx.await.unwrap_or_else(|_| Err(CdpError::msg("the launcher thread dropped the launch")))
+    }
+}

@@ -1,0 +1,116 @@
+//! [`WebSdkConfig`]: how to run the browser and the SDK, and how much of the machine to use.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::{WebSdkError, human};
+
+/// Host resolver rules that send every name but `localhost` nowhere: with them Chromium can
+/// reach only this machine's own server, whatever the SDK tries.
+pub const NO_EXTERNAL_HOSTS: &str = "MAP * ~NOTFOUND , EXCLUDE localhost";
+
+/// How to run the browser and the SDK.
+#[derive(Debug, Clone)]
+pub struct WebSdkConfig {
+    /// The Chromium binary (Debian's by default). Never downloaded.
+    pub chromium: PathBuf,
+    /// The built page (`websdk/page/dist`, made by `websdk/page/build.sh`).
+    pub page_dir: PathBuf,
+    /// How long the SDK may take to create one agent, once its page has loaded (which
+    /// `launch_timeout` bounds), before the page is closed. The SDK resolves a creation
+    /// whose service cannot be reached after ~14 s (ACS) to ~76 s (Teams, a network that never
+    /// answers), so the default leaves room for those.
+    pub create_timeout: Duration,
+    /// How long the browser and a page may take to start.
+    pub launch_timeout: Duration,
+    /// Chromium's `--host-resolver-rules`; [`NO_EXTERNAL_HOSTS`] keeps every request on this
+    /// machine (tests, and dry runs of a monitor).
+    pub host_resolver_rules: Option<String>,
+    /// More Chromium arguments.
+    pub extra_args: Vec<String>,
+    /// Live agents plus creations in flight through the service. While it is reached,
+    /// `poll_ready` is `Pending` (a slot is held from `call` until the agent is disposed or
+    /// dropped). Each agent costs a page (~63 MiB PSS with SDK 2.0.0) and CPU: size it from the
+    /// machine's memory (see the README).
+    pub max_agents: usize,
+    /// Browser restarts allowed within `restart_window`; past them creations fail with
+    /// [`WebSdkError::BrowserGone`] instead of restarting a browser that keeps dying.
+    pub max_restarts: u32,
+    /// The window `max_restarts` counts in.
+    pub restart_window: Duration,
+    /// The least time between two browser starts.
+    pub restart_spacing: Duration,
+}
+
+impl Default for WebSdkConfig {
+    fn default() -> Self {
+        Self {
+            chromium: PathBuf::from("/usr/bin/chromium"),
+            page_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/page/dist")),
+            create_timeout: Duration::from_secs(120),
+            launch_timeout: Duration::from_secs(30),
+            host_resolver_rules: None,
+            extra_args: Vec::new(),
+            max_agents: 16,
+            max_restarts: 5,
+            restart_window: Duration::from_secs(600),
+            restart_spacing: Duration::from_secs(1),
+        }
+    }
+}
+
+impl WebSdkConfig {
+    /// The default config with [`NO_EXTERNAL_HOSTS`]: nothing the browser resolves leaves the
+    /// machine.
+    pub fn isolated() -> Self {
+        Self { host_resolver_rules: Some(NO_EXTERNAL_HOSTS.to_owned()), ..Self::default() }
+    }
+
+    /// Checks every setting; [`WebSdk::launch`](crate::WebSdk::launch) calls it.
+    pub fn validate(&self) -> Result<(), WebSdkError> {
+        let invalid = |field, reason: String| Err(WebSdkError::Config { field, reason });
+        if self.max_agents == 0 {
+            return invalid("max_agents", "must be at least 1".into());
+        }
+        // tokio's semaphore holds at most usize::MAX >> 3 permits.
+        if self.max_agents > 1 << 20 {
+            return invalid("max_agents", format!("must be at most 1048576, got {}", self.max_agents));
+        }
+        let bounded = |d: Duration| d >= Duration::from_millis(1) && d <= Duration::from_secs(24 * 3600);
+        for (field, d) in [
+            ("create_timeout", self.create_timeout),
+            ("launch_timeout", self.launch_timeout),
+            ("restart_window", self.restart_window),
+        ] {
+            if !bounded(d) {
+                return invalid(field, format!("must be 1 ms to 24 h, got {}", human(d)));
+            }
+        }
+        if self.restart_spacing > Duration::from_secs(3600) {
+            return invalid("restart_spacing", format!("must be at most 1 h, got {}", human(self.restart_spacing)));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn isolation_maps_every_external_host_away() {
+        assert_eq!(WebSdkConfig::isolated().host_resolver_rules.as_deref(), Some(NO_EXTERNAL_HOSTS));
+        assert!(WebSdkConfig::default().host_resolver_rules.is_none());
+    }
+
+    #[test]
+    fn out_of_range_settings_are_named() {
+        assert!(WebSdkConfig::default().validate().is_ok());
+        let err = WebSdkConfig { max_agents: 0, ..WebSdkConfig::default() }.validate().unwrap_err();
+        assert_eq!(err.to_string(), "invalid WebSdkConfig: `max_agents` must be at least 1");
+        let err = WebSdkConfig { create_timeout: Duration::ZERO, ..WebSdkConfig::default() }
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("`create_timeout` must be 1 ms to 24 h, got 0 µs"), "{err}");
+    }
+}

@@ -1,0 +1,260 @@
+//! Pages: each has one owner, a [`PageHandle`] shared by its [`Session`] handles and its
+//! agents, and is closed when the last of them is dropped, wherever that happens (a creation
+//! future dropped at any await point, an agent dropped undisposed, a timeout).
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use callagent_retry::sdk::{AgentRequest, CreateAgentRequest};
+use chromiumoxide::Page;
+use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
+use tokio_util::sync::CancellationToken;
+
+use crate::agent::{Agent, ConnectionState};
+use crate::browser::Instance;
+use crate::error::{WebSdkError, human};
+use crate::protocol::{self, Created, Raced};
+use crate::service::Shared;
+
+/// The owner of one open page. Dropping it closes the page in the background.
+pub(crate) struct PageHandle {
+    page: Page,
+    instance: Arc<Instance>,
+    /// Fired when the browser reports the page crashed or was closed.
+    gone: CancellationToken,
+    closed: AtomicBool,
+}
+
+impl PageHandle {
+    /// Opens a page of `instance` at `url`. The page is opened by a task of its own that hands
+    /// it over: a caller dropped while the browser creates the page does not leak it (the
+    /// handle the task cannot hand over is dropped, which closes the page).
+    pub(crate) async fn open(instance: Arc<Instance>, url: String, within: Duration) -> Result<Arc<Self>, WebSdkError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let opener = Arc::clone(&instance);
+        instance.handle().spawn(async move {
+            let opened = match tokio::time::timeout(within, opener.new_page(&url)).await {
+                Ok(Ok((page, gone))) => {
+                    Ok(Arc::new(Self { page, instance: opener, gone, closed: AtomicBool::new(false) }))
+                }
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(WebSdkError::PageLoad(format!("the page did not open within {}", human(within)))),
+            };
+            let _ = tx.send(opened);
+        });
+        rx.await.unwrap_or_else(|_| Err(WebSdkError::PageLoad("the page opener was cancelled".into())))
+    }
+
+    fn instance(&self) -> &Instance {
+        &self.instance
+    }
+
+    /// Closes the page now (idempotent).
+    async fn close(&self) {
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            self.instance.close_page(self.page.target_id().clone()).await;
+        }
+    }
+
+    /// `expression`'s value (awaiting a promise), failing as soon as the page or the browser is
+    /// gone.
+    async fn eval<T: serde::de::DeserializeOwned>(&self, expression: &str) -> Result<T, WebSdkError> {
+        let params = EvaluateParams::builder()
+            .expression(expression)
+            .await_promise(true)
+            .return_by_value(true)
+            .build()
+            .map_err(WebSdkError::Protocol)?;
+        let result = tokio::select! {
+            biased;
+            _ = self.instance.died() => return Err(self.instance.died_error()),
+            _ = self.gone.cancelled() => {
+                return Err(WebSdkError::PageGone("the page crashed or was closed".into()));
+            }
+            result = self.page.evaluate_expression(params) => result,
+        };
+        let result = result.map_err(|e| {
+            if self.instance.is_dead() { self.instance.died_error() } else { WebSdkError::from(e) }
+        })?;
+        result.into_value().map_err(|e| WebSdkError::Protocol(format!("unexpected answer from the page: {e}")))
+    }
+}
+
+impl Drop for PageHandle {
+    fn drop(&mut self) {
+        if self.closed.swap(true, Ordering::AcqRel) || self.instance.is_dead() {
+            return;
+        }
+        // No blocking in drop: the runtime closes it.
+        let instance = Arc::clone(&self.instance);
+        let target = self.page.target_id().clone();
+        instance.handle().clone().spawn(async move { instance.close_page(target).await });
+    }
+}
+
+/// One page with the SDK loaded. Agents created on it share its JavaScript realm, as agents of
+/// one browser tab do. Clones (and the agents created on it) share the page, which closes when
+/// the last of them is dropped, or at once with [`close`](Session::close).
+#[derive(Clone)]
+pub struct Session {
+    page: Arc<PageHandle>,
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session").field("target", self.page.page.target_id()).finish_non_exhaustive()
+    }
+}
+
+/// A failed creation, with what the page saw.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Failure {
+    /// The error.
+    pub error: WebSdkError,
+    /// `JSON.stringify` of what the SDK threw (for a `CallingCommunicationError`: its `_code`,
+    /// `_subCode`, `_resultCategories`, `name` and `message`).
+    pub stringified: Option<String>,
+    /// How long the SDK took to throw, when it did.
+    pub took: Option<Duration>,
+}
+
+fn bare(error: WebSdkError) -> Box<Failure> {
+    Box::new(Failure { error, stringified: None, took: None })
+}
+
+/// Two creations started together ([`Session::race`]).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Race {
+    /// The first creation's result.
+    pub first: Result<Agent, WebSdkError>,
+    /// The second creation's result.
+    pub second: Result<Agent, WebSdkError>,
+    /// Whether both resolved to the very same agent object.
+    pub same_agent: bool,
+}
+
+impl Session {
+    /// Opens a page with the SDK loaded, starting the browser again if it died.
+    pub(crate) async fn open(shared: &Arc<Shared>) -> Result<Self, WebSdkError> {
+        let instance = shared.supervisor.instance().await?;
+        let within = shared.config.launch_timeout;
+        let page = PageHandle::open(instance, shared.server.page_url(), within).await?;
+        let session = Self { page, shared: Arc::clone(shared) };
+        // Dropped on failure or cancellation: the page closes.
+        let ready = tokio::time::timeout(within, async {
+            loop {
+                if session.eval::<bool>(protocol::READY).await? {
+                    return Ok::<_, WebSdkError>(());
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        match ready.await {
+            Ok(Ok(())) => Ok(session),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(WebSdkError::PageLoad(format!("the SDK bundle did not start within {}", human(within)))),
+        }
+    }
+
+    pub(crate) async fn eval<T: serde::de::DeserializeOwned>(&self, expression: &str) -> Result<T, WebSdkError> {
+        self.page.eval(expression).await
+    }
+
+    pub(crate) fn instance(&self) -> &Instance {
+        self.page.instance()
+    }
+
+    /// Whether the page is gone (closed, crashed, or its browser died).
+    pub fn is_gone(&self) -> bool {
+        self.page.closed.load(Ordering::Acquire) || self.page.gone.is_cancelled() || self.instance().is_dead()
+    }
+
+    /// Creates an agent on a fresh `CallClient` of this page. Unlike the service's creations,
+    /// it takes no slot of `max_agents`.
+    pub async fn create(&self, request: &CreateAgentRequest) -> Result<Agent, WebSdkError> {
+        self.create_detailed(request, None).await.map_err(|f| f.error)
+    }
+
+    /// Creates an agent on the `CallClient` that created `other` (the SDK allows one agent per
+    /// client; this is for probing what it does).
+    pub async fn create_on_client_of(&self, other: &Agent, request: &CreateAgentRequest) -> Result<Agent, WebSdkError> {
+        self.create_detailed(request, Some(other.id())).await.map_err(|f| f.error)
+    }
+
+    /// Like [`create`](Self::create) (on `client_of`'s `CallClient` when given), with what a
+    /// failure looked like in the page: for conformance checks.
+    pub async fn probe(&self, request: &CreateAgentRequest, client_of: Option<&Agent>) -> Result<Agent, Box<Failure>> {
+        self.create_detailed(request, client_of.map(Agent::id)).await
+    }
+
+    async fn create_detailed(&self, request: &CreateAgentRequest, client_of: Option<u64>) -> Result<Agent, Box<Failure>> {
+        // Withdrawn when dropped: a token the page never took does not stay on the server.
+        let key = self.shared.server.tokens.offer(request.token().clone());
+        let expression = protocol::create(
+            key.as_str(),
+            request.kind(),
+            request.display_name(),
+            request.uses_token_refresher(),
+            client_of,
+        );
+        let timeout = self.shared.config.create_timeout;
+        let created: Created = match tokio::time::timeout(timeout, self.eval(&expression)).await {
+            Ok(result) => result.map_err(bare)?,
+            Err(_) => {
+                self.close().await;
+                return Err(bare(WebSdkError::Timeout(timeout)));
+            }
+        };
+        drop(key);
+        self.settle(created, request)
+    }
+
+    /// Starts two creations at once (`delay` apart), on one `CallClient` or on two, and reports
+    /// both: how the SDK treats a creation while another is pending. For conformance probing;
+    /// both requests use the plain credential.
+    pub async fn race(
+        &self,
+        first: &CreateAgentRequest,
+        second: &CreateAgentRequest,
+        same_client: bool,
+        delay: Duration,
+    ) -> Result<Race, WebSdkError> {
+        let (ka, kb) = (
+            self.shared.server.tokens.offer(first.token().clone()),
+            self.shared.server.tokens.offer(second.token().clone()),
+        );
+        let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        let expression =
+            protocol::race((ka.as_str(), first.kind()), (kb.as_str(), second.kind()), same_client, delay_ms);
+        let timeout = self.shared.config.create_timeout;
+        let raw: Raced = match tokio::time::timeout(timeout, self.eval(&expression)).await {
+            Ok(r) => r?,
+            Err(_) => return Err(WebSdkError::Timeout(timeout)),
+        };
+        drop((ka, kb));
+        let result = |c: Created, r: &CreateAgentRequest| self.settle(c, r).map_err(|f| f.error);
+        Ok(Race { first: result(raw.a, first), second: result(raw.b, second), same_agent: raw.same })
+    }
+
+    fn settle(&self, created: Created, request: &CreateAgentRequest) -> Result<Agent, Box<Failure>> {
+        let took = Duration::from_secs_f64(created.ms.max(0.0) / 1e3);
+        if created.ok {
+            let id = created.id.ok_or_else(|| bare(WebSdkError::Protocol("created an agent without an id".into())))?;
+            let state = ConnectionState::parse(created.state.as_deref().unwrap_or_default());
+            return Ok(Agent::new(request, id, state, created.same.unwrap_or(false), took, self.clone()));
+        }
+        let thrown = created.error.ok_or_else(|| bare(WebSdkError::Protocol("a failure without an error".into())))?;
+        let stringified = thrown.json.clone();
+        Err(Box::new(Failure { error: thrown.into_error(), stringified, took: Some(took) }))
+    }
+
+    /// Closes the page now, with every agent on it (without disposing them).
+    pub async fn close(&self) {
+        self.page.close().await;
+    }
+}

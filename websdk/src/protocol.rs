@@ -1,0 +1,155 @@
+//! The page protocol: what the Rust side asks `window.callagent` (see `page/entry.js`) and the
+//! shapes of its answers. No token crosses it: a creation passes a one-time key.
+
+use callagent_retry::sdk::{AgentKind, CallAgentError};
+use serde::Deserialize;
+
+use crate::error::WebSdkError;
+
+/// What the SDK (or the page) threw, read from its getters and from `JSON.stringify`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Thrown {
+    code: Option<u16>,
+    #[serde(rename = "subCode")]
+    sub_code: Option<u32>,
+    #[serde(rename = "resultCategories")]
+    result_categories: Option<Vec<String>>,
+    name: String,
+    message: String,
+    pub(crate) json: Option<String>,
+}
+
+impl Thrown {
+    pub(crate) fn into_error(self) -> WebSdkError {
+        let Self { code, sub_code, result_categories, name, message, .. } = self;
+        match (code, sub_code) {
+            (Some(code), Some(sub_code)) => {
+                let mut error = CallAgentError::new(code, sub_code, message).with_name(name);
+                for category in result_categories.unwrap_or_default() {
+                    error = error.with_category_name(category);
+                }
+                WebSdkError::Sdk(error)
+            }
+            _ => WebSdkError::Script { name, message },
+        }
+    }
+}
+
+/// A creation's answer.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Created {
+    pub(crate) ok: bool,
+    pub(crate) id: Option<u64>,
+    pub(crate) state: Option<String>,
+    pub(crate) same: Option<bool>,
+    pub(crate) error: Option<Thrown>,
+    pub(crate) ms: f64,
+}
+
+/// Two creations' answers ([`race`]).
+#[derive(Debug, Deserialize)]
+pub(crate) struct Raced {
+    pub(crate) a: Created,
+    pub(crate) b: Created,
+    pub(crate) same: bool,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct RawChange {
+    pub(crate) state: String,
+    pub(crate) reason: Option<String>,
+    pub(crate) at: f64,
+}
+
+/// An agent's state and its changes; `null` when the page has no such agent.
+#[derive(Debug, Deserialize)]
+pub(crate) struct RawState {
+    pub(crate) state: String,
+    pub(crate) changes: Vec<RawChange>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct Disposed {
+    pub(crate) ok: bool,
+    pub(crate) error: Option<Thrown>,
+}
+
+fn kind(kind: AgentKind) -> &'static str {
+    match kind {
+        AgentKind::Teams => "teams",
+        _ => "acs",
+    }
+}
+
+/// Whether the page's script has started.
+pub(crate) const READY: &str = "window.callagentReady === true";
+
+pub(crate) fn create(
+    key: &str,
+    agent: AgentKind,
+    display_name: Option<&str>,
+    token_refresher: bool,
+    client_of: Option<u64>,
+) -> String {
+    let args = serde_json::json!({
+        "key": key,
+        "kind": kind(agent),
+        "displayName": display_name,
+        "tokenRefresher": token_refresher,
+        "clientId": client_of,
+    });
+    format!("window.callagent.create({args})")
+}
+
+pub(crate) fn race(first: (&str, AgentKind), second: (&str, AgentKind), same_client: bool, delay_ms: u64) -> String {
+    let args = serde_json::json!({
+        "first": { "key": first.0, "kind": kind(first.1) },
+        "second": { "key": second.0, "kind": kind(second.1) },
+        "sameClient": same_client,
+        "delayMs": delay_ms,
+    });
+    format!("window.callagent.race({args})")
+}
+
+pub(crate) fn state(id: u64) -> String {
+    format!("window.callagent.state({id})")
+}
+
+pub(crate) fn dispose(id: u64) -> String {
+    format!("window.callagent.dispose({id})")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_sdk_error_keeps_code_subcode_categories_and_message() {
+        let thrown: Thrown = serde_json::from_value(serde_json::json!({
+            "code": 401, "subCode": 44109, "resultCategories": ["ExpectedError"],
+            "name": "CallingCommunicationError", "message": "token expired", "json": null
+        }))
+        .unwrap();
+        let WebSdkError::Sdk(e) = thrown.into_error() else { panic!("not an SDK error") };
+        assert_eq!((e.code(), e.sub_code(), e.message()), (401, 44109, "token expired"));
+        assert_eq!(e.categories().len(), 1);
+    }
+
+    #[test]
+    fn a_plain_exception_is_a_script_error() {
+        let thrown: Thrown = serde_json::from_value(serde_json::json!({
+            "code": null, "subCode": null, "resultCategories": null, "name": "TypeError", "message": "x"
+        }))
+        .unwrap();
+        assert!(matches!(thrown.into_error(), WebSdkError::Script { .. }));
+    }
+
+    #[test]
+    fn no_token_is_in_a_creation_expression() {
+        let e = create("k1", AgentKind::Teams, Some("bot"), true, None);
+        assert_eq!(
+            e,
+            r#"window.callagent.create({"clientId":null,"displayName":"bot","key":"k1","kind":"teams","tokenRefresher":true})"#
+        );
+    }
+}

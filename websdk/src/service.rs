@@ -1,0 +1,259 @@
+//! [`WebSdk`]: the `tower::Service`, its capacity (`max_agents`, backpressure in `poll_ready`),
+//! and what it reports about the browser.
+
+use std::fmt;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
+
+use callagent_retry::sdk::CreateAgentRequest;
+use chromiumoxide::cdp::browser_protocol::target::GetTargetsParams;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::PollSemaphore;
+
+use crate::agent::Agent;
+use crate::browser::Supervisor;
+use crate::config::WebSdkConfig;
+use crate::error::WebSdkError;
+use crate::page::Session;
+use crate::{procfs, server};
+
+/// What every clone of a [`WebSdk`] (and every page and agent it made) shares.
+pub(crate) struct Shared {
+    pub(crate) supervisor: Supervisor,
+    pub(crate) server: server::Server,
+    pub(crate) config: Arc<WebSdkConfig>,
+    slots: Arc<Semaphore>,
+    /// This service's directory under the temp dir (each browser's profile goes in it).
+    dir: PathBuf,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // The supervisor's own drop ends the browser, whose watcher removes its profile; this
+        // removes what is left, once the last page and agent are gone.
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// The web SDK in headless Chromium: a `tower::Service` creating an agent per request, on a
+/// page (and `CallClient`) of its own. Clones share the browser and the `max_agents` slots.
+///
+/// - **Ownership**: every page has one owner. A creation future dropped at any point closes its
+///   page; an [`Agent`] dropped without [`dispose`](Agent::dispose) is disposed and its page
+///   closed in the background; a creation past `create_timeout` closes its page.
+/// - **Supervision**: when Chromium exits or its DevTools connection ends, every creation in
+///   flight fails at once with [`WebSdkError::BrowserDied`] (retryable) and every call on a
+///   live agent with [`WebSdkError::AgentGone`]; the next creation starts Chromium again
+///   (`max_restarts` within `restart_window`, `restart_spacing` apart), counted in
+///   `callagent_websdk_browser_restarts_total`. The dead browser is reaped and its profile
+///   removed. Chromium is also killed when this process dies.
+/// - **Capacity**: `max_agents` live agents plus creations in flight; `poll_ready` is `Pending`
+///   while they are reached, so `ServiceBuilder` stacks get backpressure and `load_shed` gets
+///   `Overloaded`.
+pub struct WebSdk {
+    shared: Arc<Shared>,
+    slots: PollSemaphore,
+    /// The slot `poll_ready` reserved for the next `call`.
+    slot: Option<OwnedSemaphorePermit>,
+}
+
+impl Clone for WebSdk {
+    fn clone(&self) -> Self {
+        // A clone reserves its own slot: the reserved one stays with this handle, as tower's
+        // ConcurrencyLimit does.
+        Self { shared: Arc::clone(&self.shared), slots: self.slots.clone(), slot: None }
+    }
+}
+
+impl fmt::Debug for WebSdk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebSdk")
+            .field("page", &self.shared.server.page_url())
+            .field("max_agents", &self.shared.config.max_agents)
+            .field("ready", &self.slot.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the browser looks like now ([`WebSdk::stats`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BrowserStats {
+    /// The browser process, when one runs.
+    pub pid: Option<u32>,
+    /// Its profile directory (removed when it ends).
+    pub profile: Option<PathBuf>,
+    /// Chromium's processes (the browser and its helpers: zygotes, renderers, utilities).
+    pub processes: usize,
+    /// Their proportional set size, summed, in bytes.
+    pub pss_bytes: u64,
+    /// Pages open, as the browser itself lists them (`Target.getTargets`).
+    pub pages: usize,
+    /// `max_agents` slots taken: live agents and creations in flight through the service.
+    pub agents_and_creations: usize,
+    /// Browser restarts so far.
+    pub restarts: u64,
+}
+
+impl WebSdk {
+    /// Starts the page server and Chromium.
+    pub async fn launch(config: WebSdkConfig) -> Result<Self, WebSdkError> {
+        config.validate()?;
+        if !config.page_dir.join("bundle.js").is_file() {
+            return Err(WebSdkError::PageLoad(format!(
+                "no SDK bundle in {}: run websdk/page/build.sh (npm ci + esbuild) first",
+                config.page_dir.display()
+            )));
+        }
+        if !config.chromium.is_file() {
+            return Err(WebSdkError::BrowserGone(format!(
+                "no Chromium at {}: apt-get install chromium, or set WebSdkConfig::chromium",
+                config.chromium.display()
+            )));
+        }
+        let server = server::Server::start(config.page_dir.clone())
+            .await
+            .map_err(|e| WebSdkError::PageLoad(format!("cannot serve the page on localhost: {e}")))?;
+        static SERVICES: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "callagent-websdk-{}-{}",
+            std::process::id(),
+            SERVICES.fetch_add(1, Ordering::Relaxed)
+        ));
+        let config = Arc::new(config);
+        let slots = Arc::new(Semaphore::new(config.max_agents));
+        let shared = Arc::new(Shared {
+            supervisor: Supervisor::new(Arc::clone(&config), dir.clone()),
+            server,
+            config,
+            slots: Arc::clone(&slots),
+            dir,
+        });
+        // Started now, so that a browser that cannot start is an error of `launch`.
+        shared.supervisor.instance().await?;
+        Ok(Self { shared, slots: PollSemaphore::new(slots), slot: None })
+    }
+
+    /// Closes the browser and waits for it to end; later creations fail with
+    /// [`WebSdkError::BrowserGone`], and `poll_ready` with the same.
+    pub async fn close(&self) {
+        self.shared.slots.close();
+        self.shared.supervisor.close().await;
+    }
+
+    /// Pages open in the browser, as the browser lists them.
+    pub async fn open_pages(&self) -> Result<usize, WebSdkError> {
+        let Some(instance) = self.shared.supervisor.running().await else {
+            return Ok(0);
+        };
+        // Asked of the browser itself: the driver's own page list can lag behind a close.
+        let targets = instance.execute(GetTargetsParams::default()).await?;
+        Ok(targets.target_infos.iter().filter(|t| t.r#type == "page").count())
+    }
+
+    /// The browser's processes, memory, pages, slots and restarts now.
+    pub async fn stats(&self) -> Result<BrowserStats, WebSdkError> {
+        let instance = self.shared.supervisor.running().await;
+        let pids = instance.as_ref().map(|i| procfs::processes_of(&i.profile())).unwrap_or_default();
+        Ok(BrowserStats {
+            pid: instance.as_ref().and_then(|i| i.pid()),
+            profile: instance.as_ref().map(|i| i.profile()),
+            processes: pids.len(),
+            pss_bytes: procfs::pss_bytes(&pids),
+            pages: self.open_pages().await?,
+            agents_and_creations: self.shared.config.max_agents - self.shared.slots.available_permits(),
+            restarts: self.shared.supervisor.restarts(),
+        })
+    }
+
+    /// Every process of this service's browsers still alive, current or dead (a dead browser's
+    /// helpers that outlived it would show here).
+    pub fn chromium_processes(&self) -> Vec<u32> {
+        let Ok(entries) = std::fs::read_dir(&self.shared.dir) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(Result::ok)
+            .flat_map(|e| procfs::processes_of(&e.path().join("profile")))
+            .collect()
+    }
+
+    /// A new page with the SDK loaded: a place for one or more `CallClient`s. Outside
+    /// `max_agents` (for probing the SDK); the page closes when the last handle to it (the
+    /// session's clones and its agents) is dropped.
+    pub async fn session(&self) -> Result<Session, WebSdkError> {
+        Session::open(&self.shared).await
+    }
+
+    /// Creates an agent for `request` on a page of its own, waiting for a `max_agents` slot
+    /// first. With `request.token_refresher` the credential gets a `tokenRefresher` (returning
+    /// the same token), and the SDK checks `exp` itself.
+    pub async fn create(&self, request: &CreateAgentRequest) -> Result<Agent, WebSdkError> {
+        let slot = Arc::clone(&self.shared.slots)
+            .acquire_owned()
+            .await
+            .map_err(|_| WebSdkError::BrowserGone("the service was closed".into()))?;
+        create(Arc::clone(&self.shared), request, slot).await
+    }
+}
+
+async fn create(shared: Arc<Shared>, request: &CreateAgentRequest, slot: OwnedSemaphorePermit) -> Result<Agent, WebSdkError> {
+    // Every await below may be the last: the session (and with it the page) and the slot are
+    // locals, dropped with the future.
+    let session = Session::open(&shared).await?;
+    let agent = session.create(request).await?;
+    Ok(agent.with_slot(slot))
+}
+
+/// The future of [`WebSdk::call`](tower::Service::call): the creation. Dropping it at any point
+/// closes its page and frees its slot.
+pub struct ResponseFuture {
+    inner: Pin<Box<dyn Future<Output = Result<Agent, WebSdkError>> + Send>>,
+}
+
+impl fmt::Debug for ResponseFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<Agent, WebSdkError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+impl tower::Service<CreateAgentRequest> for WebSdk {
+    type Response = Agent;
+    type Error = WebSdkError;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), WebSdkError>> {
+        if self.slot.is_none() {
+            match ready!(self.slots.poll_acquire(cx)) {
+                Some(slot) => self.slot = Some(slot),
+                None => return Poll::Ready(Err(WebSdkError::BrowserGone("the service was closed".into()))),
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: CreateAgentRequest) -> ResponseFuture {
+        let slot = self.slot.take().or_else(|| Arc::clone(&self.shared.slots).try_acquire_owned().ok());
+        let shared = Arc::clone(&self.shared);
+        let inner: Pin<Box<dyn Future<Output = _> + Send>> = match slot {
+            Some(slot) => Box::pin(async move { create(shared, &request, slot).await }),
+            None => {
+                let max = shared.config.max_agents;
+                Box::pin(async move { Err(WebSdkError::NotReady(max)) })
+            }
+        };
+        ResponseFuture { inner }
+    }
+}

@@ -1,0 +1,33 @@
+//! The network check every browser test makes, and the token claims the tests start from.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+/// Refuses to go on when any network interface but `lo` is visible to this process.
+pub(crate) fn isolated() {
+    // This process's network namespace (/sys/class/net shows the mount's, not ours).
+    let interfaces: Vec<String> = std::fs::read_to_string("/proc/self/net/dev")
+        .unwrap_or_default()
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next().map(|i| i.trim().to_owned()))
+        .collect();
+    assert!(!interfaces.is_empty(), "cannot read this process's network interfaces");
+    assert!(
+        interfaces.iter().all(|i| i == "lo"),
+        "refusing to run the real SDK with network interfaces {interfaces:?} visible: run websdk/conformance.sh, \
+         which runs the suite in a network namespace with loopback alone"
+    );
+}
+
+pub(crate) fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// A valid ACS token's claims: with no network the SDK resolves a `Disconnected` agent (~14 s).
+pub(crate) fn acs_claims() -> Value {
+    json!({"skypeid": "acs:11111111-2222_00000001", "scp": 1792, "csi": now(), "iat": now(),
+           "exp": now() + 3600, "acsScope": "chat,voip", "resourceId": "11111111-2222-3333-4444-555555555555",
+           "resourceLocation": "unitedstates"})
+}

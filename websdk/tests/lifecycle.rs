@@ -1,0 +1,262 @@
+//! The service's lifecycle against the real SDK in headless Chromium: whatever a caller does
+//! (drop a creation at any point, time attempts out through the retry layer, drop agents
+//! undisposed, kill Chromium), the pages open and Chromium's processes return to their idle
+//! counts, every call ends promptly, and capacity is backpressure.
+//!
+//! `#[ignore]`d like the conformance suite: `websdk/conformance.sh` runs them in a network
+//! namespace with loopback alone.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use callagent_retry::classify::classify;
+use callagent_retry::sdk::{AccessToken, AgentKind, CreateAgentRequest};
+use callagent_retry::{CallAgentRetryLayer, RetryConfig, StopReason};
+use callagent_websdk::{Agent, BrowserStats, WebSdk, WebSdkConfig, WebSdkError};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+use tower::{Layer, Service, ServiceBuilder, ServiceExt};
+
+#[path = "common/isolation.rs"]
+mod isolation;
+use isolation::{acs_claims, isolated, now};
+
+/// A token the SDK accepts locally: with no network it resolves a `Disconnected` agent (~14 s).
+fn valid() -> CreateAgentRequest {
+    CreateAgentRequest::new("8:acs:lifecycle", AccessToken::unsigned(&acs_claims()), AgentKind::Acs)
+}
+
+/// A token the SDK rejects in milliseconds (no voip scope: 401/44113).
+fn rejected() -> CreateAgentRequest {
+    let claims = json!({"skypeid": "acs:r_lifecycle", "acsScope": "chat", "resourceId": "r", "exp": now() + 3600});
+    CreateAgentRequest::new("8:acs:lifecycle", AccessToken::unsigned(&claims), AgentKind::Acs)
+}
+
+async fn launch(config: WebSdkConfig) -> WebSdk {
+    isolated();
+    WebSdk::launch(config).await.expect("Chromium and the built page (websdk/conformance.sh)")
+}
+
+/// The idle figures once the browser has settled after its start.
+async fn idle(sdk: &WebSdk) -> BrowserStats {
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    sdk.stats().await.expect("stats")
+}
+
+/// Waits up to 5 s for the pages, slots and processes to return to `idle`'s; the last reading.
+async fn back_to_idle(sdk: &WebSdk, idle: &BrowserStats) -> BrowserStats {
+    let started = Instant::now();
+    loop {
+        let now = sdk.stats().await.expect("stats");
+        let settled = now.pages == idle.pages
+            && now.agents_and_creations == 0
+            && now.processes <= idle.processes
+            && sdk.chromium_processes().len() == now.processes;
+        if settled || started.elapsed() > Duration::from_secs(5) {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn assert_idle(now: &BrowserStats, idle: &BrowserStats, what: &str) {
+    assert_eq!(now.pages, idle.pages, "{what}: pages open {now:?}, idle {idle:?}");
+    assert_eq!(now.agents_and_creations, 0, "{what}: slots still held {now:?}");
+    assert!(now.processes <= idle.processes, "{what}: Chromium processes {now:?}, idle {idle:?}");
+}
+
+/// Creations dropped at seeded random points (before the page is ready, while the bundle
+/// starts, while the SDK creates), mixed with ones the SDK rejects: every page is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium and an isolated network namespace: run websdk/conformance.sh"]
+async fn creations_dropped_at_any_point_close_their_pages() {
+    let sdk = launch(WebSdkConfig { max_agents: 4, ..WebSdkConfig::isolated() }).await;
+    let idle = idle(&sdk).await;
+    let seed = std::env::var("LIFECYCLE_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(18);
+    let mut rng = StdRng::seed_from_u64(seed);
+    let plan: Vec<(bool, Duration)> = (0..56)
+        .map(|_| (rng.gen_bool(0.25), Duration::from_millis(rng.gen_range(0..4_000))))
+        .collect();
+    let (mut dropped, mut rejected_ok) = (0, 0);
+    for wave in plan.chunks(4) {
+        let calls = wave.iter().map(|&(reject, after)| {
+            let svc = sdk.clone();
+            async move {
+                let request = if reject { rejected() } else { valid() };
+                tokio::time::timeout(after, svc.oneshot(request)).await
+            }
+        });
+        for result in futures::future::join_all(calls).await {
+            match result {
+                Err(_) => dropped += 1,
+                Ok(Err(WebSdkError::Sdk(e))) if e.sub_code() == 44113 => rejected_ok += 1,
+                Ok(other) => panic!("seed {seed}: unexpected {other:?}"),
+            }
+        }
+    }
+    let now = back_to_idle(&sdk, &idle).await;
+    println!("seed {seed}: {dropped} dropped, {rejected_ok} rejected by the SDK; idle {idle:?}, after {now:?}");
+    assert!(dropped >= 40, "most creations were dropped mid-way ({dropped})");
+    assert_idle(&now, &idle, &format!("seed {seed}"));
+    sdk.close().await;
+}
+
+/// The retry layer cancels attempts by dropping them: with an `attempt_timeout` under the SDK's
+/// creation time and with a deadline, no attempt's page outlives its attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium and an isolated network namespace: run websdk/conformance.sh"]
+async fn the_retry_layer_cancelling_attempts_leaves_no_page() {
+    let sdk = launch(WebSdkConfig::isolated()).await;
+    let idle = idle(&sdk).await;
+    let timeouts = RetryConfig {
+        attempt_timeout: Some(Duration::from_secs(3)),
+        max_attempts: 3,
+        initial_backoff: Duration::from_millis(100),
+        deadline: None,
+        budget: None,
+        ..RetryConfig::default()
+    };
+    let svc = CallAgentRetryLayer::new(timeouts).expect("config").layer(sdk.clone());
+    let started = Instant::now();
+    let calls = (0..2).map(|_| svc.clone().oneshot(valid()));
+    for result in futures::future::join_all(calls).await {
+        let err = result.expect_err("every attempt times out");
+        assert_eq!(err.reason(), StopReason::Exhausted, "{err}");
+        assert_eq!(err.attempts(), 3);
+    }
+    println!("attempt_timeout: both calls gave up after {:?}", started.elapsed());
+    assert_idle(&back_to_idle(&sdk, &idle).await, &idle, "attempt_timeout");
+
+    let deadline = RetryConfig { deadline: Some(Duration::from_secs(5)), budget: None, ..RetryConfig::default() };
+    let svc = CallAgentRetryLayer::new(deadline).expect("config").layer(sdk.clone());
+    let err = svc.oneshot(valid()).await.expect_err("the deadline cuts the creation off");
+    assert_eq!(err.reason(), StopReason::DeadlineExceeded, "{err}");
+    assert_idle(&back_to_idle(&sdk, &idle).await, &idle, "deadline");
+    sdk.close().await;
+}
+
+/// Agents the caller drops without `dispose` are disposed and their pages closed, and so is an
+/// agent a caller never takes from a finished creation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium and an isolated network namespace: run websdk/conformance.sh"]
+async fn agents_dropped_undisposed_are_disposed_and_their_pages_closed() {
+    let sdk = launch(WebSdkConfig::isolated()).await;
+    let idle = idle(&sdk).await;
+    let calls = (0..3).map(|_| sdk.clone().oneshot(valid()));
+    let agents: Vec<Agent> = futures::future::join_all(calls).await.into_iter().map(|r| r.expect("agent")).collect();
+    assert_eq!(sdk.stats().await.expect("stats").pages, idle.pages + 3);
+    assert_eq!(sdk.stats().await.expect("stats").agents_and_creations, 3);
+    drop(agents);
+    assert_idle(&back_to_idle(&sdk, &idle).await, &idle, "dropped agents");
+    // A finished creation whose agent the caller never takes.
+    let _ = sdk.clone().oneshot(valid()).await;
+    assert_idle(&back_to_idle(&sdk, &idle).await, &idle, "an agent never taken");
+    sdk.close().await;
+}
+
+fn kill(pid: u32) {
+    let status = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().expect("kill");
+    assert!(status.success(), "kill -9 {pid}");
+}
+
+/// Chromium killed by its pid mid-creation: every creation ends within 2 s with a retryable
+/// error; then, while idle with a live agent: the agent's calls end within 2 s. Each time the
+/// next creation starts Chromium again and succeeds, the dead one is reaped and its profile
+/// removed, and the processes return to their idle count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium and an isolated network namespace: run websdk/conformance.sh"]
+async fn a_killed_browser_fails_every_call_at_once_and_is_started_again() {
+    let sdk = launch(WebSdkConfig { restart_spacing: Duration::from_millis(100), ..WebSdkConfig::isolated() }).await;
+    let idle = idle(&sdk).await;
+    let first = idle.pid.expect("a browser pid");
+
+    // Mid-creation: three creations waiting on the SDK.
+    let calls: Vec<_> = (0..3).map(|_| tokio::spawn(sdk.clone().oneshot(valid()))).collect();
+    let started = Instant::now();
+    while sdk.stats().await.expect("stats").pages < idle.pages + 3 {
+        assert!(started.elapsed() < Duration::from_secs(30), "three pages open");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let killed = Instant::now();
+    kill(first);
+    for call in calls {
+        let err = call.await.expect("task").expect_err("the browser died under it");
+        assert!(killed.elapsed() < Duration::from_secs(2), "ended {:?} after the kill: {err}", killed.elapsed());
+        assert!(matches!(err, WebSdkError::BrowserDied(_)), "{err}");
+        assert!(classify(&err, &Default::default()).retry, "a creation the browser died under is retryable");
+    }
+    let agent = sdk.create(&valid()).await.expect("the next creation starts Chromium again and succeeds");
+    let second = sdk.stats().await.expect("stats");
+    assert_eq!(second.restarts, 1);
+    assert_ne!(second.pid, Some(first));
+    assert!(!std::path::Path::new(&format!("/proc/{first}")).exists(), "the killed browser was reaped");
+    let profile = idle.profile.as_ref().expect("a profile");
+    assert!(!profile.exists(), "the dead browser's profile {} was removed", profile.display());
+
+    // Idle, with a live agent on it.
+    let killed = Instant::now();
+    kill(second.pid.expect("pid"));
+    let err = agent.connection_state().await.expect_err("the agent went with its browser");
+    assert!(killed.elapsed() < Duration::from_secs(2), "ended {:?} after the kill", killed.elapsed());
+    assert!(matches!(err, WebSdkError::AgentGone(_)), "{err}");
+    drop(agent);
+    let err = sdk.clone().oneshot(rejected()).await.expect_err("the SDK answers again");
+    assert_eq!(err.sdk_error().map(|e| e.sub_code()), Some(44113), "{err}");
+    let third = back_to_idle(&sdk, &idle).await;
+    assert_eq!(third.restarts, 2);
+    assert_idle(&third, &idle, "after two kills");
+    assert_eq!(sdk.chromium_processes().len(), third.processes, "no process of a dead browser is left");
+    sdk.close().await;
+    assert!(sdk.chromium_processes().is_empty(), "closed: no Chromium process left");
+}
+
+/// `max_agents = 4` with 6 callers: two wait in `poll_ready` until an agent is disposed, and
+/// `load_shed` turns the full service into `Overloaded` at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium and an isolated network namespace: run websdk/conformance.sh"]
+async fn max_agents_is_backpressure_in_poll_ready() {
+    let sdk = launch(WebSdkConfig { max_agents: 4, ..WebSdkConfig::isolated() }).await;
+    let idle = idle(&sdk).await;
+    let called = Arc::new(AtomicUsize::new(0));
+    let (tx, mut agents) = tokio::sync::mpsc::unbounded_channel::<Agent>();
+    let callers: Vec<_> = (0..6)
+        .map(|_| {
+            let (mut svc, called, tx) = (sdk.clone(), Arc::clone(&called), tx.clone());
+            tokio::spawn(async move {
+                svc.ready().await.expect("ready");
+                called.fetch_add(1, Ordering::SeqCst);
+                let _ = tx.send(svc.call(valid()).await.expect("agent"));
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(called.load(Ordering::SeqCst), 4, "four callers got a slot, two wait");
+    let shed = ServiceBuilder::new().load_shed().service(sdk.clone()).oneshot(valid()).await;
+    let shed = shed.expect_err("full");
+    assert!(shed.is::<tower::load_shed::error::Overloaded>(), "{shed}");
+    let mut live = Vec::new();
+    for _ in 0..4 {
+        live.push(agents.recv().await.expect("an agent"));
+    }
+    assert_eq!(called.load(Ordering::SeqCst), 4, "still two waiting while four agents live");
+    live.pop().expect("agent").dispose().await.expect("dispose");
+    let started = Instant::now();
+    while called.load(Ordering::SeqCst) < 5 {
+        assert!(started.elapsed() < Duration::from_secs(2), "a dispose lets one more caller in");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(called.load(Ordering::SeqCst), 5, "exactly one");
+    drop(live);
+    for caller in callers {
+        caller.await.expect("caller");
+    }
+    drop(tx);
+    while let Some(agent) = agents.recv().await {
+        agent.dispose().await.expect("dispose");
+    }
+    assert_idle(&back_to_idle(&sdk, &idle).await, &idle, "after the burst");
+    sdk.close().await;
+}
