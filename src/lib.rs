@@ -102,8 +102,8 @@
 
 pub mod classify;
 pub mod config;
-mod human;
 pub mod connect;
+mod human;
 pub mod observe;
 #[cfg(feature = "preflight")]
 pub mod preflight;

@@ -156,7 +156,10 @@ impl Instance {
             r = browser.new_page(url) => r.map_err(|e| self.cdp_error(e))?,
         };
         let gone = CancellationToken::new();
-        self.pages.lock().unwrap_or_else(PoisonError::into_inner).insert(page.target_id().clone(), gone.clone());
+        self.pages
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(page.target_id().clone(), gone.clone());
         if self.is_dead() {
             gone.cancel();
         }
@@ -225,9 +228,7 @@ struct State {
 
 impl Supervisor {
     pub(crate) fn new(config: Arc<WebSdkConfig>, base: PathBuf) -> Self {
-        let counter = |reason: &'static str| {
-            metrics::counter!("callagent_websdk_browser_restarts_total", "reason" => reason)
-        };
+        let counter = |reason: &'static str| metrics::counter!("callagent_websdk_browser_restarts_total", "reason" => reason);
         Self {
             config,
             state: tokio::sync::Mutex::new(State::default()),
@@ -339,6 +340,7 @@ impl Supervisor {
                 "--no-first-run",
                 "--disable-quic",
                 "--disable-gpu",
+                "--disable-crash-reporter",
                 "--use-fake-device-for-media-stream",
                 "--use-fake-ui-for-media-stream",
                 "--autoplay-policy=no-user-gesture-required",
@@ -459,6 +461,17 @@ async fn watch(instance: Arc<Instance>, mut handler: Handler) {
         // Kill (a no-op on an exited process) and reap: no zombie.
         let _ = browser.kill().await;
         let _ = browser.wait().await;
+    }
+    // Its helpers (network service, renderers) end a moment after it, and may write into the
+    // profile as they go: the profile is removed once none is left.
+    let profile = instance.profile();
+    let deadline = Instant::now() + CLOSE_TIMEOUT;
+    while !procfs::processes_of(&profile).is_empty() {
+        if Instant::now() >= deadline {
+            tracing::warn!(profile = %profile.display(), "Chromium helpers outlived their browser");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     remove_dir(&instance.dir);
     // The service's own directory goes with its last browser (not while another is in it).

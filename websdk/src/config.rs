@@ -87,7 +87,10 @@ impl WebSdkConfig {
             }
         }
         if self.restart_spacing > Duration::from_secs(3600) {
-            return invalid("restart_spacing", format!("must be at most 1 h, got {}", human(self.restart_spacing)));
+            return invalid(
+                "restart_spacing",
+                format!("must be at most 1 h, got {}", human(self.restart_spacing)),
+            );
         }
         Ok(())
     }

@@ -31,7 +31,11 @@ impl PageHandle {
     /// Opens a page of `instance` at `url`. The page is opened by a task of its own that hands
     /// it over: a caller dropped while the browser creates the page does not leak it (the
     /// handle the task cannot hand over is dropped, which closes the page).
-    pub(crate) async fn open(instance: Arc<Instance>, url: String, within: Duration) -> Result<Arc<Self>, WebSdkError> {
+    pub(crate) async fn open(
+        instance: Arc<Instance>,
+        url: String,
+        within: Duration,
+    ) -> Result<Arc<Self>, WebSdkError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let opener = Arc::clone(&instance);
         instance.handle().spawn(async move {
@@ -40,7 +44,9 @@ impl PageHandle {
                     Ok(Arc::new(Self { page, instance: opener, gone, closed: AtomicBool::new(false) }))
                 }
                 Ok(Err(e)) => Err(e),
-                Err(_) => Err(WebSdkError::PageLoad(format!("the page did not open within {}", human(within)))),
+                Err(_) => {
+                    Err(WebSdkError::PageLoad(format!("the page did not open within {}", human(within))))
+                }
             };
             let _ = tx.send(opened);
         });
@@ -78,7 +84,9 @@ impl PageHandle {
         let result = result.map_err(|e| {
             if self.instance.is_dead() { self.instance.died_error() } else { WebSdkError::from(e) }
         })?;
-        result.into_value().map_err(|e| WebSdkError::Protocol(format!("unexpected answer from the page: {e}")))
+        result
+            .into_value()
+            .map_err(|e| WebSdkError::Protocol(format!("unexpected answer from the page: {e}")))
     }
 }
 
@@ -157,11 +165,16 @@ impl Session {
         match ready.await {
             Ok(Ok(())) => Ok(session),
             Ok(Err(e)) => Err(e),
-            Err(_) => Err(WebSdkError::PageLoad(format!("the SDK bundle did not start within {}", human(within)))),
+            Err(_) => {
+                Err(WebSdkError::PageLoad(format!("the SDK bundle did not start within {}", human(within))))
+            }
         }
     }
 
-    pub(crate) async fn eval<T: serde::de::DeserializeOwned>(&self, expression: &str) -> Result<T, WebSdkError> {
+    pub(crate) async fn eval<T: serde::de::DeserializeOwned>(
+        &self,
+        expression: &str,
+    ) -> Result<T, WebSdkError> {
         self.page.eval(expression).await
     }
 
@@ -182,17 +195,29 @@ impl Session {
 
     /// Creates an agent on the `CallClient` that created `other` (the SDK allows one agent per
     /// client; this is for probing what it does).
-    pub async fn create_on_client_of(&self, other: &Agent, request: &CreateAgentRequest) -> Result<Agent, WebSdkError> {
+    pub async fn create_on_client_of(
+        &self,
+        other: &Agent,
+        request: &CreateAgentRequest,
+    ) -> Result<Agent, WebSdkError> {
         self.create_detailed(request, Some(other.id())).await.map_err(|f| f.error)
     }
 
     /// Like [`create`](Self::create) (on `client_of`'s `CallClient` when given), with what a
     /// failure looked like in the page: for conformance checks.
-    pub async fn probe(&self, request: &CreateAgentRequest, client_of: Option<&Agent>) -> Result<Agent, Box<Failure>> {
+    pub async fn probe(
+        &self,
+        request: &CreateAgentRequest,
+        client_of: Option<&Agent>,
+    ) -> Result<Agent, Box<Failure>> {
         self.create_detailed(request, client_of.map(Agent::id)).await
     }
 
-    async fn create_detailed(&self, request: &CreateAgentRequest, client_of: Option<u64>) -> Result<Agent, Box<Failure>> {
+    async fn create_detailed(
+        &self,
+        request: &CreateAgentRequest,
+        client_of: Option<u64>,
+    ) -> Result<Agent, Box<Failure>> {
         // Withdrawn when dropped: a token the page never took does not stay on the server.
         let key = self.shared.server.tokens.offer(request.token().clone());
         let expression = protocol::create(
@@ -244,11 +269,14 @@ impl Session {
     fn settle(&self, created: Created, request: &CreateAgentRequest) -> Result<Agent, Box<Failure>> {
         let took = Duration::from_secs_f64(created.ms.max(0.0) / 1e3);
         if created.ok {
-            let id = created.id.ok_or_else(|| bare(WebSdkError::Protocol("created an agent without an id".into())))?;
+            let id = created
+                .id
+                .ok_or_else(|| bare(WebSdkError::Protocol("created an agent without an id".into())))?;
             let state = ConnectionState::parse(created.state.as_deref().unwrap_or_default());
             return Ok(Agent::new(request, id, state, created.same.unwrap_or(false), took, self.clone()));
         }
-        let thrown = created.error.ok_or_else(|| bare(WebSdkError::Protocol("a failure without an error".into())))?;
+        let thrown =
+            created.error.ok_or_else(|| bare(WebSdkError::Protocol("a failure without an error".into())))?;
         let stringified = thrown.json.clone();
         Err(Box::new(Failure { error: thrown.into_error(), stringified, took: Some(took) }))
     }

@@ -31,11 +31,20 @@ pub(crate) fn processes_of(profile: &Path) -> Vec<u32> {
     entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| c.split(|b| *b == 0).any(|arg| arg == needle.as_bytes()))
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| has_arg(&c, needle.as_bytes()))
         })
         .filter(|pid| alive(*pid))
         .collect()
+}
+
+/// Whether `cmdline` holds `arg` whole. Chromium's helpers rewrite their command line into one
+/// space-separated string, so an argument ends at a NUL, a space or the end.
+fn has_arg(cmdline: &[u8], arg: &[u8]) -> bool {
+    cmdline.windows(arg.len()).enumerate().any(|(at, w)| {
+        w == arg
+            && (at == 0 || matches!(cmdline[at - 1], 0 | b' '))
+            && matches!(cmdline.get(at + arg.len()), None | Some(0 | b' '))
+    })
 }
 
 /// Proportional set size of `pids`, summed (`Pss:` of `smaps_rollup`), in bytes.
@@ -58,6 +67,15 @@ mod tests {
     fn this_process_is_alive_and_a_made_up_one_is_not() {
         assert!(alive(std::process::id()));
         assert!(!alive(u32::MAX - 1));
+    }
+
+    #[test]
+    fn an_argument_is_found_whole_in_either_form_of_command_line() {
+        let arg = b"--user-data-dir=/tmp/p";
+        assert!(has_arg(b"chromium\0--user-data-dir=/tmp/p\0", arg));
+        assert!(has_arg(b"chromium --type=renderer --user-data-dir=/tmp/p --x\0", arg));
+        assert!(!has_arg(b"chromium --user-data-dir=/tmp/p2\0", arg));
+        assert!(!has_arg(b"chromium x--user-data-dir=/tmp/p\0", arg));
     }
 
     #[test]

@@ -101,7 +101,12 @@ pub(crate) fn create(
     format!("window.callagent.create({args})")
 }
 
-pub(crate) fn race(first: (&str, AgentKind), second: (&str, AgentKind), same_client: bool, delay_ms: u64) -> String {
+pub(crate) fn race(
+    first: (&str, AgentKind),
+    second: (&str, AgentKind),
+    same_client: bool,
+    delay_ms: u64,
+) -> String {
     let args = serde_json::json!({
         "first": { "key": first.0, "kind": kind(first.1) },
         "second": { "key": second.0, "kind": kind(second.1) },

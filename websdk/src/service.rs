@@ -176,10 +176,7 @@ impl WebSdk {
         let Ok(entries) = std::fs::read_dir(&self.shared.dir) else {
             return Vec::new();
         };
-        entries
-            .filter_map(Result::ok)
-            .flat_map(|e| procfs::processes_of(&e.path().join("profile")))
-            .collect()
+        entries.filter_map(Result::ok).flat_map(|e| procfs::processes_of(&e.path().join("profile"))).collect()
     }
 
     /// A new page with the SDK loaded: a place for one or more `CallClient`s. Outside
@@ -201,7 +198,11 @@ impl WebSdk {
     }
 }
 
-async fn create(shared: Arc<Shared>, request: &CreateAgentRequest, slot: OwnedSemaphorePermit) -> Result<Agent, WebSdkError> {
+async fn create(
+    shared: Arc<Shared>,
+    request: &CreateAgentRequest,
+    slot: OwnedSemaphorePermit,
+) -> Result<Agent, WebSdkError> {
     // Every await below may be the last: the session (and with it the page) and the slot are
     // locals, dropped with the future.
     let session = Session::open(&shared).await?;

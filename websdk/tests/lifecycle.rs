@@ -30,7 +30,8 @@ fn valid() -> CreateAgentRequest {
 
 /// A token the SDK rejects in milliseconds (no voip scope: 401/44113).
 fn rejected() -> CreateAgentRequest {
-    let claims = json!({"skypeid": "acs:r_lifecycle", "acsScope": "chat", "resourceId": "r", "exp": now() + 3600});
+    let claims =
+        json!({"skypeid": "acs:r_lifecycle", "acsScope": "chat", "resourceId": "r", "exp": now() + 3600});
     CreateAgentRequest::new("8:acs:lifecycle", AccessToken::unsigned(&claims), AgentKind::Acs)
 }
 
@@ -39,9 +40,15 @@ async fn launch(config: WebSdkConfig) -> WebSdk {
     WebSdk::launch(config).await.expect("Chromium and the built page (websdk/conformance.sh)")
 }
 
-/// The idle figures once the browser has settled after its start.
+/// The idle figures once the browser has made one agent and settled: with its first agent
+/// Chromium starts an audio service process and keeps it for the browser's life, and after its
+/// first page closes it keeps a spare renderer for the next, so idle is a browser that has
+/// served one creation, not one just started.
 async fn idle(sdk: &WebSdk) -> BrowserStats {
+    let warm_up = sdk.clone().oneshot(valid()).await.expect("a warm-up agent");
+    warm_up.dispose().await.expect("dispose");
     tokio::time::sleep(Duration::from_secs(2)).await;
+    println!("idle: {:?}", kinds(&sdk.chromium_processes()));
     sdk.stats().await.expect("stats")
 }
 
@@ -55,10 +62,26 @@ async fn back_to_idle(sdk: &WebSdk, idle: &BrowserStats) -> BrowserStats {
             && now.processes <= idle.processes
             && sdk.chromium_processes().len() == now.processes;
         if settled || started.elapsed() > Duration::from_secs(5) {
+            if !settled {
+                println!("not back to idle: {:?}", kinds(&sdk.chromium_processes()));
+            }
             return now;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Each Chromium process's `--type` (and sub-type), for a failure message.
+fn kinds(pids: &[u32]) -> Vec<String> {
+    let kind = |pid: &u32| {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let mut parts =
+            text.split(' ').filter(|a| a.starts_with("--type=") || a.starts_with("--utility-sub-type="));
+        let kind = parts.next().unwrap_or("browser").to_owned();
+        parts.next().map_or(kind.clone(), |sub| format!("{kind} {sub}"))
+    };
+    pids.iter().map(kind).collect()
 }
 
 fn assert_idle(now: &BrowserStats, idle: &BrowserStats, what: &str) {
@@ -76,9 +99,8 @@ async fn creations_dropped_at_any_point_close_their_pages() {
     let idle = idle(&sdk).await;
     let seed = std::env::var("LIFECYCLE_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(18);
     let mut rng = StdRng::seed_from_u64(seed);
-    let plan: Vec<(bool, Duration)> = (0..56)
-        .map(|_| (rng.gen_bool(0.25), Duration::from_millis(rng.gen_range(0..4_000))))
-        .collect();
+    let plan: Vec<(bool, Duration)> =
+        (0..56).map(|_| (rng.gen_bool(0.25), Duration::from_millis(rng.gen_range(0..4_000)))).collect();
     let (mut dropped, mut rejected_ok) = (0, 0);
     for wave in plan.chunks(4) {
         let calls = wave.iter().map(|&(reject, after)| {
@@ -97,7 +119,9 @@ async fn creations_dropped_at_any_point_close_their_pages() {
         }
     }
     let now = back_to_idle(&sdk, &idle).await;
-    println!("seed {seed}: {dropped} dropped, {rejected_ok} rejected by the SDK; idle {idle:?}, after {now:?}");
+    println!(
+        "seed {seed}: {dropped} dropped, {rejected_ok} rejected by the SDK; idle {idle:?}, after {now:?}"
+    );
     assert!(dropped >= 40, "most creations were dropped mid-way ({dropped})");
     assert_idle(&now, &idle, &format!("seed {seed}"));
     sdk.close().await;
@@ -129,7 +153,8 @@ async fn the_retry_layer_cancelling_attempts_leaves_no_page() {
     println!("attempt_timeout: both calls gave up after {:?}", started.elapsed());
     assert_idle(&back_to_idle(&sdk, &idle).await, &idle, "attempt_timeout");
 
-    let deadline = RetryConfig { deadline: Some(Duration::from_secs(5)), budget: None, ..RetryConfig::default() };
+    let deadline =
+        RetryConfig { deadline: Some(Duration::from_secs(5)), budget: None, ..RetryConfig::default() };
     let svc = CallAgentRetryLayer::new(deadline).expect("config").layer(sdk.clone());
     let err = svc.oneshot(valid()).await.expect_err("the deadline cuts the creation off");
     assert_eq!(err.reason(), StopReason::DeadlineExceeded, "{err}");
@@ -145,7 +170,8 @@ async fn agents_dropped_undisposed_are_disposed_and_their_pages_closed() {
     let sdk = launch(WebSdkConfig::isolated()).await;
     let idle = idle(&sdk).await;
     let calls = (0..3).map(|_| sdk.clone().oneshot(valid()));
-    let agents: Vec<Agent> = futures::future::join_all(calls).await.into_iter().map(|r| r.expect("agent")).collect();
+    let agents: Vec<Agent> =
+        futures::future::join_all(calls).await.into_iter().map(|r| r.expect("agent")).collect();
     assert_eq!(sdk.stats().await.expect("stats").pages, idle.pages + 3);
     assert_eq!(sdk.stats().await.expect("stats").agents_and_creations, 3);
     drop(agents);
@@ -168,7 +194,9 @@ fn kill(pid: u32) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Chromium and an isolated network namespace: run websdk/conformance.sh"]
 async fn a_killed_browser_fails_every_call_at_once_and_is_started_again() {
-    let sdk = launch(WebSdkConfig { restart_spacing: Duration::from_millis(100), ..WebSdkConfig::isolated() }).await;
+    let sdk =
+        launch(WebSdkConfig { restart_spacing: Duration::from_millis(100), ..WebSdkConfig::isolated() })
+            .await;
     let idle = idle(&sdk).await;
     let first = idle.pid.expect("a browser pid");
 
@@ -184,7 +212,11 @@ async fn a_killed_browser_fails_every_call_at_once_and_is_started_again() {
     kill(first);
     for call in calls {
         let err = call.await.expect("task").expect_err("the browser died under it");
-        assert!(killed.elapsed() < Duration::from_secs(2), "ended {:?} after the kill: {err}", killed.elapsed());
+        assert!(
+            killed.elapsed() < Duration::from_secs(2),
+            "ended {:?} after the kill: {err}",
+            killed.elapsed()
+        );
         assert!(matches!(err, WebSdkError::BrowserDied(_)), "{err}");
         assert!(classify(&err, &Default::default()).retry, "a creation the browser died under is retryable");
     }

@@ -1,0 +1,222 @@
+//! A soak of the real path: many creations through the retry and connect layers over the web
+//! SDK service, in the isolated namespace, with random drops and one browser kill in the middle.
+//!
+//! ```text
+//! websdk/page/build.sh                  # once: npm ci + esbuild
+//! unshare -n sh -c 'ip link set lo up && cargo run --release -p callagent-websdk --example soak'
+//! ```
+//!
+//! Most tokens are ones the SDK rejects in milliseconds (no voip scope); every `--valid-every`th
+//! is valid, which with no network resolves a `Disconnected` agent after ~14 s that the connect
+//! check disposes and retries. `--drop-percent` of the calls are dropped after a random time
+//! (a caller going away). At the middle, Chromium is killed by its pid. Prints creations,
+//! outcomes, restarts, pages and Chromium's PSS before and after; exits non-zero unless every
+//! call ended, the pages and processes are back to idle, and PSS is within 10% of before.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use callagent_retry::connect::{ConnectError, ConnectLayer};
+use callagent_retry::sdk::{AccessToken, AgentKind, CreateAgentRequest};
+use callagent_retry::{CallAgentRetryLayer, RetryConfig};
+use callagent_websdk::{BrowserStats, WebSdk, WebSdkConfig};
+use clap::Parser;
+use futures::StreamExt;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+use tower::{ServiceBuilder, ServiceExt};
+
+#[derive(Parser, Debug)]
+#[command(
+    about = "Soak the web SDK service: creations, drops and a browser kill; pages and memory must return"
+)]
+struct Args {
+    /// Creations in all.
+    #[arg(long, default_value_t = 1000)]
+    creations: usize,
+    /// Every Nth creation uses a valid token (the rest are rejected by the SDK at once).
+    #[arg(long, default_value_t = 100)]
+    valid_every: usize,
+    /// Percent of calls dropped after a random time up to 3 s.
+    #[arg(long, default_value_t = 10)]
+    drop_percent: u32,
+    /// Creations at once (also `max_agents`).
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Seed of the drops.
+    #[arg(long, default_value_t = 18)]
+    seed: u64,
+    /// Run even with a network (the browser still resolves no host but localhost).
+    #[arg(long)]
+    allow_network: bool,
+}
+
+fn isolated() -> bool {
+    std::fs::read_to_string("/proc/self/net/dev")
+        .map(|t| t.lines().skip(2).all(|l| l.trim_start().starts_with("lo:")))
+        .unwrap_or(false)
+}
+
+fn request(valid: bool) -> CreateAgentRequest {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let scope = if valid { "chat,voip" } else { "chat" };
+    let claims = json!({"skypeid": "acs:r_soak", "acsScope": scope, "resourceId": "r", "exp": now + 3600});
+    CreateAgentRequest::new("8:acs:soak", AccessToken::unsigned(&claims), AgentKind::Acs)
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+async fn settled(sdk: &WebSdk, idle: &BrowserStats) -> Result<BrowserStats, String> {
+    let started = Instant::now();
+    loop {
+        let now = sdk.stats().await.map_err(|e| format!("stats: {e}"))?;
+        if (now.pages == idle.pages && now.agents_and_creations == 0 && now.processes <= idle.processes)
+            || started.elapsed() > Duration::from_secs(10)
+        {
+            return Ok(now);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    if !isolated() && !args.allow_network {
+        eprintln!(
+            "refusing to run with a network: run it under `unshare -n` (see the doc comment), or pass --allow-network"
+        );
+        return ExitCode::from(2);
+    }
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("soak failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    if args.concurrency == 0 || args.valid_every == 0 {
+        return Err("--concurrency and --valid-every must be at least 1".into());
+    }
+    let config = WebSdkConfig { max_agents: args.concurrency, ..WebSdkConfig::isolated() };
+    let sdk = WebSdk::launch(config).await.map_err(|e| e.to_string())?;
+    // Idle is a browser that has made one agent: Chromium starts its audio service with the
+    // first agent and keeps it, and keeps a spare renderer once it has closed a page.
+    if let Ok(agent) = sdk.clone().oneshot(request(true)).await {
+        let _ = agent.dispose().await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = sdk.stats().await.map_err(|e| e.to_string())?;
+    let retry = RetryConfig {
+        max_attempts: 2,
+        deadline: Some(Duration::from_secs(45)),
+        seed: Some(args.seed),
+        ..RetryConfig::default()
+    };
+    let svc = ServiceBuilder::new()
+        .layer(CallAgentRetryLayer::new(retry).map_err(|e| e.to_string())?)
+        .layer(ConnectLayer::new(Some(Duration::from_secs(1))))
+        .service(sdk.clone());
+    let mut rng = StdRng::seed_from_u64(args.seed);
+    let plan: Vec<(bool, Option<Duration>)> = (0..args.creations)
+        .map(|i| {
+            let drop = rng.gen_range(0..100) < args.drop_percent;
+            (
+                i % args.valid_every == args.valid_every - 1,
+                drop.then(|| Duration::from_millis(rng.gen_range(0..3000))),
+            )
+        })
+        .collect();
+    let kill_at = args.creations / 2;
+    let started = Instant::now();
+    let outcomes: Vec<String> = futures::stream::iter(plan.into_iter().enumerate())
+        .map(|(i, (valid, drop_after))| {
+            let (svc, sdk) = (svc.clone(), sdk.clone());
+            async move {
+                if i == kill_at
+                    && let Ok(BrowserStats { pid: Some(pid), .. }) = sdk.stats().await
+                {
+                    let _ = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status();
+                    println!("killed Chromium (pid {pid}) at creation {i}");
+                }
+                let call = svc.oneshot(request(valid));
+                let result = match drop_after {
+                    Some(after) => match tokio::time::timeout(after, call).await {
+                        Ok(r) => r,
+                        Err(_) => return "dropped".to_owned(),
+                    },
+                    None => call.await,
+                };
+                match result {
+                    Ok(agent) => {
+                        let _ = agent.dispose().await;
+                        "created".to_owned()
+                    }
+                    Err(e) => {
+                        let sdk = match e.last_error() {
+                            Some(ConnectError::Service(inner)) => inner.sdk_error(),
+                            _ => None,
+                        };
+                        match sdk {
+                            Some(sdk) => format!("{:?} {}/{}", e.reason(), sdk.code(), sdk.sub_code()),
+                            None => format!("{:?}: {}", e.reason(), e.last_attempt()),
+                        }
+                    }
+                }
+            }
+        })
+        .buffer_unordered(args.concurrency)
+        .collect()
+        .await;
+    let took = started.elapsed();
+    let after = settled(&sdk, &before).await?;
+    let mut tally: BTreeMap<String, usize> = BTreeMap::new();
+    for outcome in &outcomes {
+        let key: String = outcome.chars().take(100).collect();
+        *tally.entry(key).or_default() += 1;
+    }
+    println!("{} creations in {:.0} s ({} ended)", args.creations, took.as_secs_f64(), outcomes.len());
+    for (outcome, n) in &tally {
+        println!("  {n:>5}  {outcome}");
+    }
+    println!("browser restarts: {}", after.restarts);
+    println!("pages open:        before {:>4}  after {:>4}", before.pages, after.pages);
+    println!("Chromium processes: before {:>3}  after {:>4}", before.processes, after.processes);
+    println!(
+        "Chromium PSS:      before {:>6.0} MiB  after {:>6.0} MiB",
+        mib(before.pss_bytes),
+        mib(after.pss_bytes)
+    );
+    let mut failures = Vec::new();
+    if outcomes.len() != args.creations {
+        failures.push(format!("{} of {} calls ended", outcomes.len(), args.creations));
+    }
+    if after.pages != before.pages || after.agents_and_creations != 0 {
+        failures.push(format!(
+            "pages {} (idle {}), slots held {}",
+            after.pages, before.pages, after.agents_and_creations
+        ));
+    }
+    if after.processes > before.processes {
+        failures.push(format!("{} Chromium processes (idle {})", after.processes, before.processes));
+    }
+    if after.pss_bytes as f64 > before.pss_bytes as f64 * 1.10 {
+        failures.push(format!(
+            "PSS {:.0} MiB, more than 10% over {:.0} MiB",
+            mib(after.pss_bytes),
+            mib(before.pss_bytes)
+        ));
+    }
+    if args.creations > 1 && after.restarts != 1 {
+        failures.push(format!("{} restarts (one kill)", after.restarts));
+    }
+    sdk.close().await;
+    if failures.is_empty() { Ok(()) } else { Err(failures.join("; ")) }
+}
