@@ -47,6 +47,19 @@ fn has_arg(cmdline: &[u8], arg: &[u8]) -> bool {
     })
 }
 
+/// What a Chromium process is: `browser`, or its `--type` (and utility sub-type), e.g.
+/// `renderer`, `utility network.mojom.NetworkService`.
+pub(crate) fn kind(pid: u32) -> String {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+    let value = |key: &str| text.split(' ').find_map(|a| a.strip_prefix(key)).map(str::to_owned);
+    match (value("--type="), value("--utility-sub-type=")) {
+        (None, _) => "browser".to_owned(),
+        (Some(kind), None) => kind,
+        (Some(kind), Some(sub)) => format!("{kind} {sub}"),
+    }
+}
+
 /// Proportional set size of `pids`, summed (`Pss:` of `smaps_rollup`), in bytes.
 pub(crate) fn pss_bytes(pids: &[u32]) -> u64 {
     pids.iter()

@@ -89,6 +89,9 @@ pub struct BrowserStats {
     pub profile: Option<PathBuf>,
     /// Chromium's processes (the browser and its helpers: zygotes, renderers, utilities).
     pub processes: usize,
+    /// What each of them is (`browser`, `renderer`, `utility network.mojom.NetworkService`, …),
+    /// sorted.
+    pub process_kinds: Vec<String>,
     /// Their proportional set size, summed, in bytes.
     pub pss_bytes: u64,
     /// Pages open, as the browser itself lists them (`Target.getTargets`).
@@ -163,6 +166,11 @@ impl WebSdk {
             pid: instance.as_ref().and_then(|i| i.pid()),
             profile: instance.as_ref().map(|i| i.profile()),
             processes: pids.len(),
+            process_kinds: {
+                let mut kinds: Vec<String> = pids.iter().map(|p| procfs::kind(*p)).collect();
+                kinds.sort();
+                kinds
+            },
             pss_bytes: procfs::pss_bytes(&pids),
             pages: self.open_pages().await?,
             agents_and_creations: self.shared.config.max_agents - self.shared.slots.available_permits(),

@@ -48,7 +48,6 @@ async fn idle(sdk: &WebSdk) -> BrowserStats {
     let warm_up = sdk.clone().oneshot(valid()).await.expect("a warm-up agent");
     warm_up.dispose().await.expect("dispose");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    println!("idle: {:?}", kinds(&sdk.chromium_processes()));
     sdk.stats().await.expect("stats")
 }
 
@@ -63,25 +62,12 @@ async fn back_to_idle(sdk: &WebSdk, idle: &BrowserStats) -> BrowserStats {
             && sdk.chromium_processes().len() == now.processes;
         if settled || started.elapsed() > Duration::from_secs(5) {
             if !settled {
-                println!("not back to idle: {:?}", kinds(&sdk.chromium_processes()));
+                println!("not back to idle: {:?}; idle: {:?}", now.process_kinds, idle.process_kinds);
             }
             return now;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// Each Chromium process's `--type` (and sub-type), for a failure message.
-fn kinds(pids: &[u32]) -> Vec<String> {
-    let kind = |pid: &u32| {
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        let mut parts =
-            text.split(' ').filter(|a| a.starts_with("--type=") || a.starts_with("--utility-sub-type="));
-        let kind = parts.next().unwrap_or("browser").to_owned();
-        parts.next().map_or(kind.clone(), |sub| format!("{kind} {sub}"))
-    };
-    pids.iter().map(kind).collect()
 }
 
 fn assert_idle(now: &BrowserStats, idle: &BrowserStats, what: &str) {
