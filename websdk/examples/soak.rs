@@ -74,8 +74,8 @@ async fn settled(sdk: &WebSdk, idle: &BrowserStats) -> Result<BrowserStats, Stri
     let started = Instant::now();
     loop {
         let now = sdk.stats().await.map_err(|e| format!("stats: {e}"))?;
-        if (now.pages == idle.pages && now.agents_and_creations == 0 && now.processes <= idle.processes + 1)
-            || started.elapsed() > Duration::from_secs(10)
+        if (now.pages == idle.pages && now.agents_and_creations == 0 && now.processes <= idle.processes)
+            || started.elapsed() > Duration::from_secs(30)
         {
             return Ok(now);
         }
@@ -204,14 +204,14 @@ async fn run(args: Args) -> Result<(), String> {
             after.pages, before.pages, after.agents_and_creations
         ));
     }
-    // The browser after the kill is a new one: its helpers need not be the first one's
-    // (one more renderer was seen). What must hold: nothing of the dead browser is left, and
-    // the new one is no bigger than the old one's idle plus one helper.
+    // The browser after the kill is a new one; a renderer of its last pages lingers for up to
+    // ~30 s (seen: 11 processes 10 s after the last creation, 10 by 30 s), which `settled`
+    // waits out. Nothing of the dead browser may be left.
     let left = sdk.chromium_processes().len();
-    if left != after.processes {
-        failures.push(format!("{} processes of a dead browser left", left.saturating_sub(after.processes)));
+    if left > after.processes {
+        failures.push(format!("{} processes of a dead browser left", left - after.processes));
     }
-    if after.processes > before.processes + 1 {
+    if after.processes > before.processes {
         failures.push(format!("{} Chromium processes (idle {})", after.processes, before.processes));
     }
     if after.process_kinds != before.process_kinds {
