@@ -124,16 +124,21 @@ impl Instance {
         }
     }
 
+    /// The browser, shared; an error as soon as it dies (the watcher takes it then).
+    async fn browser(&self) -> Result<tokio::sync::RwLockReadGuard<'_, Option<Browser>>, WebSdkError> {
+        tokio::select! {
+            biased;
+            _ = self.died.cancelled() => Err(self.died_error()),
+            guard = self.browser.read() => Ok(guard),
+        }
+    }
+
     /// A DevTools call to the browser, failing as soon as the browser dies.
     pub(crate) async fn execute<C>(&self, cmd: C) -> Result<C::Response, WebSdkError>
     where
         C: chromiumoxide::types::Command,
     {
-        let guard = tokio::select! {
-            biased;
-            _ = self.died.cancelled() => return Err(self.died_error()),
-            guard = self.browser.read() => guard,
-        };
+        let guard = self.browser().await?;
         let browser = guard.as_ref().ok_or_else(|| self.died_error())?;
         tokio::select! {
             biased;
@@ -144,11 +149,7 @@ impl Instance {
 
     /// Opens a page at `url` and registers its "gone" signal. Fails as soon as the browser dies.
     pub(crate) async fn new_page(&self, url: &str) -> Result<(Page, CancellationToken), WebSdkError> {
-        let guard = tokio::select! {
-            biased;
-            _ = self.died.cancelled() => return Err(self.died_error()),
-            guard = self.browser.read() => guard,
-        };
+        let guard = self.browser().await?;
         let browser = guard.as_ref().ok_or_else(|| self.died_error())?;
         let page = tokio::select! {
             biased;
