@@ -195,7 +195,10 @@ pub struct Tick {
 }
 
 /// What a run did.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+///
+/// Two reports are equal when the runs did the same: `wall_seconds`, the one figure a seeded run
+/// does not repeat, is left out of the comparison.
+#[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]
 pub struct Report {
     /// The scenario's name.
@@ -231,6 +234,49 @@ pub struct Report {
     pub timeline: Vec<Tick>,
     /// The backend's own counters.
     pub backend: SimStats,
+}
+
+impl PartialEq for Report {
+    fn eq(&self, other: &Self) -> bool {
+        // Destructured so a new field cannot be left out of the comparison by accident.
+        let Report {
+            scenario,
+            description,
+            offered,
+            backend_calls,
+            amplification,
+            outcomes,
+            subcodes,
+            time_to_agent_p50,
+            time_to_agent_p99,
+            duration,
+            wall_seconds: _,
+            connect_check,
+            budget_spared_up_to,
+            outages,
+            timeline,
+            backend,
+        } = self;
+        (scenario, description, offered, backend_calls, amplification, outcomes, subcodes)
+            == (
+                &other.scenario,
+                &other.description,
+                &other.offered,
+                &other.backend_calls,
+                &other.amplification,
+                &other.outcomes,
+                &other.subcodes,
+            )
+            && (time_to_agent_p50, time_to_agent_p99, duration, connect_check, budget_spared_up_to)
+                == (
+                    &other.time_to_agent_p50,
+                    &other.time_to_agent_p99,
+                    &other.duration,
+                    &other.connect_check,
+                    &other.budget_spared_up_to,
+                )
+            && (outages, timeline, backend) == (&other.outages, &other.timeline, &other.backend)
+    }
 }
 
 impl Report {
