@@ -45,7 +45,7 @@ pub trait Connectable: Send + Sized + 'static {
 pub struct ConnectConfig {
     /// How long a created agent may take to connect; `"off"` (the default) skips the check.
     /// Leave room for the SDK's own connection (seconds on a healthy network).
-    #[serde(with = "crate::config::off_or_duration")]
+    #[serde(with = "crate::validate::off_or_duration")]
     pub timeout: Option<Duration>,
 }
 

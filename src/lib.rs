@@ -115,6 +115,7 @@ pub mod sdk;
 pub mod sim;
 #[cfg(feature = "single-flight")]
 pub mod single_flight;
+mod validate;
 
 pub use classify::Classify;
 pub use config::{Config, ConfigError};

@@ -33,11 +33,11 @@ use tower::{Layer, Service, ServiceExt};
 use serde::{Deserialize, Serialize};
 
 use crate::classify::Classify;
-use crate::config::ConfigError;
 use crate::sdk::catalog::{
     AGENT_EXISTS, TEAMS_AGENT_EXISTS, TOKEN_EXPIRED, TOKEN_FETCH_FAILED, TOKEN_UNPARSABLE,
 };
 use crate::sdk::{AccessToken, AgentRequest};
+use crate::validate::ConfigError;
 
 /// Which remedy hooks run: the `[remedy]` section of the [config file](crate::config). Both off
 /// by default.

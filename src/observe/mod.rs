@@ -65,8 +65,8 @@ use serde::{Deserialize, Serialize};
 use tracing::Level;
 
 use crate::classify::Verdict;
-use crate::config::ConfigError;
 use crate::retry::Outcome;
+use crate::validate::ConfigError;
 
 #[cfg(feature = "otel")]
 mod otel;
@@ -212,14 +212,14 @@ pub struct ObserveConfig {
     /// counted as `other`. At most 1000.
     pub max_unknown_subcodes: usize,
     /// The level of the per-call span (`DEBUG`).
-    #[serde(with = "crate::config::level")]
+    #[serde(with = "crate::validate::level")]
     pub span_level: Level,
     /// The level of the event for a call rejected as not retryable (`WARN`).
-    #[serde(with = "crate::config::level")]
+    #[serde(with = "crate::validate::level")]
     pub rejected_level: Level,
     /// The level of the event for a call that ran out of attempts, time or budget, or whose
     /// inner service failed (`WARN`).
-    #[serde(with = "crate::config::level")]
+    #[serde(with = "crate::validate::level")]
     pub gave_up_level: Level,
 }
 

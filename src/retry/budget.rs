@@ -6,7 +6,7 @@ use std::sync::{Mutex, PoisonError};
 use tokio::time::Instant;
 
 use super::BudgetConfig;
-use crate::config::ConfigError;
+use crate::validate::ConfigError;
 
 /// One withdrawal's cost in fixed point.
 const SCALE: i64 = 1_000_000;

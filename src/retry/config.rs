@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use super::schedule::Jitter;
 use crate::classify::SubcodeOverride;
-use crate::config::{ConfigError, OFF, check_duration as duration, off_or_duration, subcode_keys};
+use crate::validate::{ConfigError, OFF, check_duration as duration, off_or_duration, subcode_keys};
 
 /// How the layer retries: the `[retry]` section of the [config file](crate::config). Build one
 /// in code, or load it with [`Config::from_toml`](crate::Config::from_toml),

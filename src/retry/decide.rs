@@ -24,7 +24,7 @@ use super::budget::RetryBudget;
 use super::schedule::{Backoff, BackoffSchedule};
 use super::{RetryConfig, StopReason};
 use crate::classify::{Classify, Verdict, classify};
-use crate::config::ConfigError;
+use crate::validate::ConfigError;
 
 /// What to do after a failed attempt. `T` is what the call kept to call again with (the service
 /// and the request): a retry hands it back, so a retry without it cannot be expressed.

@@ -12,9 +12,9 @@ use tokio::time::{Instant, Sleep};
 use tower::Service;
 
 use super::decide::{CallState, Decision};
-use super::layer::Shared;
 use super::per_call::{Answer, Limits, NoLimits, Plain};
 use super::report::{Trace, call_span};
+use super::shared::Shared;
 use super::{AttemptError, Outcome, RetryError, StopReason};
 use crate::classify::{Classify, Verdict};
 

@@ -24,6 +24,7 @@ mod policy;
 mod report;
 mod schedule;
 mod service;
+mod shared;
 
 pub use budget::RetryBudget;
 pub use config::{BudgetConfig, MAX_ATTEMPTS, RetryConfig};

@@ -14,7 +14,7 @@ use tower::retry::Policy;
 
 use super::Outcome;
 use super::decide::{CallState, Decision};
-use super::layer::Shared;
+use super::shared::Shared;
 use crate::classify::{Classify, Verdict};
 
 /// A [`tower::retry::Policy`] over the same decision core, budget and reports as the

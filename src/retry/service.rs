@@ -10,8 +10,8 @@ use tokio::time::Instant;
 use tower::Service;
 
 use super::future::ResponseFuture;
-use super::layer::Shared;
 use super::per_call::{Answer, Limits, NoLimits, Plain};
+use super::shared::Shared;
 use super::{AttemptError, RetryError, StopReason};
 use crate::classify::Classify;
 

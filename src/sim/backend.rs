@@ -169,7 +169,7 @@ pub struct BackendConfig {
     #[serde(with = "humantime_serde")]
     pub latency_max: Duration,
     /// Per call, the probability of failing with each subcode (outside outages).
-    #[serde(with = "crate::config::subcode_keys")]
+    #[serde(with = "crate::validate::subcode_keys")]
     pub failures: BTreeMap<u32, f64>,
     /// Windows of total failure.
     pub outages: Vec<Outage>,

@@ -1,6 +1,6 @@
 //! [`SimError`]: why a scenario or soak could not run.
 
-use crate::config::ConfigError;
+use crate::validate::ConfigError;
 
 /// Why a scenario or soak could not run.
 #[non_exhaustive]
