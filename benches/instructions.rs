@@ -13,8 +13,8 @@
 use std::hint::black_box;
 
 use callagent_bench::{
-    Attempts, Budgeted, FailEveryOther, Succeed, call_once, default_layer, lean_layer, prometheus_layer,
-    zero_delay_layer,
+    Attempts, Budgeted, FailEveryOther, Succeed, budget_only_layer, call_once, deadline_only_layer,
+    default_layer, lean_layer, observed_layer, peer_layer, prometheus_layer, zero_delay_layer,
 };
 use callagent_retry::CallAgentRetry;
 use gungraun::{library_benchmark, library_benchmark_group, main};
@@ -91,6 +91,48 @@ fn layer_no_budget_no_deadline(svc: CallAgentRetry<Succeed>) -> CallAgentRetry<S
     calls(svc, CALLS)
 }
 
+fn setup_layer_budget_only() -> CallAgentRetry<Succeed> {
+    calls(budget_only_layer().layer(Succeed), WARM)
+}
+
+#[library_benchmark]
+#[bench::call(setup = setup_layer_budget_only)]
+fn layer_budget_only(svc: CallAgentRetry<Succeed>) -> CallAgentRetry<Succeed> {
+    calls(svc, CALLS)
+}
+
+fn setup_layer_deadline_only() -> CallAgentRetry<Succeed> {
+    calls(deadline_only_layer().layer(Succeed), WARM)
+}
+
+#[library_benchmark]
+#[bench::call(setup = setup_layer_deadline_only)]
+fn layer_deadline_only(svc: CallAgentRetry<Succeed>) -> CallAgentRetry<Succeed> {
+    calls(svc, CALLS)
+}
+
+fn setup_layer_observer() -> CallAgentRetry<Succeed> {
+    calls(observed_layer().layer(Succeed), WARM)
+}
+
+#[library_benchmark]
+#[bench::call(setup = setup_layer_observer)]
+fn layer_observer(svc: CallAgentRetry<Succeed>) -> CallAgentRetry<Succeed> {
+    calls(svc, CALLS)
+}
+
+type Peer = tower_resilience_retry::Retry<Succeed, u32, u32, callagent_retry::CallAgentError>;
+
+fn setup_peer() -> Peer {
+    calls(peer_layer().layer(Succeed), WARM)
+}
+
+#[library_benchmark]
+#[bench::call(setup = setup_peer)]
+fn peer_tower_resilience_retry(svc: Peer) -> Peer {
+    calls(svc, CALLS)
+}
+
 fn with_prometheus() -> (CallAgentRetry<Succeed>, PrometheusHandle) {
     let (layer, handle) = prometheus_layer();
     (calls(layer.layer(Succeed), WARM), handle)
@@ -132,7 +174,11 @@ library_benchmark_group!(
         tower_retry_tps_budget,
         layer_default,
         layer_no_budget_no_deadline,
-        layer_prometheus
+        layer_budget_only,
+        layer_deadline_only,
+        layer_observer,
+        layer_prometheus,
+        peer_tower_resilience_retry
     ]
 );
 

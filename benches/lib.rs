@@ -124,6 +124,60 @@ pub fn lean_layer() -> CallAgentRetryLayer {
         .expect("valid config")
 }
 
+/// The layer with the budget but no deadline: what the budget alone costs.
+pub fn budget_only_layer() -> CallAgentRetryLayer {
+    CallAgentRetryLayer::new(RetryConfig { deadline: None, ..Default::default() }).expect("valid config")
+}
+
+/// The layer with the deadline but no budget: what the deadline alone costs.
+pub fn deadline_only_layer() -> CallAgentRetryLayer {
+    CallAgentRetryLayer::new(RetryConfig { budget: None, ..Default::default() }).expect("valid config")
+}
+
+/// An observer that counts attempts and finished calls: the cheapest useful one.
+#[derive(Debug, Default)]
+pub struct Counting {
+    /// Attempts seen.
+    pub attempts: AtomicU64,
+    /// Calls finished.
+    pub finished: AtomicU64,
+}
+
+impl callagent_retry::observe::RetryObserver for Counting {
+    fn on_attempt(&self) {
+        self.attempts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn on_finish(&self, _: &callagent_retry::observe::Finished) {
+        self.finished.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The default layer with an observer: the observer makes the call read its duration.
+pub fn observed_layer() -> CallAgentRetryLayer {
+    default_layer().with_observer(Counting::default())
+}
+
+/// The nearest peer, `tower-resilience-retry`, configured as its docs configure a budgeted retry
+/// for this job: 4 attempts, exponential backoff from 500 ms, a token-bucket budget (its
+/// defaults: 10 a second, up to 100), retrying what the SDK marks retryable.
+pub fn peer_layer() -> tower_resilience_retry::RetryLayer<u32, u32, CallAgentError> {
+    let budget = tower_resilience_retry::RetryBudgetBuilder::new()
+        .token_bucket()
+        .tokens_per_second(10.0)
+        .max_tokens(100)
+        .build()
+        .expect("a valid budget");
+    tower_resilience_retry::RetryLayer::builder()
+        .max_attempts(4)
+        .exponential_backoff(Duration::from_millis(500))
+        .retry_on(|e: &CallAgentError| {
+            e.categories().contains(&callagent_retry::ErrorCategory::UnexpectedClientError)
+        })
+        .budget(budget)
+        .build()
+}
+
 /// The layer for the one-retry path: no delay (so nothing waits), no budget, no deadline.
 pub fn zero_delay_layer() -> CallAgentRetryLayer {
     CallAgentRetryLayer::new(RetryConfig {

@@ -11,8 +11,8 @@
 use std::hint::black_box;
 
 use callagent_bench::{
-    Attempts, Budgeted, FailEveryOther, Succeed, call_once, default_layer, lean_layer, prometheus_layer,
-    zero_delay_layer,
+    Attempts, Budgeted, FailEveryOther, Succeed, call_once, default_layer, lean_layer, peer_layer,
+    prometheus_layer, zero_delay_layer,
 };
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
@@ -38,6 +38,7 @@ fn success_path(c: &mut Criterion) {
     bench(&mut g, "callagent_layer_default_config", default_layer().layer(Succeed));
     bench(&mut g, "callagent_layer_no_budget_no_deadline", lean_layer().layer(Succeed));
     bench(&mut g, "callagent_layer_prometheus_recorder", prometheus.layer(Succeed));
+    bench(&mut g, "peer_tower_resilience_retry_budget", peer_layer().layer(Succeed));
     g.finish();
     assert!(handle.render().contains("callagent_create_calls_total"), "the recorder saw the calls");
 }

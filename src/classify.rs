@@ -87,7 +87,8 @@ impl Classify for CallAgentError {
         Some(CallAgentError::code(self))
     }
     fn sub_code(&self) -> Option<u32> {
-        Some(CallAgentError::sub_code(self))
+        // Subcode 0 (old SDKs) is no subcode: the code decides.
+        self.has_sub_code().then(|| CallAgentError::sub_code(self))
     }
     fn categories(&self) -> &[ErrorCategory] {
         CallAgentError::categories(self)
@@ -150,13 +151,15 @@ impl Verdict {
         }
     }
 
-    /// The subcode label of a failure this crate made itself, which has no SDK subcode:
-    /// `timeout` (the attempt timeout) or `not_connected` (the connect check). Metrics, tracing
-    /// and the simulator's report use it.
+    /// The subcode label of a failure without an SDK subcode: `timeout` (this crate's attempt
+    /// timeout), `not_connected` (the connect check), or `no_subcode` (an SDK error without one,
+    /// as old SDKs throw every error: subcode 0). `None` when the failure has a subcode. Metrics,
+    /// tracing and the simulator's report use it.
     pub fn local_label(&self) -> Option<&'static str> {
         match self.basis {
             Basis::LocalTimeout => Some("timeout"),
             Basis::NotConnected => Some("not_connected"),
+            _ if self.sub_code.is_none() => Some(NO_SUBCODE),
             _ => None,
         }
     }
@@ -166,6 +169,9 @@ impl Verdict {
         self.row.map(usize::from)
     }
 }
+
+/// The subcode label of an SDK error that carries no subcode.
+pub(crate) const NO_SUBCODE: &str = "no_subcode";
 
 const NOT_CONNECTED_REMEDY: &str = "The agent was created but never connected: the client cannot reach Azure \
      Communication Services (network, firewall, proxy) or the service refused it; it was disposed and retried.";
@@ -229,6 +235,19 @@ mod tests {
             assert_eq!(v.retry, e.category == UnexpectedClientError, "{}", e.sub_code);
             assert_eq!((v.basis, v.category), (Basis::Catalog, e.category));
         }
+    }
+
+    #[test]
+    fn an_old_sdk_error_without_a_subcode_is_decided_by_its_code() {
+        // SDK 1.9.1 throws every error with subcode 0 and no categories.
+        for (code, retry) in
+            [(408, true), (429, true), (500, true), (503, true), (401, false), (403, false), (409, false)]
+        {
+            let v = classify(&CallAgentError::new(code, 0, "old"), &none());
+            assert_eq!((v.retry, v.basis, v.sub_code, v.entry()), (retry, Basis::Code, None, None), "{code}");
+            assert_eq!(v.local_label(), Some("no_subcode"));
+        }
+        assert_eq!(classify(&CallAgentError::new(408, 40114, ""), &none()).local_label(), None);
     }
 
     #[test]

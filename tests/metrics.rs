@@ -216,6 +216,23 @@ fn ten_thousand_unknown_subcodes_stay_within_the_bound() {
 }
 
 #[test]
+fn an_old_sdk_error_without_a_subcode_is_counted_as_no_subcode() {
+    run(|m| async move {
+        let layer = named("old-sdk", RetryConfig { max_attempts: 2, ..config() });
+        // SDK 1.9.1's network fault: 408, subcode 0, retried by its code; then a 403 stops.
+        let old = |code| Step::Fail(CallAgentError::new(code, 0, "User stack init timeout"));
+        layer.layer(Scripted::new([old(408)])).oneshot(()).await.unwrap();
+        layer.layer(Scripted::new([old(403)])).oneshot(()).await.unwrap_err();
+        let m = m.seen("old-sdk");
+        let errors =
+            |code| m.counter(ERRORS, &[("code", code), ("subcode", "no_subcode"), ("category", "Unknown")]);
+        assert_eq!([errors("408"), errors("403")], [1, 1]);
+        assert_eq!(m.counter(RETRIES, &[("subcode", "no_subcode")]), 1);
+        assert!(!m.label_values(ERRORS, "subcode").contains("0"), "never a bare 0");
+    });
+}
+
+#[test]
 fn two_layers_in_one_process_are_told_apart() {
     run(|m| async move {
         let a = named("layer-a", config());

@@ -40,7 +40,9 @@
 //! call). `layer` is [`ObserveConfig::name`], empty by default: it tells two layers in one process
 //! apart. A failed attempt that timed out locally has `code="none"`, `subcode="timeout"`; an
 //! agent created but never connected (the [`connect`](crate::connect) check) `code="none"`,
-//! `subcode="not_connected"`. A call whose inner service failed `poll_ready` before its first
+//! `subcode="not_connected"`. An SDK error without a subcode (old SDKs throw every error with
+//! subcode 0) has its code and `subcode="no_subcode"`. A call whose inner service failed
+//! `poll_ready` before its first
 //! attempt counts as `outcome="service_failed"` with no attempt.
 //!
 //! **Cardinality is bounded.** Series for every outcome and every catalog subcode (at its catalog

@@ -182,7 +182,11 @@ impl Metrics {
                 let series = Arc::new(Series::new(
                     &self.layer,
                     label(v.code.map(|c| c.to_string())),
-                    label(v.sub_code.map(|s| s.to_string())),
+                    // A subcode, or what stands for its absence (`no_subcode`).
+                    match (v.sub_code, v.local_label()) {
+                        (Some(s), _) => s.to_string(),
+                        (None, label) => label.unwrap_or("none").to_owned(),
+                    },
                 ));
                 seen.series.insert(key, Arc::clone(&series));
                 series

@@ -60,17 +60,10 @@ pin_project! {
         L: Limits<Req>,
     {
         fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
-            // A call dropped while waiting to retry ends on the failure that asked for the retry.
-            let pending = match this.state.as_ref().get_ref() {
-                State::Done => return,
-                State::Retrying { verdict, .. } => Some(*verdict),
-                State::Calling { .. } => None,
-            };
-            let span = call_span(this.trace.as_deref());
-            let _enter = span.enter();
-            let elapsed = elapsed_if_needed(this.shared, *this.started);
-            this.shared.report.finish(span, Outcome::Cancelled, pending.as_ref(), this.call.attempts(), elapsed);
+            // A finished call (the common case) has nothing to report: one check.
+            if !matches!(this.state, State::Done) {
+                cancelled(this.project());
+            }
         }
     }
 }
@@ -133,6 +126,22 @@ pin_project! {
         sleep: Sleep,
         attempt_since: Option<Instant>,
     }
+}
+
+/// The call was dropped before it finished: report it as cancelled. A call dropped while
+/// waiting to retry ends on the failure that asked for the retry.
+#[cold]
+#[inline(never)]
+fn cancelled<S: Service<Req>, Req, D: Answer, L: Limits<Req>>(this: Proj<'_, S, Req, D, L>) {
+    let pending = match this.state.as_ref().get_ref() {
+        State::Done => return,
+        State::Retrying { verdict, .. } => Some(*verdict),
+        State::Calling { .. } => None,
+    };
+    let span = call_span(this.trace.as_deref());
+    let _enter = span.enter();
+    let elapsed = elapsed_if_needed(this.shared, *this.started);
+    this.shared.report.finish(span, Outcome::Cancelled, pending.as_ref(), this.call.attempts(), elapsed);
 }
 
 /// Sets the timer to fire at `at` (for a wait or the deadline, not an attempt), boxing it on

@@ -104,6 +104,7 @@ pub struct CallAgentError {
     // SDK's `code`, `subCode` and `resultCategories` are getters over these fields.
     #[serde(alias = "_code")]
     code: u16,
+    // Old SDKs (1.9.x) throw every error with subcode 0: it means "none" (see `has_sub_code`).
     #[serde(alias = "_subCode")]
     sub_code: u32,
     #[serde(default)]
@@ -144,7 +145,8 @@ impl Serialize for Categories {
 
 impl<'de> Deserialize<'de> for Categories {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = Vec::<String>::deserialize(d)?;
+        // Old SDKs (1.9.x) give `resultCategories: null`: no category, as if absent.
+        let raw = Option::<Vec<String>>::deserialize(d)?.unwrap_or_default();
         let parsed = raw.iter().map(|c| ErrorCategory::parse(c)).collect();
         Ok(Self { parsed, raw })
     }
@@ -207,9 +209,18 @@ impl CallAgentError {
         self.code
     }
 
-    /// The SDK's subcode (e.g. 40114): the identity of the failure.
+    /// The SDK's subcode (e.g. 40114): the identity of the failure. `0` when the SDK gave none
+    /// (old SDKs, 1.9.x, throw every error with subcode 0); [`has_sub_code`](Self::has_sub_code)
+    /// says which.
     pub fn sub_code(&self) -> u32 {
         self.sub_code
+    }
+
+    /// Whether the SDK gave a subcode: `false` for subcode 0 (old SDKs), which classification
+    /// then treats as absent (the code decides: 408, 429 and 5xx are retried, other 4xx stop)
+    /// and metrics label `no_subcode`.
+    pub fn has_sub_code(&self) -> bool {
+        self.sub_code != 0
     }
 
     /// The SDK's message; informative only, never used to decide.
@@ -235,7 +246,11 @@ impl CallAgentError {
 
 impl fmt::Display for CallAgentError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "call agent creation failed: {}/{}", self.code, self.sub_code)?;
+        if self.has_sub_code() {
+            write!(f, "call agent creation failed: {}/{}", self.code, self.sub_code)?;
+        } else {
+            write!(f, "call agent creation failed: {} (no subcode)", self.code)?;
+        }
         if !self.result_categories.is_empty() {
             write!(f, " ({})", self.result_categories.raw.join(", "))?;
         }
@@ -294,12 +309,32 @@ mod tests {
     }
 
     #[test]
+    fn old_sdk_shapes_parse() {
+        // SDK 1.9.1: subcode 0 and a `resultCategories` getter that gives null, in the getter
+        // shape and in what JSON.stringify gives; and with the categories absent.
+        for json in [
+            r#"{"name":"CallingCommunicationError","code":408,"subCode":0,"message":"User stack init timeout","resultCategories":null}"#,
+            r#"{"_code":408,"_subCode":0,"_resultCategories":null,"name":"CallingCommunicationError","message":"User stack init timeout"}"#,
+            r#"{"_code":408,"_subCode":0,"message":"User stack init timeout"}"#,
+        ] {
+            let e: CallAgentError = serde_json::from_str(json).unwrap_or_else(|err| panic!("{json}: {err}"));
+            assert_eq!((e.code(), e.sub_code(), e.has_sub_code()), (408, 0, false), "{json}");
+            assert!(e.categories().is_empty(), "{json}");
+            assert_eq!(
+                e.to_string(),
+                "call agent creation failed: 408 (no subcode): User stack init timeout"
+            );
+        }
+    }
+
+    #[test]
     fn malformed_payloads_are_errors_not_panics() {
         for bad in [
             r#"{"code":"409","subCode":40228}"#,
             r#"{"code":70000,"subCode":40228}"#,
             r#"{"code":409,"subCode":-1}"#,
             r#"{"subCode":40228}"#,
+            r#"{"code":null,"subCode":0}"#,
             r#"[1,2]"#,
             r#"{"code":409,"subCode":40228,"resultCategories":"ExpectedError"}"#,
         ] {
