@@ -29,9 +29,10 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// The scenarios shipped in `examples/scenarios/`, by name; the first is the default.
-const SHIPPED: [(&str, &str); 7] = [
-    ("outage-and-recovery", include_str!("scenarios/outage-and-recovery.toml")),
+const SHIPPED: [(&str, &str); 8] = [
     ("unreachable", include_str!("scenarios/unreachable.toml")),
+    ("outage-and-recovery", include_str!("scenarios/outage-and-recovery.toml")),
+    ("unreachable-old-sdk", include_str!("scenarios/unreachable-old-sdk.toml")),
     ("healthy", include_str!("scenarios/healthy.toml")),
     ("flaky-network", include_str!("scenarios/flaky-network.toml")),
     ("overload", include_str!("scenarios/overload.toml")),
@@ -54,7 +55,7 @@ fn shipped_list() -> String {
 #[derive(Parser, Debug)]
 #[command(after_help = shipped_list())]
 struct Args {
-    /// A shipped scenario's name or a scenario file [default: outage-and-recovery]
+    /// A shipped scenario's name or a scenario file [default: unreachable]
     scenario: Option<String>,
     /// Print the report as JSON (including the second-by-second timeline)
     #[arg(long)]

@@ -143,10 +143,14 @@ impl Verdict {
         self.row.map(|i| &catalog::entries()[usize::from(i)])
     }
 
-    /// What to do about the failure, from the catalog (or for an agent that never connected).
+    /// What to do about the failure: the catalog's remedy, or for a failure without a subcode
+    /// (an agent that never connected, this layer's own timeout, an old SDK's error) what it
+    /// means.
     pub fn remedy(&self) -> Option<&'static str> {
         match self.basis {
             Basis::NotConnected => Some(NOT_CONNECTED_REMEDY),
+            Basis::LocalTimeout => Some(LOCAL_TIMEOUT_REMEDY),
+            _ if self.sub_code.is_none() => Some(NO_SUBCODE_REMEDY),
             _ => self.entry().map(|e| e.remedy),
         }
     }
@@ -172,6 +176,13 @@ impl Verdict {
 
 /// The subcode label of an SDK error that carries no subcode.
 pub(crate) const NO_SUBCODE: &str = "no_subcode";
+
+const LOCAL_TIMEOUT_REMEDY: &str = "The attempt did not finish within attempt_timeout or the call's deadline: \
+     the SDK or the network is slow; it was dropped and retried while attempts, budget and deadline allowed.";
+
+const NO_SUBCODE_REMEDY: &str = "An SDK error without a subcode (old SDKs, 1.9.x, throw every error with subcode 0 \
+     and no category): decided by its code (408, 429, 5xx retried; other 4xx stopped). Upgrade the SDK to get \
+     subcodes, categories and remedies.";
 
 const NOT_CONNECTED_REMEDY: &str = "The agent was created but never connected: the client cannot reach Azure \
      Communication Services (network, firewall, proxy) or the service refused it; it was disposed and retried.";

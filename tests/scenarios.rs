@@ -55,6 +55,16 @@ fn successes(r: &Report) -> u64 {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_old_sdk_outage_is_counted_as_no_subcode_and_retried_under_the_budget() {
+    let r = run_file("unreachable-old-sdk").await;
+    assert!(r.subcodes.iter().all(|s| s.subcode == "no_subcode" && s.code == Some(408)), "{r}");
+    let row = &r.subcodes[0];
+    assert!(row.retries > 0 && row.rejected == 0, "408 is retried by its code: {r}");
+    assert!(r.outcome(Outcome::BudgetExhausted) > 0, "the budget caps the retries: {r}");
+    assert_eq!(r.backend.failures.keys().collect::<Vec<_>>(), [&0], "{r:?}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn healthy() {
     let r = run_file("healthy").await;
     assert_eq!(successes(&r), r.offered);

@@ -128,10 +128,20 @@ pub struct Outage {
     /// The subcode every call fails with (e.g. 40114), unless `unreachable`.
     #[serde(default)]
     pub sub_code: u32,
-    /// As the real SDK 2.0.0 meets a service it cannot reach: the creation *resolves* after
-    /// 13.5–16 s with an agent that never connects, instead of failing.
+    /// As the real SDK (2.x and the last 1.x, seen by the conformance suite) meets a service it
+    /// cannot reach: the creation *resolves* after 13.5–16 s with an agent that never connects,
+    /// instead of failing.
     #[serde(default)]
     pub unreachable: bool,
+    /// With `unreachable`: as an old SDK (1.9.x) meets it instead: the creation *throws* 408
+    /// "User stack init timeout" with no subcode (0) and no categories after 36–38 s.
+    #[serde(default)]
+    pub old_sdk: bool,
+}
+
+/// The error an old SDK (1.9.x) throws when the service cannot be reached.
+fn old_sdk_timeout() -> CallAgentError {
+    CallAgentError::new(408, 0, "User stack init timeout")
 }
 
 /// A concurrency limit past which calls time out, as an overloaded service does.
@@ -209,6 +219,12 @@ impl BackendConfig {
         if total > 1.0 + 1e-9 {
             return Err(SimError::invalid("backend.failures", format!("add up to {total}, more than 1")));
         }
+        if let Some(i) = self.outages.iter().position(|o| o.old_sdk && !o.unreachable) {
+            return Err(SimError::invalid(
+                format!("backend.outages[{i}].old_sdk"),
+                "plays how an old SDK meets an unreachable service: set unreachable = true too",
+            ));
+        }
         if let Some(c) = &self.capacity
             && c.max_concurrent == 0
         {
@@ -230,7 +246,7 @@ pub struct SimStats {
     /// Creations answered with the identity's existing agent (as the SDK does for a creation
     /// that comes after another for the same identity).
     pub existing: u64,
-    /// Failures by subcode.
+    /// Failures by subcode (0: an old SDK's error without one).
     pub failures: BTreeMap<u32, u64>,
     /// Most calls in flight at once.
     pub peak_in_flight: usize,
@@ -259,6 +275,8 @@ struct State {
 /// What a call will do once its latency has passed.
 enum Plan {
     Fail(u32),
+    /// An old SDK's thrown timeout ([`Outage::old_sdk`]).
+    OldSdkTimeout,
     Create,
     Disconnected,
     /// Another creation for the identity is in flight: hand back what it makes.
@@ -320,6 +338,10 @@ impl State {
         let since = Instant::now() - self.epoch;
         if let Some(o) = self.config.outages.iter().find(|o| since >= o.start && since < o.start + o.duration)
         {
+            if o.unreachable && o.old_sdk {
+                let throw = Duration::from_millis(self.rng.gen_range(36_000..=38_000));
+                return (Plan::OldSdkTimeout, throw);
+            }
             if o.unreachable {
                 // The real SDK resolves after ~14 s (ACS) to ~16 s (Teams) with no network.
                 let resolve = Duration::from_millis(self.rng.gen_range(13_500..=16_000));
@@ -434,6 +456,10 @@ impl<R: AgentRequest + Send + 'static> tower::Service<R> for SimBackend {
             let mut s = guard.0.lock().unwrap_or_else(PoisonError::into_inner);
             let result = match plan {
                 Plan::Fail(sub) => Err(s.fail(sub)),
+                Plan::OldSdkTimeout => {
+                    *s.stats.failures.entry(0).or_default() += 1;
+                    Err(old_sdk_timeout())
+                }
                 Plan::Create | Plan::Disconnected | Plan::Join(_) => {
                     if let Some(&(id, connected)) = s.live.get(&identity) {
                         // A later creation for a live identity gets the existing agent.
@@ -519,6 +545,7 @@ mod tests {
             duration: Duration::from_secs(5),
             sub_code: 40114,
             unreachable: false,
+            old_sdk: false,
         };
         let b = SimBackend::new(BackendConfig { outages: vec![outage], ..Default::default() });
         let mut results = vec![];
@@ -529,6 +556,28 @@ mod tests {
         // Each call takes up to 250 ms plus the 1 s pause: calls ~9-13 start inside the window.
         let failed: Vec<_> = results.iter().enumerate().filter(|(_, ok)| !**ok).map(|(i, _)| i).collect();
         assert!(failed.len() >= 4 && failed.iter().all(|i| (7..=15).contains(i)), "{failed:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_old_sdk_throws_a_408_without_a_subcode_after_about_37_s() {
+        let outage = |old_sdk, unreachable| Outage {
+            start: Duration::ZERO,
+            duration: Duration::from_secs(600),
+            sub_code: 0,
+            unreachable,
+            old_sdk,
+        };
+        let b = SimBackend::new(BackendConfig { outages: vec![outage(true, true)], ..Default::default() });
+        let start = Instant::now();
+        let e = b.clone().oneshot(acs("a")).await.unwrap_err();
+        let took = start.elapsed();
+        assert!((Duration::from_secs(36)..=Duration::from_secs(38)).contains(&took), "{took:?}");
+        assert_eq!((e.code(), e.has_sub_code(), e.message()), (408, false, "User stack init timeout"));
+        assert!(e.categories().is_empty());
+        assert_eq!((b.stats().failures[&0], b.stats().created), (1, 0));
+        // Only meaningful for an unreachable service: refused by name otherwise.
+        let bad = BackendConfig { outages: vec![outage(true, false)], ..Default::default() };
+        assert!(bad.validate().unwrap_err().to_string().contains("outages[0].old_sdk"));
     }
 
     #[tokio::test(start_paused = true)]
