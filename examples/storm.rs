@@ -72,6 +72,7 @@ async fn outage(
                 duration: Duration::from_secs(86_400),
                 sub_code: 40114,
                 unreachable: false,
+                old_sdk: false,
             }],
             ..Default::default()
         },
