@@ -15,7 +15,9 @@
 //! ```
 
 use super::ErrorCategory;
-use ErrorCategory::{ExpectedError as Expected, UnexpectedClientError as Client};
+use ErrorCategory::{
+    ExpectedError as Expected, UnexpectedClientError as Client, UnexpectedServerError as Server,
+};
 
 /// Where a catalog row comes from.
 #[non_exhaustive]
@@ -135,6 +137,63 @@ pub const TOKEN_UNPARSABLE: u32 = 44117;
 /// 44118 (408: an SDK operation timed out.)
 pub const OPERATION_TIMED_OUT: u32 = 44118;
 
+/// 40000 (500: the CallClient failed to initialize.)
+pub const CALL_CLIENT_INIT_FAILED: u32 = 40000;
+/// 40001 (409: createCallAgent failed unexpectedly (UnexpectedClientError despite the 409).)
+pub const CREATE_CALL_AGENT_FAILED: u32 = 40001;
+/// 40002 (409: createTeamsCallAgent failed unexpectedly (UnexpectedClientError despite the 409).)
+pub const CREATE_TEAMS_CALL_AGENT_FAILED: u32 = 40002;
+/// 40003 (400: an ICE server URL in the CallClient options is not a URL.)
+pub const ICE_SERVER_URL_INVALID: u32 = 40003;
+/// 40004 (400: an ICE server URL is not turn:, turns: or stun:.)
+pub const ICE_SERVER_URL_SCHEME: u32 = 40004;
+/// 40005 (400: the proxy URL in the CallClient options is too short.)
+pub const PROXY_URL_TOO_SHORT: u32 = 40005;
+/// 40006 (400: the proxy URL is not http: or https:.)
+pub const PROXY_URL_SCHEME: u32 = 40006;
+/// 40007 (400: the proxy URL is not a URL.)
+pub const PROXY_URL_INVALID: u32 = 40007;
+/// 40009 (400: the emergency country code is longer than 10 characters.)
+pub const EMERGENCY_COUNTRY_CODE_TOO_LONG: u32 = 40009;
+/// 40100 (400: the SDK runs on an https:, file: or localhost page only.)
+pub const PAGE_PROTOCOL: u32 = 40100;
+/// 40106 (500: failed to set the calling stack's configurations.)
+pub const STACK_CONFIG_PARSE_FAILED: u32 = 40106;
+/// 40107 (500: failed to set the calling stack's user configurations.)
+pub const STACK_USER_CONFIG_FAILED: u32 = 40107;
+/// 40108 (500: no calling stack to get the device manager from.)
+pub const DEVICE_MANAGER_WITHOUT_STACK: u32 = 40108;
+/// 40109 (500: failed to set the calling stack's parameters.)
+pub const STACK_PARAMS_FAILED: u32 = 40109;
+/// 40120 (500: failed to fetch the calling stack's configurations.)
+pub const STACK_CONFIG_FETCH_FAILED: u32 = 40120;
+/// 40201 (500: the agent failed to parse its token.)
+pub const AGENT_TOKEN_PARSE_FAILED: u32 = 40201;
+/// 40232 (409: failed to get a token from the credential (UnexpectedClientError despite the 409).)
+pub const CREDENTIAL_TOKEN_FAILED: u32 = 40232;
+/// 40233 (400: the token refresher returned another user's token.)
+pub const REFRESHED_TOKEN_OTHER_USER: u32 = 40233;
+/// 40234 (400: the token expired and the refresher gave no valid one after retries.)
+pub const REFRESHED_TOKEN_RETRIES: u32 = 40234;
+/// 40239 (500: setDeviceType conflicts with the acsDeviceType option.)
+pub const DEVICE_TYPE_NOT_ALLOWED: u32 = 40239;
+/// 44100 (500: the configuration fetched at start is empty (UnexpectedServerError).)
+pub const CONFIG_EMPTY: u32 = 44100;
+/// 44101 (500: the configuration fetched at start has no ACS key (UnexpectedServerError).)
+pub const CONFIG_WITHOUT_ACS: u32 = 44101;
+/// 44102 (500: error while merging the SDK's configuration.)
+pub const CONFIG_MERGE_FAILED: u32 = 44102;
+/// 44103 (500: telemetry failed to initialize: invalid cloud type.)
+pub const TELEMETRY_CLOUD_TYPE: u32 = 44103;
+/// 44104 (500: telemetry failed to initialize: already initialized.)
+pub const TELEMETRY_ALREADY_INITIALIZED: u32 = 44104;
+/// 44105 (500: failed to create and initialize the telemetry logger.)
+pub const TELEMETRY_INIT_FAILED: u32 = 44105;
+/// 44106 (500: failed to flush telemetry.)
+pub const TELEMETRY_FLUSH_FAILED: u32 = 44106;
+/// 44107 (500: failed to initialize the telemetry logger.)
+pub const TELEMETRY_LOGGER_FAILED: u32 = 44107;
+
 const fn row(
     code: u16,
     sub_code: u32,
@@ -163,7 +222,71 @@ const DISPLAY_NAME_REMEDY: &str = "Do not pass a display name when creating an a
 use Source::{SdkBehaviour as Sdk, SdkTable as Table, SeedPage as Seed};
 
 /// Sorted by subcode so [`lookup`] can binary-search.
-static ENTRIES: [Entry; 38] = [
+static ENTRIES: [Entry; 66] = [
+    row(
+        500,
+        40000,
+        Client,
+        Table,
+        "Failed to initialize the CallClient.",
+        "Transient: a retry is expected to help; if it persists, create a new CallClient and collect the SDK logs.",
+    ),
+    row(
+        409,
+        40001,
+        Client,
+        Table,
+        "Failed to create CallAgent (an unexpected failure inside createCallAgent, wrapped by the CallClient).",
+        "Transient: a retry is expected to help (the SDK marks it UnexpectedClientError, although its code is 409); if it persists, create a new CallClient and collect the SDK logs.",
+    ),
+    row(
+        409,
+        40002,
+        Client,
+        Table,
+        "Failed to create TeamsCallAgent (an unexpected failure inside createTeamsCallAgent, wrapped by the CallClient).",
+        "Transient: a retry is expected to help (the SDK marks it UnexpectedClientError, although its code is 409); if it persists, create a new CallClient and collect the SDK logs.",
+    ),
+    deterministic(row(
+        400,
+        40003,
+        Expected,
+        Table,
+        "The ICE (TURN/STUN) server URL in the CallClient's network options is not a URL.",
+        "Fix the custom TURN/STUN server URLs passed to the CallClient (networkConfiguration); a retry fails the same way.",
+    )),
+    deterministic(row(
+        400,
+        40004,
+        Expected,
+        Table,
+        "An ICE server URL in the CallClient's network options is not turn:, turns: or stun:.",
+        "Use turn:, turns: or stun: URLs for the custom ICE servers passed to the CallClient.",
+    )),
+    deterministic(row(
+        400,
+        40005,
+        Expected,
+        Table,
+        "The proxy URL in the CallClient's network options is too short.",
+        "Fix the proxy URL passed to the CallClient (networkConfiguration.proxy.url).",
+    )),
+    deterministic(row(
+        400,
+        40006,
+        Expected,
+        Table,
+        "The proxy URL in the CallClient's network options is not http: or https:.",
+        "Use an http: or https: proxy URL in the CallClient's network options.",
+    )),
+    deterministic(row(
+        400,
+        40007,
+        Expected,
+        Table,
+        "The proxy URL in the CallClient's network options is not a URL.",
+        "Fix the proxy URL passed to the CallClient (networkConfiguration.proxy.url).",
+    )),
     row(
         400,
         40008,
@@ -172,6 +295,14 @@ static ENTRIES: [Entry; 38] = [
         "A CallClient holds one agent; this one already has an agent for another identity.",
         "Create a new CallClient for each agent; a CallClient cannot create agents for two identities.",
     ),
+    deterministic(row(
+        400,
+        40009,
+        Expected,
+        Table,
+        "The emergency country code in the agent options is longer than 10 characters.",
+        "Pass a valid emergency country code (at most 10 characters) in emergencyCallOptions, or none.",
+    )),
     row(
         404,
         40012,
@@ -180,6 +311,14 @@ static ENTRIES: [Entry; 38] = [
         "The CallClient was disposed.",
         "Create a new CallClient; a disposed one cannot create agents.",
     ),
+    deterministic(row(
+        400,
+        40100,
+        Expected,
+        Table,
+        "The Web Calling SDK must run on an https:, file: or localhost page.",
+        "Serve the page that creates agents over https (or from localhost); a retry fails the same way.",
+    )),
     row(
         408,
         40101,
@@ -219,6 +358,31 @@ static ENTRIES: [Entry; 38] = [
         Sdk,
         "Failed to create CallAgent, initialization of the calling user stack failed.",
         "Transient: a retry is expected to help; if it persists, recreate the CallClient before creating the agent.",
+    ),
+    row(500, 40106, Client, Table, "Failed to set configurations for the calling stack.", TRANSIENT_RECREATE),
+    row(
+        500,
+        40107,
+        Client,
+        Table,
+        "Failed to set user configurations for the calling stack.",
+        TRANSIENT_RECREATE,
+    ),
+    row(
+        500,
+        40108,
+        Client,
+        Table,
+        "Failed to get the device manager: the calling stack is not there.",
+        TRANSIENT_RECREATE,
+    ),
+    row(
+        500,
+        40109,
+        Client,
+        Table,
+        "Failed to set configuration parameters for the calling stack.",
+        TRANSIENT_RECREATE,
     ),
     row(
         500,
@@ -300,6 +464,22 @@ static ENTRIES: [Entry; 38] = [
         "The media stack does not support this platform.",
         "Use a browser and platform the Calling SDK supports; a retry on this one fails the same way.",
     )),
+    row(
+        500,
+        40120,
+        Client,
+        Table,
+        "Failed to fetch configurations for the calling stack.",
+        TRANSIENT_NETWORK,
+    ),
+    row(
+        500,
+        40201,
+        Client,
+        Table,
+        "The agent failed to parse its access token.",
+        "Transient by the SDK's category; if it persists, check the token (a fresh one from your token service) and collect the SDK logs.",
+    ),
     row(400, 40214, Expected, Sdk, "Display name is not allowed for Teams users.", DISPLAY_NAME_REMEDY),
     row(
         400,
@@ -358,6 +538,30 @@ static ENTRIES: [Entry; 38] = [
         "Create a TeamsCallAgent with a token exchanged for a Teams user; for an Azure Communication Services user token create a CallAgent instead.",
     ),
     row(
+        409,
+        40232,
+        Client,
+        Table,
+        "Failed to get a token from the credential.",
+        "Transient: a retry is expected to help (the SDK marks it UnexpectedClientError, although its code is 409); if it persists, check the credential's token refresher.",
+    ),
+    row(
+        400,
+        40233,
+        Expected,
+        Table,
+        "The token refresher returned a token for a different user than the first one.",
+        "Make the token refresher return tokens for the same identity the agent was created with.",
+    ),
+    row(
+        400,
+        40234,
+        Expected,
+        Table,
+        "The token expired and the token refresher failed to give a valid one after retries.",
+        "Fix the token refresher (it must return a fresh, unexpired token for the same identity), then create the agent again.",
+    ),
+    row(
         401,
         40235,
         Expected,
@@ -365,6 +569,50 @@ static ENTRIES: [Entry; 38] = [
         "Failed to create CallAgent, the access token has expired.",
         "Fetch a fresh access token from your token service (or give the credential a token refresher) and create the agent with it.",
     ),
+    deterministic(row(
+        500,
+        40239,
+        Client,
+        Table,
+        "setDeviceType is not allowed with the CallClient's first-party acsDeviceType option.",
+        "Do not combine the first-party acsDeviceType option with setDeviceType; a retry fails the same way.",
+    )),
+    row(
+        500,
+        44100,
+        Server,
+        Table,
+        "The configuration the SDK fetched at start is empty.",
+        "Transient (a service-side failure): a retry is expected to help; if it persists, open a support case.",
+    ),
+    row(
+        500,
+        44101,
+        Server,
+        Table,
+        "The configuration the SDK fetched at start has no ACS key.",
+        "Transient (a service-side failure): a retry is expected to help; if it persists, open a support case.",
+    ),
+    row(500, 44102, Client, Table, "Error while merging the SDK's configuration.", TRANSIENT_RECREATE),
+    row(500, 44103, Client, Table, "Failed to initialize telemetry: invalid cloud type.", TRANSIENT_RECREATE),
+    row(
+        500,
+        44104,
+        Client,
+        Table,
+        "Failed to initialize telemetry: already initialized.",
+        TRANSIENT_RECREATE,
+    ),
+    row(
+        500,
+        44105,
+        Client,
+        Table,
+        "Failed to create and initialize the telemetry logger.",
+        TRANSIENT_RECREATE,
+    ),
+    row(500, 44106, Client, Table, "Failed to flush telemetry.", TRANSIENT_RECREATE),
+    row(500, 44107, Client, Table, "Failed to initialize the telemetry logger.", TRANSIENT_RECREATE),
     row(
         401,
         44108,
@@ -552,6 +800,34 @@ mod tests {
             TOKEN_UNDEFINED,
             TOKEN_UNPARSABLE,
             OPERATION_TIMED_OUT,
+            CALL_CLIENT_INIT_FAILED,
+            CREATE_CALL_AGENT_FAILED,
+            CREATE_TEAMS_CALL_AGENT_FAILED,
+            ICE_SERVER_URL_INVALID,
+            ICE_SERVER_URL_SCHEME,
+            PROXY_URL_TOO_SHORT,
+            PROXY_URL_SCHEME,
+            PROXY_URL_INVALID,
+            EMERGENCY_COUNTRY_CODE_TOO_LONG,
+            PAGE_PROTOCOL,
+            STACK_CONFIG_PARSE_FAILED,
+            STACK_USER_CONFIG_FAILED,
+            DEVICE_MANAGER_WITHOUT_STACK,
+            STACK_PARAMS_FAILED,
+            STACK_CONFIG_FETCH_FAILED,
+            AGENT_TOKEN_PARSE_FAILED,
+            CREDENTIAL_TOKEN_FAILED,
+            REFRESHED_TOKEN_OTHER_USER,
+            REFRESHED_TOKEN_RETRIES,
+            DEVICE_TYPE_NOT_ALLOWED,
+            CONFIG_EMPTY,
+            CONFIG_WITHOUT_ACS,
+            CONFIG_MERGE_FAILED,
+            TELEMETRY_CLOUD_TYPE,
+            TELEMETRY_ALREADY_INITIALIZED,
+            TELEMETRY_INIT_FAILED,
+            TELEMETRY_FLUSH_FAILED,
+            TELEMETRY_LOGGER_FAILED,
         ];
         assert_eq!(named.len(), ENTRIES.len());
         assert!(named.iter().all(|&s| lookup(s).is_some()));

@@ -1,9 +1,26 @@
 #!/usr/bin/env bash
-# Installs the pinned Web Calling SDK from the lock file and bundles the page into page/dist/.
+# Installs a pinned Web Calling SDK from its lock file and bundles the page with it.
+#   websdk/page/build.sh                # npm's `latest` (package.json here) into page/dist/
+#   websdk/page/build.sh --sdk 1.46.1   # the version pinned in page/sdk-1.46.1/ into page/sdk-1.46.1/dist/
+# The page reports the SDK version it was built with (`window.callagent.sdkVersion`).
 # Needs Node.js and npm; never downloads a browser.
 set -euo pipefail
 cd "$(dirname "$0")"
 command -v npm >/dev/null || { echo "websdk/page/build.sh needs Node.js and npm" >&2; exit 1; }
+dir=.
+if [ "${1:-}" = "--sdk" ]; then
+  [ -n "${2:-}" ] || { echo "usage: websdk/page/build.sh [--sdk VERSION]" >&2; exit 2; }
+  dir="sdk-$2"
+  [ -f "$dir/package-lock.json" ] || {
+    echo "no lock file for SDK $2: pinned versions are $(ls -d sdk-* 2>/dev/null | sed 's/^sdk-//' | tr '\n' ' ')" >&2
+    exit 1
+  }
+  cp entry.js index.html "$dir/"
+fi
+cd "$dir"
 npm ci --no-audit --no-fund --loglevel=error
-npm run --silent build
-echo "built $(pwd)/dist (SDK $(node -p 'require("@azure/communication-calling/package.json").version'))"
+version=$(node -p 'require("@azure/communication-calling/package.json").version')
+npx --no-install esbuild entry.js --bundle --format=iife --target=chrome120 --log-level=warning \
+  "--define:SDK_VERSION=\"$version\"" --outfile=dist/bundle.js
+cp index.html dist/index.html
+echo "built $(pwd)/dist (SDK $version)"

@@ -37,6 +37,9 @@ function watch(id, agent) {
 }
 
 window.callagent = {
+  // The SDK version the page was bundled with (build.sh defines it).
+  sdkVersion: typeof SDK_VERSION === "string" ? SDK_VERSION : "unknown",
+
   // Creates an agent on a fresh CallClient (or on `clientId`'s, to probe the SDK's rules).
   async create({ key, kind, displayName, tokenRefresher, clientId }) {
     const started = performance.now();

@@ -281,6 +281,12 @@ impl Session {
         Err(Box::new(Failure { error: thrown.into_error(), stringified, took: Some(took) }))
     }
 
+    /// The Web Calling SDK version the page was built with (`unknown` for a page built without
+    /// `websdk/page/build.sh`).
+    pub async fn sdk_version(&self) -> Result<String, WebSdkError> {
+        self.eval(protocol::SDK_VERSION).await
+    }
+
     /// Closes the page now, with every agent on it (without disposing them).
     pub async fn close(&self) {
         self.page.close().await;

@@ -116,6 +116,9 @@ pub(crate) fn race(
     format!("window.callagent.race({args})")
 }
 
+/// The SDK version the page was built with (`websdk/page/build.sh` defines it).
+pub(crate) const SDK_VERSION: &str = "window.callagent.sdkVersion";
+
 pub(crate) fn state(id: u64) -> String {
     format!("window.callagent.state({id})")
 }

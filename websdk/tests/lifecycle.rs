@@ -81,7 +81,7 @@ fn assert_idle(now: &BrowserStats, idle: &BrowserStats, what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Chromium and an isolated network namespace: run websdk/conformance.sh"]
 async fn creations_dropped_at_any_point_close_their_pages() {
-    let sdk = launch(WebSdkConfig { max_agents: 4, ..WebSdkConfig::isolated() }).await;
+    let sdk = launch(WebSdkConfig { max_agents: 4, ..isolation::config() }).await;
     let idle = idle(&sdk).await;
     let seed = std::env::var("LIFECYCLE_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(18);
     let mut rng = StdRng::seed_from_u64(seed);
@@ -118,7 +118,7 @@ async fn creations_dropped_at_any_point_close_their_pages() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Chromium and an isolated network namespace: run websdk/conformance.sh"]
 async fn the_retry_layer_cancelling_attempts_leaves_no_page() {
-    let sdk = launch(WebSdkConfig::isolated()).await;
+    let sdk = launch(isolation::config()).await;
     let idle = idle(&sdk).await;
     let timeouts = RetryConfig {
         attempt_timeout: Some(Duration::from_secs(3)),
@@ -153,7 +153,7 @@ async fn the_retry_layer_cancelling_attempts_leaves_no_page() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Chromium and an isolated network namespace: run websdk/conformance.sh"]
 async fn agents_dropped_undisposed_are_disposed_and_their_pages_closed() {
-    let sdk = launch(WebSdkConfig::isolated()).await;
+    let sdk = launch(isolation::config()).await;
     let idle = idle(&sdk).await;
     let calls = (0..3).map(|_| sdk.clone().oneshot(valid()));
     let agents: Vec<Agent> =
@@ -181,8 +181,7 @@ fn kill(pid: u32) {
 #[ignore = "needs Chromium and an isolated network namespace: run websdk/conformance.sh"]
 async fn a_killed_browser_fails_every_call_at_once_and_is_started_again() {
     let sdk =
-        launch(WebSdkConfig { restart_spacing: Duration::from_millis(100), ..WebSdkConfig::isolated() })
-            .await;
+        launch(WebSdkConfig { restart_spacing: Duration::from_millis(100), ..isolation::config() }).await;
     let idle = idle(&sdk).await;
     let first = idle.pid.expect("a browser pid");
 
@@ -236,7 +235,7 @@ async fn a_killed_browser_fails_every_call_at_once_and_is_started_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Chromium and an isolated network namespace: run websdk/conformance.sh"]
 async fn max_agents_is_backpressure_in_poll_ready() {
-    let sdk = launch(WebSdkConfig { max_agents: 4, ..WebSdkConfig::isolated() }).await;
+    let sdk = launch(WebSdkConfig { max_agents: 4, ..isolation::config() }).await;
     let idle = idle(&sdk).await;
     let called = Arc::new(AtomicUsize::new(0));
     let (tx, mut agents) = tokio::sync::mpsc::unbounded_channel::<Agent>();

@@ -31,3 +31,29 @@ pub(crate) fn acs_claims() -> Value {
            "exp": now() + 3600, "acsScope": "chat,voip", "resourceId": "11111111-2222-3333-4444-555555555555",
            "resourceLocation": "unitedstates"})
 }
+
+/// The built page under test: `CALLAGENT_WEBSDK_PAGE` (what `websdk/conformance.sh` sets to run
+/// the suite against another pinned SDK, e.g. `websdk/page/sdk-1.46.1/dist`), else the default.
+pub(crate) fn config() -> callagent_websdk::WebSdkConfig {
+    let mut config = callagent_websdk::WebSdkConfig::isolated();
+    if let Some(dir) = std::env::var_os("CALLAGENT_WEBSDK_PAGE") {
+        config.page_dir = dir.into();
+    }
+    config
+}
+
+/// The installed SDK package next to the page under test (`page/dist` ↔ `page/node_modules`).
+#[allow(dead_code)] // not every test binary reads the package
+pub(crate) fn sdk_package() -> std::path::PathBuf {
+    let page = config().page_dir;
+    page.parent().unwrap_or(&page).join("node_modules/@azure/communication-calling")
+}
+
+/// Where a test writes its results for the SDK `version`: `target/conformance/sdk-VERSION/`.
+#[allow(dead_code)] // not every test binary writes results
+pub(crate) fn results_dir(version: &str) -> std::path::PathBuf {
+    let dir = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/conformance"))
+        .join(format!("sdk-{version}"));
+    std::fs::create_dir_all(&dir).expect("target/conformance is writable");
+    dir
+}
