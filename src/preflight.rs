@@ -10,21 +10,30 @@
 //! | 2 | not three dot-separated parts | 401/44111 |
 //! | 3 | the payload is not base64url JSON (or not an object ¹) | 401/44117 |
 //! | 4 | with a token refresher only: `exp` is a number at or before now | 401/40235 ² |
-//! | 5 | `acsScope` is not a string | 401/44114 |
-//! | 6 | `acsScope` split on `,` has no element exactly `voip` or `voip.join` | 401/44113 |
-//! | 7 | no `resourceId`, for a non-Teams user (no `tid`) | 401/44115 |
-//! | 8 | no `skypeid` | 401/44116 |
-//! | 9 | a Teams user's token (`tid`) on an ACS agent | 403/40229 |
-//! | 10 | no `tid` on a Teams agent | 403/40231 |
-//! | 11 | a display name for a Teams user | 400/40214 |
-//! | 12 | a display name over 256 characters | 400/40215 |
+//! | 5 | neither `acsScope` nor `resourceId`: checks 6–10 are skipped and the token is not a Teams user's; with no `oid` either | 401/44114 ³ |
+//! | 6 | `acsScope` is not a string | 401/44114 |
+//! | 7 | `acsScope` split on `,` has no element exactly `voip` or `voip.join` | 401/44113 |
+//! | 8 | no `resourceId`, unless `skypeid` is a Teams user's id (`orgid:`, `dod:`, `gcch:`, `teamsvisitor:`) | 401/44115 |
+//! | 9 | no `skypeid` | 401/44116 |
+//! | 10 | `skypeid` is not a string / has no `prefix:` | 401/44117 / 409/44012 |
+//! | 11 | a Teams user's token (`tid`) on an ACS agent | 403/40229 |
+//! | 12 | no `tid` on a Teams agent | 403/40231 |
+//! | 13 | a (non-empty) display name for a Teams user | 400/40214 |
+//! | 14 | a display name over 256 characters | 400/40215 |
+//!
+//! Which identity needs a `resourceId` (8) is told from the form of `skypeid`; which agent kind
+//! a token may create (11, 12) from `tid`. The generated grid of the conformance suite
+//! (`websdk/tests/grid.rs`: every claim absent, mistyped, empty and in each of its forms, × agent
+//! kind × credential) checks all of it against the real SDK.
 //!
 //! ¹ Deliberate differences: for an empty token the SDK's credential throws a plain `Error`
 //! before the SDK sees it, and for a payload that is JSON but not an object the SDK throws a
 //! `TypeError`; preflight reports the SDK's own subcodes for those conditions instead, so the
 //! retry layer stops with a remedy. ² With the plain credential the SDK does not check `exp` (an
 //! expired token gives a `Disconnected` agent); [`PreflightLayer::strict_expiry`] checks it there
-//! too, which is stricter than the SDK.
+//! too, which is stricter than the SDK. ³ The SDK crashes with a `TypeError` on a token with
+//! neither `acsScope`, `resourceId` nor `oid` (it has no identity); preflight stops it as a token
+//! without a scope.
 //!
 //! A claim is "present" as in the SDK's JavaScript (not missing, `null`, `false`, `0` or `""`);
 //! each claim is read on its own. Put the layer inside the retry layer so its rejections are
@@ -42,7 +51,7 @@ use tower::{Layer, Service};
 use crate::sdk::catalog::{
     ACS_AGENT_NEEDS_ACS_TOKEN, DISPLAY_NAME_TOO_LONG, TEAMS_AGENT_NEEDS_TEAMS_TOKEN, TEAMS_DISPLAY_NAME,
     TOKEN_EMPTY, TOKEN_EXPIRED, TOKEN_INVALID, TOKEN_SCOPE_NOT_A_STRING, TOKEN_SCOPE_WITHOUT_VOIP,
-    TOKEN_UNPARSABLE, TOKEN_WITHOUT_RESOURCE_ID, TOKEN_WITHOUT_USER_ID,
+    TOKEN_UNPARSABLE, TOKEN_WITHOUT_RESOURCE_ID, TOKEN_WITHOUT_USER_ID, USER_ID_WITHOUT_CLOUD_PREFIX,
 };
 use crate::sdk::{AgentKind, AgentRequest, CallAgentError, TokenError};
 
@@ -85,25 +94,42 @@ fn check_with<R: AgentRequest + ?Sized>(
             return fail(TOKEN_EXPIRED);
         }
     }
-    let Some(serde_json::Value::String(scope)) = claims.acs_scope() else {
-        return fail(TOKEN_SCOPE_NOT_A_STRING);
+    // A token with neither a scope nor a resource skips the SDK's scope and identity checks
+    // (its identity is the Entra `oid`), and is never a Teams user's.
+    let teams_user = if !claims.has_acs_scope() && !claims.has_resource_id() {
+        if !claims.has_object_id() {
+            // The SDK crashes on it (a TypeError, no identity): stop with the scope's subcode.
+            return fail(TOKEN_SCOPE_NOT_A_STRING);
+        }
+        false
+    } else {
+        let Some(serde_json::Value::String(scope)) = claims.acs_scope() else {
+            return fail(TOKEN_SCOPE_NOT_A_STRING);
+        };
+        if !scope.split(',').any(|s| s == "voip" || s == "voip.join") {
+            return fail(TOKEN_SCOPE_WITHOUT_VOIP);
+        }
+        if !claims.has_resource_id() && !claims.is_teams_identity() {
+            return fail(TOKEN_WITHOUT_RESOURCE_ID);
+        }
+        if !claims.has_user_id() {
+            return fail(TOKEN_WITHOUT_USER_ID);
+        }
+        // The SDK reads the cloud from the id's `prefix:`; an id that is not a string breaks it.
+        match claims.get("skypeid") {
+            Some(serde_json::Value::String(id)) if id.find(':').is_some_and(|i| i > 0) => {}
+            Some(serde_json::Value::String(_)) => return fail(USER_ID_WITHOUT_CLOUD_PREFIX),
+            _ => return fail(TOKEN_UNPARSABLE),
+        }
+        claims.is_teams_user()
     };
-    if !scope.split(',').any(|s| s == "voip" || s == "voip.join") {
-        return fail(TOKEN_SCOPE_WITHOUT_VOIP);
-    }
-    let teams_user = claims.is_teams_user();
-    if !teams_user && !claims.has_resource_id() {
-        return fail(TOKEN_WITHOUT_RESOURCE_ID);
-    }
-    if !claims.has_user_id() {
-        return fail(TOKEN_WITHOUT_USER_ID);
-    }
     match (request.kind(), teams_user) {
         (AgentKind::Acs, true) => return fail(ACS_AGENT_NEEDS_ACS_TOKEN),
         (AgentKind::Teams, false) => return fail(TEAMS_AGENT_NEEDS_TEAMS_TOKEN),
         _ => {}
     }
-    if let Some(name) = request.display_name() {
+    // An empty display name is none, as in JavaScript.
+    if let Some(name) = request.display_name().filter(|n| !n.is_empty()) {
         if teams_user {
             return fail(TEAMS_DISPLAY_NAME);
         }

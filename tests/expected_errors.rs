@@ -25,7 +25,7 @@ fn acs_claims() -> Value {
 }
 
 fn teams_claims() -> Value {
-    json!({"skypeid": "teams:u1", "acsScope": "voip", "tid": "tenant", "exp": now() + 3600})
+    json!({"skypeid": "orgid:u1", "acsScope": "voip", "tid": "tenant", "exp": now() + 3600})
 }
 
 fn with(mut claims: Value, key: &str, value: Option<Value>) -> Value {
@@ -187,6 +187,41 @@ async fn each_preflight_rule_fails_fast_and_its_opposite_passes() {
         PreflightLayer::new().layer(sdk.clone()).oneshot(req).await.unwrap_or_else(|e| panic!("{what}: {e}"));
         assert_eq!(sdk.calls(), 1, "{what}");
     }
+}
+
+/// The rule family the conformance grid found the preflight getting wrong: which identity needs
+/// a `resourceId` is told from the form of `skypeid`, not from `tid`; a token with neither scope
+/// nor resource skips the scope and identity checks; the id needs a `prefix:`.
+#[test]
+fn the_identity_rules_follow_the_form_of_skypeid() {
+    use callagent_retry::preflight::check;
+    let sub =
+        |claims: Value, kind| check(&request(&claims, kind), SystemTime::now()).err().map(|e| e.sub_code());
+    let acs = || with(acs_claims(), "resourceId", None);
+    let teams = || with(teams_claims(), "resourceId", None);
+    // A tenant does not make an ACS id a Teams one: the resourceId is still needed.
+    assert_eq!(sub(with(acs(), "tid", Some(json!("t"))), AgentKind::Acs), Some(44115));
+    // A Teams id needs no resourceId, with or without a tenant; the tenant decides the kind.
+    assert_eq!(sub(with(teams(), "tid", None), AgentKind::Acs), None);
+    assert_eq!(sub(with(teams(), "tid", None), AgentKind::Teams), Some(40231));
+    for id in ["dod:u", "gcch:u", "teamsvisitor:u"] {
+        assert_eq!(sub(with(teams(), "skypeid", Some(json!(id))), AgentKind::Teams), None, "{id}");
+    }
+    // As JavaScript turns an array into a string, it reads as a Teams id; then it breaks the
+    // SDK's parse (not a string).
+    assert_eq!(sub(with(teams(), "skypeid", Some(json!(["orgid:u"]))), AgentKind::Teams), Some(44117));
+    assert_eq!(sub(with(acs_claims(), "skypeid", Some(json!(7))), AgentKind::Acs), Some(44117));
+    assert_eq!(sub(with(acs_claims(), "skypeid", Some(json!("someone"))), AgentKind::Acs), Some(44012));
+    assert_eq!(sub(with(acs(), "skypeid", Some(json!("8:orgid:u"))), AgentKind::Acs), Some(44115));
+    // Neither scope nor resource: no scope or identity checks, never a Teams user's token.
+    let bare = with(with(teams(), "acsScope", None), "oid", Some(json!("o")));
+    assert_eq!(sub(bare.clone(), AgentKind::Acs), None);
+    assert_eq!(sub(bare.clone(), AgentKind::Teams), Some(40231));
+    assert_eq!(sub(with(bare, "oid", None), AgentKind::Acs), Some(44114), "no identity at all");
+    // An empty display name is none.
+    let mut r = request(&teams_claims(), AgentKind::Teams);
+    r.display_name = Some(String::new());
+    assert!(check(&r, SystemTime::now()).is_ok());
 }
 
 #[tokio::test]

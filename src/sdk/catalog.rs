@@ -137,6 +137,8 @@ pub const TOKEN_UNPARSABLE: u32 = 44117;
 /// 44118 (408: an SDK operation timed out.)
 pub const OPERATION_TIMED_OUT: u32 = 44118;
 
+/// 44012 (409: the token's user id has no cloud prefix (seen by the conformance grid).)
+pub const USER_ID_WITHOUT_CLOUD_PREFIX: u32 = 44012;
 /// 40000 (500: the CallClient failed to initialize.)
 pub const CALL_CLIENT_INIT_FAILED: u32 = 40000;
 /// 40001 (409: createCallAgent failed unexpectedly (UnexpectedClientError despite the 409).)
@@ -222,7 +224,7 @@ const DISPLAY_NAME_REMEDY: &str = "Do not pass a display name when creating an a
 use Source::{SdkBehaviour as Sdk, SdkTable as Table, SeedPage as Seed};
 
 /// Sorted by subcode so [`lookup`] can binary-search.
-static ENTRIES: [Entry; 66] = [
+static ENTRIES: [Entry; 67] = [
     row(
         500,
         40000,
@@ -577,6 +579,14 @@ static ENTRIES: [Entry; 66] = [
         "setDeviceType is not allowed with the CallClient's first-party acsDeviceType option.",
         "Do not combine the first-party acsDeviceType option with setDeviceType; a retry fails the same way.",
     )),
+    deterministic(row(
+        409,
+        44012,
+        Expected,
+        Sdk,
+        "No cloud prefix found in identity: the token's user id (skypeid) has no `prefix:` form.",
+        "Use an access token issued by Azure Communication Services (or for a Teams user through the token exchange); its user id has the form `acs:…` or `orgid:…`. A hand-made or foreign token fails the same way every time.",
+    )),
     row(
         500,
         44100,
@@ -801,6 +811,7 @@ mod tests {
             TOKEN_UNPARSABLE,
             OPERATION_TIMED_OUT,
             CALL_CLIENT_INIT_FAILED,
+            USER_ID_WITHOUT_CLOUD_PREFIX,
             CREATE_CALL_AGENT_FAILED,
             CREATE_TEAMS_CALL_AGENT_FAILED,
             ICE_SERVER_URL_INVALID,

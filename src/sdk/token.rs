@@ -141,11 +141,59 @@ impl Claims {
         self.present("resourceId")
     }
 
-    /// Whether an Entra tenant (`tid`) is present: the SDK's mark of a Teams user's token.
+    /// Whether an Entra tenant (`tid`) is present: the SDK's mark of a Teams user's token
+    /// (which agent kind the token may create).
     pub fn is_teams_user(&self) -> bool {
         self.present("tid")
     }
 
+    /// Whether a scope (`acsScope`) is present at all (of any type).
+    pub fn has_acs_scope(&self) -> bool {
+        self.present("acsScope")
+    }
+
+    /// Whether an Entra object id (`oid`) is present: the identity of a token with neither
+    /// `acsScope` nor `resourceId`.
+    pub fn has_object_id(&self) -> bool {
+        self.present("oid")
+    }
+
+    /// Whether the user id (`skypeid`) is a Teams user's, as the SDK tells it from the id's form
+    /// (not from `tid`): `8:` followed by the id, as JavaScript turns it into a string, starts
+    /// with `8:orgid:`, `8:dod:`, `8:gcch:` or `8:teamsvisitor:`. Such an identity needs no
+    /// `resourceId`.
+    pub fn is_teams_identity(&self) -> bool {
+        let Some(id) = self.map.get("skypeid") else { return false };
+        let mut text = String::new();
+        js_string(id, &mut text);
+        ["orgid:", "dod:", "gcch:", "teamsvisitor:"].iter().any(|p| text.starts_with(p))
+    }
+}
+
+/// Appends `v` as JavaScript's template literals turn it into a string (enough of it to tell a
+/// prefix: arrays join their elements with `,`, `null` elements are empty).
+fn js_string(v: &serde_json::Value, out: &mut String) {
+    use serde_json::Value;
+    match v {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => out.push_str(&n.to_string()),
+        Value::String(s) => out.push_str(s),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                if !item.is_null() {
+                    js_string(item, out);
+                }
+            }
+        }
+        Value::Object(_) => out.push_str("[object Object]"),
+    }
+}
+
+impl Claims {
     /// Expiry in seconds since the Unix epoch (`exp`), when it is a number (fractions allowed).
     pub fn exp(&self) -> Option<f64> {
         self.map.get("exp").and_then(serde_json::Value::as_f64)

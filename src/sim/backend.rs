@@ -46,7 +46,7 @@ impl SimToken {
                 json!({"skypeid": format!("acs:{identity}"), "acsScope": "voip", "resourceId": "sim-resource", "exp": day_ahead})
             }
             Self::Teams => {
-                json!({"skypeid": format!("teams:{identity}"), "acsScope": "voip", "tid": "sim-tenant", "exp": day_ahead})
+                json!({"skypeid": format!("orgid:{identity}"), "acsScope": "voip", "tid": "sim-tenant", "exp": day_ahead})
             }
             Self::BadScope => {
                 json!({"skypeid": format!("acs:{identity}"), "acsScope": 7, "resourceId": "sim-resource", "exp": day_ahead})

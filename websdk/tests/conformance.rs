@@ -43,13 +43,7 @@ const CLASSIFICATION_EXCEPTIONS: &[(u32, &str)] = &[(
 
 #[path = "common/isolation.rs"]
 mod isolation;
-use isolation::{acs_claims, isolated, now, results_dir, sdk_package};
-
-fn teams_claims() -> Value {
-    json!({"skypeid": "orgid:aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", "scp": 1024, "csi": now(), "iat": now(),
-           "exp": now() + 3600, "acsScope": "voip", "resourceId": "11111111-2222-3333-4444-555555555555",
-           "tid": "99999999-8888-7777-6666-555555555555", "oid": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"})
-}
+use isolation::{acs_claims, isolated, now, results_dir, sdk_package, teams_claims};
 
 /// `base` with `changes` applied: a value sets the claim, `null` removes it.
 fn with(mut base: Value, changes: Value) -> Value {
@@ -656,7 +650,7 @@ async fn concurrent_creations_follow_the_sdk_rules() {
 
 /// The families of the SDK's error table whose rows `CallClient`, `createCallAgent`,
 /// `createTeamsCallAgent` or the credential throw.
-const CREATION_FAMILIES: &[&str] = &["CALL_CLIENT", "CALL_STACK", "CALL_AGENT", "INTERNAL"];
+const CREATION_FAMILIES: &[&str] = &["CALL_CLIENT", "CALL_STACK", "CALL_AGENT", "INTERNAL", "IDENTIFIER"];
 
 /// Rows of those families that creation never throws (only calls, push notifications, events and
 /// disposal do), so the catalog leaves them out.
@@ -690,6 +684,19 @@ const NOT_AT_CREATION: &[(u32, &str)] = &[
     (40238, "joining a Teams for life meeting"),
     (40240, "disposing a CallAgent"),
     (40241, "disposing a TeamsCallAgent"),
+    (44000, "parsing a call target's phone number"),
+    (44001, "parsing a call target's identifier"),
+    (44002, "parsing a call target's identifier"),
+    (44003, "parsing a call target's identifier"),
+    (44004, "a call target's identifier"),
+    (44005, "a call target's identifier"),
+    (44006, "a call target's identifier"),
+    (44007, "a call target's identifier"),
+    (44008, "a call target's identifier"),
+    (44009, "a call target's identifier"),
+    (44010, "parsing a call target's identifier"),
+    (44011, "a call's list of identifiers"),
+    (44013, "a call target's Teams extension user identifier"),
 ];
 
 /// One row of the SDK's error table: family, name, code, subcode, categories.

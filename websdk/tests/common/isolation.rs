@@ -57,3 +57,11 @@ pub(crate) fn results_dir(version: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).expect("target/conformance is writable");
     dir
 }
+
+/// A valid Teams user's token's claims (`orgid:` user, `tid`).
+#[allow(dead_code)] // not every test binary makes Teams agents
+pub(crate) fn teams_claims() -> Value {
+    json!({"skypeid": "orgid:aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", "scp": 1024, "csi": now(), "iat": now(),
+           "exp": now() + 3600, "acsScope": "voip", "resourceId": "11111111-2222-3333-4444-555555555555",
+           "tid": "99999999-8888-7777-6666-555555555555", "oid": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"})
+}
