@@ -1,31 +1,55 @@
 #!/usr/bin/env bash
 # Runs the conformance suite against the real Web Calling SDK, with no way for a request to leave
 # the machine:
-#   1. installs what is missing: Debian's chromium (never a downloaded browser build), the pinned
-#      SDK from page/package-lock.json (npm ci), and bundles the page (esbuild);
+#   1. installs what is missing: Debian's chromium (never a downloaded browser build), and the
+#      pinned SDKs from their lock files (npm ci): npm's `latest` (page/package-lock.json) and the
+#      last release of the previous major (page/sdk-1.46.1/package-lock.json); bundles a page for
+#      each (esbuild);
 #   2. builds the tests while the network is still there (crates come from crates.io);
 #   3. runs them inside a new network namespace whose only interface is loopback (unshare -n, as
 #      root), with Chromium's --host-resolver-rules mapping every name but localhost to nothing;
 #      each test also refuses to run if it sees any interface but lo.
-# Then renders the results into README.md (the table between the conformance markers).
-# The lifecycle tests (tests/lifecycle.rs: dropped creations, the retry layer cancelling
-# attempts, undisposed agents, a killed browser, max_agents) and a soak of the real path
-# (examples/soak.rs; SOAK_CREATIONS creations, 1000 by default) run the same way.
+# Against each SDK version: the hand-picked cases (tests/conformance.rs) and the generated token
+# grid (tests/grid.rs: a seeded sample of GRID_SAMPLE cases, 300 by default; the whole grid with
+# --full). Against `latest` also the lifecycle tests (tests/lifecycle.rs: dropped creations, the
+# retry layer cancelling attempts, undisposed agents, a killed browser, max_agents) and a soak of
+# the real path (examples/soak.rs; SOAK_CREATIONS creations, 1000 by default).
+# Then renders the results into README.md (the tables between the conformance markers).
 #   websdk/conformance.sh              # everything
+#   websdk/conformance.sh --full       # the whole grid (~1,560 cases, ~6 min per SDK version)
 #   websdk/conformance.sh --no-table   # leave README.md alone
 set -euo pipefail
 cd "$(dirname "$0")/.."
+table=1
+grid=sample
+for arg in "$@"; do
+  case "$arg" in
+    --no-table) table=0 ;;
+    --full) grid=full ;;
+    *) echo "usage: websdk/conformance.sh [--full] [--no-table]" >&2; exit 2 ;;
+  esac
+done
 if ! command -v chromium >/dev/null || ! command -v ip >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends chromium iproute2 >/dev/null
 fi
+PREVIOUS_MAJOR=1.46.1
 websdk/page/build.sh
+websdk/page/build.sh --sdk "$PREVIOUS_MAJOR"
 cargo test -p callagent-websdk --no-run --quiet
 cargo build -p callagent-websdk --release --example soak --quiet
 [ "$(id -u)" = 0 ] || { echo "conformance.sh needs root for unshare -n (a network namespace with loopback alone)" >&2; exit 1; }
-unshare -n sh -c 'ip link set lo up && exec cargo test --offline -p callagent-websdk --test conformance --test lifecycle -- --ignored --test-threads 2'
-unshare -n sh -c "ip link set lo up && exec target/release/examples/soak --creations ${SOAK_CREATIONS:-1000}"
-if [ "${1:-}" != "--no-table" ]; then
+isolated() { unshare -n sh -c 'ip link set lo up && exec "$@"' isolated "$@"; }
+rm -rf target/conformance
+export GRID="$grid"
+echo "== SDK latest (websdk/page/dist)"
+isolated cargo test --offline -p callagent-websdk --test conformance --test grid --test lifecycle -- --ignored --test-threads 2
+echo "== SDK $PREVIOUS_MAJOR (websdk/page/sdk-$PREVIOUS_MAJOR/dist)"
+CALLAGENT_WEBSDK_PAGE="$PWD/websdk/page/sdk-$PREVIOUS_MAJOR/dist" \
+  isolated cargo test --offline -p callagent-websdk --test conformance --test grid -- --ignored --test-threads 2
+echo "== soak"
+isolated target/release/examples/soak --creations "${SOAK_CREATIONS:-1000}"
+if [ "$table" = 1 ]; then
   cargo run --quiet -p callagent-websdk --example conformance_table
 fi

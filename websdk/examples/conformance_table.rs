@@ -1,6 +1,8 @@
-//! Renders the conformance suite's last results (`target/conformance/*.json`, written by
-//! `websdk/conformance.sh`) into the README's "What the real SDK does" table, between the
-//! `<!-- conformance:start -->` and `<!-- conformance:end -->` markers.
+//! Renders the conformance suite's last results (`target/conformance/sdk-VERSION/*.json`, written
+//! by `websdk/conformance.sh` for each SDK version) into the README's "What the real SDK does"
+//! tables, between the `<!-- conformance:start -->` and `<!-- conformance:end -->` markers: the
+//! token grid per rule family and version, the hand-picked cases, no network and racing
+//! creations.
 //!
 //! ```text
 //! cargo run -p callagent-websdk --example conformance_table             # rewrite README.md
@@ -21,18 +23,85 @@ fn root() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
 }
 
-fn load(part: &str) -> Result<Vec<Row>, String> {
-    let path = root().join("target/conformance").join(format!("{part}.json"));
+/// A grid row, as `tests/grid.rs` writes it.
+#[derive(serde::Deserialize)]
+struct GridRow {
+    family: String,
+    agrees: bool,
+    #[serde(default)]
+    note: String,
+}
+
+/// The SDK versions with results, newest first (`target/conformance/sdk-VERSION/`).
+fn versions() -> Result<Vec<String>, String> {
+    let dir = root().join("target/conformance");
+    let entries = std::fs::read_dir(&dir)
+        .map_err(|e| format!("cannot read {}: {e} (run websdk/conformance.sh first)", dir.display()))?;
+    let mut versions: Vec<String> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.strip_prefix("sdk-").map(str::to_owned))
+        .collect();
+    let key = |v: &String| v.split('.').map(|p| p.parse::<u64>().unwrap_or(0)).collect::<Vec<_>>();
+    versions.sort_by_key(|v| std::cmp::Reverse(key(v)));
+    if versions.is_empty() {
+        return Err(format!("no results in {} (run websdk/conformance.sh first)", dir.display()));
+    }
+    Ok(versions)
+}
+
+fn load<T: serde::de::DeserializeOwned>(version: &str, part: &str) -> Result<Vec<T>, String> {
+    let path = root().join("target/conformance").join(format!("sdk-{version}")).join(format!("{part}.json"));
     let text = std::fs::read_to_string(&path)
         .map_err(|e| format!("cannot read {}: {e} (run websdk/conformance.sh first)", path.display()))?;
     serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn table() -> Result<String, String> {
+    let versions = versions()?;
+    let latest = &versions[0];
     let mut out = String::new();
-    out.push_str("Local token checks (each answers in well under a second; a token that passes them reaches for the network):\n\n");
+    out.push_str(&format!("SDK versions run: {} (newest first).\n\n", versions.join(", ")));
+    out.push_str("The generated token grid (`tests/grid.rs`), per rule family: cases run and cases where the preflight predicts the SDK exactly or as the one deliberate difference.\n\n");
+    out.push_str("| family |");
+    for v in &versions {
+        out.push_str(&format!(" SDK {v}: cases | agree |"));
+    }
+    out.push_str("\n|---|");
+    out.push_str(&"---:|---:|".repeat(versions.len()));
+    out.push('\n');
+    let grids: Vec<Vec<GridRow>> = versions.iter().map(|v| load(v, "grid")).collect::<Result<_, _>>()?;
+    let mut families: Vec<&str> = grids.iter().flatten().map(|r| r.family.as_str()).collect();
+    families.sort_unstable();
+    families.dedup();
+    for family in families.iter().copied().chain(["all"]) {
+        out.push_str(&format!("| {family} |"));
+        for grid in &grids {
+            let rows: Vec<&GridRow> = grid.iter().filter(|r| family == "all" || r.family == family).collect();
+            out.push_str(&format!(" {} | {} |", rows.len(), rows.iter().filter(|r| r.agrees).count()));
+        }
+        out.push('\n');
+    }
+    let mut notes: Vec<&str> =
+        grids.iter().flatten().filter(|r| !r.note.is_empty()).map(|r| r.note.as_str()).collect();
+    notes.sort_unstable();
+    notes.dedup();
+    for note in notes {
+        out.push_str(&format!("\nDeliberate: {note}.\n"));
+    }
+    out.push_str("\nHand-picked cases, per version:");
+    for v in &versions {
+        let rows: Vec<Row> = load(v, "tokens")?;
+        let agree = rows.iter().filter(|r| r.agrees && r.note.is_empty()).count();
+        let deliberate = rows.iter().filter(|r| !r.note.is_empty()).count();
+        out.push_str(&format!(
+            " SDK {v}: {} cases, {agree} agree, {deliberate} deliberate differences;",
+            rows.len()
+        ));
+    }
+    out.pop();
+    out.push_str(".\n\n");
+    out.push_str(&format!("Local token checks, SDK {latest} (each answers in well under a second; a token that passes them reaches for the network):\n\n"));
     out.push_str("| case | agent | the SDK says | category | ms | preflight |\n|---|---|---|---|---:|---|\n");
-    for r in load("tokens")? {
+    for r in load::<Row>(latest, "tokens")? {
         let verdict = if r.agrees {
             format!("{} ✓", r.preflight)
         } else {
@@ -49,10 +118,14 @@ fn table() -> Result<String, String> {
             verdict
         ));
     }
-    out.push_str("\nNo network (the isolated namespace), and creations that race:\n\n");
-    out.push_str("| case | agent | the SDK does | ms |\n|---|---|---|---:|\n");
-    for r in load("unreachable")?.into_iter().chain(load("concurrency")?) {
-        out.push_str(&format!("| {} ({}) | {} | {} | {} |\n", r.case, r.what, r.agent, r.sdk, r.took_ms));
+    for v in &versions {
+        out.push_str(&format!(
+            "\nNo network (the isolated namespace), and creations that race, SDK {v}:\n\n"
+        ));
+        out.push_str("| case | agent | the SDK does | ms |\n|---|---|---|---:|\n");
+        for r in load::<Row>(v, "unreachable")?.into_iter().chain(load::<Row>(v, "concurrency")?) {
+            out.push_str(&format!("| {} ({}) | {} | {} | {} |\n", r.case, r.what, r.agent, r.sdk, r.took_ms));
+        }
     }
     Ok(out)
 }
