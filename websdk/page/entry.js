@@ -8,6 +8,12 @@ import { AzureCommunicationTokenCredential } from "@azure/communication-common";
 
 const agents = new Map();
 let nextId = 1;
+// Creations in flight by request number, those whose Rust owner went away (dropped, timed out)
+// meanwhile (their agent is disposed as soon as it exists), and each live agent's request (for an
+// owner that went away just after the page answered). All bounded by what is in flight or alive.
+const pending = new Set();
+const abandoned = new Set();
+const created = new Map();
 
 async function takeToken(key) {
   const response = await fetch(`/token/${key}`, { method: "POST", cache: "no-store" });
@@ -28,6 +34,14 @@ function describe(e) {
   };
 }
 
+// Disposes an agent and then its CallClient (which holds the calling stack and a page-level
+// listener): a page hosts many agents over its life, so nothing may stay behind. Failures are
+// ignored: the page closes with its last user anyway.
+async function release(agent, client) {
+  try { await agent?.dispose(); } catch { /* ignored */ }
+  try { await client?.dispose?.(); } catch { /* ignored */ }
+}
+
 function watch(id, agent) {
   const entry = { agent, client: null, changes: [] };
   agent.on("connectionStateChanged", (event) => {
@@ -41,9 +55,10 @@ window.callagent = {
   sdkVersion: typeof SDK_VERSION === "string" ? SDK_VERSION : "unknown",
 
   // Creates an agent on a fresh CallClient (or on `clientId`'s, to probe the SDK's rules).
-  async create({ key, kind, displayName, tokenRefresher, clientId }) {
+  async create({ key, kind, displayName, tokenRefresher, clientId, request }) {
     const started = performance.now();
     let client;
+    if (request != null) pending.add(request);
     try {
       const token = await takeToken(key);
       const options = tokenRefresher
@@ -61,13 +76,25 @@ window.callagent = {
           return { ok: true, id: existing, state: agent.connectionState, same: true, ms: performance.now() - started };
         }
       }
+      if (request != null && abandoned.delete(request)) {
+        // Its owner is gone: nobody will ever use or dispose this agent.
+        await release(agent, clientId ? null : client);
+        return { ok: false, error: describe(new Error("abandoned")), ms: performance.now() - started };
+      }
       const id = nextId++;
       const entry = watch(id, agent);
       entry.client = client;
       agents.set(id, entry);
+      if (request != null) created.set(request, id);
       return { ok: true, id, state: agent.connectionState, same: false, ms: performance.now() - started };
     } catch (e) {
+      // A CallClient of its own that made no agent: released (pages live long when shared), in
+      // the background, so a rejection still answers at once.
+      if (client && !clientId) void release(null, client);
       return { ok: false, error: describe(e), ms: performance.now() - started };
+    } finally {
+      pending.delete(request);
+      abandoned.delete(request);
     }
   },
 
@@ -102,6 +129,21 @@ window.callagent = {
     return { a: strip(ra), b: same ? { ...strip(rb), same: true } : strip(rb), same };
   },
 
+  // The owner of creation `request` went away: dispose its agent now or as soon as it exists.
+  async abandon(request) {
+    if (pending.has(request)) {
+      abandoned.add(request);
+      return { ok: true };
+    }
+    const id = created.get(request);
+    return id === undefined ? { ok: true } : await window.callagent.dispose(id);
+  },
+
+  // What the page holds: live agents and creations in flight.
+  census() {
+    return { agents: agents.size, creating: pending.size };
+  },
+
   state(id) {
     const entry = agents.get(id);
     return entry ? { state: entry.agent.connectionState, changes: entry.changes } : null;
@@ -111,8 +153,12 @@ window.callagent = {
     const entry = agents.get(id);
     if (!entry) return { ok: true };
     agents.delete(id);
+    for (const [request, agent] of created) if (agent === id) created.delete(request);
     try {
       await entry.agent.dispose();
+      // Its CallClient goes too, unless another live agent shares it (probing only).
+      const shared = [...agents.values()].some((other) => other.client === entry.client);
+      if (!shared) await release(null, entry.client);
       return { ok: true };
     } catch (e) {
       return { ok: false, error: describe(e) };

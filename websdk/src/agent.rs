@@ -10,6 +10,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::error::WebSdkError;
 use crate::page::Session;
+use crate::pool::Place;
 use crate::protocol::{self, Disposed, RawState, Thrown};
 
 /// How long a background dispose of a dropped agent may take.
@@ -62,6 +63,8 @@ pub struct Agent {
     disposed: bool,
     /// Its `max_agents` slot, for an agent created through the service.
     slot: Option<OwnedSemaphorePermit>,
+    /// Its place on a pooled page, for an agent created through the service.
+    place: Option<Place>,
 }
 
 impl fmt::Debug for Agent {
@@ -104,7 +107,13 @@ impl Agent {
             session,
             disposed: false,
             slot: None,
+            place: None,
         }
+    }
+
+    pub(crate) fn with_place(mut self, place: Place) -> Self {
+        self.place = Some(place);
+        self
     }
 
     pub(crate) fn with_slot(mut self, slot: OwnedSemaphorePermit) -> Self {
@@ -188,13 +197,14 @@ impl Drop for Agent {
         // No blocking in drop: the runtime disposes it, then lets its page and slot go.
         let session = self.session.clone();
         let slot = self.slot.take();
+        let place = self.place.take();
         let expression = protocol::dispose(self.id);
         session.instance().handle().clone().spawn(async move {
             let disposed = tokio::time::timeout(DISPOSE_TIMEOUT, session.eval::<Disposed>(&expression)).await;
             if !matches!(disposed, Ok(Ok(Disposed { ok: true, .. }))) {
                 tracing::debug!("disposing a dropped agent failed; its page is closed anyway");
             }
-            drop((session, slot));
+            drop((session, place, slot));
         });
     }
 }

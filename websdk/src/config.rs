@@ -40,7 +40,19 @@ pub struct WebSdkConfig {
     pub restart_window: Duration,
     /// The least time between two browser starts.
     pub restart_spacing: Duration,
+    /// Agents one page hosts, each on its own `CallClient` (the page's SDK bundle, its memory
+    /// and its renderer process are shared). 1 gives each agent a page of its own. The pool
+    /// never places two creations for one identity on one page at once (the SDK races them,
+    /// 40228/40230). A page closes when its last agent is gone; a page crash fails only its own
+    /// agents.
+    pub agents_per_page: usize,
+    /// Pages kept open with the SDK loaded and no agent yet, so a creation need not wait for a
+    /// page load; refilled in the background. 0 opens pages on demand only.
+    pub warm_pages: usize,
 }
+
+/// The default [`WebSdkConfig::agents_per_page`] (see the README's density table).
+pub const DEFAULT_AGENTS_PER_PAGE: usize = 8;
 
 impl Default for WebSdkConfig {
     fn default() -> Self {
@@ -55,6 +67,8 @@ impl Default for WebSdkConfig {
             max_restarts: 5,
             restart_window: Duration::from_secs(600),
             restart_spacing: Duration::from_secs(1),
+            agents_per_page: DEFAULT_AGENTS_PER_PAGE,
+            warm_pages: 1,
         }
     }
 }
@@ -85,6 +99,12 @@ impl WebSdkConfig {
             if !bounded(d) {
                 return invalid(field, format!("must be 1 ms to 24 h, got {}", human(d)));
             }
+        }
+        if !(1..=256).contains(&self.agents_per_page) {
+            return invalid("agents_per_page", format!("must be 1 to 256, got {}", self.agents_per_page));
+        }
+        if self.warm_pages > 64 {
+            return invalid("warm_pages", format!("must be at most 64, got {}", self.warm_pages));
         }
         if self.restart_spacing > Duration::from_secs(3600) {
             return invalid(

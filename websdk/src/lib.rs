@@ -49,15 +49,17 @@ mod browser;
 mod config;
 mod error;
 mod page;
+mod pool;
 mod procfs;
 mod protocol;
 mod server;
 mod service;
 
 pub use agent::{Agent, ConnectionState, StateChange};
-pub use config::{NO_EXTERNAL_HOSTS, WebSdkConfig};
+pub use config::{DEFAULT_AGENTS_PER_PAGE, NO_EXTERNAL_HOSTS, WebSdkConfig};
 pub use error::WebSdkError;
 pub use page::{Failure, Race, Session};
+pub use pool::{AGENTS, CREATIONS, PAGE_LOAD, PAGES, WARM_PAGES};
 pub use service::{BrowserStats, ResponseFuture, WebSdk};
 
 #[cfg(test)]

@@ -3,8 +3,8 @@
 //! future dropped at any await point, an agent dropped undisposed, a timeout).
 
 use std::fmt;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use callagent_retry::sdk::{AgentRequest, CreateAgentRequest};
@@ -25,6 +25,46 @@ pub(crate) struct PageHandle {
     /// Fired when the browser reports the page crashed or was closed.
     gone: CancellationToken,
     closed: AtomicBool,
+    /// What the pool placed on it: agents and creations, and the identities being created.
+    pub(crate) load: Load,
+}
+
+/// A page's load, kept by the pool ([`crate::pool`]): places taken (live agents and creations in
+/// flight) and their identities. One identity is never placed twice on a page: the SDK races two
+/// creations for it (40228/40230) or hands a later one the same agent, which would then have two
+/// owners.
+#[derive(Debug, Default)]
+pub(crate) struct Load {
+    identities: Mutex<Vec<String>>,
+}
+
+impl Load {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+        self.identities.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Places taken.
+    pub(crate) fn places(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Takes a place for `identity`, if there is room and it has none here.
+    pub(crate) fn try_take(&self, identity: &str, capacity: usize) -> bool {
+        let mut identities = self.lock();
+        if identities.len() >= capacity || identities.iter().any(|i| i == identity) {
+            return false;
+        }
+        identities.push(identity.to_owned());
+        true
+    }
+
+    /// Gives `identity`'s place back.
+    pub(crate) fn release(&self, identity: &str) {
+        let mut identities = self.lock();
+        if let Some(i) = identities.iter().position(|c| c == identity) {
+            identities.swap_remove(i);
+        }
+    }
 }
 
 impl PageHandle {
@@ -40,9 +80,13 @@ impl PageHandle {
         let opener = Arc::clone(&instance);
         instance.handle().spawn(async move {
             let opened = match tokio::time::timeout(within, opener.new_page(&url)).await {
-                Ok(Ok((page, gone))) => {
-                    Ok(Arc::new(Self { page, instance: opener, gone, closed: AtomicBool::new(false) }))
-                }
+                Ok(Ok((page, gone))) => Ok(Arc::new(Self {
+                    page,
+                    instance: opener,
+                    gone,
+                    closed: AtomicBool::new(false),
+                    load: Load::default(),
+                })),
                 Ok(Err(e)) => Err(e),
                 Err(_) => {
                     Err(WebSdkError::PageLoad(format!("the page did not open within {}", human(within))))
@@ -55,6 +99,11 @@ impl PageHandle {
 
     fn instance(&self) -> &Instance {
         &self.instance
+    }
+
+    /// Whether the page is gone (closed, crashed, or its browser died).
+    pub(crate) fn is_gone(&self) -> bool {
+        self.closed.load(Ordering::Acquire) || self.gone.is_cancelled() || self.instance.is_dead()
     }
 
     /// Closes the page now (idempotent).
@@ -99,6 +148,53 @@ impl Drop for PageHandle {
         let instance = Arc::clone(&self.instance);
         let target = self.page.target_id().clone();
         instance.handle().clone().spawn(async move { instance.close_page(target).await });
+    }
+}
+
+/// Opens a page and waits for the SDK bundle to start in it, within `launch_timeout` each. A
+/// page that does not make it is dropped (closed).
+pub(crate) async fn open_ready(shared: &Arc<Shared>) -> Result<Arc<PageHandle>, WebSdkError> {
+    let instance = shared.supervisor.instance().await?;
+    let within = shared.config.launch_timeout;
+    let page = PageHandle::open(instance, shared.server.page_url(), within).await?;
+    let ready = tokio::time::timeout(within, async {
+        loop {
+            if page.eval::<bool>(protocol::READY).await? {
+                return Ok::<_, WebSdkError>(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    match ready.await {
+        Ok(Ok(())) => Ok(page),
+        Ok(Err(e)) => Err(e),
+        Err(_) => {
+            Err(WebSdkError::PageLoad(format!("the SDK bundle did not start within {}", human(within))))
+        }
+    }
+}
+
+/// Abandons a creation whose owner went away before it settled (dropped at an await point, or
+/// timed out): the page disposes the agent as soon as the SDK makes it, so a shared page keeps
+/// no agent nobody owns.
+struct Abandon<'a> {
+    session: &'a Session,
+    request: u64,
+    armed: bool,
+}
+
+impl Drop for Abandon<'_> {
+    fn drop(&mut self) {
+        if !self.armed || self.session.page.is_gone() {
+            return;
+        }
+        let page = Arc::clone(&self.session.page);
+        let expression = protocol::abandon(self.request);
+        page.instance.handle().clone().spawn(async move {
+            if let Err(e) = page.eval::<serde_json::Value>(&expression).await {
+                tracing::debug!(error = %e, "abandoning a creation failed; the page closes with its last user");
+            }
+        });
     }
 }
 
@@ -149,26 +245,13 @@ pub struct Race {
 impl Session {
     /// Opens a page with the SDK loaded, starting the browser again if it died.
     pub(crate) async fn open(shared: &Arc<Shared>) -> Result<Self, WebSdkError> {
-        let instance = shared.supervisor.instance().await?;
-        let within = shared.config.launch_timeout;
-        let page = PageHandle::open(instance, shared.server.page_url(), within).await?;
-        let session = Self { page, shared: Arc::clone(shared) };
-        // Dropped on failure or cancellation: the page closes.
-        let ready = tokio::time::timeout(within, async {
-            loop {
-                if session.eval::<bool>(protocol::READY).await? {
-                    return Ok::<_, WebSdkError>(());
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        });
-        match ready.await {
-            Ok(Ok(())) => Ok(session),
-            Ok(Err(e)) => Err(e),
-            Err(_) => {
-                Err(WebSdkError::PageLoad(format!("the SDK bundle did not start within {}", human(within))))
-            }
-        }
+        let page = open_ready(shared).await?;
+        Ok(Self::on(page, shared))
+    }
+
+    /// A handle to `page`.
+    pub(crate) fn on(page: Arc<PageHandle>, shared: &Arc<Shared>) -> Self {
+        Self { page, shared: Arc::clone(shared) }
     }
 
     pub(crate) async fn eval<T: serde::de::DeserializeOwned>(
@@ -184,7 +267,7 @@ impl Session {
 
     /// Whether the page is gone (closed, crashed, or its browser died).
     pub fn is_gone(&self) -> bool {
-        self.page.closed.load(Ordering::Acquire) || self.page.gone.is_cancelled() || self.instance().is_dead()
+        self.page.is_gone()
     }
 
     /// Creates an agent on a fresh `CallClient` of this page. Unlike the service's creations,
@@ -220,18 +303,29 @@ impl Session {
     ) -> Result<Agent, Box<Failure>> {
         // Withdrawn when dropped: a token the page never took does not stay on the server.
         let key = self.shared.server.tokens.offer(request.token().clone());
+        static REQUESTS: AtomicU64 = AtomicU64::new(1);
+        let number = REQUESTS.fetch_add(1, Ordering::Relaxed);
         let expression = protocol::create(
             key.as_str(),
             request.kind(),
             request.display_name(),
             request.uses_token_refresher(),
             client_of,
+            number,
         );
+        let mut abandon = Abandon { session: self, request: number, armed: true };
         let timeout = self.shared.config.create_timeout;
-        let created: Created = match tokio::time::timeout(timeout, self.eval(&expression)).await {
+        let answered = tokio::time::timeout(timeout, self.eval(&expression)).await;
+        // The page answered (or is gone): nothing left to abandon.
+        abandon.armed = answered.is_err();
+        let created: Created = match answered {
             Ok(result) => result.map_err(bare)?,
             Err(_) => {
-                self.close().await;
+                // A page of its own closes (with the creation); on a shared page the creation
+                // is abandoned (the guard) and the other agents live on.
+                if self.page.load.places() <= 1 {
+                    self.close().await;
+                }
                 return Err(bare(WebSdkError::Timeout(timeout)));
             }
         };
@@ -285,6 +379,13 @@ impl Session {
     /// `websdk/page/build.sh`).
     pub async fn sdk_version(&self) -> Result<String, WebSdkError> {
         self.eval(protocol::SDK_VERSION).await
+    }
+
+    /// What the page holds now: live agents, and creations the SDK is still making (abandoned
+    /// ones included, until the SDK makes their agent and the page disposes it).
+    pub async fn census(&self) -> Result<(usize, usize), WebSdkError> {
+        let census: protocol::Census = self.eval(protocol::CENSUS).await?;
+        Ok((census.agents, census.creating))
     }
 
     /// Closes the page now, with every agent on it (without disposing them).

@@ -90,6 +90,7 @@ pub(crate) fn create(
     display_name: Option<&str>,
     token_refresher: bool,
     client_of: Option<u64>,
+    request: u64,
 ) -> String {
     let args = serde_json::json!({
         "key": key,
@@ -97,6 +98,7 @@ pub(crate) fn create(
         "displayName": display_name,
         "tokenRefresher": token_refresher,
         "clientId": client_of,
+        "request": request,
     });
     format!("window.callagent.create({args})")
 }
@@ -118,6 +120,21 @@ pub(crate) fn race(
 
 /// The SDK version the page was built with (`websdk/page/build.sh` defines it).
 pub(crate) const SDK_VERSION: &str = "window.callagent.sdkVersion";
+
+/// What a page holds ([`census`]).
+#[derive(Debug, Deserialize)]
+pub(crate) struct Census {
+    pub(crate) agents: usize,
+    pub(crate) creating: usize,
+}
+
+/// Live agents and creations in flight in the page.
+pub(crate) const CENSUS: &str = "window.callagent.census()";
+
+/// The owner of creation `request` went away: the page disposes its agent.
+pub(crate) fn abandon(request: u64) -> String {
+    format!("window.callagent.abandon({request})")
+}
 
 pub(crate) fn state(id: u64) -> String {
     format!("window.callagent.state({id})")
@@ -154,10 +171,10 @@ mod tests {
 
     #[test]
     fn no_token_is_in_a_creation_expression() {
-        let e = create("k1", AgentKind::Teams, Some("bot"), true, None);
+        let e = create("k1", AgentKind::Teams, Some("bot"), true, None, 7);
         assert_eq!(
             e,
-            r#"window.callagent.create({"clientId":null,"displayName":"bot","key":"k1","kind":"teams","tokenRefresher":true})"#
+            r#"window.callagent.create({"clientId":null,"displayName":"bot","key":"k1","kind":"teams","request":7,"tokenRefresher":true})"#
         );
     }
 }

@@ -19,6 +19,7 @@ use crate::browser::Supervisor;
 use crate::config::WebSdkConfig;
 use crate::error::WebSdkError;
 use crate::page::Session;
+use crate::pool::Pool;
 use crate::{procfs, server};
 
 /// What every clone of a [`WebSdk`] (and every page and agent it made) shares.
@@ -26,6 +27,7 @@ pub(crate) struct Shared {
     pub(crate) supervisor: Supervisor,
     pub(crate) server: server::Server,
     pub(crate) config: Arc<WebSdkConfig>,
+    pub(crate) pool: Pool,
     slots: Arc<Semaphore>,
     /// This service's directory under the temp dir (each browser's profile goes in it).
     dir: PathBuf,
@@ -100,6 +102,10 @@ pub struct BrowserStats {
     pub agents_and_creations: usize,
     /// Browser restarts so far.
     pub restarts: u64,
+    /// Pages the service's pool holds with agents or creations on them.
+    pub pool_pages: usize,
+    /// Warm pages: the SDK loaded, waiting for a creation.
+    pub warm_pages: usize,
 }
 
 impl WebSdk {
@@ -132,6 +138,7 @@ impl WebSdk {
         let shared = Arc::new(Shared {
             supervisor: Supervisor::new(Arc::clone(&config), dir.clone()),
             server,
+            pool: Pool::new(config.agents_per_page, config.warm_pages),
             config,
             slots: Arc::clone(&slots),
             dir,
@@ -145,6 +152,7 @@ impl WebSdk {
     /// [`WebSdkError::BrowserGone`], and `poll_ready` with the same.
     pub async fn close(&self) {
         self.shared.slots.close();
+        self.shared.pool.close();
         self.shared.supervisor.close().await;
     }
 
@@ -175,6 +183,8 @@ impl WebSdk {
             pages: self.open_pages().await?,
             agents_and_creations: self.shared.config.max_agents - self.shared.slots.available_permits(),
             restarts: self.shared.supervisor.restarts(),
+            pool_pages: self.shared.pool.counts().1,
+            warm_pages: self.shared.pool.counts().0,
         })
     }
 
@@ -211,11 +221,17 @@ async fn create(
     request: &CreateAgentRequest,
     slot: OwnedSemaphorePermit,
 ) -> Result<Agent, WebSdkError> {
-    // Every await below may be the last: the session (and with it the page) and the slot are
-    // locals, dropped with the future.
-    let session = Session::open(&shared).await?;
+    // Every await below may be the last: the place (and with it, if it was the page's last user,
+    // the page), the session and the slot are locals, dropped with the future; a creation the
+    // page is still making is abandoned (its agent disposed as soon as it exists).
+    // The SDK knows a user by the token's user id: two requests naming different identities
+    // with one token's user are one identity to it.
+    let claims = request.token.claims().ok();
+    let identity = claims.as_ref().and_then(|c| c.skypeid()).unwrap_or(&request.identity);
+    let (session, mut place) = shared.pool.place(&shared, identity).await?;
     let agent = session.create(request).await?;
-    Ok(agent.with_slot(slot))
+    place.created();
+    Ok(agent.with_slot(slot).with_place(place))
 }
 
 /// The future of [`WebSdk::call`](tower::Service::call): the creation. Dropping it at any point

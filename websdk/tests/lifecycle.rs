@@ -87,7 +87,7 @@ async fn creations_dropped_at_any_point_close_their_pages() {
     let mut rng = StdRng::seed_from_u64(seed);
     let plan: Vec<(bool, Duration)> =
         (0..56).map(|_| (rng.gen_bool(0.25), Duration::from_millis(rng.gen_range(0..4_000)))).collect();
-    let (mut dropped, mut rejected_ok) = (0, 0);
+    let (mut dropped, mut rejected_ok, mut made) = (0, 0, 0);
     for wave in plan.chunks(4) {
         let calls = wave.iter().map(|&(reject, after)| {
             let svc = sdk.clone();
@@ -100,15 +100,21 @@ async fn creations_dropped_at_any_point_close_their_pages() {
             match result {
                 Err(_) => dropped += 1,
                 Ok(Err(WebSdkError::Sdk(e))) if e.sub_code() == 44113 => rejected_ok += 1,
+                // On a page that already served a creation the SDK can resolve within the
+                // bound; the agent is dropped here (disposed in the background).
+                Ok(Ok(agent)) => {
+                    made += 1;
+                    drop(agent);
+                }
                 Ok(other) => panic!("seed {seed}: unexpected {other:?}"),
             }
         }
     }
     let now = back_to_idle(&sdk, &idle).await;
     println!(
-        "seed {seed}: {dropped} dropped, {rejected_ok} rejected by the SDK; idle {idle:?}, after {now:?}"
+        "seed {seed}: {dropped} dropped, {rejected_ok} rejected by the SDK, {made} made and dropped; idle {idle:?}, after {now:?}"
     );
-    assert!(dropped >= 40, "most creations were dropped mid-way ({dropped})");
+    assert!(dropped >= 20, "many creations were dropped mid-way ({dropped})");
     assert_idle(&now, &idle, &format!("seed {seed}"));
     sdk.close().await;
 }
@@ -275,5 +281,77 @@ async fn max_agents_is_backpressure_in_poll_ready() {
         agent.dispose().await.expect("dispose");
     }
     assert_idle(&back_to_idle(&sdk, &idle).await, &idle, "after the burst");
+    sdk.close().await;
+}
+
+/// Several agents share a page (`agents_per_page`), each on its own `CallClient`; a page closes
+/// with its last agent; a creation dropped on a shared page is abandoned (its agent disposed in
+/// the page as soon as the SDK makes it) while the other agents on the page live on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium and an isolated network namespace: run websdk/conformance.sh"]
+async fn shared_pages_keep_one_owner_per_agent() {
+    let config = WebSdkConfig { max_agents: 8, agents_per_page: 4, warm_pages: 1, ..isolation::config() };
+    let sdk = launch(config).await;
+    let idle = idle(&sdk).await;
+    // Six agents for six identities: two pages (4 + 2).
+    // Each identity with a token of its own user: the SDK knows users by the token's user id.
+    let request = |i: usize| {
+        let mut claims = acs_claims();
+        claims["skypeid"] = json!(format!("acs:11111111-2222_density{i}"));
+        CreateAgentRequest::new(format!("8:acs:density-{i}"), AccessToken::unsigned(&claims), AgentKind::Acs)
+    };
+    let made = futures::future::join_all((0..6).map(|i| sdk.clone().oneshot(request(i)))).await;
+    let agents: Vec<Agent> = made.into_iter().map(|r| r.expect("an agent")).collect();
+    let stats = sdk.stats().await.expect("stats");
+    assert_eq!(stats.pool_pages, 2, "six agents on pages of four: {stats:?}");
+    // A creation dropped mid-way on the fuller page with room: the others there live on.
+    let mut page = None;
+    for agent in &agents {
+        let census = agent.session().census().await.expect("census");
+        if census.0 < 4 {
+            page = Some((agent.session().clone(), census));
+        }
+    }
+    let (page, before) = page.expect("a page with room");
+    // Dropped (the task aborted) once the page shows the creation in flight; on a page that
+    // has already made agents the SDK can be quick, so a creation that beat the census is tried
+    // again with the next identity.
+    let mut abandoned = false;
+    for i in 6..12 {
+        let task = tokio::spawn(sdk.clone().oneshot(request(i)));
+        while !task.is_finished() {
+            if page.census().await.expect("census").1 > 0 {
+                task.abort();
+                abandoned = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        if abandoned {
+            break;
+        }
+        drop(task.await);
+    }
+    assert!(abandoned, "a creation was dropped while the page was making it");
+    let started = Instant::now();
+    loop {
+        let (agents_now, creating) = page.census().await.expect("census");
+        if (agents_now, creating) == (before.0, 0) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the abandoned creation's agent was not disposed: {agents_now} agents, {creating} creating, before {before:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    for agent in &agents {
+        agent.connection_state().await.expect("the other agents live on");
+    }
+    drop(page);
+    drop(agents);
+    let now = back_to_idle(&sdk, &idle).await;
+    assert_idle(&now, &idle, "after the shared pages' agents are gone");
+    assert_eq!(now.pool_pages, 0, "{now:?}");
     sdk.close().await;
 }
