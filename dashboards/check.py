@@ -15,6 +15,10 @@ counters must give exactly the run's own figure. Everything it starts is stopped
     python3 dashboards/check.py            # builds the example first
     python3 dashboards/check.py --timeout 90
 
+The callagent-websdk panels are checked against the metrics the soak of the real browser
+path recorded (`websdk/conformance.sh` writes `target/conformance/websdk-metrics.prom`; run it
+first), served to Prometheus as a third scrape target.
+
 Needs `prometheus` and `promtool` on PATH (Debian: `apt-get install prometheus`).
 """
 import argparse
@@ -55,7 +59,17 @@ RANGES = {
     # The reserve (1/s × 5 s) plus 10% of at most 80 calls/s over the window (ten 0.5 s slots and
     # the current one, 5.5 s): 5 + 44.
     "Retry budget available": (0, 49),
+    # callagent-websdk's panels come from the soak's snapshot (below), which the range check
+    # scrapes as it is: counts, a load time under launch_timeout, restarts.
+    "websdk: pages and warm pages": (0, None),
+    "websdk: agents alive and creations in flight": (0, None),
+    "websdk: page load time (p50 / p99)": (0, 30),
+    "websdk: browser restarts per hour": (0, None),
 }
+# The web SDK service's metrics come from the real browser, which runs only in an isolated
+# network namespace: `websdk/conformance.sh`'s soak writes what its Prometheus recorder saw to
+# this file, which the check serves to Prometheus as a scrape target of its own.
+WEBSDK_METRICS = os.path.join(ROOT, "target", "conformance", "websdk-metrics.prom")
 
 
 def free_port():
@@ -104,6 +118,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--timeout", type=float, default=180, help="seconds for the whole check")
     ap.add_argument("--no-build", action="store_true", help="use the already built example")
+    ap.add_argument("--websdk-metrics", default=WEBSDK_METRICS,
+                    help="the web SDK soak's metrics snapshot (written by websdk/conformance.sh)")
     args = ap.parse_args()
     for tool in ("prometheus", "promtool"):
         if not shutil.which(tool):
@@ -123,11 +139,24 @@ def main():
     binary = os.path.join(target, "debug", "examples", "serve_metrics")
     simulate = os.path.join(target, "release", "examples", "simulate")
 
+    if not os.path.isfile(args.websdk_metrics):
+        raise SystemExit(f"FAIL: no web SDK metrics at {args.websdk_metrics}: run websdk/conformance.sh first "
+                         "(its soak of the real browser path writes them)")
+    with open(args.websdk_metrics) as f:
+        websdk_text = f.read()
+    lint = subprocess.run(["promtool", "check", "metrics"], input=websdk_text, text=True, capture_output=True)
+    print(f"promtool check metrics (websdk): exit {lint.returncode} {lint.stdout.strip()} {lint.stderr.strip()}".rstrip())
+    if lint.returncode != 0:
+        raise SystemExit("FAIL: promtool check metrics found problems in the web SDK's metrics")
+
     procs = []
     tmp = tempfile.mkdtemp(prefix="callagent-dashboard-")
+    websdk_server = None
     try:
         app_port, prom_port, sim_port = free_port(), free_port(), free_port()
         app, sim = f"127.0.0.1:{app_port}", f"127.0.0.1:{sim_port}"
+        websdk_server = serve_text(websdk_text)
+        websdk = f"127.0.0.1:{websdk_server.server_address[1]}"
         procs.append(subprocess.Popen([binary, app, "--seconds", str(int(args.timeout) + 30)],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         wait_for(f"http://{app}/metrics", deadline, "the example")
@@ -141,7 +170,7 @@ def main():
         config = os.path.join(tmp, "prometheus.yml")
         with open(config, "w") as f:
             f.write("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-                    f"scrape_configs:\n  - job_name: callagent\n    static_configs:\n      - targets: ['{app}', '{sim}']\n")
+                    f"scrape_configs:\n  - job_name: callagent\n    static_configs:\n      - targets: ['{app}', '{sim}', '{websdk}']\n")
         prom = f"127.0.0.1:{prom_port}"
         procs.append(subprocess.Popen(
             ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={os.path.join(tmp, 'data')}",
@@ -178,6 +207,8 @@ def main():
         print(f"dashboard check: {len(exprs)} passed, 0 failed")
         range_check(prom, simulate, sim, ranged, deadline, procs)
     finally:
+        if websdk_server is not None:
+            websdk_server.shutdown()
         for p in procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
@@ -186,6 +217,28 @@ def main():
                 except subprocess.TimeoutExpired:
                     p.kill()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def serve_text(text):
+    """Serves `text` as /metrics on a free loopback port, in a thread; returns the server."""
+    import http.server
+
+    body = text.encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
 
 
 def query(prom, expr):

@@ -38,7 +38,7 @@ PREVIOUS_MAJOR=1.46.1
 websdk/page/build.sh
 websdk/page/build.sh --sdk "$PREVIOUS_MAJOR"
 cargo test -p callagent-websdk --no-run --quiet
-cargo build -p callagent-websdk --release --example soak --quiet
+cargo build -p callagent-websdk --release --example soak --example density --quiet
 [ "$(id -u)" = 0 ] || { echo "conformance.sh needs root for unshare -n (a network namespace with loopback alone)" >&2; exit 1; }
 isolated() { unshare -n sh -c 'ip link set lo up && exec "$@"' isolated "$@"; }
 rm -rf target/conformance
@@ -49,7 +49,12 @@ echo "== SDK $PREVIOUS_MAJOR (websdk/page/sdk-$PREVIOUS_MAJOR/dist)"
 CALLAGENT_WEBSDK_PAGE="$PWD/websdk/page/sdk-$PREVIOUS_MAJOR/dist" \
   isolated cargo test --offline -p callagent-websdk --test conformance --test grid -- --ignored --test-threads 2
 echo "== soak"
-isolated target/release/examples/soak --creations "${SOAK_CREATIONS:-1000}"
+# Its metrics are what dashboards/check.py checks the callagent-websdk panels against.
+isolated target/release/examples/soak --creations "${SOAK_CREATIONS:-1000}" \
+  --metrics-out target/conformance/websdk-metrics.prom
+echo "== density (a short run: 8 agents, 16 per page; the README's table is the full run)"
+isolated target/release/examples/density --agents 8 --per-page 16 --overhead-samples 3 --cpu-window 5s \
+  --json target/conformance/density.json
 if [ "$table" = 1 ]; then
   cargo run --quiet -p callagent-websdk --example conformance_table
 fi

@@ -51,6 +51,10 @@ struct Args {
     /// Run even with a network (the browser still resolves no host but localhost).
     #[arg(long)]
     allow_network: bool,
+    /// Write what the service's metrics recorded (Prometheus text) here at the end; the
+    /// dashboard check serves it to Prometheus.
+    #[arg(long)]
+    metrics_out: Option<std::path::PathBuf>,
 }
 
 fn isolated() -> bool {
@@ -105,6 +109,15 @@ async fn run(args: Args) -> Result<(), String> {
     if args.concurrency == 0 || args.valid_every == 0 {
         return Err("--concurrency and --valid-every must be at least 1".into());
     }
+    // The recorder first: the service resolves its metric handles when it starts.
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(callagent_websdk::PAGE_LOAD.into()),
+            callagent_websdk::PAGE_LOAD_BUCKETS,
+        )
+        .map_err(|e| e.to_string())?
+        .install_recorder()
+        .map_err(|e| e.to_string())?;
     let config = WebSdkConfig { max_agents: args.concurrency, ..WebSdkConfig::isolated() };
     let sdk = WebSdk::launch(config).await.map_err(|e| e.to_string())?;
     // Idle is a browser that has made one agent: Chromium starts its audio service with the
@@ -229,5 +242,10 @@ async fn run(args: Args) -> Result<(), String> {
         failures.push(format!("{} restarts (one kill)", after.restarts));
     }
     sdk.close().await;
+    if let Some(path) = &args.metrics_out {
+        std::fs::write(path, recorder.render())
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        println!("metrics written to {}", path.display());
+    }
     if failures.is_empty() { Ok(()) } else { Err(failures.join("; ")) }
 }

@@ -229,7 +229,7 @@ struct State {
 
 impl Supervisor {
     pub(crate) fn new(config: Arc<WebSdkConfig>, base: PathBuf) -> Self {
-        let counter = |reason: &'static str| metrics::counter!("callagent_websdk_browser_restarts_total", "reason" => reason);
+        let counter = |reason: &'static str| metrics::counter!(crate::pool::RESTARTS, "reason" => reason);
         Self {
             config,
             state: tokio::sync::Mutex::new(State::default()),

@@ -30,8 +30,9 @@ pub struct WebSdkConfig {
     pub extra_args: Vec<String>,
     /// Live agents plus creations in flight through the service. While it is reached,
     /// `poll_ready` is `Pending` (a slot is held from `call` until the agent is disposed or
-    /// dropped). Each agent costs a page (~63 MiB PSS with SDK 2.0.0) and CPU: size it from the
-    /// machine's memory (see the README).
+    /// dropped). Each agent costs memory (~6–19 MiB PSS at 16 agents per page, ~48–53 MiB with
+    /// a page each, SDK 2.0.0) and CPU (~1–3.5% of a core each while the service is unreachable):
+    /// size it from the machine's memory and cores (see the README's density table).
     pub max_agents: usize,
     /// Browser restarts allowed within `restart_window`; past them creations fail with
     /// [`WebSdkError::BrowserGone`] instead of restarting a browser that keeps dying.
@@ -52,7 +53,7 @@ pub struct WebSdkConfig {
 }
 
 /// The default [`WebSdkConfig::agents_per_page`] (see the README's density table).
-pub const DEFAULT_AGENTS_PER_PAGE: usize = 8;
+pub const DEFAULT_AGENTS_PER_PAGE: usize = 16;
 
 impl Default for WebSdkConfig {
     fn default() -> Self {

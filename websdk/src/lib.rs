@@ -5,7 +5,7 @@
 //!
 //! ```text
 //!  WebSdk (tower::Service<CreateAgentRequest>)            Chromium (headless, /usr/bin/chromium)
-//!    ├─ a page per creation ── DevTools protocol ────────▶  http://localhost:PORT/index.html
+//!    ├─ pooled pages, agents_per_page each ── DevTools ──▶  http://localhost:PORT/index.html
 //!    │                                                       └─ the SDK bundle (page/dist)
 //!    └─ localhost server: ServeDir(page/dist), POST /token/{one-time key} ◀── the page's fetch
 //! ```
@@ -16,6 +16,7 @@
 //! |---|---|---|
 //! | `browser` | the Chromium process, its DevTools connection, its profile | it dies (noticed at once, reaped, profile removed; the next creation starts another) or the service is closed or dropped |
 //! | `page` | a page ([`Session`] handles and agents share it) | the last handle is dropped, at any await point |
+//! | `pool` | warm pages (until a creation takes one); a creation's or agent's place on a page (one identity once per page) | the service is closed; a place when its creation or agent is dropped (a creation dropped mid-way is abandoned in the page: its agent disposed as soon as it exists) |
 //! | `agent` | an [`Agent`] and its `max_agents` slot | [`Agent::dispose`], or a drop (disposed in the background) |
 //! | `service` | [`WebSdk`]: slots (`poll_ready`), the shared state | the last clone, page and agent are dropped |
 //! | `server` | the localhost server and the one-time token keys | the service is dropped; a key when its creation ends |
@@ -59,7 +60,7 @@ pub use agent::{Agent, ConnectionState, StateChange};
 pub use config::{DEFAULT_AGENTS_PER_PAGE, NO_EXTERNAL_HOSTS, WebSdkConfig};
 pub use error::WebSdkError;
 pub use page::{Failure, Race, Session};
-pub use pool::{AGENTS, CREATIONS, PAGE_LOAD, PAGES, WARM_PAGES};
+pub use pool::{AGENTS, CREATIONS, PAGE_LOAD, PAGE_LOAD_BUCKETS, PAGES, RESTARTS, WARM_PAGES};
 pub use service::{BrowserStats, ResponseFuture, WebSdk};
 
 #[cfg(test)]

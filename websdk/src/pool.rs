@@ -27,6 +27,10 @@ pub const AGENTS: &str = "callagent_websdk_agents";
 pub const CREATIONS: &str = "callagent_websdk_creations_in_flight";
 /// Time to open a page and start the SDK bundle in it.
 pub const PAGE_LOAD: &str = "callagent_websdk_page_load_seconds";
+/// Browser restarts, by `reason` (`exited`, `disconnected`).
+pub const RESTARTS: &str = "callagent_websdk_browser_restarts_total";
+/// Suggested buckets for [`PAGE_LOAD`], in seconds (configure them on your Prometheus recorder).
+pub const PAGE_LOAD_BUCKETS: &[f64] = &[0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0];
 
 /// Pages that may load at once. One: loading is CPU-bound (parsing the SDK bundle), so more
 /// only slow each other down on a small machine, and a burst of creations that found no room
@@ -213,7 +217,6 @@ impl Pool {
                 }
             }
         };
-        self.refill(shared);
         let place = Place::new(Arc::clone(&placed), identity, &self.core);
         Ok((Session::on(placed, shared), place))
     }
@@ -263,8 +266,9 @@ impl Pool {
     }
 
     /// Tops the warm pages up to `warm_pages` in the background, while the browser runs (a
-    /// dead browser is started again by the next creation, not by the pool).
-    fn refill(&self, shared: &Arc<Shared>) {
+    /// dead browser is started again by the next creation, not by the pool). Called once a
+    /// creation has settled, so loading a page (CPU-bound) does not slow the creation down.
+    pub(crate) fn refill(&self, shared: &Arc<Shared>) {
         if self.warm_pages == 0 || self.refilling.swap(true, Ordering::AcqRel) {
             return;
         }

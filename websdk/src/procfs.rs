@@ -72,6 +72,24 @@ pub(crate) fn pss_bytes(pids: &[u32]) -> u64 {
         * 1024
 }
 
+/// CPU time the processes have used (user and system), in seconds, from `/proc/PID/stat`.
+pub(crate) fn cpu_seconds(pids: &[u32]) -> f64 {
+    // The kernel's clock ticks per second: 100 on every Linux this runs on (USER_HZ).
+    const TICKS: f64 = 100.0;
+    let ticks: u64 = pids
+        .iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .filter_map(|stat| {
+            // The command (field 2) may hold spaces: count fields after its closing parenthesis.
+            let rest = stat.rsplit_once(')')?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            // utime and stime are fields 14 and 15, so 12 and 13 after the command and state.
+            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+        })
+        .sum();
+    ticks as f64 / TICKS
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -41,8 +41,10 @@ impl Drop for Shared {
     }
 }
 
-/// The web SDK in headless Chromium: a `tower::Service` creating an agent per request, on a
-/// page (and `CallClient`) of its own. Clones share the browser and the `max_agents` slots.
+/// The web SDK in headless Chromium: a `tower::Service` creating an agent per request, each on
+/// a `CallClient` of its own, up to `agents_per_page` on a page, with `warm_pages` pages kept
+/// loaded for the next creations. Clones share the browser, the pages and the `max_agents`
+/// slots.
 ///
 /// - **Ownership**: every page has one owner. A creation future dropped at any point closes its
 ///   page; an [`Agent`] dropped without [`dispose`](Agent::dispose) is disposed and its page
@@ -82,7 +84,7 @@ impl fmt::Debug for WebSdk {
 }
 
 /// What the browser looks like now ([`WebSdk::stats`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct BrowserStats {
     /// The browser process, when one runs.
@@ -96,6 +98,9 @@ pub struct BrowserStats {
     pub process_kinds: Vec<String>,
     /// Their proportional set size, summed, in bytes.
     pub pss_bytes: u64,
+    /// The CPU time they have used so far (user and system), in seconds: sample it twice for a
+    /// rate.
+    pub cpu_seconds: f64,
     /// Pages open, as the browser itself lists them (`Target.getTargets`).
     pub pages: usize,
     /// `max_agents` slots taken: live agents and creations in flight through the service.
@@ -145,6 +150,7 @@ impl WebSdk {
         });
         // Started now, so that a browser that cannot start is an error of `launch`.
         shared.supervisor.instance().await?;
+        shared.pool.refill(&shared);
         Ok(Self { shared, slots: PollSemaphore::new(slots), slot: None })
     }
 
@@ -180,6 +186,7 @@ impl WebSdk {
                 kinds
             },
             pss_bytes: procfs::pss_bytes(&pids),
+            cpu_seconds: procfs::cpu_seconds(&pids),
             pages: self.open_pages().await?,
             agents_and_creations: self.shared.config.max_agents - self.shared.slots.available_permits(),
             restarts: self.shared.supervisor.restarts(),
@@ -229,7 +236,9 @@ async fn create(
     let claims = request.token.claims().ok();
     let identity = claims.as_ref().and_then(|c| c.skypeid()).unwrap_or(&request.identity);
     let (session, mut place) = shared.pool.place(&shared, identity).await?;
-    let agent = session.create(request).await?;
+    let created = session.create(request).await;
+    shared.pool.refill(&shared);
+    let agent = created?;
     place.created();
     Ok(agent.with_slot(slot).with_place(place))
 }
