@@ -44,10 +44,10 @@ isolated() { unshare -n sh -c 'ip link set lo up && exec "$@"' isolated "$@"; }
 rm -rf target/conformance
 export GRID="$grid"
 echo "== SDK latest (websdk/page/dist)"
-isolated cargo test --offline -p callagent-websdk --test conformance --test grid --test lifecycle -- --ignored --test-threads 2
+isolated cargo test --offline --no-fail-fast -p callagent-websdk --test conformance --test grid --test lifecycle -- --ignored --test-threads 2
 echo "== SDK $PREVIOUS_MAJOR (websdk/page/sdk-$PREVIOUS_MAJOR/dist)"
 CALLAGENT_WEBSDK_PAGE="$PWD/websdk/page/sdk-$PREVIOUS_MAJOR/dist" \
-  isolated cargo test --offline -p callagent-websdk --test conformance --test grid -- --ignored --test-threads 2
+  isolated cargo test --offline --no-fail-fast -p callagent-websdk --test conformance --test grid -- --ignored --test-threads 2
 echo "== soak"
 # Its metrics are what dashboards/check.py checks the callagent-websdk panels against.
 isolated target/release/examples/soak --creations "${SOAK_CREATIONS:-1000}" \

@@ -269,11 +269,13 @@ impl Pool {
     /// dead browser is started again by the next creation, not by the pool). Called once a
     /// creation has settled, so loading a page (CPU-bound) does not slow the creation down.
     pub(crate) fn refill(&self, shared: &Arc<Shared>) {
+        // A creation dropped outside a runtime (at the end of a program) refills nothing.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         if self.warm_pages == 0 || self.refilling.swap(true, Ordering::AcqRel) {
             return;
         }
         let weak = Arc::downgrade(shared);
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             // Holds the service weakly: a refill never keeps a dropped service alive.
             while let Some(shared) = weak.upgrade() {
                 let pool = &shared.pool;

@@ -236,11 +236,21 @@ async fn create(
     let claims = request.token.claims().ok();
     let identity = claims.as_ref().and_then(|c| c.skypeid()).unwrap_or(&request.identity);
     let (session, mut place) = shared.pool.place(&shared, identity).await?;
-    let created = session.create(request).await;
-    shared.pool.refill(&shared);
-    let agent = created?;
+    // The warm pages are topped up once the creation settles or is dropped: not while it runs,
+    // as loading a page (CPU-bound) would slow it down.
+    let _refill = Refill(&shared);
+    let agent = session.create(request).await?;
     place.created();
     Ok(agent.with_slot(slot).with_place(place))
+}
+
+/// Tops the pool's warm pages up when dropped.
+struct Refill<'a>(&'a Arc<Shared>);
+
+impl Drop for Refill<'_> {
+    fn drop(&mut self) {
+        self.0.pool.refill(self.0);
+    }
 }
 
 /// The future of [`WebSdk::call`](tower::Service::call): the creation. Dropping it at any point

@@ -847,7 +847,12 @@ async fn the_token_never_reaches_a_log() {
 async fn a_creation_that_never_settles_is_bounded_and_its_page_closed() {
     isolated();
     // A valid token takes ~14 s to resolve with no network: far past a 2 s bound.
-    let config = WebSdkConfig { create_timeout: std::time::Duration::from_secs(2), ..isolation::config() };
+    // No warm page: the page count compared is this creation's alone.
+    let config = WebSdkConfig {
+        create_timeout: std::time::Duration::from_secs(2),
+        warm_pages: 0,
+        ..isolation::config()
+    };
     let sdk = WebSdk::launch(config).await.expect("Chromium and the built page");
     let before = sdk.open_pages().await.expect("pages");
     // The page is opened (and the SDK bundle started) first, under its own bound
