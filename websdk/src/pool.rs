@@ -70,6 +70,11 @@ impl PoolMetrics {
             Unit::Seconds,
             "Time to open a page and start the SDK bundle in it."
         );
+        metrics::describe_counter!(
+            RESTARTS,
+            Unit::Count,
+            "Chromium restarts of the call-agent service, by why the browser ended."
+        );
         Self {
             pages: metrics::gauge!(PAGES),
             warm: metrics::gauge!(WARM_PAGES),
