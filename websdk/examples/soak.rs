@@ -57,12 +57,6 @@ struct Args {
     metrics_out: Option<std::path::PathBuf>,
 }
 
-/// Chromium's processes but its utility services, which it starts on demand (audio, video
-/// capture, …), one per browser, and keeps: a leaked page would leave a renderer.
-fn per_page_processes(stats: &BrowserStats) -> usize {
-    stats.process_kinds.iter().filter(|k| !k.starts_with("utility ")).count()
-}
-
 fn isolated() -> bool {
     std::fs::read_to_string("/proc/self/net/dev")
         .map(|t| t.lines().skip(2).all(|l| l.trim_start().starts_with("lo:")))
@@ -86,7 +80,7 @@ async fn settled(sdk: &WebSdk, idle: &BrowserStats) -> Result<BrowserStats, Stri
         let now = sdk.stats().await.map_err(|e| format!("stats: {e}"))?;
         if (now.pages == idle.pages
             && now.agents_and_creations == 0
-            && per_page_processes(&now) <= per_page_processes(idle))
+            && now.page_processes() <= idle.page_processes())
             || started.elapsed() > Duration::from_secs(30)
         {
             return Ok(now);
@@ -232,7 +226,7 @@ async fn run(args: Args) -> Result<(), String> {
     if left > after.processes {
         failures.push(format!("{} processes of a dead browser left", left - after.processes));
     }
-    if per_page_processes(&after) > per_page_processes(&before) {
+    if after.page_processes() > before.page_processes() {
         failures.push(format!("{} Chromium processes (idle {})", after.processes, before.processes));
     }
     if after.process_kinds != before.process_kinds {

@@ -234,7 +234,7 @@ impl Pool {
         }
         inner.placed.retain(|w| w.upgrade().is_some_and(|p| !p.is_gone()));
         let mut candidates: Vec<Arc<PageHandle>> = inner.placed.iter().filter_map(Weak::upgrade).collect();
-        candidates.sort_by_key(|p| std::cmp::Reverse(p.load.places()));
+        candidates.sort_by_cached_key(|p| std::cmp::Reverse(p.load.places()));
         let found = candidates.into_iter().find(|p| p.load.try_take(identity, self.agents_per_page));
         let found = found.or_else(|| {
             while let Some(page) = inner.warm.pop() {

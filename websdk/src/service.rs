@@ -113,6 +113,15 @@ pub struct BrowserStats {
     pub warm_pages: usize,
 }
 
+impl BrowserStats {
+    /// Chromium's processes but its utility services: those (audio, video capture, …) it starts
+    /// on demand, one per browser, and keeps for its life, so one appearing is not a leak; what a
+    /// leaked page leaves behind is a renderer. Compare this across idle readings.
+    pub fn page_processes(&self) -> usize {
+        self.process_kinds.iter().filter(|k| !k.starts_with("utility ")).count()
+    }
+}
+
 impl WebSdk {
     /// Starts the page server and Chromium.
     pub async fn launch(config: WebSdkConfig) -> Result<Self, WebSdkError> {
@@ -176,6 +185,7 @@ impl WebSdk {
     pub async fn stats(&self) -> Result<BrowserStats, WebSdkError> {
         let instance = self.shared.supervisor.running().await;
         let pids = instance.as_ref().map(|i| procfs::processes_of(&i.profile())).unwrap_or_default();
+        let (warm, placed) = self.shared.pool.counts();
         Ok(BrowserStats {
             pid: instance.as_ref().and_then(|i| i.pid()),
             profile: instance.as_ref().map(|i| i.profile()),
@@ -190,8 +200,8 @@ impl WebSdk {
             pages: self.open_pages().await?,
             agents_and_creations: self.shared.config.max_agents - self.shared.slots.available_permits(),
             restarts: self.shared.supervisor.restarts(),
-            pool_pages: self.shared.pool.counts().1,
-            warm_pages: self.shared.pool.counts().0,
+            pool_pages: placed,
+            warm_pages: warm,
         })
     }
 

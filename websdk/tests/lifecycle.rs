@@ -51,13 +51,6 @@ async fn idle(sdk: &WebSdk) -> BrowserStats {
     sdk.stats().await.expect("stats")
 }
 
-/// Chromium's processes but its utility services: those (audio, video capture, …) are started
-/// on demand, one per browser, and kept for its life, so one appearing is not a leak; what a
-/// leaked page would leave is a renderer.
-fn per_page_processes(stats: &BrowserStats) -> usize {
-    stats.process_kinds.iter().filter(|k| !k.starts_with("utility ")).count()
-}
-
 /// Waits up to 5 s for the pages, slots and processes to return to `idle`'s; the last reading.
 async fn back_to_idle(sdk: &WebSdk, idle: &BrowserStats) -> BrowserStats {
     let started = Instant::now();
@@ -65,7 +58,7 @@ async fn back_to_idle(sdk: &WebSdk, idle: &BrowserStats) -> BrowserStats {
         let now = sdk.stats().await.expect("stats");
         let settled = now.pages == idle.pages
             && now.agents_and_creations == 0
-            && per_page_processes(&now) <= per_page_processes(idle)
+            && now.page_processes() <= idle.page_processes()
             && sdk.chromium_processes().len() == now.processes;
         if settled || started.elapsed() > Duration::from_secs(5) {
             if !settled {
@@ -81,7 +74,7 @@ fn assert_idle(now: &BrowserStats, idle: &BrowserStats, what: &str) {
     assert_eq!(now.pages, idle.pages, "{what}: pages open {now:?}, idle {idle:?}");
     assert_eq!(now.agents_and_creations, 0, "{what}: slots still held {now:?}");
     assert!(
-        per_page_processes(now) <= per_page_processes(idle),
+        now.page_processes() <= idle.page_processes(),
         "{what}: Chromium processes {now:?}, idle {idle:?}"
     );
 }
