@@ -1,7 +1,8 @@
 //! [`RetryBudget`]: the retry budget shared by every clone of a layer.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Mutex, PoisonError, RwLock};
+use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -26,7 +27,8 @@ const SLOTS: usize = 10;
 /// configured percentage holds to six decimal places. It implements tower's
 /// [`Budget`](tower::retry::budget::Budget) trait, so it also plugs into tower's own policies.
 ///
-/// A deposit (every call) is one atomic add into the current slot, with no lock; only moving the
+/// A deposit (every call) is one comparison with the current window's end (under a read lock:
+/// readers do not wait for each other) and one atomic add into the current slot; only moving the
 /// window on (once per `ttl / 10`) and withdrawals (retries) take a mutex, which keeps a
 /// check-and-withdraw exact under concurrency (deposits only ever raise the balance it checked).
 /// Methods take the current time so the decision core stays free of clocks; the `Budget` impl
@@ -53,8 +55,10 @@ pub struct RetryBudget {
     origin: Instant,
     /// Balance of the current window: deposits add to it without the lock.
     current: AtomicI64,
-    /// When the current window ends (nanoseconds since `origin`); 0 until the first use.
-    window_end: AtomicU64,
+    /// When the current window ends; `None` until the first use. An instant, not nanoseconds
+    /// since `origin`: a deposit then compares two instants instead of subtracting them (std's
+    /// instant subtraction is most of what a deposit would cost).
+    window_end: RwLock<Option<Instant>>,
     state: Mutex<State>,
 }
 
@@ -88,7 +92,7 @@ impl RetryBudget {
             window,
             origin: Instant::now(),
             current: AtomicI64::new(0),
-            window_end: AtomicU64::new(0),
+            window_end: RwLock::new(None),
             state: Mutex::new(State { slots: [0; SLOTS], index: 0, window_start: None }),
         }
     }
@@ -102,10 +106,10 @@ impl RetryBudget {
     /// which is when the layer reports the balance.
     #[inline]
     pub(crate) fn deposit_moving(&self, now: Instant) -> bool {
-        let t = self.nanos(now);
-        let moved = t >= self.window_end.load(Ordering::Acquire);
+        let end = *self.window_end.read().unwrap_or_else(PoisonError::into_inner);
+        let moved = end.is_none_or(|end| now >= end);
         if moved {
-            drop(self.lock(t));
+            drop(self.lock(self.nanos(now)));
         }
         // A deposit racing a rotation lands in the window that is current after it: counted
         // once, in a window no older than its own.
@@ -159,8 +163,11 @@ impl RetryBudget {
             s.index = (index + (steps % SLOTS as u64) as usize) % SLOTS;
             s.window_start = Some(start.saturating_add(self.window.saturating_mul(steps)));
         }
-        let end = s.window_start.map_or(0, |w| w.saturating_add(self.window));
-        self.window_end.store(end, Ordering::Release);
+        // Nanoseconds since `origin` are one more than the offset (see `nanos`).
+        let end = s
+            .window_start
+            .and_then(|w| self.origin.checked_add(Duration::from_nanos(w.saturating_add(self.window) - 1)));
+        *self.window_end.write().unwrap_or_else(PoisonError::into_inner) = end;
         s
     }
 }
@@ -178,7 +185,6 @@ impl tower::retry::budget::Budget for RetryBudget {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
     use tower::retry::budget::{Budget, TpsBudget};
 
     /// Offers 100 calls a second for ten minutes of paused time; each call wants up to three

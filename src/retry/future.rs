@@ -190,11 +190,54 @@ where
     type Output = Output<S, Req, D>;
 
     #[inline]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        // Two copies of the state machine: one for a call nobody traces, with no span code in
-        // it at all, and one that enters the call's span and runs each attempt in its own.
-        if this.trace.is_some() { traced(&mut this, cx) } else { drive::<S, Req, D, L, false>(&mut this, cx) }
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // The common case first, apart from the state machine: an untraced call whose attempt
+        // answers. Everything else goes out of line with the future as one pointer, so this path
+        // builds no projection of the whole state machine in memory.
+        let mut this = self.as_mut().project();
+        if this.trace.is_none()
+            && let StateProj::Calling { future } = this.state.as_mut().project()
+        {
+            let failure = match future.poll(cx) {
+                Poll::Ready(Ok(response)) => {
+                    let attempts = this.call.attempts();
+                    this.state.set(State::Done);
+                    this.shared
+                        .report
+                        .succeeded_untraced(attempts, elapsed_if_needed(this.shared, *this.started));
+                    return Poll::Ready(Ok(D::answer(response, std::mem::take(this.record), attempts)));
+                }
+                Poll::Ready(Err(e)) => Poll::Ready(AttemptError::Service(e)),
+                Poll::Pending => Poll::Pending,
+            };
+            return slow(self, cx, Some(failure));
+        }
+        slow(self, cx, None)
+    }
+}
+
+/// Everything but an untraced attempt that answers: `polled` is what the attempt in flight
+/// answered if [`poll`](ResponseFuture::poll) already polled it (pending, or failed).
+#[inline(never)]
+fn slow<S, Req, D, L>(
+    future: Pin<&mut ResponseFuture<S, Req, D, L>>,
+    cx: &mut Context<'_>,
+    polled: Option<Poll<AttemptError<S::Error>>>,
+) -> Poll<Output<S, Req, D>>
+where
+    D: Answer,
+    L: Limits<Req>,
+    S: Service<Req> + Clone,
+    S::Error: Classify,
+    Req: Clone,
+{
+    let mut this = future.project();
+    // Two copies of the state machine: one for a call nobody traces, with no span code in
+    // it at all, and one that enters the call's span and runs each attempt in its own.
+    if this.trace.is_some() {
+        traced(&mut this, cx)
+    } else {
+        drive::<S, Req, D, L, false>(&mut this, cx, polled)
     }
 }
 
@@ -211,7 +254,7 @@ where
     // A clone (a reference-count increment) so `drive` can borrow the projection whole.
     let span = this.trace.as_deref().map(|t| t.call.clone());
     let _enter = span.as_ref().map(tracing::Span::enter);
-    drive::<S, Req, D, L, true>(this, cx)
+    drive::<S, Req, D, L, true>(this, cx, None)
 }
 
 /// The state machine; `TRACED` says whether the call has spans to run its attempts in.
@@ -219,6 +262,7 @@ where
 fn drive<S, Req, D, L, const TRACED: bool>(
     this: &mut Proj<'_, S, Req, D, L>,
     cx: &mut Context<'_>,
+    mut polled: Option<Poll<AttemptError<S::Error>>>,
 ) -> Poll<Output<S, Req, D>>
 where
     D: Answer,
@@ -231,13 +275,18 @@ where
         match this.state.as_mut().project() {
             StateProj::Calling { future } => {
                 // The inner future runs in its attempt's span (and so do spans it opens).
-                let polled = match this.trace.as_deref() {
-                    Some(t) if TRACED => t.attempt.in_scope(|| future.poll(cx)),
-                    _ => future.poll(cx),
+                let answer = match polled.take() {
+                    Some(Poll::Ready(failure)) => Poll::Ready(Err(failure)),
+                    Some(Poll::Pending) => Poll::Pending,
+                    None => match this.trace.as_deref() {
+                        Some(t) if TRACED => t.attempt.in_scope(|| future.poll(cx)),
+                        _ => future.poll(cx),
+                    }
+                    .map_err(AttemptError::Service),
                 };
-                let failure = match polled {
+                let failure = match answer {
                     Poll::Ready(Ok(response)) => return Poll::Ready(Ok(succeeded(this, response))),
-                    Poll::Ready(Err(e)) => AttemptError::Service(e),
+                    Poll::Ready(Err(failure)) => failure,
                     Poll::Pending => ready!(attempt_timed_out(this, cx)),
                 };
                 if let Some(err) = failed(this, failure) {

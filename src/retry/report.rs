@@ -131,13 +131,18 @@ impl Reporter {
 
     /// The spans of a new call, if a subscriber records its span; `None` (nothing allocated, no
     /// attempt spans) otherwise.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn trace(&self) -> Option<Box<Trace>> {
         // With no subscriber (or one filtering the level out) the global max level says so in
         // one load: the span's callsite is not even consulted.
         if self.config.span_level > tracing::level_filters::LevelFilter::current() {
             return None;
         }
+        self.new_trace()
+    }
+
+    #[inline(never)]
+    fn new_trace(&self) -> Option<Box<Trace>> {
         let call = self.span();
         (!call.is_disabled()).then(|| Box::new(Trace { call, attempt: tracing::Span::none() }))
     }
@@ -193,7 +198,10 @@ impl Reporter {
     }
 
     pub(crate) fn failure(&self, v: &Verdict) {
-        self.metrics.on_failure(v);
+        // With no recorder every handle is a no-op: skip finding the failure's series.
+        if self.metrics.live() {
+            self.metrics.on_failure(v);
+        }
         if let Some(o) = &self.observer {
             o.on_failure(v);
         }
@@ -216,7 +224,9 @@ impl Reporter {
 
     /// The retry's call is being made, `delay` after the failure in `v`.
     pub(crate) fn retried(&self, v: &Verdict, delay: Duration) {
-        self.metrics.on_retry(v, delay);
+        if self.metrics.live() {
+            self.metrics.on_retry(v, delay);
+        }
         if let Some(o) = &self.observer {
             o.on_retry(v, delay);
         }
@@ -234,6 +244,13 @@ impl Reporter {
         if let Some(t) = trace {
             return self.finish(&t.call, outcome, None, attempts, elapsed);
         }
+        self.publish(&Finished::new(outcome, attempts, elapsed, None));
+    }
+
+    /// A call nobody traces succeeded after `attempts` attempts.
+    #[inline]
+    pub(crate) fn succeeded_untraced(&self, attempts: u32, elapsed: Duration) {
+        let outcome = if attempts > 1 { Outcome::SuccessAfterRetry } else { Outcome::Success };
         self.publish(&Finished::new(outcome, attempts, elapsed, None));
     }
 
