@@ -200,7 +200,7 @@ impl Metrics {
 /// `metrics` answers with its own zero-sized `NoopRecorder` when no recorder is installed, and
 /// offers no other way to tell. Every real recorder holds state (a registry, an exporter), so a
 /// zero-sized one is taken for the no-op; a zero-sized recorder of your own that forwards to
-/// statics gets no duration samples and no error or retry series (give it a field).
+/// statics gets no duration samples (give it a field).
 fn recorder_is_live() -> bool {
     ::metrics::with_recorder(|recorder| size_of_val(recorder) != 0)
 }

@@ -289,8 +289,13 @@ where
                     Poll::Ready(Err(failure)) => failure,
                     Poll::Pending => ready!(attempt_timed_out(this, cx)),
                 };
-                if let Some(err) = failed(this, failure) {
-                    return Poll::Ready(Err(err));
+                match failed(this, &failure) {
+                    Next::Retry { verdict, waiting } => {
+                        this.state.set(State::Retrying { last: failure, verdict, waiting });
+                    }
+                    Next::Stop { reason, verdict } => {
+                        return Poll::Ready(Err(stop(this, reason, failure, verdict)));
+                    }
                 }
             }
             StateProj::Retrying { waiting, .. } => {
@@ -394,19 +399,28 @@ fn attempt_timed_out<S: Service<Req>, Req, D: Answer, L: Limits<Req>>(
     Poll::Ready(AttemptError::TimedOut { after: Instant::now() - since })
 }
 
+/// What a failed attempt leads to.
+enum Next {
+    /// Retry: wait first if `waiting`.
+    Retry { verdict: Verdict, waiting: bool },
+    /// Give up.
+    Stop { reason: StopReason, verdict: Verdict },
+}
+
 /// The attempt in flight failed (dropping it cancels it, if it timed out): classify once, ask
-/// the core, and either schedule the retry or give up.
+/// the core, and either schedule the retry or give up. Borrows the failure, which the caller
+/// then moves once: into the retry's state, or into the error.
 fn failed<S: Service<Req>, Req, D: Answer, L: Limits<Req>>(
     this: &mut Proj<'_, S, Req, D, L>,
-    failure: AttemptError<S::Error>,
-) -> Option<RetryError<S::Error>>
+    failure: &AttemptError<S::Error>,
+) -> Next
 where
     S::Error: Classify,
 {
     let now = Instant::now();
     this.started.get_or_insert(now);
     let call_deadline = deadline(this);
-    let verdict = this.shared.decider.classify(&failure);
+    let verdict = this.shared.decider.classify(failure);
     this.shared.report.failure(&verdict);
     if let Some(t) = this.trace.as_deref_mut() {
         this.shared.report.close_failed_attempt(t, &verdict);
@@ -427,10 +441,9 @@ where
                 arm(this.timer, at);
             }
             *this.keep = Some(with);
-            this.state.set(State::Retrying { last: failure, verdict, waiting });
-            None
+            Next::Retry { verdict, waiting }
         }
-        Decision::Stop(reason) => Some(stop(this, reason, failure, verdict)),
+        Decision::Stop(reason) => Next::Stop { reason, verdict },
     }
 }
 
@@ -444,7 +457,9 @@ fn retry_started<S: Service<Req>, Req, D: Answer, L: Limits<Req>>(
     if let Some(timer) = this.timer.as_mut() {
         *timer.as_mut().project().attempt_since = None;
     }
-    let (_, verdict) = leave_retrying(this.state.as_mut(), State::Calling { future });
+    let State::Retrying { verdict, .. } = *this.state else { unreachable!("a retry starts from Retrying") };
+    // The failure that asked for the retry is dropped in place, not moved out.
+    this.state.set(State::Calling { future });
     this.shared.report.retried(&verdict, this.call.last_delay());
     D::waited(this.record, this.call.last_delay());
 }

@@ -198,10 +198,7 @@ impl Reporter {
     }
 
     pub(crate) fn failure(&self, v: &Verdict) {
-        // With no recorder every handle is a no-op: skip finding the failure's series.
-        if self.metrics.live() {
-            self.metrics.on_failure(v);
-        }
+        self.metrics.on_failure(v);
         if let Some(o) = &self.observer {
             o.on_failure(v);
         }
@@ -224,9 +221,7 @@ impl Reporter {
 
     /// The retry's call is being made, `delay` after the failure in `v`.
     pub(crate) fn retried(&self, v: &Verdict, delay: Duration) {
-        if self.metrics.live() {
-            self.metrics.on_retry(v, delay);
-        }
+        self.metrics.on_retry(v, delay);
         if let Some(o) = &self.observer {
             o.on_retry(v, delay);
         }

@@ -725,9 +725,27 @@ pub fn lookup(sub_code: u32) -> Option<&'static Entry> {
 }
 
 /// The row's index in [`entries`]: metrics keep one series per row, indexed the same way.
+/// One load on a retry's path, instead of a binary search (a third of classifying a failure).
 pub(crate) fn position(sub_code: u32) -> Option<usize> {
-    ENTRIES.binary_search_by_key(&sub_code, |e| e.sub_code).ok()
+    let slot = *INDEX.get(usize::try_from(sub_code.checked_sub(FIRST)?).ok()?)?;
+    (slot != NONE).then_some(usize::from(slot))
 }
+
+/// The lowest catalogued subcode: [`INDEX`] starts there.
+const FIRST: u32 = ENTRIES[0].sub_code;
+/// An [`INDEX`] slot with no row.
+const NONE: u8 = u8::MAX;
+/// Row of each subcode from [`FIRST`] to the highest (4 KiB), built at compile time.
+static INDEX: [u8; (ENTRIES[ENTRIES.len() - 1].sub_code - FIRST + 1) as usize] = {
+    let mut index = [NONE; (ENTRIES[ENTRIES.len() - 1].sub_code - FIRST + 1) as usize];
+    let mut row = 0;
+    while row < ENTRIES.len() {
+        // Fewer rows than `NONE`: checked by the `sorted_unique_and_complete` test.
+        index[(ENTRIES[row].sub_code - FIRST) as usize] = row as u8;
+        row += 1;
+    }
+    index
+};
 
 /// Every catalog row, sorted by subcode.
 pub fn entries() -> &'static [Entry] {
@@ -741,6 +759,10 @@ mod tests {
     #[test]
     fn sorted_unique_and_complete() {
         assert!(ENTRIES.windows(2).all(|w| w[0].sub_code < w[1].sub_code));
+        assert!(ENTRIES.len() < usize::from(NONE), "INDEX holds rows as u8");
+        for sub_code in [0, 1, FIRST - 1, 40_010, 44_215, u32::MAX] {
+            assert_eq!(position(sub_code), ENTRIES.iter().position(|e| e.sub_code == sub_code), "{sub_code}");
+        }
         let seed = ENTRIES.iter().filter(|e| e.source == Source::SeedPage).count();
         assert_eq!(seed, 11, "the seed page has 11 distinct rows");
         for e in &ENTRIES {
