@@ -50,7 +50,9 @@ impl Shared {
         now: Instant,
     ) -> Decision<T> {
         let decision = self.decider.decide(call, verdict, retry_after, keep, deadline, now);
-        self.report_budget(now);
+        if self.decider.budget().is_some() {
+            self.report_budget(now);
+        }
         decision
     }
 
