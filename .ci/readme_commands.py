@@ -37,7 +37,7 @@ RULES = [
     # The browser's soak and density: conformance.sh runs the soak at 1,000 creations and density
     # short already; here they only prove the README's command lines work.
     (r"(--example soak -- --creations )\d+", r"\g<1>60"),
-    (r"(--example density -- )", r"\1--agents 4 --per-page 16 --overhead-samples 2 --cpu-window 2s "),
+    (r"(--example density -- )", r"\1--agents 4 --per-page 32 --overhead-samples 2 --cpu-window 2s "),
     (r"^(cargo bench -p callagent-bench --bench overhead)$", r"\1 -- --warm-up-time 0.05 --measurement-time 0.1"),
 ]
 # Long-running by design: pass if still alive (and answering, when it serves HTTP) at the bound.

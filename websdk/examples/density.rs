@@ -30,7 +30,7 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "8,32,64")]
     agents: Vec<usize>,
     /// `agents_per_page` values to compare.
-    #[arg(long, value_delimiter = ',', default_value = "1,4,16")]
+    #[arg(long, value_delimiter = ',', default_value = "1,4,16,32")]
     per_page: Vec<usize>,
     /// How long N concurrent creations may take before the run gives up on that row.
     #[arg(long, default_value = "180s", value_parser = humantime::parse_duration)]

@@ -30,7 +30,7 @@ pub struct WebSdkConfig {
     pub extra_args: Vec<String>,
     /// Live agents plus creations in flight through the service. While it is reached,
     /// `poll_ready` is `Pending` (a slot is held from `call` until the agent is disposed or
-    /// dropped). Each agent costs memory (~6–19 MiB PSS at 16 agents per page, ~48–53 MiB with
+    /// dropped). Each agent costs memory (~7–15 MiB PSS at 32 agents per page, ~46–52 MiB with
     /// a page each, SDK 2.0.0) and CPU (~1–3.5% of a core each while the service is unreachable):
     /// size it from the machine's memory and cores (see the README's density table).
     pub max_agents: usize,
@@ -53,7 +53,7 @@ pub struct WebSdkConfig {
 }
 
 /// The default [`WebSdkConfig::agents_per_page`] (see the README's density table).
-pub const DEFAULT_AGENTS_PER_PAGE: usize = 16;
+pub const DEFAULT_AGENTS_PER_PAGE: usize = 32;
 
 impl Default for WebSdkConfig {
     fn default() -> Self {
