@@ -282,6 +282,23 @@ mod tests {
     }
 
     #[test]
+    fn a_deposit_moves_the_window_exactly_at_its_end() {
+        // 1 s windows. The comparison a deposit makes (an instant against the window's end)
+        // must agree with the window the lock computes, to the nanosecond.
+        let b = budget(10, 0, 1.0);
+        let t0 = Instant::now();
+        assert!(b.deposit_moving(t0), "the first deposit starts the window");
+        let end = t0 + Duration::from_secs(1);
+        assert!(!b.deposit_moving(end - Duration::from_nanos(1)));
+        assert!(b.deposit_moving(end));
+        assert!(!b.deposit_moving(end));
+        // A deposit after a gap lands in its own window (the tenth), not the stale second one:
+        // in the twelfth window the first two have expired and the tenth has not.
+        b.deposit_at(t0 + Duration::from_millis(9_500));
+        assert_eq!(b.available_at(t0 + Duration::from_millis(11_200)), 1);
+    }
+
+    #[test]
     fn reserve_allows_min_per_sec_times_ttl() {
         let b = budget(10, 5, 0.0);
         let now = Instant::now();

@@ -320,6 +320,11 @@ impl Outcome {
         }
     }
 
+    /// The outcome of a call that succeeded on attempt number `attempts`.
+    pub(crate) const fn success_at(attempts: u32) -> Self {
+        if attempts > 1 { Self::SuccessAfterRetry } else { Self::Success }
+    }
+
     /// Whether the call produced an agent.
     pub const fn is_success(self) -> bool {
         matches!(self, Self::Success | Self::SuccessAfterRetry)

@@ -202,9 +202,8 @@ where
                 Poll::Ready(Ok(response)) => {
                     let attempts = this.call.attempts();
                     this.state.set(State::Done);
-                    this.shared
-                        .report
-                        .succeeded_untraced(attempts, elapsed_if_needed(this.shared, *this.started));
+                    let elapsed = elapsed_if_needed(this.shared, *this.started);
+                    this.shared.report.succeeded(None, attempts, elapsed);
                     return Poll::Ready(Ok(D::answer(response, std::mem::take(this.record), attempts)));
                 }
                 Poll::Ready(Err(e)) => Poll::Ready(AttemptError::Service(e)),
@@ -347,9 +346,8 @@ fn succeeded<S: Service<Req>, Req, D: Answer, L: Limits<Req>>(
     response: S::Response,
 ) -> D::Output<S::Response> {
     let attempts = this.call.attempts();
-    let outcome = if attempts > 1 { Outcome::SuccessAfterRetry } else { Outcome::Success };
     let elapsed = elapsed_if_needed(this.shared, *this.started);
-    this.shared.report.succeeded(this.trace.as_deref(), outcome, attempts, elapsed);
+    this.shared.report.succeeded(this.trace.as_deref(), attempts, elapsed);
     this.state.set(State::Done);
     D::answer(response, std::mem::take(this.record), attempts)
 }

@@ -104,7 +104,7 @@ where
         let attempts = call.state.attempts();
         let failure = match result {
             Ok(_) => {
-                let outcome = if attempts > 1 { Outcome::SuccessAfterRetry } else { Outcome::Success };
+                let outcome = Outcome::success_at(attempts);
                 shared.report.finish(&tracing::Span::none(), outcome, None, attempts, elapsed);
                 return None;
             }

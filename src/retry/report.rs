@@ -229,23 +229,11 @@ impl Reporter {
 
     /// The call succeeded: the hot path, with nothing to record on a span when there is none.
     #[inline]
-    pub(crate) fn succeeded(
-        &self,
-        trace: Option<&Trace>,
-        outcome: Outcome,
-        attempts: u32,
-        elapsed: Duration,
-    ) {
+    pub(crate) fn succeeded(&self, trace: Option<&Trace>, attempts: u32, elapsed: Duration) {
+        let outcome = Outcome::success_at(attempts);
         if let Some(t) = trace {
             return self.finish(&t.call, outcome, None, attempts, elapsed);
         }
-        self.publish(&Finished::new(outcome, attempts, elapsed, None));
-    }
-
-    /// A call nobody traces succeeded after `attempts` attempts.
-    #[inline]
-    pub(crate) fn succeeded_untraced(&self, attempts: u32, elapsed: Duration) {
-        let outcome = if attempts > 1 { Outcome::SuccessAfterRetry } else { Outcome::Success };
         self.publish(&Finished::new(outcome, attempts, elapsed, None));
     }
 

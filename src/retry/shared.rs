@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::budget::RetryBudget;
 use super::decide::{CallState, Decider, Decision};
 use super::report::Reporter;
 use crate::classify::Verdict;
@@ -50,18 +51,22 @@ impl Shared {
         now: Instant,
     ) -> Decision<T> {
         let decision = self.decider.decide(call, verdict, retry_after, keep, deadline, now);
-        if self.decider.budget().is_some() {
-            self.report_budget(now);
-        }
+        self.report_budget(now);
         decision
     }
 
-    /// Reports the budget's balance (cold: once per budget window, and after a failure).
-    #[cold]
+    /// Reports the budget's balance, if there is a budget: once per budget window, and after a
+    /// failure. The check is inline; the report (a lock and a gauge) is not.
+    #[inline]
     pub(crate) fn report_budget(&self, now: Instant) {
         if let Some(b) = self.decider.budget() {
-            self.report.budget(b.available_at(now));
+            self.report_balance(b, now);
         }
+    }
+
+    #[cold]
+    fn report_balance(&self, budget: &RetryBudget, now: Instant) {
+        self.report.budget(budget.available_at(now));
     }
 
     pub(crate) fn new(decider: Arc<Decider>, report: Reporter) -> Self {
