@@ -13,7 +13,7 @@ use crate::page::Session;
 use crate::pool::Place;
 use crate::protocol::{self, Disposed, RawState, Thrown};
 
-/// How long a background dispose of a dropped agent may take.
+/// How long the SDK's `dispose()` may take, explicit or of a dropped agent.
 const DISPOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A `CallAgent`'s (or `TeamsCallAgent`'s) `connectionState`.
@@ -169,10 +169,21 @@ impl Agent {
         Ok((ConnectionState::parse(&raw.state), changes))
     }
 
-    /// Disposes the agent (awaiting the SDK's `dispose()`). Its page closes when no other agent
-    /// or [`Session`] handle uses it; its `max_agents` slot is free when this returns.
+    /// Disposes the agent (awaiting the SDK's `dispose()`, for up to 5 s). Its page closes when
+    /// no other agent or [`Session`] handle uses it; its `max_agents` slot is free when this
+    /// returns, or at most 5 s later when the SDK's `dispose()` did not settle in time
+    /// ([`WebSdkError::DisposeTimeout`]: a Teams agent's does not while the service is
+    /// unreachable, and the connect check disposes exactly such agents).
     pub async fn dispose(mut self) -> Result<(), WebSdkError> {
-        let disposed: Disposed = self.session.eval(&protocol::dispose(self.id)).await.map_err(gone)?;
+        let disposed =
+            tokio::time::timeout(DISPOSE_TIMEOUT, self.session.eval(&protocol::dispose(self.id))).await;
+        // Not marked disposed: dropping it asks the page once more in the background, which
+        // answers at once if the first request arrived (the page stops tracking an agent when
+        // its dispose begins) and covers the case where it did not.
+        let Ok(disposed) = disposed else {
+            return Err(WebSdkError::DisposeTimeout(DISPOSE_TIMEOUT));
+        };
+        let disposed: Disposed = disposed.map_err(gone)?;
         self.disposed = true;
         if disposed.ok {
             return Ok(());
