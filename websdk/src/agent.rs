@@ -172,8 +172,8 @@ impl Agent {
     /// Disposes the agent (awaiting the SDK's `dispose()`, for up to 5 s). Its page closes when
     /// no other agent or [`Session`] handle uses it; its `max_agents` slot is free when this
     /// returns, or at most 5 s later when the SDK's `dispose()` did not settle in time
-    /// ([`WebSdkError::DisposeTimeout`]: a Teams agent's does not while the service is
-    /// unreachable, and the connect check disposes exactly such agents).
+    /// ([`WebSdkError::DisposeTimeout`]). On an agent whose page is gone it fails at once with
+    /// [`WebSdkError::AgentGone`] (nothing is left to dispose).
     pub async fn dispose(mut self) -> Result<(), WebSdkError> {
         let disposed =
             tokio::time::timeout(DISPOSE_TIMEOUT, self.session.eval(&protocol::dispose(self.id))).await;

@@ -53,9 +53,9 @@ pub enum WebSdkError {
     /// The page crashed or was closed while a creation used it. Retryable: a new page is opened.
     #[error("the page is gone: {0}")]
     PageGone(String),
-    /// The SDK's `dispose()` did not settle in time (a Teams agent's does not while the service
-    /// is unreachable). The agent was let go anyway: the page no longer tracks it, its
-    /// `max_agents` slot is free, and its page closes with its last user. Nothing to retry.
+    /// The SDK's `dispose()` did not settle in time. The agent was let go anyway: the page no
+    /// longer tracks it, its `max_agents` slot is free within the same bound again, and its page
+    /// closes with its last user. Nothing to retry.
     #[error("the SDK's dispose() did not settle within {}; the agent was let go", human(*.0))]
     DisposeTimeout(Duration),
     /// `call` without a slot: `poll_ready` (or `ServiceExt::ready`) must return `Ready` first,

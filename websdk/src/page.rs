@@ -106,9 +106,12 @@ impl PageHandle {
         self.closed.load(Ordering::Acquire) || self.gone.is_cancelled() || self.instance.is_dead()
     }
 
-    /// Closes the page now (idempotent).
+    /// Closes the page now (idempotent). Evaluations in flight on it end at once with
+    /// `PageGone`: the browser answers nothing more for a closed target, so they would otherwise
+    /// wait for the DevTools request timeout (minutes).
     async fn close(&self) {
         if !self.closed.swap(true, Ordering::AcqRel) {
+            self.gone.cancel();
             self.instance.close_page(self.page.target_id().clone()).await;
         }
     }
@@ -116,6 +119,9 @@ impl PageHandle {
     /// `expression`'s value (awaiting a promise), failing as soon as the page or the browser is
     /// gone.
     async fn eval<T: serde::de::DeserializeOwned>(&self, expression: &str) -> Result<T, WebSdkError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(WebSdkError::PageGone("the page was closed".into()));
+        }
         let params = EvaluateParams::builder()
             .expression(expression)
             .await_promise(true)

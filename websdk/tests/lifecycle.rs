@@ -378,3 +378,31 @@ async fn shared_pages_keep_one_owner_per_agent() {
     assert_eq!(now.pool_pages, 0, "{now:?}");
     sdk.close().await;
 }
+
+/// An agent whose page is closed under it (another agent's `dispose_and_close`, a
+/// `Session::close`) fails every call at once with `AgentGone`, its dispose included, and gives
+/// its slot back: the browser answers nothing more for a closed page, and such calls used to wait
+/// for the DevTools request timeout (minutes), holding the slot all along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium and an isolated network namespace: run websdk/conformance.sh"]
+async fn an_agent_whose_page_was_closed_fails_at_once() {
+    let sdk = launch(WebSdkConfig { max_agents: 2, ..isolation::config() }).await;
+    let idle = idle(&sdk).await;
+    let mut claims = acs_claims();
+    claims["skypeid"] = json!("acs:11111111-2222_00000002");
+    let other = CreateAgentRequest::new("8:acs:lifecycle-2", AccessToken::unsigned(&claims), AgentKind::Acs);
+    let (a, b) = tokio::join!(sdk.clone().oneshot(valid()), sdk.clone().oneshot(other));
+    let (a, b) = (a.expect("an agent"), b.expect("another agent"));
+    assert_eq!(a.session().census().await.expect("census").0, 2, "both agents on one page");
+    a.dispose_and_close().await.expect("dispose and close");
+    let bound = Duration::from_secs(2);
+    let state = tokio::time::timeout(bound, b.connection_state()).await.expect("fails at once");
+    assert!(matches!(state, Err(WebSdkError::AgentGone(_))), "{state:?}");
+    let disposed = tokio::time::timeout(bound, b.dispose()).await.expect("fails at once");
+    assert!(matches!(disposed, Err(WebSdkError::AgentGone(_))), "{disposed:?}");
+    let mut svc = sdk.clone();
+    tokio::time::timeout(bound, svc.ready()).await.expect("both slots free at once").expect("ready");
+    drop(svc);
+    assert_idle(&back_to_idle(&sdk, &idle).await, &idle, "after the closed page");
+    sdk.close().await;
+}
