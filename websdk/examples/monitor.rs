@@ -104,7 +104,7 @@ async fn main() -> ExitCode {
             match result {
                 Ok(agent) => {
                     eprintln!("{what}: {:?} agent after {took:.1?}", agent.initial_state());
-                    let _ = agent.dispose_and_close().await;
+                    let _ = agent.dispose().await;
                     Some(took)
                 }
                 Err(e) => {

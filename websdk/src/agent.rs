@@ -221,7 +221,7 @@ impl Drop for Agent {
 }
 
 /// The agent can be judged by `callagent_retry`'s connect check: connected within a time, and
-/// disposed (with its page) when it is not.
+/// disposed when it is not.
 impl callagent_retry::connect::Connectable for Agent {
     fn connected_within(&mut self, within: Duration) -> callagent_retry::connect::BoxFuture<'_, bool> {
         Box::pin(async move {
@@ -243,9 +243,11 @@ impl callagent_retry::connect::Connectable for Agent {
         })
     }
 
+    /// Disposes the agent alone: its page is shared with other callers' agents and closes with
+    /// its last one.
     fn dispose(self) -> callagent_retry::connect::BoxFuture<'static, ()> {
         Box::pin(async move {
-            if let Err(e) = self.dispose_and_close().await {
+            if let Err(e) = Agent::dispose(self).await {
                 tracing::debug!(error = %e, "disposing an agent that never connected failed");
             }
         })

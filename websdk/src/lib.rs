@@ -41,7 +41,7 @@
 //! let token = AccessToken::new(std::env::var("ACS_TOKEN")?);
 //! let agent = svc.oneshot(CreateAgentRequest::new("8:acs:probe", token, AgentKind::Acs)).await?;
 //! println!("{:?}", agent.connection_state().await?);
-//! agent.dispose_and_close().await?;
+//! agent.dispose().await?; // its page closes with its last agent
 //! # Ok(()) }
 //! ```
 

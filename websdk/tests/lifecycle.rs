@@ -406,3 +406,29 @@ async fn an_agent_whose_page_was_closed_fails_at_once() {
     assert_idle(&back_to_idle(&sdk, &idle).await, &idle, "after the closed page");
     sdk.close().await;
 }
+
+/// The connect check disposes an agent that never connected and nothing else: pages are shared,
+/// and it used to close the agent's page with every other caller's agent on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium and an isolated network namespace: run websdk/conformance.sh"]
+async fn the_connect_check_disposes_its_agent_alone() {
+    use callagent_retry::connect::{ConnectError, ConnectLayer};
+    let sdk = launch(WebSdkConfig { max_agents: 2, ..isolation::config() }).await;
+    let idle = idle(&sdk).await;
+    let mut claims = acs_claims();
+    claims["skypeid"] = json!("acs:11111111-2222_00000002");
+    let other = CreateAgentRequest::new("8:acs:lifecycle-2", AccessToken::unsigned(&claims), AgentKind::Acs);
+    let checked = ConnectLayer::new(Some(Duration::from_secs(1))).layer(sdk.clone());
+    let (checked, neighbour) = tokio::join!(checked.oneshot(valid()), sdk.clone().oneshot(other));
+    let err = checked.expect_err("no network: the agent never connects");
+    assert!(matches!(err, ConnectError::NotConnected { .. }), "{err}");
+    let neighbour = neighbour.expect("an agent");
+    let bound = Duration::from_secs(2);
+    let census = tokio::time::timeout(bound, neighbour.session().census()).await.expect("the page answers");
+    assert_eq!(census.expect("its page is open").0, 1, "the neighbour alone is left on the page");
+    let state = tokio::time::timeout(bound, neighbour.connection_state()).await.expect("answers");
+    assert!(state.is_ok(), "the neighbour lives on: {state:?}");
+    neighbour.dispose().await.expect("dispose");
+    assert_idle(&back_to_idle(&sdk, &idle).await, &idle, "after the connect check");
+    sdk.close().await;
+}
