@@ -121,6 +121,7 @@ async fn run(args: Args) -> Result<(), String> {
         .install_recorder()
         .map_err(|e| e.to_string())?;
     let config = WebSdkConfig { max_agents: args.concurrency, ..WebSdkConfig::isolated() };
+    let warm_pages = config.warm_pages;
     let sdk = WebSdk::launch(config).await.map_err(|e| e.to_string())?;
     // Idle is a browser that has made one agent: Chromium starts its audio service with the
     // first agent and keeps it, and keeps a spare renderer once it has closed a page.
@@ -128,7 +129,16 @@ async fn run(args: Args) -> Result<(), String> {
         let _ = agent.dispose().await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let before = sdk.stats().await.map_err(|e| e.to_string())?;
+    // And its warm page loaded: read while the pool still refills it (slow on a busy machine),
+    // idle lacked that page's ~100 MiB and the PSS check failed on a sound run.
+    let started = Instant::now();
+    let before = loop {
+        let stats = sdk.stats().await.map_err(|e| e.to_string())?;
+        if stats.warm_pages >= warm_pages || started.elapsed() > Duration::from_secs(30) {
+            break stats;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     let retry = RetryConfig {
         max_attempts: 2,
         deadline: Some(Duration::from_secs(45)),
