@@ -22,7 +22,7 @@ use crate::service::Shared;
 pub(crate) struct PageHandle {
     page: Page,
     instance: Arc<Instance>,
-    /// Fired when the browser reports the page crashed or was closed.
+    /// Fired when the browser reports the page crashed or was closed, and by `close`.
     gone: CancellationToken,
     closed: AtomicBool,
     /// What the pool placed on it: agents and creations, and the identities being created.
@@ -103,12 +103,13 @@ impl PageHandle {
 
     /// Whether the page is gone (closed, crashed, or its browser died).
     pub(crate) fn is_gone(&self) -> bool {
-        self.closed.load(Ordering::Acquire) || self.gone.is_cancelled() || self.instance.is_dead()
+        // Closing the page fires `gone` too.
+        self.gone.is_cancelled() || self.instance.is_dead()
     }
 
-    /// Closes the page now (idempotent). Evaluations in flight on it end at once with
-    /// `PageGone`: the browser answers nothing more for a closed target, so they would otherwise
-    /// wait for the DevTools request timeout (minutes).
+    /// Closes the page now (idempotent). Fires `gone`, so evaluations in flight on it, and any
+    /// made later, end at once with `PageGone`: the browser answers nothing more for a closed
+    /// target, so they would otherwise wait for the DevTools request timeout (minutes).
     async fn close(&self) {
         if !self.closed.swap(true, Ordering::AcqRel) {
             self.gone.cancel();
@@ -119,9 +120,6 @@ impl PageHandle {
     /// `expression`'s value (awaiting a promise), failing as soon as the page or the browser is
     /// gone.
     async fn eval<T: serde::de::DeserializeOwned>(&self, expression: &str) -> Result<T, WebSdkError> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(WebSdkError::PageGone("the page was closed".into()));
-        }
         let params = EvaluateParams::builder()
             .expression(expression)
             .await_promise(true)

@@ -28,6 +28,13 @@ fn valid() -> CreateAgentRequest {
     CreateAgentRequest::new("8:acs:lifecycle", AccessToken::unsigned(&acs_claims()), AgentKind::Acs)
 }
 
+/// Like [`valid`], for another identity (two agents of one identity never share a page).
+fn valid_other() -> CreateAgentRequest {
+    let mut claims = acs_claims();
+    claims["skypeid"] = json!("acs:11111111-2222_00000002");
+    CreateAgentRequest::new("8:acs:lifecycle-2", AccessToken::unsigned(&claims), AgentKind::Acs)
+}
+
 /// A token the SDK rejects in milliseconds (no voip scope: 401/44113).
 fn rejected() -> CreateAgentRequest {
     let claims =
@@ -388,10 +395,7 @@ async fn shared_pages_keep_one_owner_per_agent() {
 async fn an_agent_whose_page_was_closed_fails_at_once() {
     let sdk = launch(WebSdkConfig { max_agents: 2, ..isolation::config() }).await;
     let idle = idle(&sdk).await;
-    let mut claims = acs_claims();
-    claims["skypeid"] = json!("acs:11111111-2222_00000002");
-    let other = CreateAgentRequest::new("8:acs:lifecycle-2", AccessToken::unsigned(&claims), AgentKind::Acs);
-    let (a, b) = tokio::join!(sdk.clone().oneshot(valid()), sdk.clone().oneshot(other));
+    let (a, b) = tokio::join!(sdk.clone().oneshot(valid()), sdk.clone().oneshot(valid_other()));
     let (a, b) = (a.expect("an agent"), b.expect("another agent"));
     assert_eq!(a.session().census().await.expect("census").0, 2, "both agents on one page");
     a.dispose_and_close().await.expect("dispose and close");
@@ -415,14 +419,16 @@ async fn the_connect_check_disposes_its_agent_alone() {
     use callagent_retry::connect::{ConnectError, ConnectLayer};
     let sdk = launch(WebSdkConfig { max_agents: 2, ..isolation::config() }).await;
     let idle = idle(&sdk).await;
-    let mut claims = acs_claims();
-    claims["skypeid"] = json!("acs:11111111-2222_00000002");
-    let other = CreateAgentRequest::new("8:acs:lifecycle-2", AccessToken::unsigned(&claims), AgentKind::Acs);
-    let checked = ConnectLayer::new(Some(Duration::from_secs(1))).layer(sdk.clone());
-    let (checked, neighbour) = tokio::join!(checked.oneshot(valid()), sdk.clone().oneshot(other));
+    // The check outlasts the neighbour's creation, so both are on the page when it disposes.
+    let checked = ConnectLayer::new(Some(Duration::from_secs(5))).layer(sdk.clone());
+    let neighbour = async {
+        let neighbour = sdk.clone().oneshot(valid_other()).await.expect("an agent");
+        (neighbour, sdk.stats().await.expect("stats"))
+    };
+    let (checked, (neighbour, shared)) = tokio::join!(checked.oneshot(valid()), neighbour);
+    assert_eq!((shared.agents_and_creations, shared.pool_pages), (2, 1), "one page for both: {shared:?}");
     let err = checked.expect_err("no network: the agent never connects");
     assert!(matches!(err, ConnectError::NotConnected { .. }), "{err}");
-    let neighbour = neighbour.expect("an agent");
     let bound = Duration::from_secs(2);
     let census = tokio::time::timeout(bound, neighbour.session().census()).await.expect("the page answers");
     assert_eq!(census.expect("its page is open").0, 1, "the neighbour alone is left on the page");
