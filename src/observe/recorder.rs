@@ -112,13 +112,20 @@ pub(crate) struct Metrics {
     other: Series,
     max_unknown: usize,
     seen: Mutex<Seen>,
-    live: bool,
 }
 
 impl Metrics {
     /// Describes the metrics and resolves every handle known in advance against the recorder
-    /// installed now.
-    pub(crate) fn new(config: &ObserveConfig) -> Self {
+    /// installed now; `None` when that is `metrics`' no-op recorder (every handle would do
+    /// nothing).
+    pub(crate) fn resolve(config: &ObserveConfig) -> Option<Self> {
+        if !recorder_is_live() {
+            return None;
+        }
+        Some(Self::new(config))
+    }
+
+    fn new(config: &ObserveConfig) -> Self {
         describe();
         let layer = SharedString::from(config.name.clone());
         let calls = Outcome::ALL
@@ -145,14 +152,7 @@ impl Metrics {
             max_unknown: config.max_unknown_subcodes,
             seen: Mutex::default(),
             layer,
-            live: recorder_is_live(),
         }
-    }
-
-    /// Whether a recorder other than `metrics`' no-op one was installed when the handles were
-    /// resolved: if not, nothing needs a call's duration for the histogram.
-    pub(crate) fn live(&self) -> bool {
-        self.live
     }
 
     /// The series for a failure's labels: the catalog row the verdict found (no lookup, no
@@ -200,7 +200,7 @@ impl Metrics {
 /// `metrics` answers with its own zero-sized `NoopRecorder` when no recorder is installed, and
 /// offers no other way to tell. Every real recorder holds state (a registry, an exporter), so a
 /// zero-sized one is taken for the no-op; a zero-sized recorder of your own that forwards to
-/// statics gets no duration samples (give it a field).
+/// statics gets nothing from the layer (give it a field).
 fn recorder_is_live() -> bool {
     ::metrics::with_recorder(|recorder| size_of_val(recorder) != 0)
 }
@@ -251,10 +251,7 @@ impl RetryObserver for Metrics {
     #[inline]
     fn on_finish(&self, call: &Finished) {
         self.calls[call.outcome as usize].increment(1);
-        // Not live: the call may not have read the clock, so there is no duration to record.
-        if self.live {
-            self.duration.record(call.elapsed.as_secs_f64());
-        }
+        self.duration.record(call.elapsed.as_secs_f64());
         // A first-attempt success is already counted by `calls_total{outcome="success"}`; a
         // sample of 1 would say it again, at a histogram's cost.
         if call.outcome != Outcome::Success {

@@ -80,7 +80,9 @@ pub(crate) fn call_span(trace: Option<&Trace>) -> &tracing::Span {
 /// Everything a layer reports to.
 pub(crate) struct Reporter {
     config: ObserveConfig,
-    metrics: Metrics,
+    // `None` when no recorder was installed as the layer was built: every handle would be a
+    // no-op, so a call skips the metrics altogether (each failure's series lookup included).
+    metrics: Option<Metrics>,
     observer: Option<Arc<dyn RetryObserver>>,
 }
 
@@ -96,7 +98,7 @@ impl fmt::Debug for Reporter {
 impl Reporter {
     /// Resolves the metric handles against the recorder installed now.
     pub(crate) fn new(config: ObserveConfig, observer: Option<Arc<dyn RetryObserver>>) -> Self {
-        Self { metrics: Metrics::new(&config), config, observer }
+        Self { metrics: Metrics::resolve(&config), config, observer }
     }
 
     pub(crate) fn config(&self) -> &ObserveConfig {
@@ -110,7 +112,7 @@ impl Reporter {
     /// Whether anything reads a successful call's duration: the duration histogram of a live
     /// recorder, or an observer. (Give-up events always get theirs.)
     pub(crate) fn needs_elapsed(&self) -> bool {
-        self.metrics.live() || self.observer.is_some()
+        self.metrics.is_some() || self.observer.is_some()
     }
 
     /// The span of one call through the layer.
@@ -186,19 +188,25 @@ impl Reporter {
 
     /// The retry budget would allow `available` retries now.
     pub(crate) fn budget(&self, available: u64) {
-        self.metrics.on_budget(available);
+        if let Some(m) = &self.metrics {
+            m.on_budget(available);
+        }
     }
 
     #[inline]
     pub(crate) fn attempt(&self) {
-        self.metrics.on_attempt();
+        if let Some(m) = &self.metrics {
+            m.on_attempt();
+        }
         if let Some(o) = &self.observer {
             o.on_attempt();
         }
     }
 
     pub(crate) fn failure(&self, v: &Verdict) {
-        self.metrics.on_failure(v);
+        if let Some(m) = &self.metrics {
+            m.on_failure(v);
+        }
         if let Some(o) = &self.observer {
             o.on_failure(v);
         }
@@ -221,7 +229,9 @@ impl Reporter {
 
     /// The retry's call is being made, `delay` after the failure in `v`.
     pub(crate) fn retried(&self, v: &Verdict, delay: Duration) {
-        self.metrics.on_retry(v, delay);
+        if let Some(m) = &self.metrics {
+            m.on_retry(v, delay);
+        }
         if let Some(o) = &self.observer {
             o.on_retry(v, delay);
         }
@@ -240,7 +250,9 @@ impl Reporter {
     /// Tells the metrics and the observer how a call ended.
     #[inline]
     fn publish(&self, call: &Finished) {
-        self.metrics.on_finish(call);
+        if let Some(m) = &self.metrics {
+            m.on_finish(call);
+        }
         if let Some(o) = &self.observer {
             o.on_finish(call);
         }
@@ -300,7 +312,9 @@ impl Reporter {
             event!(%code, %subcode, category = failure.category.as_str(),
             outcome = Outcome::ServiceFailed.as_str(), "the inner service failed while becoming ready")
         );
-        self.metrics.on_not_ready();
+        if let Some(m) = &self.metrics {
+            m.on_not_ready();
+        }
         if let Some(o) = &self.observer {
             o.on_finish(&Finished::new(Outcome::ServiceFailed, 0, Duration::ZERO, Some(failure)));
         }
