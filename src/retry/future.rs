@@ -74,10 +74,12 @@ pin_project! {
     enum State<F, E> {
         // An attempt is in flight.
         Calling { #[pin] future: F },
-        // A retry is decided: wait out the delay (`waiting`), then drive the kept service to
-        // readiness, within the deadline. Holds the failure that caused it, for a deadline hit
-        // while waiting for readiness.
-        Retrying { last: AttemptError<E>, verdict: Verdict, waiting: bool },
+        // The attempt failed with `last`. Until `verdict` is set the failure awaits its decision
+        // (the failure's one move is into here, where it is classified by reference); then a
+        // retry is decided: wait out the delay (`waiting`), then drive the kept service to
+        // readiness, within the deadline. `last` stays for a deadline hit while waiting for
+        // readiness, and is dropped in place when the retry starts.
+        Retrying { last: AttemptError<E>, verdict: Option<Verdict>, waiting: bool },
         Done,
     }
 }
@@ -107,6 +109,7 @@ impl<S: Service<Req>, Req, D: Answer, L: Limits<Req>> fmt::Debug for ResponseFut
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match self.state {
             State::Calling { .. } => "calling",
+            State::Retrying { verdict: None, .. } => "failed",
             State::Retrying { waiting: true, .. } => "waiting",
             State::Retrying { waiting: false, .. } => "readying",
             State::Done => "done",
@@ -135,7 +138,7 @@ pin_project! {
 fn cancelled<S: Service<Req>, Req, D: Answer, L: Limits<Req>>(this: Proj<'_, S, Req, D, L>) {
     let pending = match this.state.as_ref().get_ref() {
         State::Done => return,
-        State::Retrying { verdict, .. } => Some(*verdict),
+        State::Retrying { verdict, .. } => *verdict,
         State::Calling { .. } => None,
     };
     let span = call_span(this.trace.as_deref());
@@ -198,7 +201,7 @@ where
         if this.trace.is_none()
             && let StateProj::Calling { future } = this.state.as_mut().project()
         {
-            let failure = match future.poll(cx) {
+            match future.poll(cx) {
                 Poll::Ready(Ok(response)) => {
                     let attempts = this.call.attempts();
                     this.state.set(State::Done);
@@ -206,22 +209,31 @@ where
                     this.shared.report.succeeded(None, attempts, elapsed);
                     return Poll::Ready(Ok(D::answer(response, std::mem::take(this.record), attempts)));
                 }
-                Poll::Ready(Err(e)) => Poll::Ready(AttemptError::Service(e)),
-                Poll::Pending => Poll::Pending,
-            };
-            return slow(self, cx, Some(failure));
+                Poll::Ready(Err(e)) => {
+                    set_failed(this.state, AttemptError::Service(e));
+                    return slow(self, cx, false);
+                }
+                Poll::Pending => return slow(self, cx, true),
+            }
         }
-        slow(self, cx, None)
+        slow(self, cx, false)
     }
 }
 
-/// Everything but an untraced attempt that answers: `polled` is what the attempt in flight
-/// answered if [`poll`](ResponseFuture::poll) already polled it (pending, or failed).
+/// The attempt in flight failed: its failure moves into the state (its one move before a retry
+/// drops it in place), to be classified and decided there.
+#[inline]
+fn set_failed<F, E>(mut state: Pin<&mut State<F, E>>, failure: AttemptError<E>) {
+    state.set(State::Retrying { last: failure, verdict: None, waiting: false });
+}
+
+/// Everything but an untraced attempt that answers: `pending` says that
+/// [`poll`](ResponseFuture::poll) already polled the attempt in flight and it was pending.
 #[inline(never)]
 fn slow<S, Req, D, L>(
     future: Pin<&mut ResponseFuture<S, Req, D, L>>,
     cx: &mut Context<'_>,
-    polled: Option<Poll<AttemptError<S::Error>>>,
+    pending: bool,
 ) -> Poll<Output<S, Req, D>>
 where
     D: Answer,
@@ -236,7 +248,7 @@ where
     if this.trace.is_some() {
         traced(&mut this, cx)
     } else {
-        drive::<S, Req, D, L, false>(&mut this, cx, polled)
+        drive::<S, Req, D, L, false>(&mut this, cx, pending)
     }
 }
 
@@ -253,7 +265,7 @@ where
     // A clone (a reference-count increment) so `drive` can borrow the projection whole.
     let span = this.trace.as_deref().map(|t| t.call.clone());
     let _enter = span.as_ref().map(tracing::Span::enter);
-    drive::<S, Req, D, L, true>(this, cx, None)
+    drive::<S, Req, D, L, true>(this, cx, false)
 }
 
 /// The state machine; `TRACED` says whether the call has spans to run its attempts in.
@@ -261,7 +273,7 @@ where
 fn drive<S, Req, D, L, const TRACED: bool>(
     this: &mut Proj<'_, S, Req, D, L>,
     cx: &mut Context<'_>,
-    mut polled: Option<Poll<AttemptError<S::Error>>>,
+    mut pending: bool,
 ) -> Poll<Output<S, Req, D>>
 where
     D: Answer,
@@ -274,26 +286,34 @@ where
         match this.state.as_mut().project() {
             StateProj::Calling { future } => {
                 // The inner future runs in its attempt's span (and so do spans it opens).
-                let answer = match polled.take() {
-                    Some(Poll::Ready(failure)) => Poll::Ready(Err(failure)),
-                    Some(Poll::Pending) => Poll::Pending,
-                    None => match this.trace.as_deref() {
+                let answer = if std::mem::take(&mut pending) {
+                    Poll::Pending
+                } else {
+                    match this.trace.as_deref() {
                         Some(t) if TRACED => t.attempt.in_scope(|| future.poll(cx)),
                         _ => future.poll(cx),
                     }
-                    .map_err(AttemptError::Service),
                 };
                 let failure = match answer {
                     Poll::Ready(Ok(response)) => return Poll::Ready(Ok(succeeded(this, response))),
-                    Poll::Ready(Err(failure)) => failure,
+                    Poll::Ready(Err(e)) => AttemptError::Service(e),
                     Poll::Pending => ready!(attempt_timed_out(this, cx)),
                 };
-                match failed(this, &failure) {
-                    Next::Retry { verdict, waiting } => {
-                        this.state.set(State::Retrying { last: failure, verdict, waiting });
+                set_failed(this.state.as_mut(), failure);
+            }
+            StateProj::Retrying { last, verdict: verdict @ None, .. } => {
+                let v = this.shared.decider.classify(&*last);
+                let retry_after = last.retry_after();
+                *verdict = Some(v);
+                match failed(this, &v, retry_after) {
+                    Next::Retry { waiting } => {
+                        if let StateProj::Retrying { waiting: w, .. } = this.state.as_mut().project() {
+                            *w = waiting;
+                        }
                     }
-                    Next::Stop { reason, verdict } => {
-                        return Poll::Ready(Err(stop(this, reason, failure, verdict)));
+                    Next::Stop { reason } => {
+                        let (last, _) = leave_retrying(this.state.as_mut(), State::Done);
+                        return Poll::Ready(Err(stop(this, reason, last, v)));
                     }
                 }
             }
@@ -400,35 +420,31 @@ fn attempt_timed_out<S: Service<Req>, Req, D: Answer, L: Limits<Req>>(
 /// What a failed attempt leads to.
 enum Next {
     /// Retry: wait first if `waiting`.
-    Retry { verdict: Verdict, waiting: bool },
+    Retry { waiting: bool },
     /// Give up.
-    Stop { reason: StopReason, verdict: Verdict },
+    Stop { reason: StopReason },
 }
 
-/// The attempt in flight failed (dropping it cancels it, if it timed out): classify once, ask
-/// the core, and either schedule the retry or give up. Borrows the failure, which the caller
-/// then moves once: into the retry's state, or into the error.
+/// The attempt in flight failed as `verdict` (its failure is in the state; dropping the attempt
+/// cancelled it, if it timed out): ask the core, and either schedule the retry or give up.
 fn failed<S: Service<Req>, Req, D: Answer, L: Limits<Req>>(
     this: &mut Proj<'_, S, Req, D, L>,
-    failure: &AttemptError<S::Error>,
-) -> Next
-where
-    S::Error: Classify,
-{
+    verdict: &Verdict,
+    retry_after: Option<Duration>,
+) -> Next {
     let now = Instant::now();
     this.started.get_or_insert(now);
     let call_deadline = deadline(this);
-    let verdict = this.shared.decider.classify(failure);
-    this.shared.report.failure(&verdict);
+    this.shared.report.failure(verdict);
     if let Some(t) = this.trace.as_deref_mut() {
-        this.shared.report.close_failed_attempt(t, &verdict);
+        this.shared.report.close_failed_attempt(t, verdict);
     }
-    D::failed(this.record, &verdict);
+    D::failed(this.record, verdict);
     let keep = this.keep.take();
-    let decision = this.shared.decide(this.call, &verdict, failure.retry_after(), keep, call_deadline, now);
+    let decision = this.shared.decide(this.call, verdict, retry_after, keep, call_deadline, now);
     match decision {
         Decision::Retry { delay, with } => {
-            this.shared.report.retry_scheduled(&verdict, this.call.attempts(), delay);
+            this.shared.report.retry_scheduled(verdict, this.call.attempts(), delay);
             // A zero-length tokio sleep still waits for the next 1 ms tick: skip the timer.
             let waiting = !delay.is_zero();
             if waiting {
@@ -439,9 +455,9 @@ where
                 arm(this.timer, at);
             }
             *this.keep = Some(with);
-            Next::Retry { verdict, waiting }
+            Next::Retry { waiting }
         }
-        Decision::Stop(reason) => Next::Stop { reason, verdict },
+        Decision::Stop(reason) => Next::Stop { reason },
     }
 }
 
@@ -455,7 +471,9 @@ fn retry_started<S: Service<Req>, Req, D: Answer, L: Limits<Req>>(
     if let Some(timer) = this.timer.as_mut() {
         *timer.as_mut().project().attempt_since = None;
     }
-    let State::Retrying { verdict, .. } = *this.state else { unreachable!("a retry starts from Retrying") };
+    let State::Retrying { verdict: Some(verdict), .. } = *this.state else {
+        unreachable!("a retry starts from a decided Retrying")
+    };
     // The failure that asked for the retry is dropped in place, not moved out.
     this.state.set(State::Calling { future });
     this.shared.report.retried(&verdict, this.call.last_delay());
@@ -474,9 +492,9 @@ fn deadline_while_readying<S: Service<Req>, Req, D: Answer, L: Limits<Req>>(
 /// Moves out of `Retrying` into `next`, handing back what it held.
 fn leave_retrying<F, E>(state: Pin<&mut State<F, E>>, next: State<F, E>) -> (AttemptError<E>, Verdict) {
     match state.project_replace(next) {
-        StateReplace::Retrying { last, verdict, .. } => (last, verdict),
+        StateReplace::Retrying { last, verdict: Some(verdict), .. } => (last, verdict),
         // Both callers run inside `poll`'s `Retrying` arm.
-        StateReplace::Calling { .. } | StateReplace::Done => unreachable!("left Retrying from another state"),
+        _ => unreachable!("left a decided Retrying from another state"),
     }
 }
 
