@@ -223,6 +223,7 @@ pub fn classify<F: Classify + ?Sized>(failure: &F, overrides: &BTreeMap<u32, Sub
 
 /// The deciding carried category: any `ExpectedError` wins (never blindly retry a broken
 /// precondition), then the first retryable one; `Unknown` only when nothing else is there.
+#[inline]
 fn carried(categories: &[ErrorCategory]) -> Option<ErrorCategory> {
     if categories.contains(&ErrorCategory::ExpectedError) {
         return Some(ErrorCategory::ExpectedError);

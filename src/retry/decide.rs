@@ -135,6 +135,7 @@ impl Decider {
 
     /// The deadline of a call that started at `started`: the config's, or `own` (a limit the
     /// request carries) if that is earlier.
+    #[inline]
     pub(crate) fn deadline(&self, started: Instant, own: Option<Instant>) -> Option<Instant> {
         self.config.deadline.map(|d| started + d).into_iter().chain(own).min()
     }

@@ -361,6 +361,7 @@ where
 }
 
 /// The attempt in flight produced a response.
+#[inline(always)]
 fn succeeded<S: Service<Req>, Req, D: Answer, L: Limits<Req>>(
     this: &mut Proj<'_, S, Req, D, L>,
     response: S::Response,
@@ -427,6 +428,7 @@ enum Next {
 
 /// The attempt in flight failed as `verdict` (its failure is in the state; dropping the attempt
 /// cancelled it, if it timed out): ask the core, and either schedule the retry or give up.
+#[inline(always)]
 fn failed<S: Service<Req>, Req, D: Answer, L: Limits<Req>>(
     this: &mut Proj<'_, S, Req, D, L>,
     verdict: &Verdict,
@@ -462,6 +464,7 @@ fn failed<S: Service<Req>, Req, D: Answer, L: Limits<Req>>(
 }
 
 /// The kept service is ready and called: the retry is under way.
+#[inline(always)]
 fn retry_started<S: Service<Req>, Req, D: Answer, L: Limits<Req>>(
     this: &mut Proj<'_, S, Req, D, L>,
     future: S::Future,

@@ -203,6 +203,7 @@ impl Reporter {
         }
     }
 
+    #[inline]
     pub(crate) fn failure(&self, v: &Verdict) {
         if let Some(m) = &self.metrics {
             m.on_failure(v);
@@ -213,6 +214,7 @@ impl Reporter {
     }
 
     /// A retry was decided after attempt number `attempt`.
+    #[inline]
     pub(crate) fn retry_scheduled(&self, v: &Verdict, attempt: u32, delay: Duration) {
         tracing::debug!(
             attempt,
@@ -228,6 +230,7 @@ impl Reporter {
     }
 
     /// The retry's call is being made, `delay` after the failure in `v`.
+    #[inline]
     pub(crate) fn retried(&self, v: &Verdict, delay: Duration) {
         if let Some(m) = &self.metrics {
             m.on_retry(v, delay);
