@@ -13,8 +13,9 @@
 use std::hint::black_box;
 
 use callagent_bench::{
-    Attempts, Budgeted, FailEveryOther, Succeed, budget_only_layer, call_once, deadline_only_layer,
-    default_layer, lean_layer, observed_layer, peer_layer, prometheus_layer, zero_delay_layer,
+    Attempts, Budgeted, ExporterFloor, FailEveryOther, Succeed, budget_only_layer, call_once,
+    deadline_only_layer, default_layer, lean_layer, observed_layer, peer_layer, prometheus_layer,
+    zero_delay_layer,
 };
 use callagent_retry::CallAgentRetry;
 use gungraun::{library_benchmark, library_benchmark_group, main};
@@ -146,6 +147,24 @@ fn layer_prometheus(
     (calls(svc, CALLS), handle)
 }
 
+fn setup_exporter_floor() -> ExporterFloor {
+    let floor = ExporterFloor::new();
+    for _ in 0..WARM {
+        floor.report(black_box(0.001));
+    }
+    floor
+}
+
+// The exporter's own cost per call, with no layer: the floor under `layer_prometheus`'s extra.
+#[library_benchmark]
+#[bench::call(setup = setup_exporter_floor)]
+fn prometheus_exporter_floor(floor: ExporterFloor) -> ExporterFloor {
+    for _ in 0..CALLS {
+        floor.report(black_box(0.001));
+    }
+    floor
+}
+
 fn setup_tower_retry_one_retry() -> Retry<Attempts, FailEveryOther> {
     calls(RetryLayer::new(Attempts(3)).layer(FailEveryOther::default()), WARM)
 }
@@ -178,6 +197,7 @@ library_benchmark_group!(
         layer_deadline_only,
         layer_observer,
         layer_prometheus,
+        prometheus_exporter_floor,
         peer_tower_resilience_retry
     ]
 );

@@ -199,6 +199,45 @@ pub fn prometheus_layer() -> (CallAgentRetryLayer, PrometheusHandle) {
     (layer, handle)
 }
 
+/// The Prometheus exporter's own share of what a call reports: the handles the layer resolves
+/// for a first-attempt success (two counters and the duration histogram), on a recorder of
+/// their own, with no layer around them. Its bench prices one increment of each counter and one
+/// histogram sample: the floor under any layer that reports the same series to this exporter.
+pub struct ExporterFloor {
+    calls: metrics::Counter,
+    attempts: metrics::Counter,
+    duration: metrics::Histogram,
+    // Keeps the recorder's registry alive.
+    _handle: PrometheusHandle,
+}
+
+impl ExporterFloor {
+    /// Registers the three series on a fresh local recorder.
+    pub fn new() -> Self {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || Self {
+            calls: metrics::counter!("callagent_create_calls_total", "layer" => "callagent", "outcome" => "success"),
+            attempts: metrics::counter!("callagent_create_attempts_total", "layer" => "callagent"),
+            duration: metrics::histogram!("callagent_create_duration_seconds", "layer" => "callagent"),
+            _handle: handle,
+        })
+    }
+
+    /// What the exporter does for one successful call: two increments and one sample.
+    pub fn report(&self, seconds: f64) {
+        self.attempts.increment(1);
+        self.calls.increment(1);
+        self.duration.record(seconds);
+    }
+}
+
+impl Default for ExporterFloor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// One call as a caller makes it: clone the service, drive it ready, call, await. Every service
 /// here completes on the first poll, so no runtime is needed and nothing else is measured.
 ///
