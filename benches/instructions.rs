@@ -185,6 +185,19 @@ fn layer_one_retry(svc: CallAgentRetry<FailEveryOther>) -> CallAgentRetry<FailEv
     calls(svc, CALLS)
 }
 
+fn setup_layer_one_retry_prometheus() -> (CallAgentRetry<FailEveryOther>, PrometheusHandle) {
+    let (layer, handle) = callagent_bench::with_prometheus(zero_delay_layer);
+    (calls(layer.layer(FailEveryOther::default()), WARM), handle)
+}
+
+#[library_benchmark]
+#[bench::call(setup = setup_layer_one_retry_prometheus)]
+fn layer_one_retry_prometheus(
+    (svc, handle): (CallAgentRetry<FailEveryOther>, PrometheusHandle),
+) -> (CallAgentRetry<FailEveryOther>, PrometheusHandle) {
+    (calls(svc, CALLS), handle)
+}
+
 library_benchmark_group!(
     name = success_path,
     benchmarks = [
@@ -202,6 +215,9 @@ library_benchmark_group!(
     ]
 );
 
-library_benchmark_group!(name = one_retry_zero_delay, benchmarks = [tower_retry_one_retry, layer_one_retry]);
+library_benchmark_group!(
+    name = one_retry_zero_delay,
+    benchmarks = [tower_retry_one_retry, layer_one_retry, layer_one_retry_prometheus]
+);
 
 main!(library_benchmark_groups = success_path, one_retry_zero_delay);

@@ -193,9 +193,15 @@ pub fn zero_delay_layer() -> CallAgentRetryLayer {
 /// The default layer with its metric handles resolved against a Prometheus recorder (local to
 /// this call, so several variants can live in one process); the handle renders what it saw.
 pub fn prometheus_layer() -> (CallAgentRetryLayer, PrometheusHandle) {
+    with_prometheus(default_layer)
+}
+
+/// The layer `build` makes, its metric handles resolved against a Prometheus recorder of its
+/// own.
+pub fn with_prometheus(build: fn() -> CallAgentRetryLayer) -> (CallAgentRetryLayer, PrometheusHandle) {
     let recorder = PrometheusBuilder::new().build_recorder();
     let handle = recorder.handle();
-    let layer = metrics::with_local_recorder(&recorder, default_layer);
+    let layer = metrics::with_local_recorder(&recorder, build);
     (layer, handle)
 }
 
@@ -244,6 +250,9 @@ impl Default for ExporterFloor {
 /// # Panics
 /// If the service is not ready at once or the call does not complete on its first poll (a
 /// broken fixture, not a measurement).
+// Always inlined: left to LLVM, whether it is inlined into each bench's loop changed when a
+// bench was added (every figure moved by ~16), so figures would depend on the bench list.
+#[inline(always)]
 pub fn call_once<S>(svc: &S, request: u32) -> u32
 where
     S: Service<u32, Response = u32> + Clone,
