@@ -1,6 +1,6 @@
 //! What the retry layer reports, and to whom: `tracing`, the `metrics` facade, and your own
-//! [`RetryObserver`]s. The metrics adapter is one observer among others, always present (with no
-//! recorder installed every handle is a no-op).
+//! [`RetryObserver`]s. The metrics adapter is one observer among others, present whenever a
+//! recorder was installed when the layer was built (with none, the layer skips metrics entirely).
 //!
 //! | when | tracing (level: [`ObserveConfig`]) | observer |
 //! |---|---|---|
@@ -54,7 +54,7 @@
 //!
 //! **Install the recorder first.** Handles are resolved against the recorder installed when the
 //! layer is built; a layer built before `PrometheusBuilder::install` (or any other recorder)
-//! records into the void.
+//! records nothing, and then skips the metrics' work altogether.
 //!
 //! Histograms: the Prometheus exporter renders summaries unless given buckets; give it
 //! [`HISTOGRAM_BUCKETS`] so quantiles can be aggregated across instances (the `serve_metrics`
