@@ -881,6 +881,12 @@ async fn the_token_never_reaches_a_log() {
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .finish();
+    // tracing-core 0.1.36 caches each callsite's interest once, process-wide; while exactly one
+    // Dispatch is registered it asks the registering thread's default (tokio-rs/tracing#3611).
+    // Another test's thread, with no subscriber, reaching chromiumoxide's TRACE first cached it
+    // as `never`, and this capture stayed empty (seen in a CI run). A second live Dispatch makes
+    // registration ask every registered one, this test's included.
+    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
     let _guard = tracing::subscriber::set_default(subscriber);
     let sdk = launch().await;
     // A rejected token (fast) with a recognisable payload; the payload is what a leak would show.
