@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use callagent_retry::observe::ObserveConfig;
 use callagent_retry::retry::Jitter;
 use callagent_retry::{CallAgentError, CallAgentRetryLayer, RetryConfig};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -222,10 +223,14 @@ impl ExporterFloor {
     pub fn new() -> Self {
         let recorder = PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
+        // The series and labels the default layer registers (its name is empty).
+        use callagent_retry::observe::{ATTEMPTS, CALLS, DURATION};
+        let layer = ObserveConfig::default().name;
+        let success = callagent_retry::Outcome::Success.as_str();
         metrics::with_local_recorder(&recorder, || Self {
-            calls: metrics::counter!("callagent_create_calls_total", "layer" => "callagent", "outcome" => "success"),
-            attempts: metrics::counter!("callagent_create_attempts_total", "layer" => "callagent"),
-            duration: metrics::histogram!("callagent_create_duration_seconds", "layer" => "callagent"),
+            calls: metrics::counter!(CALLS, "layer" => layer.clone(), "outcome" => success),
+            attempts: metrics::counter!(ATTEMPTS, "layer" => layer.clone()),
+            duration: metrics::histogram!(DURATION, "layer" => layer.clone()),
             _handle: handle,
         })
     }
