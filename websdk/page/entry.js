@@ -1,8 +1,8 @@
 // The page the Rust side drives: the real Web Calling SDK, one CallClient per agent.
 //
 // The access token never crosses the DevTools protocol (whose messages a driver may log): the
-// Rust side puts it behind a one-time URL on its own localhost server and passes only the URL's
-// random key. Nothing here logs a token or an error's payload.
+// Rust side puts it behind a one-time key on its own localhost server, for this page alone, and
+// passes only the key. Nothing here logs a token or an error's payload.
 import { CallClient } from "@azure/communication-calling";
 import { AzureCommunicationTokenCredential } from "@azure/communication-common";
 
@@ -15,8 +15,22 @@ const pending = new Set();
 const abandoned = new Set();
 const created = new Map();
 
+// This page's own secret, in the document the server wrote for it alone (never sent over
+// DevTools): the server hands a token over only with it. Taken out of the DOM at once.
+const pageSecret = (() => {
+  const meta = document.querySelector('meta[name="callagent-page"]');
+  const secret = meta?.content ?? "";
+  meta?.remove();
+  return secret;
+})();
+
 async function takeToken(key) {
-  const response = await fetch(`/token/${key}`, { method: "POST", cache: "no-store" });
+  // Relative: the page's own token route (/p/PAGE/token/KEY).
+  const response = await fetch(`token/${key}`, {
+    method: "POST",
+    cache: "no-store",
+    headers: { "x-callagent-page": pageSecret },
+  });
   if (!response.ok) throw new Error(`token handoff failed: HTTP ${response.status}`);
   return await response.text();
 }

@@ -14,20 +14,24 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
+use chromiumoxide::cdp::browser_protocol::browser::GetVersionParams;
 use chromiumoxide::cdp::browser_protocol::target::{
     CloseTargetParams, EventTargetCrashed, EventTargetDestroyed, TargetId,
 };
 use chromiumoxide::error::CdpError;
-use chromiumoxide::{Browser, BrowserConfig, Handler, Page};
+use chromiumoxide::handler::HandlerConfig;
+use chromiumoxide::{Browser, Handler, Page};
 use futures::StreamExt;
+use tokio::process::Child;
 use tokio::runtime::Handle;
 use tokio::sync::RwLock;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::chromium::{Launcher, Stderr, chromium_args};
 use crate::config::WebSdkConfig;
 use crate::error::{WebSdkError, human};
-use crate::procfs;
+use crate::{private, procfs, transport};
 
 /// How often the watcher looks at the browser process (besides the DevTools connection, which
 /// usually tells first): a death is noticed within this.
@@ -321,46 +325,52 @@ impl Supervisor {
 
     async fn launch(&self, generation: u64) -> Result<Arc<Instance>, WebSdkError> {
         let config = &self.config;
+        let within = config.launch_timeout;
         let dir = self.base.join(format!("browser-{generation}"));
         let profile = dir.join("profile");
-        std::fs::create_dir_all(&profile).map_err(|e| {
-            WebSdkError::BrowserGone(format!("cannot create the browser profile {}: {e}", profile.display()))
-        })?;
+        let cannot = |what: &str, path: &Path, e: std::io::Error| {
+            WebSdkError::BrowserGone(format!("cannot create {what} {}: {e}", path.display()))
+        };
+        // Exclusive: a directory that is already there (planted, or left behind) is an error,
+        // never used.
+        private::create_dir(&dir).map_err(|e| cannot("the browser's directory", &dir, e))?;
         let cleanup = RemoveOnDrop(Some(dir.clone()));
-        let executable = launcher_script(&dir, &config.chromium)?;
-        let mut builder = BrowserConfig::builder()
-            .chrome_executable(&executable)
-            .new_headless_mode()
-            .user_data_dir(&profile)
-            .launch_timeout(config.launch_timeout)
-            .request_timeout(config.create_timeout + Duration::from_secs(10))
-            .args([
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                "--disable-quic",
-                "--disable-gpu",
-                "--disable-crash-reporter",
-                "--use-fake-device-for-media-stream",
-                "--use-fake-ui-for-media-stream",
-                "--autoplay-policy=no-user-gesture-required",
-            ])
-            .args(config.extra_args.iter().cloned());
-        if let Some(rules) = &config.host_resolver_rules {
-            builder = builder.arg(format!("--host-resolver-rules={rules}"));
-        }
-        if procfs::running_as_root() {
-            builder = builder.no_sandbox();
-        }
-        let browser_config = builder.build().map_err(WebSdkError::BrowserGone)?;
-        let (mut browser, handler) = self.launcher.launch(browser_config).await.map_err(|e| {
+        private::create_dir(&profile).map_err(|e| cannot("the browser profile", &profile, e))?;
+        let script = dir.join("chromium");
+        private::create_launcher(&script, &config.chromium)
+            .map_err(|e| cannot("the launcher script", &script, e))?;
+        let args = chromium_args(config, &profile, procfs::running_as_root());
+        let mut child = self.launcher.spawn(&script, &args).await.map_err(|e| {
             WebSdkError::BrowserGone(format!("Chromium did not start ({}): {e}", config.chromium.display()))
         })?;
-        let pid = browser.get_mut_child().and_then(|c| c.inner.id());
+        let pid = child.id();
+        let (Some(to_browser), Some(from_browser)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(WebSdkError::BrowserGone("Chromium started without its DevTools pipe".into()));
+        };
+        let stderr = Stderr::capture(child.stderr.take());
+        let endpoint = transport::relay(to_browser, from_browser, within)
+            .await
+            .map_err(|e| WebSdkError::BrowserGone(format!("cannot relay Chromium's DevTools pipe: {e}")))?;
+        let handler_config = HandlerConfig {
+            // Certificates are verified: the driver would otherwise send
+            // Security.setIgnoreCertificateErrors(true) to every page.
+            ignore_https_errors: false,
+            request_timeout: config.create_timeout + Duration::from_secs(10),
+            viewport: None,
+            ..HandlerConfig::default()
+        };
+        let connected =
+            tokio::time::timeout(within, Browser::connect_with_config(endpoint.url(), handler_config));
+        let (browser, handler) = match connected.await {
+            Ok(Ok(connected)) => connected,
+            Ok(Err(e)) => return Err(stderr.launch_error(&format!("the DevTools connection failed: {e}"))),
+            Err(_) => {
+                return Err(stderr.launch_error(&format!("no DevTools connection within {}", human(within))));
+            }
+        };
         let handle = Handle::current();
         let instance = Arc::new(Instance {
-            browser: RwLock::new(None),
+            browser: RwLock::new(Some(browser)),
             pid,
             generation,
             dir,
@@ -371,9 +381,23 @@ impl Supervisor {
             pages: Mutex::new(HashMap::new()),
             handle: handle.clone(),
         });
-        *instance.browser.write().await = Some(browser);
+        // From here the watcher owns the process, the relay and the directory.
         drop(cleanup.disarm());
-        handle.spawn(watch(Arc::clone(&instance), handler));
+        handle.spawn(watch(Arc::clone(&instance), handler, child, endpoint));
+        // A browser that answers: one that exits at once (a bad flag, root without
+        // --no-sandbox, a missing library) is an error of its launch, with what it printed.
+        match tokio::time::timeout(within, instance.execute(GetVersionParams::default())).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                instance.shutdown.cancel();
+                return Err(stderr.launch_error(&e.to_string()));
+            }
+            Err(_) => {
+                instance.shutdown.cancel();
+                return Err(stderr.launch_error(&format!("no answer within {}", human(within))));
+            }
+        }
+        stderr.started();
         tracing::debug!(pid, generation, "Chromium started");
         Ok(instance)
     }
@@ -397,7 +421,7 @@ impl Drop for Supervisor {
 }
 
 /// The watcher: drives the DevTools connection and ends the browser when it dies or is asked to.
-async fn watch(instance: Arc<Instance>, mut handler: Handler) {
+async fn watch(instance: Arc<Instance>, mut handler: Handler, mut child: Child, relay: transport::Endpoint) {
     // Listening goes through the handler, so it is driven while the listeners are registered.
     let listen = async {
         let guard = instance.browser.read().await;
@@ -451,18 +475,19 @@ async fn watch(instance: Arc<Instance>, mut handler: Handler) {
     }
     // Every reader races `died`, so the write lock comes at once.
     let browser = instance.browser.write().await.take();
-    if let Some(mut browser) = browser {
-        if death == Death::Closed {
-            let closing = async {
-                let _ = browser.close().await;
-                while handler.next().await.is_some() {}
-            };
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, closing).await;
-        }
-        // Kill (a no-op on an exited process) and reap: no zombie.
-        let _ = browser.kill().await;
-        let _ = browser.wait().await;
+    if let Some(mut browser) = browser
+        && death == Death::Closed
+    {
+        let closing = async {
+            let _ = browser.close().await;
+            while handler.next().await.is_some() {}
+        };
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, closing).await;
     }
+    drop(relay);
+    // Kill (a no-op on an exited process) and reap: no zombie.
+    let _ = child.start_kill();
+    let _ = child.wait().await;
     // Its helpers (network service, renderers) end a moment after it, and may write into the
     // profile as they go: the profile is removed once none is left.
     let profile = instance.profile();
@@ -515,68 +540,5 @@ impl Drop for RemoveOnDrop {
         if let Some(dir) = self.0.take() {
             remove_dir(&dir);
         }
-    }
-}
-
-/// Chromium is started through `setpriv --pdeathsig KILL`: when the thread that started it ends
-/// (the launcher thread, which lives as long as the service, or the whole process, killed or
-/// not), the kernel kills the browser, and its other processes follow it. Without `setpriv`,
-/// Chromium is started directly and outlives a killed owner.
-fn launcher_script(dir: &Path, chromium: &Path) -> Result<PathBuf, WebSdkError> {
-    use std::os::unix::fs::PermissionsExt;
-    let Some(setpriv) = ["/usr/bin/setpriv", "/bin/setpriv"].iter().map(Path::new).find(|p| p.is_file())
-    else {
-        tracing::warn!("no setpriv (util-linux): Chromium will outlive this process if it is killed");
-        return Ok(chromium.to_owned());
-    };
-    let quote = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', r"'\''"));
-    let script = dir.join("chromium");
-    let text = format!("#!/bin/sh\nexec {} --pdeathsig KILL -- {} \"$@\"\n", quote(setpriv), quote(chromium));
-    let written = std::fs::write(&script, text)
-        .and_then(|()| std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700)));
-    written.map_err(|e| {
-        WebSdkError::BrowserGone(format!("cannot write the launcher script {}: {e}", script.display()))
-    })?;
-    Ok(script)
-}
-
-type Launched = chromiumoxide::Result<(Browser, Handler)>;
-type Job = Box<dyn FnOnce() + Send>;
-
-/// A thread that lives as long as the supervisor and starts every browser: a parent-death
-/// signal fires when the thread that forked ends, so it must not be a runtime thread that may
-/// come and go.
-struct Launcher {
-    jobs: Option<std::sync::mpsc::Sender<Job>>,
-}
-
-impl Launcher {
-    fn start() -> Self {
-        let (jobs, rx) = std::sync::mpsc::channel::<Job>();
-        let spawned = std::thread::Builder::new()
-            .name("callagent-websdk-launcher".into())
-            .spawn(move || rx.into_iter().for_each(|job| job()));
-        if let Err(e) = spawned {
-            tracing::warn!(error = %e, "no launcher thread; browsers start on the runtime");
-            return Self { jobs: None };
-        }
-        Self { jobs: Some(jobs) }
-    }
-
-    async fn launch(&self, config: BrowserConfig) -> Launched {
-        let Some(jobs) = &self.jobs else {
-            return Browser::launch(config).await;
-        };
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let handle = Handle::current();
-        let job: Job = Box::new(move || {
-            let launched = handle.block_on(Browser::launch(config));
-            // A launch nobody waits for any more: dropping the browser kills it.
-            let _ = tx.send(launched);
-        });
-        if jobs.send(job).is_err() {
-            return Err(CdpError::msg("the launcher thread is gone"));
-        }
-        rx.await.unwrap_or_else(|_| Err(CdpError::msg("the launcher thread dropped the launch")))
     }
 }

@@ -12,7 +12,10 @@ pub const NO_EXTERNAL_HOSTS: &str = "MAP * ~NOTFOUND , EXCLUDE localhost";
 /// How to run the browser and the SDK.
 #[derive(Debug, Clone)]
 pub struct WebSdkConfig {
-    /// The Chromium binary (Debian's by default). Never downloaded.
+    /// The Chromium binary. Never downloaded. By default Debian's binary itself
+    /// (`/usr/lib/chromium/chromium`), not its `/usr/bin/chromium` wrapper script, which adds
+    /// flags of its own (`--enable-remote-extensions`, ...) from `/etc/chromium.d`; else
+    /// `/usr/bin/chromium`. The service sets Chromium's whole command line (see the README).
     pub chromium: PathBuf,
     /// The built page (`websdk/page/dist`, made by `websdk/page/build.sh`).
     pub page_dir: PathBuf,
@@ -26,8 +29,22 @@ pub struct WebSdkConfig {
     /// Chromium's `--host-resolver-rules`; [`NO_EXTERNAL_HOSTS`] keeps every request on this
     /// machine (tests, and dry runs of a monitor).
     pub host_resolver_rules: Option<String>,
-    /// More Chromium arguments.
+    /// More Chromium arguments, each `--name` or `--name=value`, passed as written after the
+    /// service's own. Flags that would undo a protection (`--remote-debugging-port`,
+    /// `--no-sandbox`, `--ignore-certificate-errors`, `--user-data-dir`, ...) are refused by
+    /// [`validate`](Self::validate).
     pub extra_args: Vec<String>,
+    /// **For test rigs only.** Accept any TLS certificate (Chromium's
+    /// `--ignore-certificate-errors`), e.g. to point the SDK at a local server with a self-signed
+    /// certificate. Off by default, and then certificates are always verified, for everything
+    /// the pages and the SDK fetch. The service logs a warning at launch when it is on. Never
+    /// use it with a real access token: anyone on the network path could impersonate Azure's
+    /// services and read what the SDK sends them.
+    pub accept_invalid_certificates: bool,
+    /// Where the service's private directory (a random name, mode 0700) goes: each browser's
+    /// profile and launcher. `std::env::temp_dir()` by default. At launch, this user's
+    /// directories there of services no longer running are removed.
+    pub temp_dir: PathBuf,
     /// Live agents plus creations in flight through the service. While it is reached,
     /// `poll_ready` is `Pending` (a slot is held from `call` until the agent is disposed or
     /// dropped). Each agent costs memory (~7–15 MiB PSS at 32 agents per page, ~46–52 MiB with
@@ -52,18 +69,26 @@ pub struct WebSdkConfig {
     pub warm_pages: usize,
 }
 
+/// Debian's Chromium binary, else its wrapper (whose absence `launch` reports).
+fn default_chromium() -> PathBuf {
+    let binary = PathBuf::from("/usr/lib/chromium/chromium");
+    if binary.is_file() { binary } else { PathBuf::from("/usr/bin/chromium") }
+}
+
 /// The default [`WebSdkConfig::agents_per_page`] (see the README's density table).
 pub const DEFAULT_AGENTS_PER_PAGE: usize = 32;
 
 impl Default for WebSdkConfig {
     fn default() -> Self {
         Self {
-            chromium: PathBuf::from("/usr/bin/chromium"),
+            chromium: default_chromium(),
             page_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/page/dist")),
             create_timeout: Duration::from_secs(120),
             launch_timeout: Duration::from_secs(30),
             host_resolver_rules: None,
             extra_args: Vec::new(),
+            accept_invalid_certificates: false,
+            temp_dir: std::env::temp_dir(),
             max_agents: 16,
             max_restarts: 5,
             restart_window: Duration::from_secs(600),
@@ -107,6 +132,14 @@ impl WebSdkConfig {
         if self.warm_pages > 64 {
             return invalid("warm_pages", format!("must be at most 64, got {}", self.warm_pages));
         }
+        if let Some(why) = self.extra_args.iter().find_map(|a| crate::chromium::refuse_extra_arg(a)) {
+            return invalid("extra_args", why);
+        }
+        if let Some(rules) = &self.host_resolver_rules
+            && (rules.is_empty() || rules.contains(['\0', '\n']))
+        {
+            return invalid("host_resolver_rules", "must be one non-empty line".into());
+        }
         if self.restart_spacing > Duration::from_secs(3600) {
             return invalid(
                 "restart_spacing",
@@ -136,5 +169,17 @@ mod tests {
             .validate()
             .unwrap_err();
         assert!(err.to_string().contains("`create_timeout` must be 1 ms to 24 h, got 0 µs"), "{err}");
+        let err = WebSdkConfig {
+            extra_args: vec!["--remote-debugging-port=9222".into()],
+            ..WebSdkConfig::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(err.to_string().contains("`extra_args` `--remote-debugging-port` is not allowed"), "{err}");
+        let err = WebSdkConfig { extra_args: vec!["disable-gpu".into()], ..WebSdkConfig::default() }
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("must be written `--name`"), "{err}");
+        assert!(!WebSdkConfig::default().accept_invalid_certificates, "certificates are verified by default");
     }
 }

@@ -47,14 +47,17 @@
 
 mod agent;
 mod browser;
+mod chromium;
 mod config;
 mod error;
 mod page;
 mod pool;
+mod private;
 mod procfs;
 mod protocol;
 mod server;
 mod service;
+mod transport;
 
 pub use agent::{Agent, ConnectionState, StateChange};
 pub use config::{DEFAULT_AGENTS_PER_PAGE, NO_EXTERNAL_HOSTS, WebSdkConfig};

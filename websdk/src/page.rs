@@ -16,12 +16,15 @@ use crate::agent::{Agent, ConnectionState};
 use crate::browser::Instance;
 use crate::error::{WebSdkError, human};
 use crate::protocol::{self, Created, Raced};
+use crate::server::PageTicket;
 use crate::service::Shared;
 
 /// The owner of one open page. Dropping it closes the page in the background.
 pub(crate) struct PageHandle {
     page: Page,
     instance: Arc<Instance>,
+    /// Its place on the page server (its document and the tokens offered to it).
+    ticket: PageTicket,
     /// Fired when the browser reports the page crashed or was closed, and by `close`.
     gone: CancellationToken,
     closed: AtomicBool,
@@ -73,16 +76,17 @@ impl PageHandle {
     /// handle the task cannot hand over is dropped, which closes the page).
     pub(crate) async fn open(
         instance: Arc<Instance>,
-        url: String,
+        ticket: PageTicket,
         within: Duration,
     ) -> Result<Arc<Self>, WebSdkError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let opener = Arc::clone(&instance);
         instance.handle().spawn(async move {
-            let opened = match tokio::time::timeout(within, opener.new_page(&url)).await {
+            let opened = match tokio::time::timeout(within, opener.new_page(ticket.url())).await {
                 Ok(Ok((page, gone))) => Ok(Arc::new(Self {
                     page,
                     instance: opener,
+                    ticket,
                     gone,
                     closed: AtomicBool::new(false),
                     load: Load::default(),
@@ -160,7 +164,7 @@ impl Drop for PageHandle {
 pub(crate) async fn open_ready(shared: &Arc<Shared>) -> Result<Arc<PageHandle>, WebSdkError> {
     let instance = shared.supervisor.instance().await?;
     let within = shared.config.launch_timeout;
-    let page = PageHandle::open(instance, shared.server.page_url(), within).await?;
+    let page = PageHandle::open(instance, shared.server.page(), within).await?;
     let ready = tokio::time::timeout(within, async {
         loop {
             if page.eval::<bool>(protocol::READY).await? {
@@ -306,7 +310,7 @@ impl Session {
         client_of: Option<u64>,
     ) -> Result<Agent, Box<Failure>> {
         // Withdrawn when dropped: a token the page never took does not stay on the server.
-        let key = self.shared.server.tokens.offer(request.token().clone());
+        let key = self.page.ticket.offer(request.token().clone());
         static REQUESTS: AtomicU64 = AtomicU64::new(1);
         let number = REQUESTS.fetch_add(1, Ordering::Relaxed);
         let expression = protocol::create(
@@ -347,10 +351,8 @@ impl Session {
         same_client: bool,
         delay: Duration,
     ) -> Result<Race, WebSdkError> {
-        let (ka, kb) = (
-            self.shared.server.tokens.offer(first.token().clone()),
-            self.shared.server.tokens.offer(second.token().clone()),
-        );
+        let (ka, kb) =
+            (self.page.ticket.offer(first.token().clone()), self.page.ticket.offer(second.token().clone()));
         let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
         let expression =
             protocol::race((ka.as_str(), first.kind()), (kb.as_str(), second.kind()), same_client, delay_ms);

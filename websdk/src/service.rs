@@ -6,7 +6,6 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 
 use callagent_retry::sdk::CreateAgentRequest;
@@ -20,7 +19,7 @@ use crate::config::WebSdkConfig;
 use crate::error::WebSdkError;
 use crate::page::Session;
 use crate::pool::Pool;
-use crate::{procfs, server};
+use crate::{private, procfs, server};
 
 /// What every clone of a [`WebSdk`] (and every page and agent it made) shares.
 pub(crate) struct Shared {
@@ -29,16 +28,10 @@ pub(crate) struct Shared {
     pub(crate) config: Arc<WebSdkConfig>,
     pub(crate) pool: Pool,
     slots: Arc<Semaphore>,
-    /// This service's directory under the temp dir (each browser's profile goes in it).
-    dir: PathBuf,
-}
-
-impl Drop for Shared {
-    fn drop(&mut self) {
-        // The supervisor's own drop ends the browser, whose watcher removes its profile; this
-        // removes what is left, once the last page and agent are gone.
-        let _ = std::fs::remove_dir(&self.dir);
-    }
+    /// This service's private directory (each browser's profile goes in it). Dropped after
+    /// the supervisor, whose drop ends the browser (its watcher removes the browser's own
+    /// directory); it removes what is left.
+    dir: private::ServiceDir,
 }
 
 /// The web SDK in headless Chromium: a `tower::Service` creating an agent per request, each on
@@ -76,7 +69,7 @@ impl Clone for WebSdk {
 impl fmt::Debug for WebSdk {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WebSdk")
-            .field("page", &self.shared.server.page_url())
+            .field("server", &self.shared.server.addr)
             .field("max_agents", &self.shared.config.max_agents)
             .field("ready", &self.slot.is_some())
             .finish_non_exhaustive()
@@ -138,19 +131,31 @@ impl WebSdk {
                 config.chromium.display()
             )));
         }
-        let server = server::Server::start(config.page_dir.clone())
+        let server = server::Server::start(&config.page_dir)
             .await
             .map_err(|e| WebSdkError::PageLoad(format!("cannot serve the page on localhost: {e}")))?;
-        static SERVICES: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "callagent-websdk-{}-{}",
-            std::process::id(),
-            SERVICES.fetch_add(1, Ordering::Relaxed)
-        ));
+        let dir = private::ServiceDir::create(&config.temp_dir).map_err(|e| {
+            WebSdkError::BrowserGone(format!(
+                "cannot create the service's private directory in {}: {e}",
+                config.temp_dir.display()
+            ))
+        })?;
+        if config.accept_invalid_certificates {
+            tracing::warn!(
+                "accept_invalid_certificates is on: Chromium accepts any TLS certificate, so anyone on the \
+                 network path can impersonate Azure's services. For test rigs only; never with a real token"
+            );
+        }
+        if procfs::running_as_root() {
+            tracing::warn!(
+                "running as root: Chromium's sandbox is off (Chromium refuses to start as root with it); \
+                 run the service as an unprivileged user to keep it on"
+            );
+        }
         let config = Arc::new(config);
         let slots = Arc::new(Semaphore::new(config.max_agents));
         let shared = Arc::new(Shared {
-            supervisor: Supervisor::new(Arc::clone(&config), dir.clone()),
+            supervisor: Supervisor::new(Arc::clone(&config), dir.path().to_owned()),
             server,
             pool: Pool::new(config.agents_per_page, config.warm_pages),
             config,
@@ -169,6 +174,7 @@ impl WebSdk {
         self.shared.slots.close();
         self.shared.pool.close();
         self.shared.supervisor.close().await;
+        self.shared.dir.release();
     }
 
     /// Pages open in the browser, as the browser lists them.
@@ -208,7 +214,7 @@ impl WebSdk {
     /// Every process of this service's browsers still alive, current or dead (a dead browser's
     /// helpers that outlived it would show here).
     pub fn chromium_processes(&self) -> Vec<u32> {
-        let Ok(entries) = std::fs::read_dir(&self.shared.dir) else {
+        let Ok(entries) = std::fs::read_dir(self.shared.dir.path()) else {
             return Vec::new();
         };
         entries.filter_map(Result::ok).flat_map(|e| procfs::processes_of(&e.path().join("profile"))).collect()
