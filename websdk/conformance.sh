@@ -11,7 +11,9 @@
 #      each test also refuses to run if it sees any interface but lo.
 # Against each SDK version: the hand-picked cases (tests/conformance.rs) and the generated token
 # grid (tests/grid.rs: a seeded sample of GRID_SAMPLE cases, 300 by default; the whole grid with
-# --full). Against `latest` also the lifecycle tests (tests/lifecycle.rs: dropped creations, the
+# --full). Against `latest` also the security tests (tests/security.rs: Chromium's command line,
+# DevTools private, certificates verified, no token in the driver's trace, private files, the
+# sandbox as an unprivileged user), the lifecycle tests (tests/lifecycle.rs: dropped creations, the
 # retry layer cancelling attempts, undisposed agents, a killed browser, max_agents) and a soak of
 # the real path (examples/soak.rs; SOAK_CREATIONS creations, 1000 by default).
 # Then renders the results into README.md (the tables between the conformance markers).
@@ -29,11 +31,13 @@ for arg in "$@"; do
     *) echo "usage: websdk/conformance.sh [--full] [--no-table]" >&2; exit 2 ;;
   esac
 done
-if ! command -v chromium >/dev/null || ! command -v ip >/dev/null; then
+if ! command -v chromium >/dev/null || ! command -v ip >/dev/null || ! command -v setpriv >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends chromium iproute2 >/dev/null
+  # util-linux: setpriv (Chromium's parent-death signal; the sandbox test's unprivileged user)
+  apt-get install -y -qq --no-install-recommends chromium iproute2 util-linux >/dev/null
 fi
+command -v python3 >/dev/null || { echo "conformance.sh needs python3 (the security tests' https stand-in)" >&2; exit 1; }
 PREVIOUS_MAJOR=1.46.1
 websdk/page/build.sh
 websdk/page/build.sh --sdk "$PREVIOUS_MAJOR"
@@ -44,7 +48,7 @@ isolated() { unshare -n sh -c 'ip link set lo up && exec "$@"' isolated "$@"; }
 rm -rf target/conformance
 export GRID="$grid"
 echo "== SDK latest (websdk/page/dist)"
-isolated cargo test --offline --no-fail-fast -p callagent-websdk --test conformance --test grid --test lifecycle -- --ignored --test-threads 2
+isolated cargo test --offline --no-fail-fast -p callagent-websdk --test conformance --test grid --test lifecycle --test security -- --ignored --test-threads 2
 echo "== SDK $PREVIOUS_MAJOR (websdk/page/sdk-$PREVIOUS_MAJOR/dist)"
 CALLAGENT_WEBSDK_PAGE="$PWD/websdk/page/sdk-$PREVIOUS_MAJOR/dist" \
   isolated cargo test --offline --no-fail-fast -p callagent-websdk --test conformance --test grid -- --ignored --test-threads 2
