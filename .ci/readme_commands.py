@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Runs every command the README shows, so none can silently break.
 
-Takes the commands from the fenced `sh` blocks of README.md and dashboards/README.md (joining
+Takes the commands from the fenced `sh` blocks of README.md, dashboards/README.md and
+websdk/README.md (joining
 `\\` continuations, dropping comments) and from inline code spans and comments that start with
 `cargo run`, `cargo bench`, `cargo test`, `cargo deny`, `python3` or `tests/`. Each runs from the
 repository root with a time bound and must exit 0. Commands that run for minutes by design get
@@ -22,7 +23,7 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FILES = ["README.md", "dashboards/README.md"]
+FILES = ["README.md", "dashboards/README.md", "websdk/README.md"]
 STARTS = ("cargo run", "cargo bench", "cargo test", "cargo deny", "python3 ", "tests/")
 
 # Short runs of long commands: (pattern, replacement) applied to the command text.
@@ -55,6 +56,7 @@ COVERED = {
     "python3 benches/check_bounds.py --markdown": "the instruction-count step",
     "python3 .ci/readme_commands.py": "this step",
     "websdk/conformance.sh": "the conformance step",
+    "websdk/conformance.sh --no-table": "the conformance step",
 }
 BOUND = 900      # seconds for an ordinary command (the first release build takes minutes)
 SERVE_FOR = 8    # seconds a server must stay up

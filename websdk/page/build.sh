@@ -15,12 +15,11 @@ if [ "${1:-}" = "--sdk" ]; then
     echo "no lock file for SDK $2: pinned versions are $(ls -d sdk-* 2>/dev/null | sed 's/^sdk-//' | tr '\n' ' ')" >&2
     exit 1
   }
-  cp entry.js index.html "$dir/"
+  cp entry.js "$dir/"
 fi
 cd "$dir"
 npm ci --no-audit --no-fund --loglevel=error
 version=$(node -p 'require("@azure/communication-calling/package.json").version')
 npx --no-install esbuild entry.js --bundle --format=iife --target=chrome120 --log-level=warning \
   "--define:SDK_VERSION=\"$version\"" --outfile=dist/bundle.js
-cp index.html dist/index.html
 echo "built $(pwd)/dist (SDK $version)"

@@ -4,27 +4,35 @@
 //! [`callagent_retry`] layer to wrap, for bots, load testers and synthetic monitors of ACS.
 //!
 //! ```text
-//!  WebSdk (tower::Service<CreateAgentRequest>)            Chromium (headless, /usr/bin/chromium)
-//!    ├─ pooled pages, agents_per_page each ── DevTools ──▶  http://localhost:PORT/index.html
-//!    │                                                       └─ the SDK bundle (page/dist)
-//!    └─ localhost server: ServeDir(page/dist), POST /token/{one-time key} ◀── the page's fetch
+//!  WebSdk (tower::Service<CreateAgentRequest>)              Chromium (headless, its own command line)
+//!    ├─ pooled pages, agents_per_page each                   fds 3/4: --remote-debugging-pipe
+//!    ├─ chromiumoxide ── loopback WebSocket ── relay ── pipe ─▶ (no DevTools socket)
+//!    │     (one client, unguessable path; the relay drops the events that carry what pages send)
+//!    └─ localhost server: /p/N/ (each page's document, once), /bundle.js,  ◀── the page's fetch
+//!       POST /p/N/token/{one-time key} (only to page N, with its secret)
 //! ```
 //!
 //! Who owns what (each rule lives in one module):
 //!
 //! | module | owns | released when |
 //! |---|---|---|
-//! | `browser` | the Chromium process, its DevTools connection, its profile | it dies (noticed at once, reaped, profile removed; the next creation starts another) or the service is closed or dropped |
+//! | `browser` | the Chromium process, its DevTools connection, its directory | it dies (noticed at once, reaped, directory removed; the next creation starts another) or the service is closed or dropped |
+//! | `chromium` | nothing: Chromium's command line and environment, the launcher thread | |
+//! | `transport` | the relay between the driver and a browser's pipe | its browser ends |
+//! | `private` | the service's private directory and its lock | the service is closed or dropped |
 //! | `page` | a page ([`Session`] handles and agents share it) | the last handle is dropped, at any await point |
 //! | `pool` | warm pages (until a creation takes one); a creation's or agent's place on a page (one identity once per page) | the service is closed; a place when its creation or agent is dropped (a creation dropped mid-way is abandoned in the page: its agent disposed as soon as it exists) |
 //! | `agent` | an [`Agent`] and its `max_agents` slot | [`Agent::dispose`], or a drop (disposed in the background) |
 //! | `service` | [`WebSdk`]: slots (`poll_ready`), the shared state | the last clone, page and agent are dropped |
-//! | `server` | the localhost server and the one-time token keys | the service is dropped; a key when its creation ends |
+//! | `server` | the localhost server, each page's document and secret, the one-time token keys | the service is dropped; a page's when the page closes; a key when its creation ends |
 //! | `protocol` | nothing: the shapes of the page's answers | |
 //!
 //! The access token never crosses the DevTools protocol (whose messages `chromiumoxide` traces):
-//! the service puts it behind a one-time random key on its own localhost server and the page
-//! fetches it. It never appears in `Debug`, errors, tracing fields or the page's console.
+//! the service puts it behind a one-time random key on its own localhost server, for one page,
+//! and the page fetches it. The events that would carry it once the SDK sends it (request
+//! headers, WebSocket frames, console text) never reach the driver. It never appears in `Debug`,
+//! errors, tracing fields or the page's console. Certificates are always verified. The threat
+//! model and how each part is tested: `websdk/README.md`.
 //!
 //! Set-up: `websdk/page/build.sh` (npm ci + esbuild) builds the page once; Chromium comes from
 //! Debian (`apt-get install chromium`). No Node.js runs on the request path.
