@@ -338,22 +338,23 @@ fn a_service_failing_before_its_first_call_is_counted_once_with_no_attempt() {
 #[test]
 fn the_budget_gauge_follows_failures_and_the_moving_window() {
     run(|m| async move {
-        // Each call deposits half a retry; nothing in reserve.
-        let budget = BudgetConfig { ttl: Duration::from_secs(10), min_per_sec: 0, retry_percent: 0.5 };
+        // Each call deposits two retries; nothing in reserve. (Whole values that are never 0:
+        // the recorder's snapshot resets a gauge to 0, so 0 would be seen with no update at all.)
+        let budget = BudgetConfig { ttl: Duration::from_secs(10), min_per_sec: 0, retry_percent: 2.0 };
         let layer = named("budget-gauge", RetryConfig { budget: Some(budget), ..config() });
         for _ in 0..4 {
             layer.layer(Scripted::new([])).oneshot(0u32).await.unwrap();
         }
-        // Five deposits (2.5 retries), one retry taken: 1.5, so 1 whole retry left.
+        // Five deposits (10 retries), one retry taken: 9 left.
         layer.layer(Scripted::new([fail(40114)])).oneshot(0u32).await.unwrap();
-        assert_eq!(m.seen("budget-gauge").gauges.get(BUDGET_AVAILABLE), Some(&1.0), "set after the failure");
+        assert_eq!(m.seen("budget-gauge").gauges.get(BUDGET_AVAILABLE), Some(&9.0), "set after the failure");
         // Past ttl everything has expired; the next call moves the window and reports what is left
-        // (its own half deposit: 0 whole retries).
+        // (its own deposit: 2 retries).
         tokio::time::advance(Duration::from_secs(11)).await;
         layer.layer(Scripted::new([])).oneshot(0u32).await.unwrap();
         assert_eq!(
             m.seen("budget-gauge").gauges.get(BUDGET_AVAILABLE),
-            Some(&0.0),
+            Some(&2.0),
             "set when the window moved"
         );
         assert_eq!(m.seen("budget-gauge").described.get(BUDGET_AVAILABLE), Some(&true));

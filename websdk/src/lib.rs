@@ -84,12 +84,16 @@ mod tests {
         let config = WebSdkConfig { page_dir: PathBuf::from("/nonexistent"), ..WebSdkConfig::isolated() };
         let err = WebSdk::launch(config).await.unwrap_err().to_string();
         assert!(err.contains("websdk/page/build.sh"), "{err}");
-        let config =
-            WebSdkConfig { chromium: PathBuf::from("/nonexistent/chromium"), ..WebSdkConfig::isolated() };
-        if config.page_dir.join("bundle.js").is_file() {
-            let err = WebSdk::launch(config).await.unwrap_err().to_string();
-            assert!(err.contains("apt-get install chromium"), "{err}");
-        }
+        // A page of its own, so this runs before (and without) websdk/page/build.sh.
+        let page = tempfile::tempdir().expect("a temp dir");
+        std::fs::write(page.path().join("bundle.js"), "").expect("a stand-in bundle");
+        let config = WebSdkConfig {
+            chromium: PathBuf::from("/nonexistent/chromium"),
+            page_dir: page.path().to_owned(),
+            ..WebSdkConfig::isolated()
+        };
+        let err = WebSdk::launch(config).await.unwrap_err().to_string();
+        assert!(err.contains("apt-get install chromium"), "{err}");
     }
 
     #[tokio::test]

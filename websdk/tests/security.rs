@@ -411,10 +411,22 @@ fn the_sandbox_is_on_for_an_unprivileged_user() {
     }
     let home = tempfile::tempdir().expect("a temp dir");
     std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let exe = std::env::current_exe().expect("this test binary");
+    // The checkout may be where uid 65534 cannot reach (a root-only home): the probe runs from
+    // copies of this binary and of the built page in its own directory.
+    let exe = home.path().join("probe");
+    std::fs::copy(std::env::current_exe().expect("this test binary"), &exe).expect("a copy of this binary");
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let page = home.path().join("page");
+    std::fs::create_dir(&page).unwrap();
+    for entry in std::fs::read_dir(isolation::config().page_dir).expect("the built page").filter_map(Result::ok) {
+        if entry.file_type().is_ok_and(|t| t.is_file()) {
+            std::fs::copy(entry.path(), page.join(entry.file_name())).expect("a copy of the page");
+        }
+    }
     let output = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .arg(exe)
+        .arg(&exe)
+        .env("CALLAGENT_WEBSDK_PAGE", &page)
         .args(["--ignored", "--exact", "sandbox_probe_as_this_user", "--nocapture", "--test-threads", "1"])
         .env("CALLAGENT_SANDBOX_PROBE", "1")
         .env("HOME", home.path())
