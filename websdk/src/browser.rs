@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use chromiumoxide::cdp::browser_protocol::browser::GetVersionParams;
 use chromiumoxide::cdp::browser_protocol::target::{
-    CloseTargetParams, EventTargetCrashed, EventTargetDestroyed, TargetId,
+    CloseTargetParams, EventTargetCrashed, EventTargetDestroyed, GetTargetsParams, TargetId,
 };
 use chromiumoxide::error::CdpError;
 use chromiumoxide::handler::HandlerConfig;
@@ -398,6 +398,14 @@ impl Supervisor {
             }
         }
         stderr.started();
+        // Chromium opens its first tab at the URL it was given (about:blank: not the new-tab
+        // page, which loads a search engine's page); the service's pages are its own, so that tab
+        // goes, with its renderer.
+        if let Ok(targets) = instance.execute(GetTargetsParams::default()).await {
+            for first in targets.target_infos.into_iter().filter(|t| t.r#type == "page") {
+                let _ = instance.execute(CloseTargetParams::new(first.target_id)).await;
+            }
+        }
         tracing::debug!(pid, generation, "Chromium started");
         Ok(instance)
     }

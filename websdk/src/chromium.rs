@@ -75,8 +75,14 @@ pub(crate) fn chromium_args(config: &WebSdkConfig, profile: &Path, root: bool) -
         args.push("--no-sandbox".to_owned());
     }
     args.extend(config.extra_args.iter().cloned());
+    // The first tab's URL (without one, Chromium opens its new-tab page, which fetches a search
+    // engine's page); the service closes that tab once it is connected.
+    args.push(FIRST_TAB.to_owned());
     args
 }
+
+/// The URL of the tab Chromium opens at start, always last on its command line.
+pub(crate) const FIRST_TAB: &str = "about:blank";
 
 /// Flags [`WebSdkConfig::extra_args`] may not set, and why: each would undo a protection the
 /// service gives (or is a setting of its own).
@@ -229,7 +235,9 @@ mod tests {
         let config =
             WebSdkConfig { extra_args: vec!["--window-size=800,600".into()], ..WebSdkConfig::isolated() };
         let args = chromium_args(&config, Path::new("/tmp/p"), false);
-        for arg in &args {
+        assert_eq!(args.last().map(String::as_str), Some(FIRST_TAB));
+        let args = &args[..args.len() - 1];
+        for arg in args {
             assert!(arg.starts_with("--") && !arg.starts_with("---"), "{arg}");
             assert!(
                 refuse_extra_arg(arg).is_none() || REFUSED_FLAGS.iter().any(|(f, _)| arg.starts_with(f)),
@@ -239,7 +247,7 @@ mod tests {
         assert!(args.contains(&"--remote-debugging-pipe".to_owned()));
         assert!(args.contains(&"--user-data-dir=/tmp/p".to_owned()));
         assert!(args.contains(&format!("--host-resolver-rules={}", crate::NO_EXTERNAL_HOSTS)));
-        assert_eq!(args.last().map(String::as_str), Some("--window-size=800,600"));
+        assert_eq!(args.last().map(String::as_str), Some("--window-size=800,600"), "extra arguments last");
         assert!(
             !args
                 .iter()

@@ -212,7 +212,16 @@ async fn file(State(app): State<App>, UrlPath(name): UrlPath<String>, headers: H
         return misdirected();
     }
     match app.files.get(&name) {
-        Some(file) => ([(header::CONTENT_TYPE, file.content_type)], file.body.clone()).into_response(),
+        // Fixed for the server's life: cached once per browser, so each new page reuses the
+        // bundle and its compiled code instead of fetching and compiling megabytes again.
+        Some(file) => (
+            [
+                (header::CONTENT_TYPE, file.content_type),
+                (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+            ],
+            file.body.clone(),
+        )
+            .into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
     }
 }

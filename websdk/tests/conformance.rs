@@ -341,7 +341,9 @@ fn outcome(result: &Result<callagent_websdk::Agent, Box<Failure>>) -> (String, S
         Err(WebSdkError::Sdk(e)) => {
             (format!("{}/{}", e.code(), e.sub_code()), e.category_names().join(", "), Said::Sdk(e.sub_code()))
         }
-        Err(WebSdkError::Script { name, message }) => (format!("throws {name}: {message}"), "-".into(), Said::Other),
+        Err(WebSdkError::Script { name, message }) => {
+            (format!("throws {name}: {message}"), "-".into(), Said::Other)
+        }
         Err(error) => (format!("bridge: {error}"), "-".into(), Said::Other),
     }
 }

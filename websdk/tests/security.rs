@@ -50,32 +50,30 @@ fn valid(identity: &str) -> (CreateAgentRequest, String) {
     (CreateAgentRequest::new(identity, token, AgentKind::Acs), raw)
 }
 
-/// The flags the service documents (websdk/README.md), each as Chromium must see it.
-const DOCUMENTED: &[&str] = &[
-    "--remote-debugging-pipe",
-    "--headless",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-breakpad",
-    "--disable-crash-reporter",
-    "--metrics-recording-only",
-    "--no-pings",
-    "--disable-domain-reliability",
-    "--disable-client-side-phishing-detection",
-    "--disable-quic",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-extensions",
-    "--no-first-run",
-    "--password-store=basic",
-    "--disable-background-timer-throttling",
-    "--disable-renderer-backgrounding",
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-    "--autoplay-policy=no-user-gesture-required",
-    "--mute-audio",
-];
+/// The flags `websdk/README.md` documents in its command-line table, each as Chromium must see
+/// it: every `--flag` in the table's first column, but rows that apply "only" in some case and
+/// placeholders (`<…>`, `…`), which the test checks on their own.
+fn documented_flags() -> Vec<String> {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("websdk/README.md");
+    let table = readme.split("## Chromium's command line").nth(1).expect("the command-line section");
+    let mut flags = Vec::new();
+    for row in table.lines().take_while(|l| !l.starts_with("## ")).filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = row.split(" | ").collect();
+        if cells.get(1).is_some_and(|why| why.starts_with("only")) {
+            continue;
+        }
+        for span in cells[0].split('`').skip(1).step_by(2) {
+            flags.extend(
+                span.split_whitespace()
+                    .filter(|f| f.starts_with("--") && !f.contains(['<', '…']))
+                    .map(str::to_owned),
+            );
+        }
+    }
+    assert!(flags.len() > 20, "the README's table was read: {flags:?}");
+    flags
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Chromium and an isolated network namespace: run websdk/conformance.sh"]
@@ -91,11 +89,13 @@ async fn chromium_runs_with_every_flag_as_written() {
     let args = cmdline(pid);
     let profile = stats.profile.expect("its profile");
     assert!(args[0].ends_with("/chromium"), "{args:?}");
-    let flags = &args[1..];
+    // Then the flags, and last the first tab's URL (not the new-tab page).
+    assert_eq!(args.last().map(String::as_str), Some("about:blank"), "{args:?}");
+    let flags = &args[1..args.len() - 1];
     for flag in flags {
         assert!(flag.starts_with("--") && !flag.starts_with("---"), "a mangled flag {flag:?} in {args:?}");
     }
-    let mut expected: Vec<String> = DOCUMENTED.iter().map(|f| (*f).to_owned()).collect();
+    let mut expected = documented_flags();
     expected.push(format!("--host-resolver-rules={}", callagent_websdk::NO_EXTERNAL_HOSTS));
     expected.push(format!("--user-data-dir={}", profile.display()));
     for flag in &expected {
@@ -418,7 +418,9 @@ fn the_sandbox_is_on_for_an_unprivileged_user() {
     std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
     let page = home.path().join("page");
     std::fs::create_dir(&page).unwrap();
-    for entry in std::fs::read_dir(isolation::config().page_dir).expect("the built page").filter_map(Result::ok) {
+    for entry in
+        std::fs::read_dir(isolation::config().page_dir).expect("the built page").filter_map(Result::ok)
+    {
         if entry.file_type().is_ok_and(|t| t.is_file()) {
             std::fs::copy(entry.path(), page.join(entry.file_name())).expect("a copy of the page");
         }
