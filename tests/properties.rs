@@ -43,6 +43,18 @@ fn sub_code() -> impl Strategy<Value = u32> {
     ]
 }
 
+/// A code and subcode: a catalog row's own pair a third of the time (rules 2 and 4 need the
+/// row's code and subcode together), an HTTP code the code rule decides on (408, 429, 5xx, or
+/// another 4xx) with any subcode a third, anything otherwise.
+fn code_and_sub() -> impl Strategy<Value = (u16, u32)> {
+    let rows: Vec<(u16, u32)> = catalog::entries().iter().map(|e| (e.code, e.sub_code)).collect();
+    prop_oneof![
+        proptest::sample::select(rows),
+        (prop_oneof![Just(408u16), Just(429u16), 500u16..600, 400u16..500], sub_code()),
+        (any::<u16>(), any::<u32>()),
+    ]
+}
+
 fn ms(range: std::ops::Range<u64>) -> impl Strategy<Value = Duration> {
     range.prop_map(Duration::from_millis)
 }
@@ -127,8 +139,7 @@ proptest! {
     /// Any code, subcode and categories give a decision, by the documented rules.
     #[test]
     fn classification_is_total_and_follows_the_rules(
-        code in any::<u16>(),
-        sub in sub_code(),
+        (code, sub) in code_and_sub(),
         categories in proptest::collection::vec(category(), 0..4),
         override_retry in proptest::option::of(any::<bool>()),
     ) {
@@ -140,14 +151,17 @@ proptest! {
             override_retry.map(|retry| (sub, SubcodeOverride { retry, max_attempts: None })).into_iter().collect();
         let v = classify(&e, &overrides);
         let known = categories.iter().copied().find(|c| *c != ErrorCategory::Unknown);
+        let entry = catalog::lookup(sub);
         let expected = if let Some(retry) = override_retry {
             (retry, Basis::Override)
+        } else if entry.is_some_and(|e| e.deterministic && e.code == code) {
+            (false, Basis::Deterministic)
         } else if categories.contains(&ErrorCategory::ExpectedError) {
             (false, Basis::Carried)
         } else if known.is_some() {
             (true, Basis::Carried)
-        } else if let Some(entry) = catalog::lookup(sub) {
-            (entry.category != ErrorCategory::ExpectedError, Basis::Catalog)
+        } else if let Some(retry) = entry.and_then(|e| e.category.is_retryable()) {
+            (retry, Basis::Catalog)
         } else {
             (matches!(code, 408 | 429 | 500..=599), Basis::Code)
         };

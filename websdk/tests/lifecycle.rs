@@ -35,6 +35,34 @@ fn valid_other() -> CreateAgentRequest {
     CreateAgentRequest::new("8:acs:lifecycle-2", AccessToken::unsigned(&claims), AgentKind::Acs)
 }
 
+/// Like [`valid`], for identity `i` of `tag` (a token of its own user: the SDK knows users by the
+/// token's user id). Different identities share pages.
+fn valid_for(tag: &str, i: usize) -> CreateAgentRequest {
+    let mut claims = acs_claims();
+    claims["skypeid"] = json!(format!("acs:11111111-2222_{tag}{i}"));
+    CreateAgentRequest::new(format!("8:acs:{tag}-{i}"), AccessToken::unsigned(&claims), AgentKind::Acs)
+}
+
+/// Waits up to `within` for every one of `pids` to be gone (exited and reaped); those left.
+async fn still_running(pids: &[u32], within: Duration) -> Vec<u32> {
+    let started = Instant::now();
+    loop {
+        let left: Vec<u32> = pids.iter().copied().filter(|p| alive(*p)).collect();
+        if left.is_empty() || started.elapsed() > within {
+            return left;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Whether `pid` runs, read from `/proc` independently of the service (not a zombie).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().to_owned()))
+        .is_some_and(|rest| !rest.starts_with(['Z', 'X']))
+}
+
 /// A token the SDK rejects in milliseconds (no voip scope: 401/44113).
 fn rejected() -> CreateAgentRequest {
     let claims =
@@ -177,19 +205,45 @@ async fn the_retry_layer_cancelling_attempts_leaves_no_page() {
     sdk.close().await;
 }
 
-/// Agents the caller drops without `dispose` are disposed and their pages closed, and so is an
-/// agent a caller never takes from a finished creation.
+/// Agents the caller drops without `dispose` are disposed in their page, while the page lives on
+/// with its other agents (pages are shared: an agent left alive there would never be noticed by
+/// a page count), and the page closes with its last one; so is an agent a caller never takes
+/// from a finished creation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Chromium and an isolated network namespace: run websdk/conformance.sh"]
 async fn agents_dropped_undisposed_are_disposed_and_their_pages_closed() {
     let sdk = launch(isolation::config()).await;
     let idle = idle(&sdk).await;
-    let calls = (0..3).map(|_| sdk.clone().oneshot(valid()));
-    let agents: Vec<Agent> =
+    // Four identities: one shared page.
+    let calls = (0..4).map(|i| sdk.clone().oneshot(valid_for("undisposed", i)));
+    let mut agents: Vec<Agent> =
         futures::future::join_all(calls).await.into_iter().map(|r| r.expect("agent")).collect();
-    assert_eq!(sdk.stats().await.expect("stats").pages, idle.pages + 3);
-    assert_eq!(sdk.stats().await.expect("stats").agents_and_creations, 3);
+    let stats = sdk.stats().await.expect("stats");
+    assert_eq!(stats.pool_pages, 1, "four identities share a page: {stats:?}");
+    assert_eq!(stats.agents_and_creations, 4);
+    let keeper = agents.pop().expect("four agents");
+    assert_eq!(keeper.session().census().await.expect("census"), (4, 0), "four agents on the page");
     drop(agents);
+    // The three dropped are disposed in the page; the page and the fourth live on.
+    let started = Instant::now();
+    loop {
+        let census = keeper.session().census().await.expect("the page lives on");
+        if census == (1, 0) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "dropped agents still alive in the page: {census:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    keeper.connection_state().await.expect("the kept agent lives on");
+    assert_eq!(
+        sdk.stats().await.expect("stats").agents_and_creations,
+        1,
+        "the dropped agents' slots are free"
+    );
+    drop(keeper);
     assert_idle(&back_to_idle(&sdk, &idle).await, &idle, "dropped agents");
     // A finished creation whose agent the caller never takes.
     let _ = sdk.clone().oneshot(valid()).await;
@@ -229,6 +283,8 @@ async fn a_killed_browser_fails_every_call_at_once_and_is_started_again() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
+    let first_processes = sdk.chromium_processes();
+    assert!(first_processes.len() > 3, "the browser and its helpers: {first_processes:?}");
     let killed = Instant::now();
     kill(first);
     for call in calls {
@@ -246,10 +302,13 @@ async fn a_killed_browser_fails_every_call_at_once_and_is_started_again() {
     assert_eq!(second.restarts, 1);
     assert_ne!(second.pid, Some(first));
     assert!(!std::path::Path::new(&format!("/proc/{first}")).exists(), "the killed browser was reaped");
+    let left = still_running(&first_processes, Duration::from_secs(5)).await;
+    assert!(left.is_empty(), "processes of the killed browser left: {left:?}");
     let profile = idle.profile.as_ref().expect("a profile");
     assert!(!profile.exists(), "the dead browser's profile {} was removed", profile.display());
 
     // Idle, with a live agent on it.
+    let second_processes = sdk.chromium_processes();
     let killed = Instant::now();
     kill(second.pid.expect("pid"));
     let err = agent.connection_state().await.expect_err("the agent went with its browser");
@@ -261,9 +320,12 @@ async fn a_killed_browser_fails_every_call_at_once_and_is_started_again() {
     let third = back_to_idle(&sdk, &idle).await;
     assert_eq!(third.restarts, 2);
     assert_idle(&third, &idle, "after two kills");
-    assert_eq!(sdk.chromium_processes().len(), third.processes, "no process of a dead browser is left");
+    let left = still_running(&second_processes, Duration::from_secs(5)).await;
+    assert!(left.is_empty(), "processes of the second killed browser left: {left:?}");
+    let third_processes = sdk.chromium_processes();
     sdk.close().await;
-    assert!(sdk.chromium_processes().is_empty(), "closed: no Chromium process left");
+    let left = still_running(&third_processes, Duration::from_secs(5)).await;
+    assert!(left.is_empty(), "closed: Chromium processes left {left:?}");
 }
 
 /// `max_agents = 4` with 6 callers: two wait in `poll_ready` until an agent is disposed, and
@@ -325,11 +387,7 @@ async fn shared_pages_keep_one_owner_per_agent() {
     let idle = idle(&sdk).await;
     // Six agents for six identities: two pages (4 + 2).
     // Each identity with a token of its own user: the SDK knows users by the token's user id.
-    let request = |i: usize| {
-        let mut claims = acs_claims();
-        claims["skypeid"] = json!(format!("acs:11111111-2222_density{i}"));
-        CreateAgentRequest::new(format!("8:acs:density-{i}"), AccessToken::unsigned(&claims), AgentKind::Acs)
-    };
+    let request = |i: usize| valid_for("density", i);
     let made = futures::future::join_all((0..6).map(|i| sdk.clone().oneshot(request(i)))).await;
     let agents: Vec<Agent> = made.into_iter().map(|r| r.expect("an agent")).collect();
     let stats = sdk.stats().await.expect("stats");
