@@ -401,11 +401,22 @@ impl Supervisor {
         // Chromium opens its first tab at the URL it was given (about:blank: not the new-tab
         // page, which loads a search engine's page); the service's pages are its own, so that tab
         // goes, with its renderer.
-        if let Ok(targets) = instance.execute(GetTargetsParams::default()).await {
-            for first in targets.target_infos.into_iter().filter(|t| t.r#type == "page") {
-                let _ = instance.execute(CloseTargetParams::new(first.target_id)).await;
+        // Waited for (the browser reports the close a moment after answering it), so a browser
+        // handed out lists only the service's own pages.
+        let closing = async {
+            loop {
+                let Ok(targets) = instance.execute(GetTargetsParams::default()).await else { break };
+                let pages: Vec<_> = targets.target_infos.into_iter().filter(|t| t.r#type == "page").collect();
+                if pages.is_empty() {
+                    break;
+                }
+                for first in pages {
+                    let _ = instance.execute(CloseTargetParams::new(first.target_id)).await;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
-        }
+        };
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, closing).await;
         tracing::debug!(pid, generation, "Chromium started");
         Ok(instance)
     }
