@@ -257,12 +257,16 @@ mod tests {
             })
         }
         fn dispose(self) -> BoxFuture<'static, ()> {
-            self.disposed.fetch_add(1, Ordering::SeqCst);
-            Box::pin(std::future::ready(()))
+            // Only when awaited, and after a while, as the real SDK's.
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                self.disposed.fetch_add(1, Ordering::SeqCst);
+            })
         }
     }
 
-    /// A service whose n-th agent connects after `plan[n]`.
+    /// A service whose n-th agent connects after `plan[n]`. Every agent before the n-th never
+    /// connected, so each creation asserts that all of them were disposed by then.
     fn sdk(
         plan: Vec<Option<Duration>>,
         disposed: Arc<AtomicU32>,
@@ -270,8 +274,9 @@ mod tests {
         let n = Arc::new(AtomicU32::new(0));
         let plan = Arc::new(plan);
         service_fn(move |()| {
-            let i = n.fetch_add(1, Ordering::SeqCst) as usize;
-            let after = plan.get(i).copied().flatten();
+            let i = n.fetch_add(1, Ordering::SeqCst);
+            assert_eq!(disposed.load(Ordering::SeqCst), i, "creation {i} met an agent not yet disposed");
+            let after = plan.get(i as usize).copied().flatten();
             let disposed = Arc::clone(&disposed);
             async move { Ok::<_, CallAgentError>(Agent { after, disposed }) }
         })
@@ -300,10 +305,11 @@ mod tests {
         let config = RetryConfig { budget: None, deadline: None, max_attempts: 2, ..Default::default() };
         let svc = CallAgentRetryLayer::new(config).unwrap().layer(ConnectLayer::new(Some(S)).layer(inner));
         let err = svc.oneshot(()).await.unwrap_err();
+        // The last agent's disposal, too, finished before the error was returned.
+        assert_eq!(disposed.load(Ordering::SeqCst), 2);
         assert_eq!((err.reason(), err.attempts()), (StopReason::Exhausted, 2));
         assert!(matches!(err.last_error(), Some(ConnectError::NotConnected { after }) if *after == S));
         assert!(err.remedy().unwrap().contains("never connected"));
-        assert_eq!(disposed.load(Ordering::SeqCst), 2);
         let v = classify(err.last_attempt(), &Default::default());
         assert_eq!((v.retry, v.basis), (true, Basis::NotConnected));
     }

@@ -98,6 +98,9 @@ impl PartialEq for SimAgent {
 
 impl Eq for SimAgent {}
 
+/// How long a simulated agent's disposal takes.
+const DISPOSE_TAKES: Duration = Duration::from_millis(50);
+
 impl crate::connect::Connectable for SimAgent {
     fn connected_within(&mut self, within: Duration) -> crate::connect::BoxFuture<'_, bool> {
         let connected = self.connected;
@@ -110,8 +113,12 @@ impl crate::connect::Connectable for SimAgent {
     }
 
     fn dispose(self) -> crate::connect::BoxFuture<'static, ()> {
-        self.backend.dispose(&self.identity);
-        Box::pin(std::future::ready(()))
+        // As the real SDK's `dispose()`: nothing happens until the future runs, and it takes a
+        // while, so a caller that drops it unawaited meets the old agent on its next creation.
+        Box::pin(async move {
+            tokio::time::sleep(DISPOSE_TAKES).await;
+            self.backend.dispose(&self.identity);
+        })
     }
 }
 
