@@ -15,6 +15,7 @@
 //! (a caller going away). At the middle, Chromium is killed by its pid. Prints creations,
 //! outcomes, restarts, pages and Chromium's PSS before and after; exits non-zero unless every
 //! call ended, the pages and processes are back to idle, and PSS is within 10% of before.
+//! `SOAK_TRACE=1` logs the service at DEBUG to stderr.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -48,17 +49,14 @@ struct Args {
     /// Creations at once (also `max_agents`).
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
-    /// Users the creations come from, in turn (different users share a page). 1 by default: each
-    /// creation on a page of its own. With 64, pages live long and are shared, and creations were
-    /// seen to stop finishing part way (every later attempt hitting its deadline; under
-    /// investigation, `SOAK_TRACE=1` logs at DEBUG).
-    #[arg(long, default_value_t = 1)]
+    /// Users the creations come from, in turn: different users share a page, so pages live long
+    /// and host thousands of creations each (1: each creation on a page of its own).
+    #[arg(long, default_value_t = 64)]
     identities: usize,
     /// Agents kept alive on the shared pages for the whole run (outside `--concurrency`; made
-    /// again after the kill), whose pages' census is checked at the end. 0 by default: with
-    /// residents and valid tokens in the stream, creations were seen to stop finishing after the
-    /// first valid one (under investigation; `SOAK_TRACE=1` logs at DEBUG to stderr).
-    #[arg(long, default_value_t = 0)]
+    /// again after the kill), whose pages' census is checked at the end: a leak inside a
+    /// long-lived shared page shows there.
+    #[arg(long, default_value_t = 4)]
     residents: usize,
     /// Seed of the drops.
     #[arg(long, default_value_t = 18)]

@@ -48,12 +48,31 @@ function describe(e) {
   };
 }
 
-// Disposes an agent and then its CallClient (which holds the calling stack and a page-level
-// listener): a page hosts many agents over its life, so nothing may stay behind. Failures are
-// ignored: the page closes with its last user anyway.
+// CallClients free for another creation. A page keeps every CallClient it makes and reuses it:
+// the SDK keeps a CallClient's background work after `dispose()`, so a long-lived shared page
+// that made a new one per creation slowed down with each (its 60th creation took 10 s, the next
+// ones 20–35 s), while a reused one makes creation after creation at a steady few milliseconds.
+// The SDK allows a new agent on a CallClient whose agent was disposed, or whose creation failed.
+// Bounded by the most creations and agents the page ever held at once.
+const freeClients = [];
+let clientsMade = 0;
+
+function takeClient() {
+  const client = freeClients.pop();
+  if (client) return client;
+  clientsMade += 1;
+  return new CallClient();
+}
+
+// Disposes an agent and gives its CallClient back for the next creation. A client whose agent
+// would not dispose is not reused (it may still hold that agent).
 async function release(agent, client) {
-  try { await agent?.dispose(); } catch { /* ignored */ }
-  try { await client?.dispose?.(); } catch { /* ignored */ }
+  try {
+    await agent?.dispose();
+  } catch {
+    return;
+  }
+  if (client) freeClients.push(client);
 }
 
 function watch(id, agent) {
@@ -79,7 +98,7 @@ window.callagent = {
         ? { token, tokenRefresher: async () => token, refreshProactively: false }
         : token;
       const credential = new AzureCommunicationTokenCredential(options);
-      client = clientId ? agents.get(clientId)?.client : new CallClient();
+      client = clientId ? agents.get(clientId)?.client : takeClient();
       if (!client) throw new Error(`no CallClient for agent ${clientId}`);
       const agentOptions = displayName == null ? {} : { displayName };
       const agent = kind === "teams"
@@ -102,9 +121,8 @@ window.callagent = {
       if (request != null) created.set(request, id);
       return { ok: true, id, state: agent.connectionState, same: false, ms: performance.now() - started };
     } catch (e) {
-      // A CallClient of its own that made no agent: released (pages live long when shared), in
-      // the background, so a rejection still answers at once.
-      if (client && !clientId) void release(null, client);
+      // A CallClient of its own that made no agent: free for the next creation.
+      if (client && !clientId) freeClients.push(client);
       return { ok: false, error: describe(e), ms: performance.now() - started };
     } finally {
       pending.delete(request);
@@ -153,9 +171,9 @@ window.callagent = {
     return id === undefined ? { ok: true } : await window.callagent.dispose(id);
   },
 
-  // What the page holds: live agents and creations in flight.
+  // What the page holds: live agents, creations in flight, and the CallClients it has made.
   census() {
-    return { agents: agents.size, creating: pending.size };
+    return { agents: agents.size, creating: pending.size, clients: clientsMade };
   },
 
   state(id) {
@@ -170,9 +188,9 @@ window.callagent = {
     for (const [request, agent] of created) if (agent === id) created.delete(request);
     try {
       await entry.agent.dispose();
-      // Its CallClient goes too, unless another live agent shares it (probing only).
+      // Its CallClient is free again, unless another live agent shares it (probing only).
       const shared = [...agents.values()].some((other) => other.client === entry.client);
-      if (!shared) await release(null, entry.client);
+      if (!shared) freeClients.push(entry.client);
       return { ok: true };
     } catch (e) {
       return { ok: false, error: describe(e) };

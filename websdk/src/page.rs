@@ -394,6 +394,14 @@ impl Session {
         Ok((census.agents, census.creating))
     }
 
+    /// How many `CallClient`s the page has made over its life. The page reuses each one (a
+    /// client whose creation failed, or whose agent was disposed), so this stays at the most
+    /// creations and agents it held at once.
+    pub async fn call_clients(&self) -> Result<usize, WebSdkError> {
+        let census: protocol::Census = self.eval(protocol::CENSUS).await?;
+        Ok(census.clients)
+    }
+
     /// Closes the page now, with every agent on it (without disposing them).
     pub async fn close(&self) {
         self.page.close().await;

@@ -126,9 +126,11 @@ pub(crate) const SDK_VERSION: &str = "window.callagent.sdkVersion";
 pub(crate) struct Census {
     pub(crate) agents: usize,
     pub(crate) creating: usize,
+    /// CallClients the page has made (each is kept and reused).
+    pub(crate) clients: usize,
 }
 
-/// Live agents and creations in flight in the page.
+/// Live agents, creations in flight and CallClients made in the page.
 pub(crate) const CENSUS: &str = "window.callagent.census()";
 
 /// The owner of creation `request` went away: the page disposes its agent.

@@ -14,6 +14,7 @@ use callagent_retry::classify::classify;
 use callagent_retry::sdk::{AccessToken, AgentKind, CreateAgentRequest};
 use callagent_retry::{CallAgentRetryLayer, RetryConfig, StopReason};
 use callagent_websdk::{Agent, BrowserStats, WebSdk, WebSdkConfig, WebSdkError};
+use futures::StreamExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
@@ -68,6 +69,12 @@ fn rejected() -> CreateAgentRequest {
     let claims =
         json!({"skypeid": "acs:r_lifecycle", "acsScope": "chat", "resourceId": "r", "exp": now() + 3600});
     CreateAgentRequest::new("8:acs:lifecycle", AccessToken::unsigned(&claims), AgentKind::Acs)
+}
+
+/// Like [`rejected`], for identity `i` (different identities share a page).
+fn rejected_for(i: usize) -> CreateAgentRequest {
+    let claims = json!({"skypeid": format!("acs:r_lifecycle{i}"), "acsScope": "chat", "resourceId": "r", "exp": now() + 3600});
+    CreateAgentRequest::new(format!("8:acs:lifecycle-{i}"), AccessToken::unsigned(&claims), AgentKind::Acs)
 }
 
 async fn launch(config: WebSdkConfig) -> WebSdk {
@@ -494,5 +501,59 @@ async fn the_connect_check_disposes_its_agent_alone() {
     assert!(state.is_ok(), "the neighbour lives on: {state:?}");
     neighbour.dispose().await.expect("dispose");
     assert_idle(&back_to_idle(&sdk, &idle).await, &idle, "after the connect check");
+    sdk.close().await;
+}
+
+/// A long-lived shared page makes creation after creation at the same speed: it reuses each
+/// `CallClient` (one whose creation failed, or whose agent was disposed). The SDK keeps a
+/// `CallClient`'s background work after `dispose()`, and a page that made a new one per creation
+/// slowed with each: its 60th rejection took 10 s and the next ones 20–35 s, so every creation
+/// on a shared page ran into its deadline. Also: an agent made on a reused client is sound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium and an isolated network namespace: run websdk/conformance.sh"]
+async fn a_shared_page_reuses_its_call_clients() {
+    let sdk = launch(WebSdkConfig { max_agents: 5, ..isolation::config() }).await;
+    let idle = idle(&sdk).await;
+    // The keeper holds the page; every creation below shares it (the fullest page with room).
+    let keeper = sdk.clone().oneshot(valid_for("reuse", 0)).await.expect("the keeper");
+    let page = keeper.session().clone();
+    // 200 rejections, four at a time.
+    let started = Instant::now();
+    let rejections = futures::stream::iter(0..200)
+        .map(|i| {
+            let sdk = sdk.clone();
+            async move {
+                let began = Instant::now();
+                // Bounded: on a page that slows down, the later ones take minutes.
+                let result = tokio::time::timeout(Duration::from_secs(5), sdk.oneshot(rejected_for(i))).await;
+                (result, began.elapsed())
+            }
+        })
+        .buffer_unordered(4)
+        .collect::<Vec<_>>()
+        .await;
+    let slowest = rejections.iter().map(|(_, took)| *took).max().unwrap_or_default();
+    for (result, took) in &rejections {
+        let result =
+            result.as_ref().unwrap_or_else(|_| panic!("a rejection took {took:?}: the page slowed down"));
+        let err = result.as_ref().map(drop).expect_err("a token without voip is rejected");
+        let sdk_error = err.sdk_error().expect("the SDK's own error");
+        assert_eq!((sdk_error.code(), sdk_error.sub_code()), (401, 44113), "{err}");
+    }
+    println!("200 rejections on one page in {:?}, slowest {slowest:?}", started.elapsed());
+    assert!(slowest < Duration::from_secs(2), "a rejection took {slowest:?}: the page slowed down");
+    // An agent on a client another creation used, disposed, then one more on the same client.
+    for i in 1..=2 {
+        let agent = sdk.clone().oneshot(valid_for("reuse", i)).await.expect("an agent on a reused client");
+        assert_eq!(format!("{:?}", agent.session()), format!("{page:?}"), "on the keeper's page");
+        agent.connection_state().await.expect("alive");
+        agent.dispose().await.expect("disposed");
+    }
+    let clients = page.call_clients().await.expect("the page's CallClients");
+    // The keeper's, and at most one per creation in flight at once.
+    assert!(clients <= 5, "{clients} CallClients made for 203 creations, at most 5 at once");
+    assert_eq!(page.census().await.expect("census"), (1, 0), "only the keeper is left");
+    drop((keeper, page));
+    assert_idle(&back_to_idle(&sdk, &idle).await, &idle, "after the reuse");
     sdk.close().await;
 }
