@@ -322,6 +322,35 @@ mod tests {
     }
 
     #[test]
+    fn failures_without_a_subcode_say_what_they_were() {
+        struct Local(bool);
+        impl Classify for Local {
+            fn code(&self) -> Option<u16> {
+                None
+            }
+            fn sub_code(&self) -> Option<u32> {
+                None
+            }
+            fn is_local_timeout(&self) -> bool {
+                self.0
+            }
+            fn is_not_connected(&self) -> bool {
+                !self.0
+            }
+        }
+        let timeout = classify(&Local(true), &none());
+        assert_eq!((timeout.local_label(), timeout.remedy()), (Some("timeout"), Some(LOCAL_TIMEOUT_REMEDY)));
+        let dead = classify(&Local(false), &none());
+        assert_eq!((dead.local_label(), dead.remedy()), (Some("not_connected"), Some(NOT_CONNECTED_REMEDY)));
+        let old = classify(&CallAgentError::new(500, 0, "old"), &none());
+        assert_eq!((old.local_label(), old.remedy()), (Some(NO_SUBCODE), Some(NO_SUBCODE_REMEDY)));
+        // A catalogued subcode: its row's remedy, no local label.
+        let known = classify(&CallAgentError::new(408, 40114, ""), &none());
+        let row = known.entry().expect("40114 is catalogued");
+        assert_eq!((known.local_label(), known.remedy()), (None, Some(row.remedy)));
+    }
+
+    #[test]
     fn a_failure_with_nothing_stops() {
         struct Bare;
         impl Classify for Bare {

@@ -212,6 +212,8 @@ fn the_identity_rules_follow_the_form_of_skypeid() {
     assert_eq!(sub(with(teams(), "skypeid", Some(json!(["orgid:u"]))), AgentKind::Teams), Some(44117));
     assert_eq!(sub(with(acs_claims(), "skypeid", Some(json!(7))), AgentKind::Acs), Some(44117));
     assert_eq!(sub(with(acs_claims(), "skypeid", Some(json!("someone"))), AgentKind::Acs), Some(44012));
+    // The prefix is what comes before the first ':', so an id that starts with one has none.
+    assert_eq!(sub(with(acs_claims(), "skypeid", Some(json!(":someone"))), AgentKind::Acs), Some(44012));
     assert_eq!(sub(with(acs(), "skypeid", Some(json!("8:orgid:u"))), AgentKind::Acs), Some(44115));
     // Neither scope nor resource: no scope or identity checks, never a Teams user's token.
     let bare = with(with(teams(), "acsScope", None), "oid", Some(json!("o")));
@@ -451,4 +453,33 @@ async fn a_lost_race_is_created_again_and_gets_the_other_creations_agent() {
     let stats = backend.stats();
     assert_eq!((stats.failures[&40228], stats.created, stats.existing), (1, 1, 1));
     assert_eq!(backend.live_agents(), 1, "nothing was disposed");
+}
+
+/// Never ready: answers `poll_ready` with an error.
+#[derive(Clone)]
+struct Down;
+
+impl Service<CreateAgentRequest> for Down {
+    type Response = String;
+    type Error = CallAgentError;
+    type Future = std::future::Ready<Result<String, CallAgentError>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), CallAgentError>> {
+        Poll::Ready(Err(CallAgentError::new(503, 1, "down")))
+    }
+
+    fn call(&mut self, _: CreateAgentRequest) -> Self::Future {
+        unreachable!("never ready")
+    }
+}
+
+#[tokio::test]
+async fn the_preflight_is_ready_when_its_service_is_and_says_what_it_holds() {
+    let err = PreflightLayer::new().layer(Down).ready().await.err().expect("the inner service's error");
+    assert_eq!((err.code(), err.sub_code()), (503, 1));
+    let mut svc = PreflightLayer::new().layer(Sdk::default());
+    let rejected = svc.call(request(&with(acs_claims(), "acsScope", Some(json!("chat"))), AgentKind::Acs));
+    assert_eq!(format!("{rejected:?}"), "PreflightFuture { rejected: true, .. }");
+    let passed = svc.call(request(&acs_claims(), AgentKind::Acs));
+    assert_eq!(format!("{passed:?}"), "PreflightFuture { rejected: false, .. }");
 }

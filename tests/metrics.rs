@@ -200,7 +200,17 @@ fn ten_thousand_unknown_subcodes_stay_within_the_bound() {
             let svc = Scripted::new([Step::Fail(CallAgentError::new(500, 1_000_000 + i, ""))]);
             layer.layer(svc).oneshot(()).await.unwrap_err();
         }
+        // Past the bound, a catalogued subcode still has a series of its own.
+        layer.layer(Scripted::new([fail(40114)])).oneshot(()).await.unwrap_err();
         let m = m.seen("flood");
+        assert_eq!(
+            m.counter(
+                ERRORS,
+                &[("code", "408"), ("subcode", "40114"), ("category", "UnexpectedClientError")]
+            ),
+            1,
+            "40114 in its own series"
+        );
         let subcodes = m.label_values(ERRORS, "subcode");
         // Every catalog subcode, `other`, and the first 10 unknown ones.
         let catalogued = callagent_retry::sdk::catalog::entries().len();
@@ -210,7 +220,7 @@ fn ten_thousand_unknown_subcodes_stay_within_the_bound() {
             m.counter(ERRORS, &[("code", "other"), ("subcode", "other"), ("category", "Unknown")]),
             9_990
         );
-        assert_eq!(m.sum(ERRORS), 10_000);
+        assert_eq!(m.sum(ERRORS), 10_001);
         assert!(m.label_values(ERRORS, "code").len() <= 10, "codes are bounded too");
     });
 }

@@ -325,4 +325,13 @@ mod tests {
         b.deposit();
         assert_eq!(b.available_at(Instant::now()), 1);
     }
+
+    #[test]
+    fn a_clock_centuries_past_the_budgets_start_is_no_panic() {
+        // Past u64 nanoseconds (584 years) the offset saturates instead of overflowing.
+        let b = budget(10, 1, 0.2);
+        let far = Instant::now() + Duration::from_secs(600 * 365 * 24 * 3600);
+        b.deposit_at(far);
+        assert_eq!(b.available_at(far), 10, "the reserve (1/s over 10 s) and a fifth of a retry");
+    }
 }
