@@ -96,6 +96,7 @@
 //! `RetryConfig { max_attempts: 3, ..Default::default() }`, which `#[non_exhaustive]` forbids;
 //! a new config field always has a default, so code written that way keeps compiling.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub, clippy::all)]
