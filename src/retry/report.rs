@@ -214,8 +214,7 @@ impl Reporter {
     }
 
     /// A retry was decided after attempt number `attempt`.
-    // Always inlined: tracing's level check is a load and a compare; out of line, +26
-    // instructions a retry.
+    // Always inlined: tracing's level check is a load and a compare, cheaper than the call.
     #[inline(always)]
     pub(crate) fn retry_scheduled(&self, v: &Verdict, attempt: u32, delay: Duration) {
         tracing::debug!(

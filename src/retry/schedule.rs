@@ -180,7 +180,7 @@ impl Backoff {
     }
 
     /// The next delay of `schedule` (never above its cap).
-    // Always inlined: called once, by the core's decision; out of line, +20 instructions a retry.
+    // Always inlined: called once, by the core's decision.
     #[inline(always)]
     pub(crate) fn next_delay(&mut self, schedule: &BackoffSchedule) -> Duration {
         let (base, cap) = (schedule.initial, schedule.cap);

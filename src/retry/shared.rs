@@ -26,8 +26,8 @@ pub(crate) struct Shared {
 impl Shared {
     /// Starts a call (see [`Decider::begin`]); reports the budget's balance when its window
     /// moved on.
-    // Always inlined: out of line the state comes back through memory, +23 instructions a call
-    // (the instruction-count bench).
+    // Always inlined: out of line the state comes back through memory (the instruction-count
+    // bench shows the cost).
     #[inline(always)]
     pub(crate) fn begin(&self, now: Option<Instant>) -> CallState {
         let (call, moved) = self.decider.begin(now);
@@ -39,7 +39,7 @@ impl Shared {
 
     /// Decides after a failed attempt (see [`Decider::decide`]); reports the budget's balance,
     /// which the decision may have drawn on.
-    // Always inlined, as `begin`: out of line, +30 instructions a retry.
+    // Always inlined, as `begin`.
     #[inline(always)]
     pub(crate) fn decide<T>(
         &self,

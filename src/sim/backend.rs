@@ -1,8 +1,6 @@
 //! [`SimBackend`]: fails like the Calling SDK's `createCallAgent`, deterministically.
 
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -424,7 +422,7 @@ impl Drop for InFlight {
     }
 }
 
-type BoxFuture = Pin<Box<dyn Future<Output = Result<SimAgent, CallAgentError>> + Send>>;
+type BoxFuture = crate::connect::BoxFuture<'static, Result<SimAgent, CallAgentError>>;
 
 impl<R: AgentRequest + Send + 'static> tower::Service<R> for SimBackend {
     type Response = SimAgent;

@@ -114,7 +114,7 @@ impl Instance {
     /// The error a call gets when the browser died under it.
     pub(crate) fn died_error(&self) -> WebSdkError {
         match self.cause.get() {
-            Some((Death::Closed, _)) => WebSdkError::BrowserGone("the service was closed".into()),
+            Some((Death::Closed, _)) => WebSdkError::closed(),
             Some((_, why)) => WebSdkError::BrowserDied(why.clone()),
             None => WebSdkError::BrowserDied("the browser is ending".into()),
         }
@@ -258,7 +258,7 @@ impl Supervisor {
     /// The running browser, started (again) if it is not running.
     pub(crate) async fn instance(&self) -> Result<Arc<Instance>, WebSdkError> {
         if self.closed.is_cancelled() {
-            return Err(WebSdkError::BrowserGone("the service was closed".into()));
+            return Err(WebSdkError::closed());
         }
         let mut state = self.state.lock().await;
         let previous = match &state.current {
@@ -269,7 +269,7 @@ impl Supervisor {
         if let Some(dead) = &previous {
             let (death, why) = dead.cause.get().cloned().unwrap_or((Death::Exited, "unknown".into()));
             if death == Death::Closed {
-                return Err(WebSdkError::BrowserGone("the service was closed".into()));
+                return Err(WebSdkError::closed());
             }
             let now = Instant::now();
             let window = self.config.restart_window;
@@ -289,7 +289,7 @@ impl Supervisor {
                 tokio::select! {
                     _ = tokio::time::sleep_until(spaced) => {}
                     _ = self.closed.cancelled() => {
-                        return Err(WebSdkError::BrowserGone("the service was closed".into()));
+                        return Err(WebSdkError::closed());
                     }
                 }
             }

@@ -76,6 +76,11 @@ pub enum WebSdkError {
 }
 
 impl WebSdkError {
+    /// The service was closed ([`WebSdk::close`](crate::WebSdk::close)): it takes no more creations.
+    pub(crate) fn closed() -> Self {
+        Self::BrowserGone("the service was closed".into())
+    }
+
     /// The SDK's error, when the SDK threw one.
     pub fn sdk_error(&self) -> Option<&CallAgentError> {
         match self {

@@ -211,7 +211,7 @@ impl Pool {
         let placed = match self.take(identity) {
             Some(page) => page,
             None => {
-                let _turn = self.loads.acquire().await.map_err(|_| closed())?;
+                let _turn = self.loads.acquire().await.map_err(|_| WebSdkError::closed())?;
                 match self.take(identity) {
                     Some(page) => page,
                     None => {
@@ -253,7 +253,7 @@ impl Pool {
     fn adopt(&self, page: &Arc<PageHandle>, identity: &str) -> Result<(), WebSdkError> {
         let mut inner = self.lock();
         if inner.closed {
-            return Err(closed());
+            return Err(WebSdkError::closed());
         }
         // A fresh page has room for anyone.
         page.load.try_take(identity, self.agents_per_page);
@@ -326,8 +326,4 @@ impl Pool {
         drop(warm);
         self.loads.close();
     }
-}
-
-fn closed() -> WebSdkError {
-    WebSdkError::BrowserGone("the service was closed".into())
 }

@@ -231,10 +231,7 @@ impl WebSdk {
     /// first. With `request.token_refresher` the credential gets a `tokenRefresher` (returning
     /// the same token), and the SDK checks `exp` itself.
     pub async fn create(&self, request: &CreateAgentRequest) -> Result<Agent, WebSdkError> {
-        let slot = Arc::clone(&self.shared.slots)
-            .acquire_owned()
-            .await
-            .map_err(|_| WebSdkError::BrowserGone("the service was closed".into()))?;
+        let slot = Arc::clone(&self.shared.slots).acquire_owned().await.map_err(|_| WebSdkError::closed())?;
         create(Arc::clone(&self.shared), request, slot).await
     }
 }
@@ -298,7 +295,7 @@ impl tower::Service<CreateAgentRequest> for WebSdk {
         if self.slot.is_none() {
             match ready!(self.slots.poll_acquire(cx)) {
                 Some(slot) => self.slot = Some(slot),
-                None => return Poll::Ready(Err(WebSdkError::BrowserGone("the service was closed".into()))),
+                None => return Poll::Ready(Err(WebSdkError::closed())),
             }
         }
         Poll::Ready(Ok(()))
