@@ -49,7 +49,7 @@ pub struct ConnectConfig {
     pub timeout: Option<Duration>,
 }
 
-/// Why a creation through [`ConnectCheck`] failed.
+/// Why a creation through [`Connect`] failed.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConnectError<E> {
@@ -100,7 +100,7 @@ impl<E: Classify> Classify for ConnectError<E> {
     }
 }
 
-/// Builds [`ConnectCheck`] services (see the [module docs](self)).
+/// Builds [`Connect`] services (see the [module docs](self)).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ConnectLayer {
     timeout: Option<Duration>,
@@ -119,21 +119,21 @@ impl ConnectLayer {
 }
 
 impl<S> Layer<S> for ConnectLayer {
-    type Service = ConnectCheck<S>;
+    type Service = Connect<S>;
 
-    fn layer(&self, inner: S) -> ConnectCheck<S> {
-        ConnectCheck { inner, timeout: self.timeout }
+    fn layer(&self, inner: S) -> Connect<S> {
+        Connect { inner, timeout: self.timeout }
     }
 }
 
 /// Fails a creation whose agent does not connect in time (see the [module docs](self)).
 #[derive(Debug, Clone)]
-pub struct ConnectCheck<S> {
+pub struct Connect<S> {
     inner: S,
     timeout: Option<Duration>,
 }
 
-impl<S, R> Service<R> for ConnectCheck<S>
+impl<S, R> Service<R> for Connect<S>
 where
     S: Service<R>,
     S::Future: Send + 'static,
@@ -142,7 +142,7 @@ where
 {
     type Response = S::Response;
     type Error = ConnectError<S::Error>;
-    type Future = ConnectFuture<S::Future, S::Response, S::Error>;
+    type Future = ResponseFuture<S::Future, S::Response, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(ConnectError::Service)
@@ -152,11 +152,11 @@ where
         let future = self.inner.call(request);
         let state = match self.timeout {
             // Off: the inner future itself, no allocation.
-            None => Check::Off { future },
+            None => State::Off { future },
             // Boxed: the check awaits the agent's own futures, which are boxed anyway.
-            Some(within) => Check::On { future: Box::pin(check(future, within)) },
+            Some(within) => State::On { future: Box::pin(check(future, within)) },
         };
-        ConnectFuture { state }
+        ResponseFuture { state }
     }
 }
 
@@ -177,28 +177,28 @@ where
 pin_project! {
     /// The inner service's future when the check is off; the creation and the check, boxed,
     /// when it is on.
-    pub struct ConnectFuture<F, A, E> {
+    pub struct ResponseFuture<F, A, E> {
         #[pin]
-        state: Check<F, A, E>,
+        state: State<F, A, E>,
     }
 }
 
 pin_project! {
-    #[project = CheckProj]
-    enum Check<F, A, E> {
+    #[project = StateProj]
+    enum State<F, A, E> {
         Off { #[pin] future: F },
         On { future: BoxFuture<'static, Result<A, ConnectError<E>>> },
     }
 }
 
-impl<F, A, E> fmt::Debug for ConnectFuture<F, A, E> {
+impl<F, A, E> fmt::Debug for ResponseFuture<F, A, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let checking = matches!(self.state, Check::On { .. });
-        f.debug_struct("ConnectFuture").field("checking", &checking).finish_non_exhaustive()
+        let checking = matches!(self.state, State::On { .. });
+        f.debug_struct("ResponseFuture").field("checking", &checking).finish_non_exhaustive()
     }
 }
 
-impl<F, A, E> Future for ConnectFuture<F, A, E>
+impl<F, A, E> Future for ResponseFuture<F, A, E>
 where
     F: Future<Output = Result<A, E>>,
 {
@@ -206,8 +206,8 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
-            CheckProj::Off { future } => future.poll(cx).map_err(ConnectError::Service),
-            CheckProj::On { future } => future.as_mut().poll(cx),
+            StateProj::Off { future } => future.poll(cx).map_err(ConnectError::Service),
+            StateProj::On { future } => future.as_mut().poll(cx),
         }
     }
 }

@@ -202,7 +202,7 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = PreflightFuture<S::Future, S::Error>;
+    type Future = ResponseFuture<S::Future, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
@@ -210,10 +210,10 @@ where
 
     fn call(&mut self, request: R) -> Self::Future {
         match check_with(&request, (self.clock)(), self.strict_expiry) {
-            Ok(()) => PreflightFuture { kind: Kind::Inner { future: self.inner.call(request) } },
+            Ok(()) => ResponseFuture { state: State::Inner { future: self.inner.call(request) } },
             Err(e) => {
                 tracing::debug!(code = e.code(), subcode = e.sub_code(), "preflight rejected the request");
-                PreflightFuture { kind: Kind::Rejected { error: Some(e.into()) } }
+                ResponseFuture { state: State::Rejected { error: Some(e.into()) } }
             }
         }
     }
@@ -221,38 +221,38 @@ where
 
 pin_project! {
     /// The inner service's future, or the preflight's rejection.
-    pub struct PreflightFuture<F, E> {
+    pub struct ResponseFuture<F, E> {
         #[pin]
-        kind: Kind<F, E>,
+        state: State<F, E>,
     }
 }
 
-impl<F, E> std::fmt::Debug for PreflightFuture<F, E> {
+impl<F, E> std::fmt::Debug for ResponseFuture<F, E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let rejected = matches!(self.kind, Kind::Rejected { .. });
-        f.debug_struct("PreflightFuture").field("rejected", &rejected).finish_non_exhaustive()
+        let rejected = matches!(self.state, State::Rejected { .. });
+        f.debug_struct("ResponseFuture").field("rejected", &rejected).finish_non_exhaustive()
     }
 }
 
 pin_project! {
-    #[project = KindProj]
-    enum Kind<F, E> {
+    #[project = StateProj]
+    enum State<F, E> {
         Inner { #[pin] future: F },
         Rejected { error: Option<E> },
     }
 }
 
-impl<F, T, E> Future for PreflightFuture<F, E>
+impl<F, T, E> Future for ResponseFuture<F, E>
 where
     F: Future<Output = Result<T, E>>,
 {
     type Output = Result<T, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            KindProj::Inner { future } => future.poll(cx),
-            KindProj::Rejected { error } => {
-                Poll::Ready(Err(error.take().expect("PreflightFuture polled after completion")))
+        match self.project().state.project() {
+            StateProj::Inner { future } => future.poll(cx),
+            StateProj::Rejected { error } => {
+                Poll::Ready(Err(error.take().expect("ResponseFuture polled after completion")))
             }
         }
     }

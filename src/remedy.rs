@@ -238,7 +238,7 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = RemedyFuture<S, R>;
+    type Future = ResponseFuture<S, R>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
@@ -247,7 +247,7 @@ where
     fn call(&mut self, request: R) -> Self::Future {
         let again = self.inner.clone();
         let future = self.inner.call(request.clone());
-        RemedyFuture {
+        ResponseFuture {
             state: State::First { future, again: Some((again, request)), shared: Arc::clone(&self.shared) },
         }
     }
@@ -255,7 +255,7 @@ where
 
 pin_project! {
     /// The first call's future; a boxed remedy only when a hook runs.
-    pub struct RemedyFuture<S, R>
+    pub struct ResponseFuture<S, R>
     where
         S: Service<R>,
     {
@@ -275,14 +275,14 @@ pin_project! {
     }
 }
 
-impl<S: Service<R>, R> fmt::Debug for RemedyFuture<S, R> {
+impl<S: Service<R>, R> fmt::Debug for ResponseFuture<S, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let remedying = matches!(self.state, State::Remedying { .. });
-        f.debug_struct("RemedyFuture").field("remedying", &remedying).finish_non_exhaustive()
+        f.debug_struct("ResponseFuture").field("remedying", &remedying).finish_non_exhaustive()
     }
 }
 
-impl<S, R> Future for RemedyFuture<S, R>
+impl<S, R> Future for ResponseFuture<S, R>
 where
     S: Service<R> + Send + 'static,
     S::Future: Send,

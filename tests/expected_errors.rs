@@ -479,7 +479,7 @@ async fn the_preflight_is_ready_when_its_service_is_and_says_what_it_holds() {
     assert_eq!((err.code(), err.sub_code()), (503, 1));
     let mut svc = PreflightLayer::new().layer(Sdk::default());
     let rejected = svc.call(request(&with(acs_claims(), "acsScope", Some(json!("chat"))), AgentKind::Acs));
-    assert_eq!(format!("{rejected:?}"), "PreflightFuture { rejected: true, .. }");
+    assert_eq!(format!("{rejected:?}"), "ResponseFuture { rejected: true, .. }");
     let passed = svc.call(request(&acs_claims(), AgentKind::Acs));
-    assert_eq!(format!("{passed:?}"), "PreflightFuture { rejected: false, .. }");
+    assert_eq!(format!("{passed:?}"), "ResponseFuture { rejected: false, .. }");
 }
