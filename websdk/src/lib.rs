@@ -53,6 +53,10 @@
 //! # Ok(()) }
 //! ```
 
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+#![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub, clippy::all)]
+
 mod agent;
 mod browser;
 mod chromium;
