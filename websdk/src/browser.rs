@@ -233,7 +233,7 @@ struct State {
 
 impl Supervisor {
     pub(crate) fn new(config: Arc<WebSdkConfig>, base: PathBuf) -> Self {
-        let counter = |reason: &'static str| metrics::counter!(crate::pool::RESTARTS, "reason" => reason);
+        let counter = |reason: &'static str| metrics::counter!(crate::metrics::RESTARTS, "reason" => reason);
         Self {
             config,
             state: tokio::sync::Mutex::new(State::default()),

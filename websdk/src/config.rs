@@ -132,7 +132,7 @@ impl WebSdkConfig {
         if self.warm_pages > 64 {
             return invalid("warm_pages", format!("must be at most 64, got {}", self.warm_pages));
         }
-        if let Some(why) = self.extra_args.iter().find_map(|a| crate::chromium::refuse_extra_arg(a)) {
+        if let Some(why) = self.extra_args.iter().find_map(|a| refuse_extra_arg(a)) {
             return invalid("extra_args", why);
         }
         if let Some(rules) = &self.host_resolver_rules
@@ -148,6 +148,39 @@ impl WebSdkConfig {
         }
         Ok(())
     }
+}
+
+/// Flags [`WebSdkConfig::extra_args`] may not set, and why: each would undo a protection the
+/// service gives (or is a setting of its own).
+pub(crate) const REFUSED_FLAGS: &[(&str, &str)] = &[
+    ("--remote-debugging-port", "it would open DevTools to every local user; the service uses a pipe"),
+    ("--remote-debugging-address", "it would open DevTools to the network; the service uses a pipe"),
+    ("--remote-debugging-pipe", "the service sets it"),
+    ("--user-data-dir", "the service gives each browser a private profile"),
+    (
+        "--ignore-certificate-errors",
+        "certificates are always verified (see WebSdkConfig::accept_invalid_certificates)",
+    ),
+    ("--ignore-certificate-errors-spki-list", "certificates are always verified"),
+    ("--no-sandbox", "the sandbox is off only as root, where Chromium requires it"),
+    ("--disable-setuid-sandbox", "the sandbox is off only as root, where Chromium requires it"),
+    ("--host-resolver-rules", "set WebSdkConfig::host_resolver_rules"),
+    ("--enable-logging", "Chromium's log would carry what pages print"),
+];
+
+/// Why `arg` cannot be one of Chromium's extra arguments, if it cannot.
+pub(crate) fn refuse_extra_arg(arg: &str) -> Option<String> {
+    let Some(name) = arg.strip_prefix("--").map(|a| a.split_once('=').map_or(a, |(n, _)| n)) else {
+        return Some(format!("`{arg}` must be written `--name` or `--name=value`"));
+    };
+    let valid = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !valid || arg.contains(['\0', '\n']) {
+        return Some(format!("`{arg}` is not a Chromium flag (`--name` or `--name=value`)"));
+    }
+    REFUSED_FLAGS
+        .iter()
+        .find(|(flag, _)| flag[2..] == *name)
+        .map(|(flag, why)| format!("`{flag}` is not allowed: {why}"))
 }
 
 #[cfg(test)]

@@ -62,6 +62,7 @@ mod browser;
 mod chromium;
 mod config;
 mod error;
+mod metrics;
 mod page;
 mod pool;
 mod private;
@@ -75,7 +76,7 @@ pub use agent::{Agent, ConnectionState, StateChange};
 pub use config::{DEFAULT_AGENTS_PER_PAGE, NO_EXTERNAL_HOSTS, WebSdkConfig};
 pub use error::WebSdkError;
 pub use page::{Failure, Race, Session};
-pub use pool::{AGENTS, CREATIONS, PAGE_LOAD, PAGE_LOAD_BUCKETS, PAGES, RESTARTS, WARM_PAGES};
+pub use metrics::{AGENTS, CREATIONS, PAGE_LOAD, PAGE_LOAD_BUCKETS, PAGES, RESTARTS, WARM_PAGES};
 pub use service::{BrowserStats, ResponseFuture, WebSdk};
 
 #[cfg(test)]

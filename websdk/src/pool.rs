@@ -14,23 +14,9 @@ use metrics::{Gauge, Histogram, Unit};
 use tokio::sync::Semaphore;
 
 use crate::error::WebSdkError;
+use crate::metrics::{AGENTS, CREATIONS, PAGE_LOAD, PAGES, RESTARTS, WARM_PAGES};
 use crate::page::{PageHandle, Session, open_ready};
 use crate::service::Shared;
-
-/// Pages live with the pool (placed or warm).
-pub const PAGES: &str = "callagent_websdk_pages";
-/// Warm pages: the SDK loaded, no agent yet.
-pub const WARM_PAGES: &str = "callagent_websdk_warm_pages";
-/// Live agents created through the service.
-pub const AGENTS: &str = "callagent_websdk_agents";
-/// Creations in flight through the service.
-pub const CREATIONS: &str = "callagent_websdk_creations_in_flight";
-/// Time to open a page and start the SDK bundle in it.
-pub const PAGE_LOAD: &str = "callagent_websdk_page_load_seconds";
-/// Browser restarts, by `reason` (`exited`, `disconnected`).
-pub const RESTARTS: &str = "callagent_websdk_browser_restarts_total";
-/// Suggested buckets for [`PAGE_LOAD`], in seconds (configure them on your Prometheus recorder).
-pub const PAGE_LOAD_BUCKETS: &[f64] = &[0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0];
 
 /// Pages that may load at once. One: loading is CPU-bound (parsing the SDK bundle), so more
 /// only slow each other down on a small machine, and a burst of creations that found no room
