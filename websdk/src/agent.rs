@@ -9,9 +9,9 @@ use callagent_retry::sdk::{AgentKind, AgentRequest, CreateAgentRequest};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::error::WebSdkError;
-use crate::page::Session;
+use crate::page::{Failure, Session, bare};
 use crate::pool::Place;
-use crate::protocol::{self, Disposed, RawState, Thrown};
+use crate::protocol::{self, Created, Disposed, RawState, Thrown};
 
 /// How long the SDK's `dispose()` may take, explicit or of a dropped agent.
 const DISPOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -252,4 +252,75 @@ impl callagent_retry::connect::Connectable for Agent {
             }
         })
     }
+}
+/// Two creations started together ([`Session::race`]).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Race {
+    /// The first creation's result.
+    pub first: Result<Agent, WebSdkError>,
+    /// The second creation's result.
+    pub second: Result<Agent, WebSdkError>,
+    /// Whether both resolved to the very same agent object.
+    pub same_agent: bool,
+}
+
+// Creations on a page, made into agents here: the page module knows nothing of agents.
+impl Session {
+    /// Creates an agent on a fresh `CallClient` of this page. Unlike the service's creations,
+    /// it takes no slot of `max_agents`.
+    pub async fn create(&self, request: &CreateAgentRequest) -> Result<Agent, WebSdkError> {
+        self.probe(request, None).await.map_err(|f| f.error)
+    }
+
+    /// Creates an agent on the `CallClient` that created `other` (the SDK allows one agent per
+    /// client; this is for probing what it does).
+    pub async fn create_on_client_of(
+        &self,
+        other: &Agent,
+        request: &CreateAgentRequest,
+    ) -> Result<Agent, WebSdkError> {
+        self.probe(request, Some(other)).await.map_err(|f| f.error)
+    }
+
+    /// Like [`create`](Self::create) (on `client_of`'s `CallClient` when given), with what a
+    /// failure looked like in the page: for conformance checks.
+    pub async fn probe(
+        &self,
+        request: &CreateAgentRequest,
+        client_of: Option<&Agent>,
+    ) -> Result<Agent, Box<Failure>> {
+        let created = self.make(request, client_of.map(Agent::id)).await?;
+        settle(self, created, request)
+    }
+
+    /// Starts two creations at once (`delay` apart), on one `CallClient` or on two, and reports
+    /// both: how the SDK treats a creation while another is pending. For conformance probing;
+    /// both requests use the plain credential.
+    pub async fn race(
+        &self,
+        first: &CreateAgentRequest,
+        second: &CreateAgentRequest,
+        same_client: bool,
+        delay: Duration,
+    ) -> Result<Race, WebSdkError> {
+        let raw = self.make_race(first, second, same_client, delay).await?;
+        let result = |c: Created, r: &CreateAgentRequest| settle(self, c, r).map_err(|f| f.error);
+        Ok(Race { first: result(raw.a, first), second: result(raw.b, second), same_agent: raw.same })
+    }
+}
+
+/// The agent the page made, or what it threw.
+fn settle(session: &Session, created: Created, request: &CreateAgentRequest) -> Result<Agent, Box<Failure>> {
+    let took = Duration::from_secs_f64(created.ms.max(0.0) / 1e3);
+    if created.ok {
+        let id =
+            created.id.ok_or_else(|| bare(WebSdkError::Protocol("created an agent without an id".into())))?;
+        let state = ConnectionState::parse(created.state.as_deref().unwrap_or_default());
+        return Ok(Agent::new(request, id, state, created.same.unwrap_or(false), took, session.clone()));
+    }
+    let thrown =
+        created.error.ok_or_else(|| bare(WebSdkError::Protocol("a failure without an error".into())))?;
+    let stringified = thrown.json.clone();
+    Err(Box::new(Failure { error: thrown.into_error(), stringified, took: Some(took) }))
 }

@@ -53,6 +53,18 @@
 //! # Ok(()) }
 //! ```
 
+//! # Layout
+//!
+//! Each module imports only the ones below it (a unit test checks it):
+//!
+//! 1. leaves: `error`, `metrics` (the metric names), `procfs`, `server` (the page server),
+//!    `transport` (the DevTools relay);
+//! 2. `config`, `protocol` (the page's JavaScript calls), `private` (the service's files);
+//! 3. `chromium` (its command line and process), then `browser` (the supervisor);
+//! 4. `context`: the supervisor, the server and the config, which pages and agents hold;
+//! 5. `page`, then `pool` (which page a creation runs on), then `agent`;
+//! 6. `service`: the `tower::Service`, the only module that sees the pool and the context.
+
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub, clippy::all)]
@@ -61,6 +73,7 @@ mod agent;
 mod browser;
 mod chromium;
 mod config;
+mod context;
 mod error;
 mod metrics;
 mod page;
@@ -72,16 +85,70 @@ mod server;
 mod service;
 mod transport;
 
-pub use agent::{Agent, ConnectionState, StateChange};
+pub use agent::{Agent, ConnectionState, Race, StateChange};
 pub use config::{DEFAULT_AGENTS_PER_PAGE, NO_EXTERNAL_HOSTS, WebSdkConfig};
 pub use error::WebSdkError;
-pub use page::{Failure, Race, Session};
 pub use metrics::{AGENTS, CREATIONS, PAGE_LOAD, PAGE_LOAD_BUCKETS, PAGES, RESTARTS, WARM_PAGES};
+pub use page::{Failure, Session};
 pub use service::{BrowserStats, ResponseFuture, WebSdk};
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The layers of the module docs' Layout, bottom first.
+    const LAYERS: &[&[&str]] = &[
+        &["error", "metrics", "procfs", "server", "transport"],
+        &["config", "protocol", "private"],
+        &["chromium"],
+        &["browser"],
+        &["context"],
+        &["page"],
+        &["pool"],
+        &["agent"],
+        &["service"],
+    ];
+
+    fn layer(module: &str) -> Option<usize> {
+        LAYERS.iter().position(|l| l.contains(&module))
+    }
+
+    /// The modules of this crate a source file names (`crate::x`, `use crate::{x, y::z}`).
+    fn named(source: &str) -> Vec<String> {
+        let mut names = Vec::new();
+        for (i, _) in source.match_indices("crate::") {
+            let rest = &source[i + "crate::".len()..];
+            if let Some(group) = rest.strip_prefix('{') {
+                let group = &group[..group.find('}').unwrap_or(group.len())];
+                names.extend(group.split(',').map(|n| n.trim().split("::").next().unwrap_or("").to_owned()));
+            } else {
+                names.push(rest.chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect());
+            }
+        }
+        names.retain(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+        names
+    }
+
+    #[test]
+    fn each_module_imports_only_the_layers_below_it() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&src).expect("src/") {
+            let path = entry.expect("an entry").path();
+            let Some(module) = path.file_stem().and_then(|s| s.to_str()).filter(|m| *m != "lib") else {
+                continue;
+            };
+            let own = layer(module).unwrap_or_else(|| panic!("src/{module}.rs is in no layer of the Layout"));
+            let source = std::fs::read_to_string(&path).expect("a source file");
+            for name in named(&source) {
+                // Items re-exported at the root (`crate::NO_EXTERNAL_HOSTS`) are not modules.
+                let Some(theirs) = layer(&name) else { continue };
+                assert!(theirs < own, "src/{module}.rs (layer {own}) uses `{name}` (layer {theirs})");
+            }
+            seen += 1;
+        }
+        assert_eq!(seen, LAYERS.iter().map(|l| l.len()).sum::<usize>(), "every module has a layer");
+    }
     use std::path::PathBuf;
 
     #[tokio::test]

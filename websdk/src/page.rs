@@ -12,12 +12,11 @@ use chromiumoxide::Page;
 use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::{Agent, ConnectionState};
 use crate::browser::Instance;
+use crate::context::Context;
 use crate::error::{WebSdkError, human};
 use crate::protocol::{self, Created, Raced};
 use crate::server::PageTicket;
-use crate::service::Shared;
 
 /// The owner of one open page. Dropping it closes the page in the background.
 pub(crate) struct PageHandle {
@@ -32,7 +31,7 @@ pub(crate) struct PageHandle {
     pub(crate) load: Load,
 }
 
-/// A page's load, kept by the pool ([`crate::pool`]): places taken (live agents and creations in
+/// A page's load, kept by the pool: places taken (live agents and creations in
 /// flight) and their identities. One identity is never placed twice on a page: the SDK races two
 /// creations for it (40228/40230) or hands a later one the same agent, which would then have two
 /// owners.
@@ -161,10 +160,10 @@ impl Drop for PageHandle {
 
 /// Opens a page and waits for the SDK bundle to start in it, within `launch_timeout` each. A
 /// page that does not make it is dropped (closed).
-pub(crate) async fn open_ready(shared: &Arc<Shared>) -> Result<Arc<PageHandle>, WebSdkError> {
-    let instance = shared.supervisor.instance().await?;
-    let within = shared.config.launch_timeout;
-    let page = PageHandle::open(instance, shared.server.page(), within).await?;
+pub(crate) async fn open_ready(ctx: &Arc<Context>) -> Result<Arc<PageHandle>, WebSdkError> {
+    let instance = ctx.supervisor.instance().await?;
+    let within = ctx.config.launch_timeout;
+    let page = PageHandle::open(instance, ctx.server.page(), within).await?;
     let ready = tokio::time::timeout(within, async {
         loop {
             if page.eval::<bool>(protocol::READY).await? {
@@ -212,7 +211,7 @@ impl Drop for Abandon<'_> {
 #[derive(Clone)]
 pub struct Session {
     page: Arc<PageHandle>,
-    shared: Arc<Shared>,
+    ctx: Arc<Context>,
 }
 
 impl fmt::Debug for Session {
@@ -234,32 +233,20 @@ pub struct Failure {
     pub took: Option<Duration>,
 }
 
-fn bare(error: WebSdkError) -> Box<Failure> {
+pub(crate) fn bare(error: WebSdkError) -> Box<Failure> {
     Box::new(Failure { error, stringified: None, took: None })
-}
-
-/// Two creations started together ([`Session::race`]).
-#[derive(Debug)]
-#[non_exhaustive]
-pub struct Race {
-    /// The first creation's result.
-    pub first: Result<Agent, WebSdkError>,
-    /// The second creation's result.
-    pub second: Result<Agent, WebSdkError>,
-    /// Whether both resolved to the very same agent object.
-    pub same_agent: bool,
 }
 
 impl Session {
     /// Opens a page with the SDK loaded, starting the browser again if it died.
-    pub(crate) async fn open(shared: &Arc<Shared>) -> Result<Self, WebSdkError> {
-        let page = open_ready(shared).await?;
-        Ok(Self::on(page, shared))
+    pub(crate) async fn open(ctx: &Arc<Context>) -> Result<Self, WebSdkError> {
+        let page = open_ready(ctx).await?;
+        Ok(Self::on(page, ctx))
     }
 
     /// A handle to `page`.
-    pub(crate) fn on(page: Arc<PageHandle>, shared: &Arc<Shared>) -> Self {
-        Self { page, shared: Arc::clone(shared) }
+    pub(crate) fn on(page: Arc<PageHandle>, ctx: &Arc<Context>) -> Self {
+        Self { page, ctx: Arc::clone(ctx) }
     }
 
     pub(crate) async fn eval<T: serde::de::DeserializeOwned>(
@@ -278,37 +265,13 @@ impl Session {
         self.page.is_gone()
     }
 
-    /// Creates an agent on a fresh `CallClient` of this page. Unlike the service's creations,
-    /// it takes no slot of `max_agents`.
-    pub async fn create(&self, request: &CreateAgentRequest) -> Result<Agent, WebSdkError> {
-        self.create_detailed(request, None).await.map_err(|f| f.error)
-    }
-
-    /// Creates an agent on the `CallClient` that created `other` (the SDK allows one agent per
-    /// client; this is for probing what it does).
-    pub async fn create_on_client_of(
-        &self,
-        other: &Agent,
-        request: &CreateAgentRequest,
-    ) -> Result<Agent, WebSdkError> {
-        self.create_detailed(request, Some(other.id())).await.map_err(|f| f.error)
-    }
-
-    /// Like [`create`](Self::create) (on `client_of`'s `CallClient` when given), with what a
-    /// failure looked like in the page: for conformance checks.
-    pub async fn probe(
-        &self,
-        request: &CreateAgentRequest,
-        client_of: Option<&Agent>,
-    ) -> Result<Agent, Box<Failure>> {
-        self.create_detailed(request, client_of.map(Agent::id)).await
-    }
-
-    async fn create_detailed(
+    /// Makes a creation in the page (on `client_of`'s `CallClient` when given) and returns what
+    /// the page answered; the agent module turns it into an agent.
+    pub(crate) async fn make(
         &self,
         request: &CreateAgentRequest,
         client_of: Option<u64>,
-    ) -> Result<Agent, Box<Failure>> {
+    ) -> Result<Created, Box<Failure>> {
         // Withdrawn when dropped: a token the page never took does not stay on the server.
         let key = self.page.ticket.offer(request.token().clone());
         static REQUESTS: AtomicU64 = AtomicU64::new(1);
@@ -322,7 +285,7 @@ impl Session {
             number,
         );
         let mut abandon = Abandon { session: self, request: number, armed: true };
-        let timeout = self.shared.config.create_timeout;
+        let timeout = self.ctx.config.create_timeout;
         let answered = tokio::time::timeout(timeout, self.eval(&expression)).await;
         // The page answered (or is gone): nothing left to abandon.
         abandon.armed = answered.is_err();
@@ -338,47 +301,30 @@ impl Session {
             }
         };
         drop(key);
-        self.settle(created, request)
+        Ok(created)
     }
 
-    /// Starts two creations at once (`delay` apart), on one `CallClient` or on two, and reports
-    /// both: how the SDK treats a creation while another is pending. For conformance probing;
-    /// both requests use the plain credential.
-    pub async fn race(
+    /// Starts two creations at once (`delay` apart), on one `CallClient` or on two, and returns
+    /// what the page answered ([`Session::race`]).
+    pub(crate) async fn make_race(
         &self,
         first: &CreateAgentRequest,
         second: &CreateAgentRequest,
         same_client: bool,
         delay: Duration,
-    ) -> Result<Race, WebSdkError> {
+    ) -> Result<Raced, WebSdkError> {
         let (ka, kb) =
             (self.page.ticket.offer(first.token().clone()), self.page.ticket.offer(second.token().clone()));
         let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
         let expression =
             protocol::race((ka.as_str(), first.kind()), (kb.as_str(), second.kind()), same_client, delay_ms);
-        let timeout = self.shared.config.create_timeout;
+        let timeout = self.ctx.config.create_timeout;
         let raw: Raced = match tokio::time::timeout(timeout, self.eval(&expression)).await {
             Ok(r) => r?,
             Err(_) => return Err(WebSdkError::Timeout(timeout)),
         };
         drop((ka, kb));
-        let result = |c: Created, r: &CreateAgentRequest| self.settle(c, r).map_err(|f| f.error);
-        Ok(Race { first: result(raw.a, first), second: result(raw.b, second), same_agent: raw.same })
-    }
-
-    fn settle(&self, created: Created, request: &CreateAgentRequest) -> Result<Agent, Box<Failure>> {
-        let took = Duration::from_secs_f64(created.ms.max(0.0) / 1e3);
-        if created.ok {
-            let id = created
-                .id
-                .ok_or_else(|| bare(WebSdkError::Protocol("created an agent without an id".into())))?;
-            let state = ConnectionState::parse(created.state.as_deref().unwrap_or_default());
-            return Ok(Agent::new(request, id, state, created.same.unwrap_or(false), took, self.clone()));
-        }
-        let thrown =
-            created.error.ok_or_else(|| bare(WebSdkError::Protocol("a failure without an error".into())))?;
-        let stringified = thrown.json.clone();
-        Err(Box::new(Failure { error: thrown.into_error(), stringified, took: Some(took) }))
+        Ok(raw)
     }
 
     /// The Web Calling SDK version the page was built with (`unknown` for a page built without

@@ -13,10 +13,10 @@ use std::time::Instant;
 use metrics::{Gauge, Histogram, Unit};
 use tokio::sync::Semaphore;
 
+use crate::context::Context;
 use crate::error::WebSdkError;
 use crate::metrics::{AGENTS, CREATIONS, PAGE_LOAD, PAGES, RESTARTS, WARM_PAGES};
 use crate::page::{PageHandle, Session, open_ready};
-use crate::service::Shared;
 
 /// Pages that may load at once. One: loading is CPU-bound (parsing the SDK bundle), so more
 /// only slow each other down on a small machine, and a burst of creations that found no room
@@ -101,6 +101,7 @@ impl Core {
 
 /// See the [module docs](self).
 pub(crate) struct Pool {
+    ctx: Arc<Context>,
     agents_per_page: usize,
     warm_pages: usize,
     core: Arc<Core>,
@@ -161,10 +162,11 @@ impl Drop for Place {
 }
 
 impl Pool {
-    pub(crate) fn new(agents_per_page: usize, warm_pages: usize) -> Self {
+    pub(crate) fn new(ctx: Arc<Context>) -> Self {
         Self {
-            agents_per_page,
-            warm_pages,
+            agents_per_page: ctx.config.agents_per_page,
+            warm_pages: ctx.config.warm_pages,
+            ctx,
             core: Arc::new(Core { inner: Mutex::default(), metrics: PoolMetrics::new() }),
             loads: Semaphore::new(CONCURRENT_LOADS),
             refilling: AtomicBool::new(false),
@@ -189,11 +191,7 @@ impl Pool {
     /// with room (fewer pages, less memory), else a warm page, else a page opened now (at most
     /// [`CONCURRENT_LOADS`] at once; once its turn comes a creation looks again, as another one's
     /// new page may have room). Starts refilling the warm pages.
-    pub(crate) async fn place(
-        &self,
-        shared: &Arc<Shared>,
-        identity: &str,
-    ) -> Result<(Session, Place), WebSdkError> {
+    pub(crate) async fn place(&self, identity: &str) -> Result<(Session, Place), WebSdkError> {
         let placed = match self.take(identity) {
             Some(page) => page,
             None => {
@@ -201,7 +199,7 @@ impl Pool {
                 match self.take(identity) {
                     Some(page) => page,
                     None => {
-                        let page = self.load(shared).await?;
+                        let page = self.load().await?;
                         self.adopt(&page, identity)?;
                         page
                     }
@@ -209,7 +207,7 @@ impl Pool {
             }
         };
         let place = Place::new(Arc::clone(&placed), identity, &self.core);
-        Ok((Session::on(placed, shared), place))
+        Ok((Session::on(placed, &self.ctx), place))
     }
 
     /// A place on a page the pool has, if one has room.
@@ -249,9 +247,9 @@ impl Pool {
     }
 
     /// Opens a page with the SDK started, timing it.
-    async fn load(&self, shared: &Arc<Shared>) -> Result<Arc<PageHandle>, WebSdkError> {
+    async fn load(&self) -> Result<Arc<PageHandle>, WebSdkError> {
         let started = Instant::now();
-        let page = open_ready(shared).await?;
+        let page = open_ready(&self.ctx).await?;
         self.core.metrics.load.record(started.elapsed().as_secs_f64());
         Ok(page)
     }
@@ -259,27 +257,26 @@ impl Pool {
     /// Tops the warm pages up to `warm_pages` in the background, while the browser runs (a
     /// dead browser is started again by the next creation, not by the pool). Called once a
     /// creation has settled, so loading a page (CPU-bound) does not slow the creation down.
-    pub(crate) fn refill(&self, shared: &Arc<Shared>) {
+    pub(crate) fn refill(self: &Arc<Self>) {
         // A creation dropped outside a runtime (at the end of a program) refills nothing.
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         if self.warm_pages == 0 || self.refilling.swap(true, Ordering::AcqRel) {
             return;
         }
-        let weak = Arc::downgrade(shared);
+        let weak = Arc::downgrade(self);
         runtime.spawn(async move {
-            // Holds the service weakly: a refill never keeps a dropped service alive.
-            while let Some(shared) = weak.upgrade() {
-                let pool = &shared.pool;
+            // Holds the pool weakly: a refill never keeps a dropped service alive.
+            while let Some(pool) = weak.upgrade() {
                 let wanted = {
                     let inner = pool.lock();
                     !inner.closed && inner.warm.len() < pool.warm_pages
                 };
-                let running = shared.supervisor.running().await.is_some_and(|i| !i.is_dead());
+                let running = pool.ctx.supervisor.running().await.is_some_and(|i| !i.is_dead());
                 if !wanted || !running {
                     break;
                 }
                 let Ok(_turn) = pool.loads.acquire().await else { break };
-                match pool.load(&shared).await {
+                match pool.load().await {
                     Ok(page) => {
                         let mut inner = pool.lock();
                         if inner.closed {
@@ -294,8 +291,8 @@ impl Pool {
                     }
                 }
             }
-            if let Some(shared) = weak.upgrade() {
-                shared.pool.refilling.store(false, Ordering::Release);
+            if let Some(pool) = weak.upgrade() {
+                pool.refilling.store(false, Ordering::Release);
             }
         });
     }

@@ -19,19 +19,14 @@ use crate::config::WebSdkConfig;
 use crate::error::WebSdkError;
 use crate::page::Session;
 use crate::pool::Pool;
-use crate::{private, procfs, server};
+use crate::{context, private, procfs, server};
 
-/// What every clone of a [`WebSdk`] (and every page and agent it made) shares.
+/// What every clone of a [`WebSdk`] shares: the context (which pages and agents hold too), the
+/// pool and the `max_agents` slots.
 pub(crate) struct Shared {
-    pub(crate) supervisor: Supervisor,
-    pub(crate) server: server::Server,
-    pub(crate) config: Arc<WebSdkConfig>,
-    pub(crate) pool: Pool,
+    pub(crate) ctx: Arc<context::Context>,
+    pub(crate) pool: Arc<Pool>,
     slots: Arc<Semaphore>,
-    /// This service's private directory (each browser's profile goes in it). Dropped after
-    /// the supervisor, whose drop ends the browser (its watcher removes the browser's own
-    /// directory); it removes what is left.
-    dir: private::ServiceDir,
 }
 
 /// The web SDK in headless Chromium: a `tower::Service` creating an agent per request, each on
@@ -69,8 +64,8 @@ impl Clone for WebSdk {
 impl fmt::Debug for WebSdk {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WebSdk")
-            .field("server", &self.shared.server.addr)
-            .field("max_agents", &self.shared.config.max_agents)
+            .field("server", &self.shared.ctx.server.addr)
+            .field("max_agents", &self.shared.ctx.config.max_agents)
             .field("ready", &self.slot.is_some())
             .finish_non_exhaustive()
     }
@@ -154,17 +149,17 @@ impl WebSdk {
         }
         let config = Arc::new(config);
         let slots = Arc::new(Semaphore::new(config.max_agents));
-        let shared = Arc::new(Shared {
+        let ctx = Arc::new(context::Context {
             supervisor: Supervisor::new(Arc::clone(&config), dir.path().to_owned()),
             server,
-            pool: Pool::new(config.agents_per_page, config.warm_pages),
             config,
-            slots: Arc::clone(&slots),
             dir,
         });
+        let pool = Arc::new(Pool::new(Arc::clone(&ctx)));
+        let shared = Arc::new(Shared { ctx, pool, slots: Arc::clone(&slots) });
         // Started now, so that a browser that cannot start is an error of `launch`.
-        shared.supervisor.instance().await?;
-        shared.pool.refill(&shared);
+        shared.ctx.supervisor.instance().await?;
+        shared.pool.refill();
         Ok(Self { shared, slots: PollSemaphore::new(slots), slot: None })
     }
 
@@ -173,13 +168,13 @@ impl WebSdk {
     pub async fn close(&self) {
         self.shared.slots.close();
         self.shared.pool.close();
-        self.shared.supervisor.close().await;
-        self.shared.dir.release();
+        self.shared.ctx.supervisor.close().await;
+        self.shared.ctx.dir.release();
     }
 
     /// Pages open in the browser, as the browser lists them.
     pub async fn open_pages(&self) -> Result<usize, WebSdkError> {
-        let Some(instance) = self.shared.supervisor.running().await else {
+        let Some(instance) = self.shared.ctx.supervisor.running().await else {
             return Ok(0);
         };
         // Asked of the browser itself: the driver's own page list can lag behind a close.
@@ -189,7 +184,7 @@ impl WebSdk {
 
     /// The browser's processes, memory, pages, slots and restarts now.
     pub async fn stats(&self) -> Result<BrowserStats, WebSdkError> {
-        let instance = self.shared.supervisor.running().await;
+        let instance = self.shared.ctx.supervisor.running().await;
         let pids = instance.as_ref().map(|i| procfs::processes_of(&i.profile())).unwrap_or_default();
         let (warm, placed) = self.shared.pool.counts();
         Ok(BrowserStats {
@@ -204,8 +199,8 @@ impl WebSdk {
             pss_bytes: procfs::pss_bytes(&pids),
             cpu_seconds: procfs::cpu_seconds(&pids),
             pages: self.open_pages().await?,
-            agents_and_creations: self.shared.config.max_agents - self.shared.slots.available_permits(),
-            restarts: self.shared.supervisor.restarts(),
+            agents_and_creations: self.shared.ctx.config.max_agents - self.shared.slots.available_permits(),
+            restarts: self.shared.ctx.supervisor.restarts(),
             pool_pages: placed,
             warm_pages: warm,
         })
@@ -214,7 +209,7 @@ impl WebSdk {
     /// Every process of this service's browsers still alive, current or dead (a dead browser's
     /// helpers that outlived it would show here).
     pub fn chromium_processes(&self) -> Vec<u32> {
-        let Ok(entries) = std::fs::read_dir(self.shared.dir.path()) else {
+        let Ok(entries) = std::fs::read_dir(self.shared.ctx.dir.path()) else {
             return Vec::new();
         };
         entries.filter_map(Result::ok).flat_map(|e| procfs::processes_of(&e.path().join("profile"))).collect()
@@ -224,7 +219,7 @@ impl WebSdk {
     /// `max_agents` (for probing the SDK); the page closes when the last handle to it (the
     /// session's clones and its agents) is dropped.
     pub async fn session(&self) -> Result<Session, WebSdkError> {
-        Session::open(&self.shared).await
+        Session::open(&self.shared.ctx).await
     }
 
     /// Creates an agent for `request` on a page of its own, waiting for a `max_agents` slot
@@ -248,21 +243,21 @@ async fn create(
     // with one token's user are one identity to it.
     let claims = request.token.claims().ok();
     let identity = claims.as_ref().and_then(|c| c.skypeid()).unwrap_or(&request.identity);
-    let (session, mut place) = shared.pool.place(&shared, identity).await?;
+    let (session, mut place) = shared.pool.place(identity).await?;
     // The warm pages are topped up once the creation settles or is dropped: not while it runs,
     // as loading a page (CPU-bound) would slow it down.
-    let _refill = Refill(&shared);
+    let _refill = Refill(&shared.pool);
     let agent = session.create(request).await?;
     place.created();
     Ok(agent.with_slot(slot).with_place(place))
 }
 
 /// Tops the pool's warm pages up when dropped.
-struct Refill<'a>(&'a Arc<Shared>);
+struct Refill<'a>(&'a Arc<Pool>);
 
 impl Drop for Refill<'_> {
     fn drop(&mut self) {
-        self.0.pool.refill(self.0);
+        self.0.refill();
     }
 }
 
@@ -307,7 +302,7 @@ impl tower::Service<CreateAgentRequest> for WebSdk {
         let inner: Pin<Box<dyn Future<Output = _> + Send>> = match slot {
             Some(slot) => Box::pin(async move { create(shared, &request, slot).await }),
             None => {
-                let max = shared.config.max_agents;
+                let max = shared.ctx.config.max_agents;
                 Box::pin(async move { Err(WebSdkError::NotReady(max)) })
             }
         };
