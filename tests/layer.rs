@@ -386,3 +386,28 @@ async fn a_zero_delay_retry_waits_for_readiness_until_the_deadline_not_a_stale_a
     let agent = CallAgentRetryLayer::new(config).unwrap().layer(svc).oneshot(0).await.unwrap();
     assert_eq!((agent, Instant::now() - start), ("agent", MS * 3000));
 }
+
+/// A request that counts its clones.
+#[derive(Debug)]
+struct Counted(std::sync::Arc<std::sync::atomic::AtomicU32>);
+
+impl Clone for Counted {
+    fn clone(&self) -> Self {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self(std::sync::Arc::clone(&self.0))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_layer_that_can_never_retry_keeps_no_copy_of_the_request() {
+    let clones = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let count = || clones.load(std::sync::atomic::Ordering::SeqCst);
+    let svc =
+        tower::service_fn(|_: Counted| async { Err::<(), _>(CallAgentError::from_catalog(40114).unwrap()) });
+    let once = CallAgentRetryLayer::new(RetryConfig { max_attempts: 1, ..plain() }).unwrap();
+    once.layer(svc).oneshot(Counted(clones.clone())).await.unwrap_err();
+    assert_eq!(count(), 0, "max_attempts 1: nothing to retry with, so no copy");
+    let twice = CallAgentRetryLayer::new(RetryConfig { max_attempts: 2, ..plain() }).unwrap();
+    twice.layer(svc).oneshot(Counted(clones.clone())).await.unwrap_err();
+    assert!(count() >= 1, "a retry needs the request again");
+}

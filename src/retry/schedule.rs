@@ -232,6 +232,15 @@ fn as_nanos(d: Duration) -> u64 {
 mod tests {
     use super::*;
 
+    #[test]
+    fn each_jitter_is_spelled_as_the_config_reads_it() {
+        for jitter in [Jitter::Full, Jitter::Equal, Jitter::Decorrelated, Jitter::Proportional, Jitter::None]
+        {
+            let read: Jitter = serde_json::from_value(serde_json::Value::from(jitter.as_str())).unwrap();
+            assert_eq!(read, jitter);
+        }
+    }
+
     const MS: Duration = Duration::from_millis(1);
 
     fn nominal(n: u32) -> Duration {
