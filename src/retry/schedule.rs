@@ -241,6 +241,16 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_uniform_draw_reaches_both_ends_of_its_range() {
+        let mut b = Backoff::default();
+        let one = Duration::from_nanos(1);
+        let draws: Vec<_> = (0..64).map(|_| b.uniform(Duration::ZERO, one)).collect();
+        assert!(draws.contains(&Duration::ZERO) && draws.contains(&one), "{draws:?}");
+        // An empty range is its one value.
+        assert_eq!(b.uniform(MS, MS), MS);
+    }
+
     const MS: Duration = Duration::from_millis(1);
 
     fn nominal(n: u32) -> Duration {
