@@ -251,6 +251,13 @@ mod tests {
         assert_eq!(b.uniform(MS, MS), MS);
     }
 
+    #[test]
+    fn proportional_jitter_spreads_both_ways_around_the_schedule() {
+        let first: Vec<_> =
+            (0..100).filter_map(|seed| schedule(Jitter::Proportional).delays(seed).next()).collect();
+        assert!(first.iter().any(|d| *d < MS * 10) && first.iter().any(|d| *d > MS * 10), "{first:?}");
+    }
+
     const MS: Duration = Duration::from_millis(1);
 
     fn nominal(n: u32) -> Duration {
