@@ -258,6 +258,14 @@ mod tests {
         assert!(first.iter().any(|d| *d < MS * 10) && first.iter().any(|d| *d > MS * 10), "{first:?}");
     }
 
+    #[test]
+    fn the_generator_is_splitmix64() {
+        // The reference outputs from state 0 (Steele, Lea and Flood's SplitMix64).
+        let mut b = Backoff::default();
+        let got = [b.next_u64(), b.next_u64(), b.next_u64()];
+        assert_eq!(got, [0xE220_A839_7B1D_CDAF, 0x6E78_9E6A_A1B9_65F4, 0x06C4_5D18_8009_454F]);
+    }
+
     const MS: Duration = Duration::from_millis(1);
 
     fn nominal(n: u32) -> Duration {
