@@ -266,6 +266,29 @@ mod tests {
         assert_eq!(got, [0xE220_A839_7B1D_CDAF, 0x6E78_9E6A_A1B9_65F4, 0x06C4_5D18_8009_454F]);
     }
 
+    #[test]
+    fn decorrelated_jitter_grows_from_the_delay_actually_taken() {
+        // The first draw is at most 3 × 10 ms, so the second at most 3 × 30 ms; after a 300 ms
+        // wait instead (a `retry_after` hint) it may reach 3 × 300 ms.
+        let schedule = schedule(Jitter::Decorrelated);
+        let draws = |taken: Option<Duration>| -> Vec<Duration> {
+            (0..50)
+                .map(|seed| {
+                    let mut b = schedule.start(seed);
+                    b.next_delay(&schedule);
+                    if let Some(taken) = taken {
+                        b.set_previous(taken);
+                    }
+                    b.next_delay(&schedule)
+                })
+                .collect()
+        };
+        let own = draws(None);
+        assert!(own.iter().all(|d| *d <= MS * 90), "{own:?}");
+        let hinted = draws(Some(MS * 300));
+        assert!(hinted.iter().all(|d| *d <= MS * 900) && hinted.iter().any(|d| *d > MS * 90), "{hinted:?}");
+    }
+
     const MS: Duration = Duration::from_millis(1);
 
     fn nominal(n: u32) -> Duration {
