@@ -102,7 +102,7 @@ impl Counters {
 }
 
 /// The hooks switched on, each with its counters.
-struct Shared {
+struct Hooks {
     refresh: Option<(TokenSource, Counters)>,
     dispose: Option<(Disposer, Counters)>,
     again: Option<Counters>,
@@ -180,14 +180,14 @@ impl RemedyBuilder {
             (false, _) => None,
         };
         let again = self.config.create_again_on_race.then(|| Counters::new(Hook::CreateAgainOnRace));
-        Ok(RemedyLayer { shared: Arc::new(Shared { refresh, dispose, again }) })
+        Ok(RemedyLayer { shared: Arc::new(Hooks { refresh, dispose, again }) })
     }
 }
 
 /// Runs remedy hooks around the inner service (see the [module docs](self)).
 #[derive(Clone)]
 pub struct RemedyLayer {
-    shared: Arc<Shared>,
+    shared: Arc<Hooks>,
 }
 
 impl RemedyLayer {
@@ -219,7 +219,7 @@ impl<S> Layer<S> for RemedyLayer {
 #[derive(Clone)]
 pub struct Remedy<S> {
     inner: S,
-    shared: Arc<Shared>,
+    shared: Arc<Hooks>,
 }
 
 impl<S> fmt::Debug for Remedy<S> {
@@ -270,7 +270,7 @@ pin_project! {
     where
         S: Service<R>,
     {
-        First { #[pin] future: S::Future, again: Option<(S, R)>, shared: Arc<Shared> },
+        First { #[pin] future: S::Future, again: Option<(S, R)>, shared: Arc<Hooks> },
         Remedying { future: BoxFuture<Result<S::Response, S::Error>> },
     }
 }
@@ -328,7 +328,7 @@ where
 
 /// Runs `hook`, then calls once more; on a failed hook, returns the original error.
 async fn remedy<S, R>(
-    shared: Arc<Shared>,
+    shared: Arc<Hooks>,
     hook: Hook,
     error: S::Error,
     service: S,

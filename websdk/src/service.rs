@@ -23,7 +23,7 @@ use crate::{context, private, procfs, server};
 
 /// What every clone of a [`WebSdk`] shares: the context (which pages and agents hold too), the
 /// pool and the `max_agents` slots.
-pub(crate) struct Shared {
+pub(crate) struct ServiceState {
     pub(crate) ctx: Arc<context::Context>,
     pub(crate) pool: Arc<Pool>,
     slots: Arc<Semaphore>,
@@ -47,7 +47,7 @@ pub(crate) struct Shared {
 ///   while they are reached, so `ServiceBuilder` stacks get backpressure and `load_shed` gets
 ///   `Overloaded`.
 pub struct WebSdk {
-    shared: Arc<Shared>,
+    shared: Arc<ServiceState>,
     slots: PollSemaphore,
     /// The slot `poll_ready` reserved for the next `call`.
     slot: Option<OwnedSemaphorePermit>,
@@ -156,7 +156,7 @@ impl WebSdk {
             dir,
         });
         let pool = Arc::new(Pool::new(Arc::clone(&ctx)));
-        let shared = Arc::new(Shared { ctx, pool, slots: Arc::clone(&slots) });
+        let shared = Arc::new(ServiceState { ctx, pool, slots: Arc::clone(&slots) });
         // Started now, so that a browser that cannot start is an error of `launch`.
         shared.ctx.supervisor.instance().await?;
         shared.pool.refill();
@@ -232,7 +232,7 @@ impl WebSdk {
 }
 
 async fn create(
-    shared: Arc<Shared>,
+    shared: Arc<ServiceState>,
     request: &CreateAgentRequest,
     slot: OwnedSemaphorePermit,
 ) -> Result<Agent, WebSdkError> {
