@@ -54,6 +54,7 @@ COVERED = {
     "python3 dashboards/check.py": "the dashboard step",
     "cargo bench -p callagent-bench --no-run": "the benches step",
     "cargo bench -p callagent-bench --bench instructions -- --save-summary=json": "the instruction-count step",
+    "cargo bench -p callagent-bench --bench moved -- --save-summary=json": "the instruction-count step",
     "python3 benches/check_bounds.py": "the instruction-count step",
     "python3 benches/check_bounds.py --markdown": "the instruction-count step",
     "python3 .ci/readme_commands.py": "this step",

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Reads the instruction counts of the last `cargo bench -p callagent-bench --bench instructions`
-run (gungraun's summary.json files), prints instructions per call and the ratios against the
+and `--bench moved` runs (gungraun's summary.json files), prints instructions per call and the ratios against the
 baselines measured in the same run, and exits 1 if a ratio passes its bound in bounds.toml.
 
     cargo bench -p callagent-bench --bench instructions -- --save-summary=json
+    cargo bench -p callagent-bench --bench moved -- --save-summary=json
     python3 benches/check_bounds.py [--markdown]
 """
 import json
@@ -12,14 +13,16 @@ import sys
 import tomllib
 
 HERE = pathlib.Path(__file__).resolve().parent
-RESULTS = HERE.parent / "target" / "gungraun" / "callagent-bench" / "instructions"
+RESULTS = HERE.parent / "target" / "gungraun" / "callagent-bench"
 
 
 def per_call(bench: str, calls: int) -> float:
+    # `binary:group/name`; the binary is `instructions` unless named.
+    binary, _, bench = bench.rpartition(":")
     group, name = bench.split("/")
-    path = RESULTS / group / f"{name}.call" / "summary.json"
+    path = RESULTS / (binary or "instructions") / group / f"{name}.call" / "summary.json"
     if not path.exists():
-        sys.exit(f"no result for {bench} at {path}: run the instructions bench with --save-summary=json first")
+        sys.exit(f"no result for {bench} at {path}: run the {binary or 'instructions'} bench with --save-summary=json first")
     summary = json.loads(path.read_text())
     ir = summary["profiles"][0]["data"]["parts"][0]["metrics"]["Ir"]["values"]["new"]
     return ir / calls

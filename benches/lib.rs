@@ -276,3 +276,29 @@ where
         Poll::Pending => panic!("bench call did not complete on its first poll"),
     }
 }
+
+/// [`call_once`], with the response future moved once before it is polled, as a caller that
+/// hands it to `tokio::spawn`, a `JoinSet`, `select!` or a state machine of its own moves it
+/// (`call_once`'s future is built in place, which a caller cannot count on).
+// Written out rather than shared with `call_once` through a flag: sharing changed the code
+// `call_once` compiles to and moved every figure of record.
+#[inline(always)]
+pub fn call_moved<S>(svc: &S, request: u32) -> u32
+where
+    S: Service<u32, Response = u32> + Clone,
+    S::Error: std::fmt::Debug,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut svc = svc.clone();
+    match svc.poll_ready(&mut cx) {
+        Poll::Ready(Ok(())) => {}
+        other => panic!("bench service not ready at once: {:?}", other.map(|r| r.err())),
+    }
+    // `black_box` takes the future by value and hands it back: one move the optimizer must keep.
+    let future = pin!(black_box(svc.call(black_box(request))));
+    match future.poll(&mut cx) {
+        Poll::Ready(Ok(n)) => n,
+        Poll::Ready(Err(e)) => panic!("bench call failed: {e:?}"),
+        Poll::Pending => panic!("bench call did not complete on its first poll"),
+    }
+}
