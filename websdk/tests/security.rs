@@ -91,6 +91,8 @@ async fn chromium_runs_with_every_flag_as_written() {
     assert!(args[0].ends_with("/chromium"), "{args:?}");
     // Then the flags, and last the first tab's URL (not the new-tab page).
     assert_eq!(args.last().map(String::as_str), Some("about:blank"), "{args:?}");
+    // Its effect: that tab is closed once connected, so with no warm pages the browser lists none.
+    assert_eq!(sdk.open_pages().await.expect("pages"), 0, "the first tab is still open");
     let flags = &args[1..args.len() - 1];
     for flag in flags {
         assert!(flag.starts_with("--") && !flag.starts_with("---"), "a mangled flag {flag:?} in {args:?}");
