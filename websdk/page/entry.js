@@ -57,11 +57,13 @@ function describe(e) {
 const freeClients = [];
 let clientsMade = 0;
 
-function takeClient() {
-  const client = freeClients.pop();
-  if (client) return client;
+function newClient() {
   clientsMade += 1;
   return new CallClient();
+}
+
+function takeClient() {
+  return freeClients.pop() ?? newClient();
 }
 
 // Disposes an agent and gives its CallClient back for the next creation. A client whose agent
@@ -133,8 +135,9 @@ window.callagent = {
   // Two creations at once (or `delayMs` apart), on one CallClient or on two: how the SDK
   // treats a second creation while the first is pending. For conformance probing.
   async race({ first, second, sameClient, delayMs }) {
-    const clientA = new CallClient();
-    const clientB = sameClient ? clientA : new CallClient();
+    // Fresh clients: the probe is of what the SDK does with new ones.
+    const clientA = newClient();
+    const clientB = sameClient ? clientA : newClient();
     // Both tokens first, so that with no delay both creations start in the same tick.
     const [tokenA, tokenB] = await Promise.all([takeToken(first.key), takeToken(second.key)]);
     const one = async (client, token, kind) => {

@@ -541,6 +541,9 @@ async fn a_shared_page_reuses_its_call_clients() {
         assert_eq!((sdk_error.code(), sdk_error.sub_code()), (401, 44113), "{err}");
     }
     println!("200 rejections on one page in {:?}, slowest {slowest:?}", started.elapsed());
+    // They ran on the keeper's page (beside its one client, up to four at once), not elsewhere.
+    let made = page.call_clients().await.expect("the page's CallClients");
+    assert!((2..=5).contains(&made), "{made} CallClients on the keeper's page after 200 rejections");
     assert!(slowest < Duration::from_secs(2), "a rejection took {slowest:?}: the page slowed down");
     // An agent on a client another creation used, disposed, then one more on the same client.
     for i in 1..=2 {
