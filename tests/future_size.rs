@@ -1,5 +1,6 @@
-//! The response future stays small to move: the timer and other cold state are boxed on first
-//! need. A committed bound, so a change that grows the hot state fails here.
+//! The response future stays small to move: a failure waits for its decision where the attempt's
+//! future was, and the timer, a parked failure and its verdict are boxed on first need. A
+//! committed bound (what the layout reaches), so a change that grows the hot state fails here.
 
 use std::future::{Ready, ready};
 
@@ -7,7 +8,7 @@ use callagent_retry::{CallAgentError, CallAgentRetryLayer, RetryConfig};
 use tower::{Layer, Service, service_fn};
 
 /// Bytes the layer's future may add to the inner future's (README, Performance).
-const BOUND: usize = 128;
+const BOUND: usize = 88;
 
 fn future_size<S: Service<u32>>(_: &S) -> usize {
     size_of::<S::Future>()

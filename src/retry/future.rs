@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::ops::ControlFlow;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -22,11 +23,12 @@ pin_project! {
     /// Resolves once the call succeeds or the layer gives up.
     ///
     /// A state machine pinned in place: one attempt in flight or one retry pending at a time.
-    /// What only a slow call needs lives off the hot path: the one timer (for the attempt
-    /// timeout, the backoff wait and the deadline) is boxed when first armed, so a call that
-    /// completes at once allocates nothing and the future stays small to move. Dropping it drops
-    /// (cancels) the attempt in flight and the pending wait, and reports the call as
-    /// [`Outcome::Cancelled`].
+    /// What only a slow or failed call needs lives behind one pointer, allocated on first need:
+    /// the one timer (for the attempt timeout, the backoff wait and the deadline) and the failure
+    /// a retry waits on. A call that completes at once allocates nothing, and the future is
+    /// barely larger than the inner one, so it is cheap to move into `tokio::spawn`, a `JoinSet`
+    /// or a state machine of the caller's. Dropping it drops (cancels) the attempt in flight and
+    /// the pending wait, and reports the call as [`Outcome::Cancelled`].
     #[project = Proj]
     pub struct ResponseFuture<S, Req, D = Plain, L = NoLimits>
     where
@@ -36,7 +38,7 @@ pin_project! {
     {
         #[pin]
         state: State<S::Future, S::Error>,
-        timer: Option<Pin<Box<Timer>>>,
+        cold: Option<Pin<Box<Cold<S::Error>>>>,
         // What a retry calls with; `None` when nothing can be retried (the core then stops as
         // `Exhausted`). Always `Some` while `Retrying`.
         keep: Option<(S, Req)>,
@@ -74,12 +76,14 @@ pin_project! {
     enum State<F, E> {
         // An attempt is in flight.
         Calling { #[pin] future: F },
-        // The attempt failed with `last`. Until `verdict` is set the failure awaits its decision
-        // (the failure's one move is into here, where it is classified by reference); then a
-        // retry is decided: wait out the delay (`waiting`), then drive the kept service to
-        // readiness, within the deadline. `last` stays for a deadline hit while waiting for
-        // readiness, and is dropped in place when the retry starts.
-        Retrying { last: AttemptError<E>, verdict: Option<Verdict>, waiting: bool },
+        // The attempt failed with `last` (its one move is into here, where it is classified by
+        // reference). Decided in the same poll: a retry that starts at once drops it in place; a
+        // retry that must wait parks it in the cold part.
+        Failed { last: AttemptError<E> },
+        // A retry is decided: its delay is being waited out.
+        Waiting,
+        // The delay is over: the kept service is driven to readiness, within the deadline.
+        Readying,
         Done,
     }
 }
@@ -101,7 +105,7 @@ where
     ) -> Self {
         let record = D::Record::default();
         let state = State::Calling { future };
-        Self { state, timer: None, keep, shared, trace, call, started, own_deadline, record }
+        Self { state, cold: None, keep, shared, trace, call, started, own_deadline, record }
     }
 }
 
@@ -109,9 +113,9 @@ impl<S: Service<Req>, Req, D: Answer, L: Limits<Req>> fmt::Debug for ResponseFut
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match self.state {
             State::Calling { .. } => "calling",
-            State::Retrying { verdict: None, .. } => "failed",
-            State::Retrying { waiting: true, .. } => "waiting",
-            State::Retrying { waiting: false, .. } => "readying",
+            State::Failed { .. } => "failed",
+            State::Waiting => "waiting",
+            State::Readying => "readying",
             State::Done => "done",
         };
         f.debug_struct("ResponseFuture")
@@ -122,13 +126,25 @@ impl<S: Service<Req>, Req, D: Answer, L: Limits<Req>> fmt::Debug for ResponseFut
 }
 
 pin_project! {
-    /// The cold part of a call, boxed on first need: the one timer, and since when the attempt
-    /// in flight is watched (set while the timer guards it).
-    struct Timer {
+    /// The cold part of a call, boxed on first need (the first armed timer or failed attempt).
+    struct Cold<E> {
+        // The one timer, set when first armed.
         #[pin]
-        sleep: Sleep,
+        sleep: Option<Sleep>,
+        // Since when the attempt in flight is watched (set while the timer guards it).
         attempt_since: Option<Instant>,
+        // The failure of a retry that had to wait (for its delay, or for the service's
+        // readiness), with its verdict: kept for a deadline hit while readying, and to report a
+        // call dropped meanwhile.
+        last: Option<AttemptError<E>>,
+        verdict: Option<Verdict>,
     }
+}
+
+/// The call's cold part, allocated on first need.
+fn cold<E>(cold: &mut Option<Pin<Box<Cold<E>>>>) -> Pin<&mut Cold<E>> {
+    cold.get_or_insert_with(|| Box::pin(Cold { sleep: None, attempt_since: None, last: None, verdict: None }))
+        .as_mut()
 }
 
 /// The call was dropped before it finished: report it as cancelled. A call dropped while
@@ -138,8 +154,9 @@ pin_project! {
 fn cancelled<S: Service<Req>, Req, D: Answer, L: Limits<Req>>(this: Proj<'_, S, Req, D, L>) {
     let pending = match this.state.as_ref().get_ref() {
         State::Done => return,
-        State::Retrying { verdict, .. } => *verdict,
-        State::Calling { .. } => None,
+        State::Waiting | State::Readying => this.cold.as_deref().and_then(|c| c.verdict),
+        // A failure is decided in the poll that saw it.
+        State::Calling { .. } | State::Failed { .. } => None,
     };
     let span = call_span(this.trace.as_deref());
     let _enter = span.enter();
@@ -147,26 +164,23 @@ fn cancelled<S: Service<Req>, Req, D: Answer, L: Limits<Req>>(this: Proj<'_, S, 
     this.shared.report.finish(span, Outcome::Cancelled, pending.as_ref(), this.call.attempts(), elapsed);
 }
 
-/// Sets the timer to fire at `at` (for a wait or the deadline, not an attempt), boxing it on
-/// first use.
-fn arm(timer: &mut Option<Pin<Box<Timer>>>, at: Instant) -> Pin<&mut Timer> {
-    match timer {
-        Some(t) => {
-            let mut t = t.as_mut();
-            let this = t.as_mut().project();
-            this.sleep.reset(at);
-            *this.attempt_since = None;
-            t
-        }
-        None => timer
-            .insert(Box::pin(Timer { sleep: tokio::time::sleep_until(at), attempt_since: None }))
-            .as_mut(),
+/// Sets the timer to fire at `at` (for a wait or the deadline, not an attempt).
+fn arm<E>(part: &mut Option<Pin<Box<Cold<E>>>>, at: Instant) -> Pin<&mut Cold<E>> {
+    let mut part = cold(part);
+    let mut this = part.as_mut().project();
+    match this.sleep.as_mut().as_pin_mut() {
+        Some(sleep) => sleep.reset(at),
+        None => this.sleep.set(Some(tokio::time::sleep_until(at))),
     }
+    *this.attempt_since = None;
+    part
 }
 
 /// `true` once the (armed) timer has fired.
-fn fired(timer: &mut Option<Pin<Box<Timer>>>, cx: &mut Context<'_>) -> bool {
-    timer.as_mut().is_some_and(|t| t.as_mut().project().sleep.poll(cx).is_ready())
+fn fired<E>(part: &mut Option<Pin<Box<Cold<E>>>>, cx: &mut Context<'_>) -> bool {
+    part.as_mut()
+        .and_then(|c| c.as_mut().project().sleep.as_pin_mut())
+        .is_some_and(|sleep| sleep.poll(cx).is_ready())
 }
 
 /// The call's duration if anything reads it (a live recorder, an observer), else zero: the
@@ -222,11 +236,11 @@ where
     }
 }
 
-/// The attempt in flight failed: its failure moves into the state (its one move before a retry
-/// drops it in place), to be classified and decided there.
+/// The attempt in flight failed: its failure moves into the state, to be classified and
+/// decided there.
 #[inline]
 fn set_failed<F, E>(mut state: Pin<&mut State<F, E>>, failure: AttemptError<E>) {
-    state.set(State::Retrying { last: failure, verdict: None, waiting: false });
+    state.set(State::Failed { last: failure });
 }
 
 /// Everything but an untraced attempt that answers: `pending` says that
@@ -303,62 +317,175 @@ where
                 };
                 set_failed(this.state.as_mut(), failure);
             }
-            StateProj::Retrying { last, verdict: verdict @ None, .. } => {
-                let v = this.shared.decider.classify(&*last);
-                let retry_after = last.retry_after();
-                *verdict = Some(v);
-                match failed(this, &v, retry_after) {
-                    Next::Retry { waiting } => {
-                        if let StateProj::Retrying { waiting: w, .. } = this.state.as_mut().project() {
-                            *w = waiting;
-                        }
-                    }
-                    Next::Stop { reason } => {
-                        let (last, _) = leave_retrying(this.state.as_mut(), State::Done);
-                        return Poll::Ready(Err(stop(this, reason, last, v)));
-                    }
+            StateProj::Failed { .. } => {
+                if let ControlFlow::Break(done) = decide::<S, Req, D, L, TRACED>(this, cx) {
+                    return done;
                 }
             }
-            StateProj::Retrying { waiting, .. } => {
-                if *waiting {
-                    if let Some(timer) = this.timer.as_mut() {
-                        ready!(timer.as_mut().project().sleep.poll(cx));
-                    }
-                    *waiting = false;
-                    if let Some(at) = deadline(this) {
-                        arm(this.timer, at);
-                    }
-                }
-                let Some((svc, request)) = this.keep.as_mut() else {
-                    unreachable!("a retry is decided only with the service and request kept")
-                };
-                match svc.poll_ready(cx) {
-                    Poll::Ready(Ok(())) => {
-                        let future = match this.trace.as_deref_mut() {
-                            Some(t) if TRACED => {
-                                let attempt = this.call.attempts() + 1;
-                                this.shared.report.open_attempt(t, attempt, this.call.last_delay());
-                                t.attempt.in_scope(|| svc.call(request.clone()))
-                            }
-                            _ => svc.call(request.clone()),
-                        };
-                        retry_started(this, future);
-                    }
-                    Poll::Ready(Err(e)) => {
-                        let last = AttemptError::Service(e);
-                        let verdict = this.shared.decider.classify(&last);
-                        return Poll::Ready(Err(stop(this, StopReason::ServiceFailed, last, verdict)));
-                    }
-                    Poll::Pending => {
-                        if deadline(this).is_none() || !fired(this.timer, cx) {
-                            return Poll::Pending;
-                        }
-                        return Poll::Ready(Err(deadline_while_readying(this)));
-                    }
+            StateProj::Waiting => ready!(waited(this, cx)),
+            StateProj::Readying => {
+                if let ControlFlow::Break(done) = ready_parked::<S, Req, D, L, TRACED>(this, cx) {
+                    return done;
                 }
             }
             StateProj::Done => panic!("ResponseFuture polled after completion"),
         }
+    }
+}
+
+/// `Failed`: classify the failure, ask the core, and give up, park the retry to wait, or (no
+/// wait) ready the service and start it now, with the failure where it is.
+#[inline(always)]
+fn decide<S, Req, D, L, const TRACED: bool>(
+    this: &mut Proj<'_, S, Req, D, L>,
+    cx: &mut Context<'_>,
+) -> ControlFlow<Poll<Output<S, Req, D>>>
+where
+    D: Answer,
+    L: Limits<Req>,
+    S: Service<Req> + Clone,
+    S::Error: Classify,
+    Req: Clone,
+{
+    let StateProj::Failed { last } = this.state.as_mut().project() else {
+        unreachable!("decided a call that has not failed")
+    };
+    let (verdict, retry_after) = (this.shared.decider.classify(&*last), last.retry_after());
+    let reason = match failed(this, &verdict, retry_after) {
+        Next::Stop { reason } => reason,
+        Next::Retry { waiting: true } => {
+            park(this, State::Waiting, verdict);
+            return ControlFlow::Continue(());
+        }
+        Next::Retry { waiting: false } => match readying::<S, Req, D, L, TRACED>(this, cx, &verdict) {
+            Readied::Started => return ControlFlow::Continue(()),
+            Readied::Stopped(stopped) => return ControlFlow::Break(Poll::Ready(Err(stopped))),
+            Readied::Deadline => StopReason::DeadlineExceeded,
+            Readied::Pending => {
+                park(this, State::Readying, verdict);
+                return ControlFlow::Break(Poll::Pending);
+            }
+        },
+    };
+    let last = take_failed(this.state.as_mut());
+    ControlFlow::Break(Poll::Ready(Err(stop(this, reason, last, verdict))))
+}
+
+/// `Waiting`: once the delay is over, ready the service, watching the deadline.
+#[inline(always)]
+fn waited<S: Service<Req>, Req, D: Answer, L: Limits<Req>>(
+    this: &mut Proj<'_, S, Req, D, L>,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
+    if let Some(sleep) = this.cold.as_mut().and_then(|c| c.as_mut().project().sleep.as_pin_mut()) {
+        ready!(sleep.poll(cx));
+    }
+    this.state.set(State::Readying);
+    if let Some(at) = deadline(this) {
+        arm(this.cold, at);
+    }
+    Poll::Ready(())
+}
+
+/// `Readying`: a parked retry readies the service, and starts, or ends on its parked failure.
+#[inline(always)]
+fn ready_parked<S, Req, D, L, const TRACED: bool>(
+    this: &mut Proj<'_, S, Req, D, L>,
+    cx: &mut Context<'_>,
+) -> ControlFlow<Poll<Output<S, Req, D>>>
+where
+    D: Answer,
+    L: Limits<Req>,
+    S: Service<Req> + Clone,
+    S::Error: Classify,
+    Req: Clone,
+{
+    let Some(verdict) = this.cold.as_deref().and_then(|c| c.verdict) else {
+        unreachable!("a parked retry keeps its verdict")
+    };
+    ControlFlow::Break(match readying::<S, Req, D, L, TRACED>(this, cx, &verdict) {
+        Readied::Started => return ControlFlow::Continue(()),
+        Readied::Stopped(stopped) => Poll::Ready(Err(stopped)),
+        Readied::Deadline => {
+            let (last, verdict) = take_parked(this.cold);
+            Poll::Ready(Err(stop(this, StopReason::DeadlineExceeded, last, verdict)))
+        }
+        Readied::Pending => Poll::Pending,
+    })
+}
+
+/// A decided retry has to wait: the failure and its verdict move to the cold part, and the call
+/// to `next`.
+fn park<S: Service<Req>, Req, D: Answer, L: Limits<Req>>(
+    this: &mut Proj<'_, S, Req, D, L>,
+    next: State<S::Future, S::Error>,
+    verdict: Verdict,
+) {
+    let StateReplace::Failed { last } = this.state.as_mut().project_replace(next) else {
+        unreachable!("parked a retry from another state")
+    };
+    let part = cold(this.cold).project();
+    (*part.last, *part.verdict) = (Some(last), Some(verdict));
+}
+
+/// The failure of a call that is failing in the poll that saw it, moved out to end the call with.
+fn take_failed<F, E>(state: Pin<&mut State<F, E>>) -> AttemptError<E> {
+    match state.project_replace(State::Done) {
+        StateReplace::Failed { last } => last,
+        _ => unreachable!("took the failure of a call that has none"),
+    }
+}
+
+/// What readying the kept service led to.
+enum Readied<E> {
+    /// The retry is under way.
+    Started,
+    /// The service failed: the call ends with this.
+    Stopped(RetryError<E>),
+    /// The deadline passed first: the call ends on the failure that asked for the retry.
+    Deadline,
+    /// Not ready yet.
+    Pending,
+}
+
+/// A retry decided as `verdict`, with its delay over: drive the kept service to readiness and
+/// start the retry, or give up if the service fails or the deadline passes first.
+#[inline(always)]
+fn readying<S, Req, D, L, const TRACED: bool>(
+    this: &mut Proj<'_, S, Req, D, L>,
+    cx: &mut Context<'_>,
+    verdict: &Verdict,
+) -> Readied<S::Error>
+where
+    D: Answer,
+    L: Limits<Req>,
+    S: Service<Req> + Clone,
+    S::Error: Classify,
+    Req: Clone,
+{
+    let Some((svc, request)) = this.keep.as_mut() else {
+        unreachable!("a retry is decided only with the service and request kept")
+    };
+    match svc.poll_ready(cx) {
+        Poll::Ready(Ok(())) => {
+            let future = match this.trace.as_deref_mut() {
+                Some(t) if TRACED => {
+                    let attempt = this.call.attempts() + 1;
+                    this.shared.report.open_attempt(t, attempt, this.call.last_delay());
+                    t.attempt.in_scope(|| svc.call(request.clone()))
+                }
+                _ => svc.call(request.clone()),
+            };
+            retry_started(this, future, verdict);
+            Readied::Started
+        }
+        Poll::Ready(Err(e)) => {
+            let last = AttemptError::Service(e);
+            let verdict = this.shared.decider.classify(&last);
+            Readied::Stopped(stop(this, StopReason::ServiceFailed, last, verdict))
+        }
+        Poll::Pending if deadline(this).is_some() && fired(this.cold, cx) => Readied::Deadline,
+        Poll::Pending => Readied::Pending,
     }
 }
 
@@ -394,7 +521,7 @@ fn attempt_timed_out<S: Service<Req>, Req, D: Answer, L: Limits<Req>>(
     this: &mut Proj<'_, S, Req, D, L>,
     cx: &mut Context<'_>,
 ) -> Poll<AttemptError<S::Error>> {
-    let since = match this.timer.as_ref().and_then(|t| t.attempt_since) {
+    let since = match this.cold.as_deref().and_then(|c| c.attempt_since) {
         Some(since) => since,
         None => {
             let config = this.shared.decider.config();
@@ -410,11 +537,11 @@ fn attempt_timed_out<S: Service<Req>, Req, D: Answer, L: Limits<Req>>(
             let Some(at) = timeout.into_iter().chain(deadline(this)).min() else {
                 return Poll::Pending;
             };
-            *arm(this.timer, at).project().attempt_since = Some(now);
+            *arm(this.cold, at).project().attempt_since = Some(now);
             now
         }
     };
-    if !fired(this.timer, cx) {
+    if !fired(this.cold, cx) {
         return Poll::Pending;
     }
     Poll::Ready(AttemptError::TimedOut { after: Instant::now() - since })
@@ -452,11 +579,11 @@ fn failed<S: Service<Req>, Req, D: Answer, L: Limits<Req>>(
             // A zero-length tokio sleep still waits for the next 1 ms tick: skip the timer.
             let waiting = !delay.is_zero();
             if waiting {
-                arm(this.timer, now + delay);
+                arm(this.cold, now + delay);
             } else if let Some(at) = call_deadline {
                 // No wait: the readiness phase watches the deadline from now (not a stale
                 // attempt timer).
-                arm(this.timer, at);
+                arm(this.cold, at);
             }
             *this.keep = Some(with);
             Next::Retry { waiting }
@@ -470,36 +597,27 @@ fn failed<S: Service<Req>, Req, D: Answer, L: Limits<Req>>(
 fn retry_started<S: Service<Req>, Req, D: Answer, L: Limits<Req>>(
     this: &mut Proj<'_, S, Req, D, L>,
     future: S::Future,
+    verdict: &Verdict,
 ) {
     this.call.start_attempt();
     this.shared.report.attempt();
-    if let Some(timer) = this.timer.as_mut() {
-        *timer.as_mut().project().attempt_since = None;
+    if let Some(part) = this.cold.as_mut() {
+        let part = part.as_mut().project();
+        *part.attempt_since = None;
+        *part.last = None;
     }
-    let State::Retrying { verdict: Some(verdict), .. } = *this.state else {
-        unreachable!("a retry starts from a decided Retrying")
-    };
     // The failure that asked for the retry is dropped in place, not moved out.
     this.state.set(State::Calling { future });
-    this.shared.report.retried(&verdict, this.call.last_delay());
+    this.shared.report.retried(verdict, this.call.last_delay());
     D::waited(this.record, this.call.last_delay());
 }
 
-/// The deadline passed while the kept service was not ready: give up with the failure that
-/// caused the retry.
-fn deadline_while_readying<S: Service<Req>, Req, D: Answer, L: Limits<Req>>(
-    this: &mut Proj<'_, S, Req, D, L>,
-) -> RetryError<S::Error> {
-    let (last, verdict) = leave_retrying(this.state.as_mut(), State::Done);
-    stop(this, StopReason::DeadlineExceeded, last, verdict)
-}
-
-/// Moves out of `Retrying` into `next`, handing back what it held.
-fn leave_retrying<F, E>(state: Pin<&mut State<F, E>>, next: State<F, E>) -> (AttemptError<E>, Verdict) {
-    match state.project_replace(next) {
-        StateReplace::Retrying { last, verdict: Some(verdict), .. } => (last, verdict),
-        // Both callers run inside `poll`'s `Retrying` arm.
-        _ => unreachable!("left a decided Retrying from another state"),
+/// The parked failure and its verdict, moved out to end the call with.
+fn take_parked<E>(part: &mut Option<Pin<Box<Cold<E>>>>) -> (AttemptError<E>, Verdict) {
+    let part = cold(part).project();
+    match (part.last.take(), *part.verdict) {
+        (Some(last), Some(verdict)) => (last, verdict),
+        _ => unreachable!("ended a parked retry with no failure parked"),
     }
 }
 
