@@ -105,14 +105,14 @@ async fn residents(sdk: &WebSdk, n: usize, generation: &str) -> Vec<Agent> {
 async fn leaks(residents: &[Agent]) -> Vec<String> {
     let mut pages: BTreeMap<String, (usize, &Agent)> = BTreeMap::new();
     for agent in residents {
-        // A session's Debug names its page's target.
-        pages.entry(format!("{:?}", agent.session())).or_insert((0, agent)).0 += 1;
+        // A tab's Debug names its page's target.
+        pages.entry(format!("{:?}", agent.tab())).or_insert((0, agent)).0 += 1;
     }
     let started = Instant::now();
     loop {
         let mut found = Vec::new();
         for (page, (expected, agent)) in &pages {
-            match agent.session().census().await {
+            match agent.tab().census().await {
                 Ok((agents, creating)) if agents == *expected && creating == 0 => {}
                 Ok((agents, creating)) => found.push(format!(
                     "{page}: {agents} agents (residents {expected}), {creating} creations in flight"

@@ -9,7 +9,7 @@ use callagent_retry::sdk::{AgentKind, AgentRequest, CreateAgentRequest};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::error::WebSdkError;
-use crate::page::{Failure, Session, bare};
+use crate::page::{Failure, Tab, bare};
 use crate::pool::Place;
 use crate::protocol::{self, Created, Disposed, RawState, Thrown};
 
@@ -59,7 +59,7 @@ pub struct Agent {
     initial_state: ConnectionState,
     existing: bool,
     took: Duration,
-    session: Session,
+    tab: Tab,
     disposed: bool,
     /// Its `max_agents` slot, for an agent created through the service.
     slot: Option<OwnedSemaphorePermit>,
@@ -95,7 +95,7 @@ impl Agent {
         initial_state: ConnectionState,
         existing: bool,
         took: Duration,
-        session: Session,
+        tab: Tab,
     ) -> Self {
         Self {
             identity: request.identity().to_owned(),
@@ -104,7 +104,7 @@ impl Agent {
             initial_state,
             existing,
             took,
-            session,
+            tab,
             disposed: false,
             slot: None,
             place: None,
@@ -152,14 +152,14 @@ impl Agent {
     }
 
     /// The page the agent lives on.
-    pub fn session(&self) -> &Session {
-        &self.session
+    pub fn tab(&self) -> &Tab {
+        &self.tab
     }
 
     /// The connection state now, and every change since the creation. Fails with
     /// [`WebSdkError::AgentGone`] once its page or browser is gone.
     pub async fn connection_state(&self) -> Result<(ConnectionState, Vec<StateChange>), WebSdkError> {
-        let raw: Option<RawState> = self.session.eval(&protocol::state(self.id)).await.map_err(gone)?;
+        let raw: Option<RawState> = self.tab.eval(&protocol::state(self.id)).await.map_err(gone)?;
         let raw = raw.ok_or_else(|| WebSdkError::AgentGone("its page no longer has it".into()))?;
         let changes = raw
             .changes
@@ -170,13 +170,13 @@ impl Agent {
     }
 
     /// Disposes the agent (awaiting the SDK's `dispose()`, for up to 5 s). Its page closes when
-    /// no other agent or [`Session`] handle uses it; its `max_agents` slot is free when this
+    /// no other agent or [`Tab`] handle uses it; its `max_agents` slot is free when this
     /// returns, or at most 5 s later when the SDK's `dispose()` did not settle in time
     /// ([`WebSdkError::DisposeTimeout`]). On an agent whose page is gone it fails at once with
     /// [`WebSdkError::AgentGone`] (nothing is left to dispose).
     pub async fn dispose(mut self) -> Result<(), WebSdkError> {
         let disposed =
-            tokio::time::timeout(DISPOSE_TIMEOUT, self.session.eval(&protocol::dispose(self.id))).await;
+            tokio::time::timeout(DISPOSE_TIMEOUT, self.tab.eval(&protocol::dispose(self.id))).await;
         // Not marked disposed: dropping it asks the page once more in the background, which
         // answers at once if the first request arrived (the page stops tracking an agent when
         // its dispose begins) and covers the case where it did not.
@@ -193,29 +193,29 @@ impl Agent {
 
     /// Disposes the agent and closes its page now, with any other agent on it.
     pub async fn dispose_and_close(self) -> Result<(), WebSdkError> {
-        let session = self.session.clone();
+        let tab = self.tab.clone();
         let result = self.dispose().await;
-        session.close().await;
+        tab.close().await;
         result
     }
 }
 
 impl Drop for Agent {
     fn drop(&mut self) {
-        if self.disposed || self.session.is_gone() {
+        if self.disposed || self.tab.is_gone() {
             return;
         }
         // No blocking in drop: the runtime disposes it, then lets its page and slot go.
-        let session = self.session.clone();
+        let tab = self.tab.clone();
         let slot = self.slot.take();
         let place = self.place.take();
         let expression = protocol::dispose(self.id);
-        session.instance().handle().clone().spawn(async move {
-            let disposed = tokio::time::timeout(DISPOSE_TIMEOUT, session.eval::<Disposed>(&expression)).await;
+        tab.instance().handle().clone().spawn(async move {
+            let disposed = tokio::time::timeout(DISPOSE_TIMEOUT, tab.eval::<Disposed>(&expression)).await;
             if !matches!(disposed, Ok(Ok(Disposed { ok: true, .. }))) {
                 tracing::debug!("disposing a dropped agent failed; its page is closed anyway");
             }
-            drop((session, place, slot));
+            drop((tab, place, slot));
         });
     }
 }
@@ -253,7 +253,7 @@ impl callagent_retry::connect::Connectable for Agent {
         })
     }
 }
-/// Two creations started together ([`Session::race`]).
+/// Two creations started together ([`Tab::race`]).
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct Race {
@@ -266,7 +266,7 @@ pub struct Race {
 }
 
 // Creations on a page, made into agents here: the page module knows nothing of agents.
-impl Session {
+impl Tab {
     /// Creates an agent on a fresh `CallClient` of this page. Unlike the service's creations,
     /// it takes no slot of `max_agents`.
     pub async fn create(&self, request: &CreateAgentRequest) -> Result<Agent, WebSdkError> {
@@ -311,13 +311,13 @@ impl Session {
 }
 
 /// The agent the page made, or what it threw.
-fn settle(session: &Session, created: Created, request: &CreateAgentRequest) -> Result<Agent, Box<Failure>> {
+fn settle(tab: &Tab, created: Created, request: &CreateAgentRequest) -> Result<Agent, Box<Failure>> {
     let took = Duration::from_secs_f64(created.ms.max(0.0) / 1e3);
     if created.ok {
         let id =
             created.id.ok_or_else(|| bare(WebSdkError::Protocol("created an agent without an id".into())))?;
         let state = ConnectionState::parse(created.state.as_deref().unwrap_or_default());
-        return Ok(Agent::new(request, id, state, created.same.unwrap_or(false), took, session.clone()));
+        return Ok(Agent::new(request, id, state, created.same.unwrap_or(false), took, tab.clone()));
     }
     let thrown =
         created.error.ok_or_else(|| bare(WebSdkError::Protocol("a failure without an error".into())))?;

@@ -20,7 +20,7 @@
 //! | `chromium` | nothing: Chromium's command line and environment, the launcher thread | |
 //! | `transport` | the relay between the driver and a browser's pipe | its browser ends |
 //! | `private` | the service's private directory and its lock | the service is closed or dropped |
-//! | `page` | a page ([`Session`] handles and agents share it) | the last handle is dropped, at any await point |
+//! | `page` | a page ([`Tab`] handles and agents share it) | the last handle is dropped, at any await point |
 //! | `pool` | warm pages (until a creation takes one); a creation's or agent's place on a page (one identity once per page) | the service is closed; a place when its creation or agent is dropped (a creation dropped mid-way is abandoned in the page: its agent disposed as soon as it exists) |
 //! | `agent` | an [`Agent`] and its `max_agents` slot | [`Agent::dispose`], or a drop (disposed in the background) |
 //! | `service` | [`WebSdk`]: slots (`poll_ready`), the shared state | the last clone, page and agent are dropped |
@@ -89,7 +89,7 @@ pub use agent::{Agent, ConnectionState, Race, StateChange};
 pub use config::{DEFAULT_AGENTS_PER_PAGE, NO_EXTERNAL_HOSTS, WebSdkConfig};
 pub use error::WebSdkError;
 pub use metrics::{AGENTS, CREATIONS, PAGE_LOAD, PAGE_LOAD_BUCKETS, PAGES, RESTARTS, WARM_PAGES};
-pub use page::{Failure, Session};
+pub use page::{Failure, Tab};
 pub use service::{BrowserStats, ResponseFuture, WebSdk};
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! Pages: each has one owner, a [`PageHandle`] shared by its [`Session`] handles and its
+//! Pages: each has one owner, a [`PageHandle`] shared by its [`Tab`] handles and its
 //! agents, and is closed when the last of them is dropped, wherever that happens (a creation
 //! future dropped at any await point, an agent dropped undisposed, a timeout).
 
@@ -185,17 +185,17 @@ pub(crate) async fn open_ready(ctx: &Arc<Context>) -> Result<Arc<PageHandle>, We
 /// timed out): the page disposes the agent as soon as the SDK makes it, so a shared page keeps
 /// no agent nobody owns.
 struct Abandon<'a> {
-    session: &'a Session,
+    tab: &'a Tab,
     request: u64,
     armed: bool,
 }
 
 impl Drop for Abandon<'_> {
     fn drop(&mut self) {
-        if !self.armed || self.session.page.is_gone() {
+        if !self.armed || self.tab.page.is_gone() {
             return;
         }
-        let page = Arc::clone(&self.session.page);
+        let page = Arc::clone(&self.tab.page);
         let expression = protocol::abandon(self.request);
         page.instance.handle().clone().spawn(async move {
             if let Err(e) = page.eval::<serde_json::Value>(&expression).await {
@@ -205,18 +205,19 @@ impl Drop for Abandon<'_> {
     }
 }
 
-/// One page with the SDK loaded. Agents created on it share its JavaScript realm, as agents of
+/// A handle to one page with the SDK loaded (named for the browser tab, not the DevTools
+/// session it runs over). Agents created on it share its JavaScript realm, as agents of
 /// one browser tab do. Clones (and the agents created on it) share the page, which closes when
-/// the last of them is dropped, or at once with [`close`](Session::close).
+/// the last of them is dropped, or at once with [`close`](Tab::close).
 #[derive(Clone)]
-pub struct Session {
+pub struct Tab {
     page: Arc<PageHandle>,
     ctx: Arc<Context>,
 }
 
-impl fmt::Debug for Session {
+impl fmt::Debug for Tab {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Session").field("target", self.page.page.target_id()).finish_non_exhaustive()
+        f.debug_struct("Tab").field("target", self.page.page.target_id()).finish_non_exhaustive()
     }
 }
 
@@ -237,7 +238,7 @@ pub(crate) fn bare(error: WebSdkError) -> Box<Failure> {
     Box::new(Failure { error, stringified: None, took: None })
 }
 
-impl Session {
+impl Tab {
     /// Opens a page with the SDK loaded, starting the browser again if it died.
     pub(crate) async fn open(ctx: &Arc<Context>) -> Result<Self, WebSdkError> {
         let page = open_ready(ctx).await?;
@@ -284,7 +285,7 @@ impl Session {
             client_of,
             number,
         );
-        let mut abandon = Abandon { session: self, request: number, armed: true };
+        let mut abandon = Abandon { tab: self, request: number, armed: true };
         let timeout = self.ctx.config.create_timeout;
         let answered = tokio::time::timeout(timeout, self.eval(&expression)).await;
         // The page answered (or is gone): nothing left to abandon.
@@ -305,7 +306,7 @@ impl Session {
     }
 
     /// Starts two creations at once (`delay` apart), on one `CallClient` or on two, and returns
-    /// what the page answered ([`Session::race`]).
+    /// what the page answered ([`Tab::race`]).
     pub(crate) async fn make_race(
         &self,
         first: &CreateAgentRequest,

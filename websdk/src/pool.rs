@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 use crate::context::Context;
 use crate::error::WebSdkError;
 use crate::metrics::{AGENTS, CREATIONS, PAGE_LOAD, PAGES, RESTARTS, WARM_PAGES};
-use crate::page::{PageHandle, Session, open_ready};
+use crate::page::{PageHandle, Tab, open_ready};
 
 /// Pages that may load at once. One: loading is CPU-bound (parsing the SDK bundle), so more
 /// only slow each other down on a small machine, and a burst of creations that found no room
@@ -155,7 +155,7 @@ impl Drop for Place {
             self.core.metrics.agents.decrement(1.0);
         }
         page.load.release(&self.identity);
-        // The page closes if this was its last user (the agent's session goes with it).
+        // The page closes if this was its last user (the agent's tab goes with it).
         drop(page);
         self.core.publish(&mut self.core.lock());
     }
@@ -191,7 +191,7 @@ impl Pool {
     /// with room (fewer pages, less memory), else a warm page, else a page opened now (at most
     /// [`CONCURRENT_LOADS`] at once; once its turn comes a creation looks again, as another one's
     /// new page may have room). Starts refilling the warm pages.
-    pub(crate) async fn place(&self, identity: &str) -> Result<(Session, Place), WebSdkError> {
+    pub(crate) async fn place(&self, identity: &str) -> Result<(Tab, Place), WebSdkError> {
         let placed = match self.take(identity) {
             Some(page) => page,
             None => {
@@ -207,7 +207,7 @@ impl Pool {
             }
         };
         let place = Place::new(Arc::clone(&placed), identity, &self.core);
-        Ok((Session::on(placed, &self.ctx), place))
+        Ok((Tab::on(placed, &self.ctx), place))
     }
 
     /// A place on a page the pool has, if one has room.

@@ -17,7 +17,7 @@ use crate::agent::Agent;
 use crate::browser::Supervisor;
 use crate::config::WebSdkConfig;
 use crate::error::WebSdkError;
-use crate::page::Session;
+use crate::page::Tab;
 use crate::pool::Pool;
 use crate::{context, private, procfs, server};
 
@@ -217,9 +217,9 @@ impl WebSdk {
 
     /// A new page with the SDK loaded: a place for one or more `CallClient`s. Outside
     /// `max_agents` (for probing the SDK); the page closes when the last handle to it (the
-    /// session's clones and its agents) is dropped.
-    pub async fn session(&self) -> Result<Session, WebSdkError> {
-        Session::open(&self.shared.ctx).await
+    /// tab's clones and its agents) is dropped.
+    pub async fn tab(&self) -> Result<Tab, WebSdkError> {
+        Tab::open(&self.shared.ctx).await
     }
 
     /// Creates an agent for `request` on a page of its own, waiting for a `max_agents` slot
@@ -237,17 +237,17 @@ async fn create(
     slot: OwnedSemaphorePermit,
 ) -> Result<Agent, WebSdkError> {
     // Every await below may be the last: the place (and with it, if it was the page's last user,
-    // the page), the session and the slot are locals, dropped with the future; a creation the
+    // the page), the tab and the slot are locals, dropped with the future; a creation the
     // page is still making is abandoned (its agent disposed as soon as it exists).
     // The SDK knows a user by the token's user id: two requests naming different identities
     // with one token's user are one identity to it.
     let claims = request.token.claims().ok();
     let identity = claims.as_ref().and_then(|c| c.skypeid()).unwrap_or(&request.identity);
-    let (session, mut place) = shared.pool.place(identity).await?;
+    let (tab, mut place) = shared.pool.place(identity).await?;
     // The warm pages are topped up once the creation settles or is dropped: not while it runs,
     // as loading a page (CPU-bound) would slow it down.
     let _refill = Refill(&shared.pool);
-    let agent = session.create(request).await?;
+    let agent = tab.create(request).await?;
     place.created();
     Ok(agent.with_slot(slot).with_place(place))
 }

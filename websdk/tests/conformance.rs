@@ -353,9 +353,9 @@ async fn launch() -> WebSdk {
     let sdk = WebSdk::launch(isolation::config())
         .await
         .expect("Chromium and the built page (websdk/conformance.sh)");
-    let session = sdk.session().await.expect("a page");
-    let version = session.sdk_version().await.expect("the page's SDK version");
-    session.close().await;
+    let tab = sdk.tab().await.expect("a page");
+    let version = tab.sdk_version().await.expect("the page's SDK version");
+    tab.close().await;
     assert_eq!(version, sdk_version(), "the page under test was built from the installed package");
     sdk
 }
@@ -376,9 +376,9 @@ async fn token_checks_match_the_preflight() {
         .map(|(i, c)| {
             let sdk = Arc::clone(&sdk);
             async move {
-                let session = sdk.session().await.expect("a page");
-                let result = session.probe(&request(&c), None).await;
-                session.close().await;
+                let tab = sdk.tab().await.expect("a page");
+                let result = tab.probe(&request(&c), None).await;
+                tab.close().await;
                 (i, c, result)
             }
         })
@@ -660,14 +660,14 @@ async fn race_shape(
     delay: u64,
 ) -> (Row, Vec<String>) {
     let mut problems = vec![];
-    let session = sdk.session().await.expect("a page");
+    let tab = sdk.tab().await.expect("a page");
     let started = Instant::now();
-    let race = session
+    let race = tab
         .race(first, second, same_client, std::time::Duration::from_millis(delay))
         .await
         .expect("the race ran");
     let took = started.elapsed();
-    session.close().await;
+    tab.close().await;
     let said = format!(
         "first: {}; second: {}{}",
         describe(&race.first),
@@ -706,10 +706,10 @@ async fn race_shape(
 async fn create_dispose_create(sdk: &WebSdk, acs: CreateAgentRequest) -> (Row, Vec<String>) {
     let again = match sdk.create(&acs).await {
         Ok(agent) => {
-            let session = agent.session().clone();
+            let tab = agent.tab().clone();
             agent.dispose().await.expect("dispose");
             let started = Instant::now();
-            let again = session.create(&acs).await;
+            let again = tab.create(&acs).await;
             let took = started.elapsed();
             let said = describe(&again);
             if let Ok(agent) = again {
@@ -902,9 +902,9 @@ async fn a_creation_that_never_settles_is_bounded_and_its_page_closed() {
     // The page is opened (and the SDK bundle started) first, under its own bound
     // (`launch_timeout`): loading the bundle alone took 9 s once, with the other conformance
     // tests' browsers busy on two cores. The creation's bound is what is timed here.
-    let session = sdk.session().await.expect("a page with the SDK");
+    let tab = sdk.tab().await.expect("a page with the SDK");
     let started = Instant::now();
-    let err = session.create(&valid(AgentKind::Acs, acs_claims())).await.unwrap_err();
+    let err = tab.create(&valid(AgentKind::Acs, acs_claims())).await.unwrap_err();
     let took = started.elapsed();
     assert_eq!(err, WebSdkError::Timeout(std::time::Duration::from_secs(2)));
     // 2 s and the page's close, far from the ~14 s the creation takes to settle by itself.

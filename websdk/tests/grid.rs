@@ -264,13 +264,9 @@ fn deliberate(case: &GridCase, said: &Said) -> Option<&'static str> {
     )
 }
 
-async fn run_case(
-    session: &callagent_websdk::Session,
-    case: &GridCase,
-    bound: Duration,
-) -> (Said, Vec<String>) {
+async fn run_case(tab: &callagent_websdk::Tab, case: &GridCase, bound: Duration) -> (Said, Vec<String>) {
     let mut problems = vec![];
-    let said = match tokio::time::timeout(bound, session.probe(&request(case), None)).await {
+    let said = match tokio::time::timeout(bound, tab.probe(&request(case), None)).await {
         Err(_) | Ok(Ok(_)) => Said::Passes,
         Ok(Err(f)) => match &*f {
             Failure { error: WebSdkError::Sdk(e), stringified, .. } => {
@@ -305,30 +301,30 @@ async fn the_preflight_predicts_the_sdk_on_a_generated_grid() {
         let (sdk, queue) = (Arc::clone(&sdk), Arc::clone(&queue));
         tokio::spawn(async move {
             let mut out = vec![];
-            let mut session = None;
+            let mut tab = None;
             loop {
                 let Some(case) = queue.lock().unwrap().pop_front() else { break };
-                if session.is_none() {
-                    session = Some(sdk.session().await.expect("a page"));
+                if tab.is_none() {
+                    tab = Some(sdk.tab().await.expect("a page"));
                 }
-                let page = session.as_ref().expect("opened above");
+                let page = tab.as_ref().expect("opened above");
                 let (mut said, mut problems) = run_case(page, &case, LOCAL_BOUND).await;
                 // A case that passed left a creation reaching for the network: its page goes.
                 // A rejection leaves nothing behind (the SDK checks the token before it
                 // registers anything), so the page serves the next case.
                 if said == Said::Passes
-                    && let Some(s) = session.take()
+                    && let Some(s) = tab.take()
                 {
                     s.close().await;
                     if predicted(&case).is_some() {
-                        let fresh = sdk.session().await.expect("a page");
+                        let fresh = sdk.tab().await.expect("a page");
                         (said, problems) = run_case(&fresh, &case, RECHECK_BOUND).await;
                         fresh.close().await;
                     }
                 }
                 out.push((case, said, problems));
             }
-            if let Some(s) = session.take() {
+            if let Some(s) = tab.take() {
                 s.close().await;
             }
             out

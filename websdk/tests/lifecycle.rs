@@ -229,12 +229,12 @@ async fn agents_dropped_undisposed_are_disposed_and_their_pages_closed() {
     assert_eq!(stats.pool_pages, 1, "four identities share a page: {stats:?}");
     assert_eq!(stats.agents_and_creations, 4);
     let keeper = agents.pop().expect("four agents");
-    assert_eq!(keeper.session().census().await.expect("census"), (4, 0), "four agents on the page");
+    assert_eq!(keeper.tab().census().await.expect("census"), (4, 0), "four agents on the page");
     drop(agents);
     // The three dropped are disposed in the page; the page and the fourth live on.
     let started = Instant::now();
     loop {
-        let census = keeper.session().census().await.expect("the page lives on");
+        let census = keeper.tab().census().await.expect("the page lives on");
         if census == (1, 0) {
             break;
         }
@@ -402,9 +402,9 @@ async fn shared_pages_keep_one_owner_per_agent() {
     // A creation dropped mid-way on the fuller page with room: the others there live on.
     let mut page = None;
     for agent in &agents {
-        let census = agent.session().census().await.expect("census");
+        let census = agent.tab().census().await.expect("census");
         if census.0 < 4 {
-            page = Some((agent.session().clone(), census));
+            page = Some((agent.tab().clone(), census));
         }
     }
     let (page, before) = page.expect("a page with room");
@@ -452,7 +452,7 @@ async fn shared_pages_keep_one_owner_per_agent() {
 }
 
 /// An agent whose page is closed under it (another agent's `dispose_and_close`, a
-/// `Session::close`) fails every call at once with `AgentGone`, its dispose included, and gives
+/// `Tab::close`) fails every call at once with `AgentGone`, its dispose included, and gives
 /// its slot back: the browser answers nothing more for a closed page, and such calls used to wait
 /// for the DevTools request timeout (minutes), holding the slot all along.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -462,7 +462,7 @@ async fn an_agent_whose_page_was_closed_fails_at_once() {
     let idle = idle(&sdk).await;
     let (a, b) = tokio::join!(sdk.clone().oneshot(valid()), sdk.clone().oneshot(valid_other()));
     let (a, b) = (a.expect("an agent"), b.expect("another agent"));
-    assert_eq!(a.session().census().await.expect("census").0, 2, "both agents on one page");
+    assert_eq!(a.tab().census().await.expect("census").0, 2, "both agents on one page");
     a.dispose_and_close().await.expect("dispose and close");
     let bound = Duration::from_secs(2);
     let state = tokio::time::timeout(bound, b.connection_state()).await.expect("fails at once");
@@ -495,7 +495,7 @@ async fn the_connect_check_disposes_its_agent_alone() {
     let err = checked.expect_err("no network: the agent never connects");
     assert!(matches!(err, ConnectError::NotConnected { .. }), "{err}");
     let bound = Duration::from_secs(2);
-    let census = tokio::time::timeout(bound, neighbour.session().census()).await.expect("the page answers");
+    let census = tokio::time::timeout(bound, neighbour.tab().census()).await.expect("the page answers");
     assert_eq!(census.expect("its page is open").0, 1, "the neighbour alone is left on the page");
     let state = tokio::time::timeout(bound, neighbour.connection_state()).await.expect("answers");
     assert!(state.is_ok(), "the neighbour lives on: {state:?}");
@@ -516,7 +516,7 @@ async fn a_shared_page_reuses_its_call_clients() {
     let idle = idle(&sdk).await;
     // The keeper holds the page; every creation below shares it (the fullest page with room).
     let keeper = sdk.clone().oneshot(valid_for("reuse", 0)).await.expect("the keeper");
-    let page = keeper.session().clone();
+    let page = keeper.tab().clone();
     // 200 rejections, four at a time.
     let started = Instant::now();
     let rejections = futures::stream::iter(0..200)
@@ -548,7 +548,7 @@ async fn a_shared_page_reuses_its_call_clients() {
     // An agent on a client another creation used, disposed, then one more on the same client.
     for i in 1..=2 {
         let agent = sdk.clone().oneshot(valid_for("reuse", i)).await.expect("an agent on a reused client");
-        assert_eq!(format!("{:?}", agent.session()), format!("{page:?}"), "on the keeper's page");
+        assert_eq!(format!("{:?}", agent.tab()), format!("{page:?}"), "on the keeper's page");
         agent.connection_state().await.expect("alive");
         agent.dispose().await.expect("disposed");
     }

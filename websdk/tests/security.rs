@@ -172,7 +172,7 @@ fn get(port: u16, path: &str) -> String {
 #[ignore = "needs Chromium and an isolated network namespace: run websdk/conformance.sh"]
 async fn devtools_answers_no_local_client() {
     let sdk = launch(WebSdkConfig { warm_pages: 1, ..isolation::config() }).await;
-    let session = sdk.session().await.expect("a page with the SDK");
+    let tab = sdk.tab().await.expect("a page with the SDK");
     let pids = sdk.chromium_processes();
     assert!(pids.len() >= 3, "the browser and its helpers: {pids:?}");
     let browser = sdk.stats().await.expect("stats").pid.expect("a browser");
@@ -194,7 +194,7 @@ async fn devtools_answers_no_local_client() {
     }
     // The browser is still driven (over its pipe).
     assert!(sdk.open_pages().await.expect("pages") >= 1);
-    drop(session);
+    drop(tab);
     sdk.close().await;
 }
 
@@ -396,8 +396,8 @@ async fn the_service_files_are_private_and_nothing_planted_is_used() {
     assert_eq!(std::fs::read_dir(&planted).unwrap().count(), 0, "the planted directory was not used");
     assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0, "the symlink was not followed");
     assert!(cmdline(stats.pid.unwrap()).contains(&format!("--user-data-dir={}", profile.display())));
-    let session = sdk.session().await.expect("a page");
-    drop(session);
+    let tab = sdk.tab().await.expect("a page");
+    drop(tab);
     sdk.close().await;
     assert!(!service_dir.exists(), "everything is removed at close");
     assert!(planted.exists() && link.exists(), "what others planted is left alone");
@@ -473,7 +473,7 @@ fn sandbox_probe() {
             }
             Err(e) => panic!("Chromium as an unprivileged user: {e}"),
         };
-        let session = sdk.session().await.expect("a page with the SDK, sandboxed");
+        let tab = sdk.tab().await.expect("a page with the SDK, sandboxed");
         let stats = sdk.stats().await.expect("stats");
         let browser = stats.pid.expect("a browser");
         assert!(!cmdline(browser).iter().any(|a| a == "--no-sandbox"), "{:?}", cmdline(browser));
@@ -493,7 +493,7 @@ fn sandbox_probe() {
                 "renderer {renderer} shares the browser's user namespace"
             );
         }
-        drop(session);
+        drop(tab);
         sdk.close().await;
     });
 }
