@@ -14,8 +14,10 @@
 # --full). Against `latest` also the security tests (tests/security.rs: Chromium's command line,
 # DevTools private, certificates verified, no token in the driver's trace, private files, the
 # sandbox as an unprivileged user), the lifecycle tests (tests/lifecycle.rs: dropped creations, the
-# retry layer cancelling attempts, undisposed agents, a killed browser, max_agents) and a soak of
-# the real path (examples/soak.rs; SOAK_CREATIONS creations, 1000 by default).
+# retry layer cancelling attempts, undisposed agents, a killed browser, max_agents), a browser on
+# another host (tests/remote.rs: Chromium in a network namespace of its own joined by a veth
+# pair; killed, and its link taken down, mid-creation) and a soak of the real path
+# (examples/soak.rs; SOAK_CREATIONS creations, 1000 by default).
 # Then renders the results into README.md (the tables between the conformance markers).
 #   websdk/conformance.sh              # everything
 #   websdk/conformance.sh --full       # the whole grid (~1,560 cases, ~6 min per SDK version)
@@ -31,11 +33,13 @@ for arg in "$@"; do
     *) echo "usage: websdk/conformance.sh [--full] [--no-table]" >&2; exit 2 ;;
   esac
 done
-if ! command -v chromium >/dev/null || ! command -v ip >/dev/null || ! command -v setpriv >/dev/null; then
+if ! command -v chromium >/dev/null || ! command -v ip >/dev/null || ! command -v setpriv >/dev/null \
+  || ! command -v socat >/dev/null || ! command -v pkill >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  # util-linux: setpriv (Chromium's parent-death signal; the sandbox test's unprivileged user)
-  apt-get install -y -qq --no-install-recommends chromium iproute2 util-linux >/dev/null
+  # util-linux: setpriv (Chromium's parent-death signal; the sandbox test's unprivileged user);
+  # socat: DevTools of the remote-browser tests' hosts onto their veth links; procps: pkill.
+  apt-get install -y -qq --no-install-recommends chromium iproute2 util-linux socat procps >/dev/null
 fi
 command -v python3 >/dev/null || { echo "conformance.sh needs python3 (the security tests' https stand-in)" >&2; exit 1; }
 PREVIOUS_MAJOR=1.46.1
@@ -48,7 +52,8 @@ isolated() { unshare -n sh -c 'ip link set lo up && exec "$@"' isolated "$@"; }
 rm -rf target/conformance
 export GRID="$grid"
 echo "== SDK latest (websdk/page/dist)"
-isolated cargo test --offline --no-fail-fast -p callagent-websdk --test conformance --test grid --test lifecycle --test security -- --ignored --test-threads 2
+isolated cargo test --offline --no-fail-fast -p callagent-websdk --test conformance --test grid --test lifecycle --test security \
+  --test remote -- --ignored --test-threads 2
 echo "== SDK $PREVIOUS_MAJOR (websdk/page/sdk-$PREVIOUS_MAJOR/dist)"
 CALLAGENT_WEBSDK_PAGE="$PWD/websdk/page/sdk-$PREVIOUS_MAJOR/dist" \
   isolated cargo test --offline --no-fail-fast -p callagent-websdk --test conformance --test grid -- --ignored --test-threads 2

@@ -1,8 +1,10 @@
 // The page the Rust side drives: the real Web Calling SDK, one CallClient per agent.
 //
-// The access token never crosses the DevTools protocol (whose messages a driver may log): the
-// Rust side puts it behind a one-time key on its own localhost server, for this page alone, and
-// passes only the key. Nothing here logs a token or an error's payload.
+// The access token never crosses the DevTools protocol readable (a driver may log every message,
+// and the browser may run on another host): the page makes an ECDH P-256 key pair as it loads
+// (its private key not extractable) and publishes the public half; the Rust side seals each token
+// to it (a one-time key of its own, HKDF-SHA256, AES-256-GCM; websdk/src/seal.rs) and the page
+// opens it here. Nothing here logs a token or an error's payload.
 import { CallClient } from "@azure/communication-calling";
 import { AzureCommunicationTokenCredential } from "@azure/communication-common";
 
@@ -15,24 +17,28 @@ const pending = new Set();
 const abandoned = new Set();
 const created = new Map();
 
-// This page's own secret, in the document the server wrote for it alone (never sent over
-// DevTools): the server hands a token over only with it. Taken out of the DOM at once.
-const pageSecret = (() => {
-  const meta = document.querySelector('meta[name="callagent-page"]');
-  const secret = meta?.content ?? "";
-  meta?.remove();
-  return secret;
-})();
+const CURVE = { name: "ECDH", namedCurve: "P-256" };
+const INFO = new TextEncoder().encode("callagent-websdk token v1");
+const keyPair = crypto.subtle.generateKey(CURVE, false, ["deriveBits"]);
 
-async function takeToken(key) {
-  // Relative: the page's own token route (/p/PAGE/token/KEY).
-  const response = await fetch(`token/${key}`, {
-    method: "POST",
-    cache: "no-store",
-    headers: { "x-callagent-page": pageSecret },
-  });
-  if (!response.ok) throw new Error(`token handoff failed: HTTP ${response.status}`);
-  return await response.text();
+const fromBase64 = (text) => Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+const toBase64 = (bytes) => btoa(String.fromCharCode(...new Uint8Array(bytes)));
+
+// Opens a token sealed to this page: { epk, nonce, ct }, base64.
+async function openToken(sealed) {
+  const { privateKey } = await keyPair;
+  const theirs = await crypto.subtle.importKey("raw", fromBase64(sealed.epk), CURVE, false, []);
+  const shared = await crypto.subtle.deriveBits({ name: "ECDH", public: theirs }, privateKey, 256);
+  const hkdf = await crypto.subtle.importKey("raw", shared, "HKDF", false, ["deriveKey"]);
+  const key = await crypto.subtle.deriveKey(
+    { name: "HKDF", hash: "SHA-256", salt: new Uint8Array(), info: INFO },
+    hkdf,
+    { name: "AES-GCM", length: 256 },
+    false,
+    ["decrypt"],
+  );
+  const plain = await crypto.subtle.decrypt({ name: "AES-GCM", iv: fromBase64(sealed.nonce) }, key, fromBase64(sealed.ct));
+  return new TextDecoder().decode(plain);
 }
 
 // What the SDK threw, read from its public getters (code, subCode, resultCategories are
@@ -89,13 +95,18 @@ window.callagent = {
   // The SDK version the page was bundled with (build.sh defines it).
   sdkVersion: typeof SDK_VERSION === "string" ? SDK_VERSION : "unknown",
 
+  // This page's public key (base64 of the raw P-256 point): tokens are sealed to it.
+  async publicKey() {
+    return toBase64(await crypto.subtle.exportKey("raw", (await keyPair).publicKey));
+  },
+
   // Creates an agent on a fresh CallClient (or on `clientId`'s, to probe the SDK's rules).
-  async create({ key, kind, displayName, tokenRefresher, clientId, request }) {
+  async create({ sealed, kind, displayName, tokenRefresher, clientId, request }) {
     const started = performance.now();
     let client;
     if (request != null) pending.add(request);
     try {
-      const token = await takeToken(key);
+      const token = await openToken(sealed);
       const options = tokenRefresher
         ? { token, tokenRefresher: async () => token, refreshProactively: false }
         : token;
@@ -139,7 +150,7 @@ window.callagent = {
     const clientA = newClient();
     const clientB = sameClient ? clientA : newClient();
     // Both tokens first, so that with no delay both creations start in the same tick.
-    const [tokenA, tokenB] = await Promise.all([takeToken(first.key), takeToken(second.key)]);
+    const [tokenA, tokenB] = await Promise.all([openToken(first.sealed), openToken(second.sealed)]);
     const one = async (client, token, kind) => {
       const started = performance.now();
       try {

@@ -67,7 +67,8 @@ pub(crate) struct Instance {
     pid: Option<u32>,
     generation: u64,
     /// This browser's own directory: its profile and its launcher script. Removed at its end.
-    dir: PathBuf,
+    /// `None` for a remote browser.
+    dir: Option<PathBuf>,
     died: CancellationToken,
     cause: OnceLock<(Death, String)>,
     /// Set when the browser is reaped and its directory removed.
@@ -94,8 +95,9 @@ impl Instance {
         self.pid
     }
 
-    pub(crate) fn profile(&self) -> PathBuf {
-        self.dir.join("profile")
+    /// A local browser's profile directory (`None` for a remote one).
+    pub(crate) fn profile(&self) -> Option<PathBuf> {
+        self.dir.as_ref().map(|d| d.join("profile"))
     }
 
     pub(crate) fn handle(&self) -> &Handle {
@@ -118,6 +120,26 @@ impl Instance {
             Some((_, why)) => WebSdkError::BrowserDied(why.clone()),
             None => WebSdkError::BrowserDied("the browser is ending".into()),
         }
+    }
+
+    /// A remote browser that could not be reached: dead from the start, so the next creation
+    /// connects again (spaced).
+    fn unreachable(generation: u64, why: String, closed: &CancellationToken) -> Arc<Self> {
+        let instance = Self {
+            browser: RwLock::new(None),
+            pid: None,
+            generation,
+            dir: None,
+            died: CancellationToken::new(),
+            cause: OnceLock::new(),
+            ended: CancellationToken::new(),
+            shutdown: closed.child_token(),
+            pages: Mutex::new(HashMap::new()),
+            handle: Handle::current(),
+        };
+        instance.die(Death::Disconnected, why);
+        instance.ended.cancel();
+        Arc::new(instance)
     }
 
     fn die(&self, death: Death, why: String) {
@@ -229,6 +251,8 @@ struct State {
     restarts: VecDeque<Instant>,
     last_launch: Option<Instant>,
     generation: u64,
+    /// Connections to a remote browser that failed in a row (their spacing grows with it).
+    failed_connects: u32,
 }
 
 impl Supervisor {
@@ -276,7 +300,7 @@ impl Supervisor {
             while state.restarts.front().is_some_and(|t| now.duration_since(*t) >= window) {
                 state.restarts.pop_front();
             }
-            if state.restarts.len() >= self.config.max_restarts as usize {
+            if self.config.remote.is_none() && state.restarts.len() >= self.config.max_restarts as usize {
                 return Err(WebSdkError::BrowserGone(format!(
                     "Chromium ended {} times within {} and is not started again (max_restarts); the last \
                      time: {why}. Fix the cause (memory, a crashing flag) and launch a new WebSdk",
@@ -285,7 +309,7 @@ impl Supervisor {
                 )));
             }
             if let Some(last) = state.last_launch {
-                let spaced = last + self.config.restart_spacing;
+                let spaced = last + self.spacing(state.failed_connects);
                 tokio::select! {
                     _ = tokio::time::sleep_until(spaced) => {}
                     _ = self.closed.cancelled() => {
@@ -308,10 +332,21 @@ impl Supervisor {
         state.last_launch = Some(Instant::now());
         state.generation += 1;
         let generation = state.generation;
-        match self.launch(generation).await {
+        let launched = match &self.config.remote {
+            Some(remote) => self.connect(remote, generation).await,
+            None => self.launch(generation).await,
+        };
+        match launched {
             Ok(instance) => {
                 state.current = Some(Arc::clone(&instance));
+                state.failed_connects = 0;
                 Ok(instance)
+            }
+            Err(e) if self.config.remote.is_some() => {
+                state.failed_connects = state.failed_connects.saturating_add(1);
+                // Kept as the current browser, dead, so the next creation spaces its attempt.
+                state.current = Some(Instance::unreachable(generation, e.to_string(), &self.closed));
+                Err(e)
             }
             Err(e) if previous.is_some() => Err(WebSdkError::BrowserDied(format!(
                 "Chromium ended and did not start again (restart {} of at most {} within {}): {e}",
@@ -321,6 +356,53 @@ impl Supervisor {
             ))),
             Err(e) => Err(e),
         }
+    }
+
+    /// The least time before the next start: `restart_spacing`, and for a remote browser that
+    /// could not be reached `failures` times in a row, twice that per failure up to 30 s, with
+    /// ±20% jitter so many services do not reconnect in step.
+    fn spacing(&self, failures: u32) -> Duration {
+        let base = self.config.restart_spacing;
+        if self.config.remote.is_none() || failures == 0 {
+            return base;
+        }
+        let grown = base.saturating_mul(1 << failures.min(5)).min(Duration::from_secs(30)).max(base);
+        grown.mul_f64(rand::Rng::gen_range(&mut rand::thread_rng(), 0.8..1.2))
+    }
+
+    /// Connects to the remote browser (`remote`), through a relay as a local one is.
+    async fn connect(
+        &self,
+        remote: &crate::config::RemoteBrowser,
+        generation: u64,
+    ) -> Result<Arc<Instance>, WebSdkError> {
+        let within = self.config.launch_timeout;
+        let unreachable = |why: &str| {
+            WebSdkError::BrowserDied(format!(
+                "the remote browser at {} cannot be reached: {why}",
+                remote.authority()
+            ))
+        };
+        let reach = async {
+            let url = if remote.endpoint.starts_with("http://") {
+                transport::discover(&remote.endpoint, remote.header()).await?
+            } else {
+                remote.endpoint.clone()
+            };
+            transport::connect(&url, remote.header(), remote.lost_after).await
+        };
+        let upstream = match tokio::time::timeout(within, reach).await {
+            Ok(Ok(upstream)) => upstream,
+            Ok(Err(why)) => return Err(unreachable(&why)),
+            Err(_) => return Err(unreachable(&format!("no DevTools connection within {}", human(within)))),
+        };
+        let endpoint = transport::relay(upstream, within)
+            .await
+            .map_err(|e| unreachable(&format!("cannot relay its DevTools connection: {e}")))?;
+        let instance = self.attach(endpoint, None, None, generation, &unreachable).await?;
+        tokio::spawn(heartbeat(Arc::clone(&instance)));
+        tracing::info!(endpoint = remote.authority(), generation, "connected to the remote browser");
+        Ok(instance)
     }
 
     async fn launch(&self, generation: u64) -> Result<Arc<Instance>, WebSdkError> {
@@ -343,60 +425,15 @@ impl Supervisor {
         let mut child = self.launcher.spawn(&script, &args).await.map_err(|e| {
             WebSdkError::BrowserGone(format!("Chromium did not start ({}): {e}", config.chromium.display()))
         })?;
-        let pid = child.id();
         let (Some(to_browser), Some(from_browser)) = (child.stdin.take(), child.stdout.take()) else {
             return Err(WebSdkError::BrowserGone("Chromium started without its DevTools pipe".into()));
         };
         let stderr = Stderr::capture(child.stderr.take());
-        let endpoint = transport::relay(to_browser, from_browser, within)
+        let endpoint = transport::relay(transport::Upstream::pipe(to_browser, from_browser), within)
             .await
             .map_err(|e| WebSdkError::BrowserGone(format!("cannot relay Chromium's DevTools pipe: {e}")))?;
-        let handler_config = HandlerConfig {
-            // Certificates are verified: the driver would otherwise send
-            // Security.setIgnoreCertificateErrors(true) to every page.
-            ignore_https_errors: false,
-            request_timeout: config.create_timeout + Duration::from_secs(10),
-            viewport: None,
-            ..HandlerConfig::default()
-        };
-        let connected =
-            tokio::time::timeout(within, Browser::connect_with_config(endpoint.url(), handler_config));
-        let (browser, handler) = match connected.await {
-            Ok(Ok(connected)) => connected,
-            Ok(Err(e)) => return Err(stderr.launch_error(&format!("the DevTools connection failed: {e}"))),
-            Err(_) => {
-                return Err(stderr.launch_error(&format!("no DevTools connection within {}", human(within))));
-            }
-        };
-        let handle = Handle::current();
-        let instance = Arc::new(Instance {
-            browser: RwLock::new(Some(browser)),
-            pid,
-            generation,
-            dir,
-            died: CancellationToken::new(),
-            cause: OnceLock::new(),
-            ended: CancellationToken::new(),
-            shutdown: self.closed.child_token(),
-            pages: Mutex::new(HashMap::new()),
-            handle: handle.clone(),
-        });
-        // From here the watcher owns the process, the relay and the directory.
-        drop(cleanup.disarm());
-        handle.spawn(watch(Arc::clone(&instance), handler, child, endpoint));
-        // A browser that answers: one that exits at once (a bad flag, root without
-        // --no-sandbox, a missing library) is an error of its launch, with what it printed.
-        match tokio::time::timeout(within, instance.execute(GetVersionParams::default())).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                instance.shutdown.cancel();
-                return Err(stderr.launch_error(&e.to_string()));
-            }
-            Err(_) => {
-                instance.shutdown.cancel();
-                return Err(stderr.launch_error(&format!("no answer within {}", human(within))));
-            }
-        }
+        let fail = |what: &str| stderr.launch_error(what);
+        let instance = self.attach(endpoint, Some(child), Some(cleanup), generation, &fail).await?;
         stderr.started();
         // Chromium opens its first tab at the URL it was given (about:blank: not the new-tab
         // page, which loads a search engine's page); the service's pages are its own, so that tab
@@ -417,7 +454,68 @@ impl Supervisor {
             }
         };
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, closing).await;
-        tracing::debug!(pid, generation, "Chromium started");
+        tracing::debug!(pid = instance.pid, generation, "Chromium started");
+        Ok(instance)
+    }
+
+    /// Drives the browser behind `endpoint` (a local `child` with its directory, or a remote
+    /// browser): the driver connects, the watcher takes it over, and it must answer. `fail`
+    /// words an error of this start.
+    async fn attach(
+        &self,
+        endpoint: transport::Endpoint,
+        child: Option<Child>,
+        dir: Option<RemoveOnDrop>,
+        generation: u64,
+        fail: &(dyn Fn(&str) -> WebSdkError + Sync),
+    ) -> Result<Arc<Instance>, WebSdkError> {
+        let config = &self.config;
+        let within = config.launch_timeout;
+        let pid = child.as_ref().and_then(Child::id);
+        let handler_config = HandlerConfig {
+            // Certificates are verified: the driver would otherwise send
+            // Security.setIgnoreCertificateErrors(true) to every page.
+            ignore_https_errors: false,
+            request_timeout: config.create_timeout + Duration::from_secs(10),
+            viewport: None,
+            ..HandlerConfig::default()
+        };
+        let connected =
+            tokio::time::timeout(within, Browser::connect_with_config(endpoint.url(), handler_config));
+        let (browser, handler) = match connected.await {
+            Ok(Ok(connected)) => connected,
+            Ok(Err(e)) => return Err(fail(&format!("the DevTools connection failed: {e}"))),
+            Err(_) => return Err(fail(&format!("no DevTools connection within {}", human(within)))),
+        };
+        let handle = Handle::current();
+        let instance = Arc::new(Instance {
+            browser: RwLock::new(Some(browser)),
+            pid,
+            generation,
+            dir: dir.as_ref().and_then(|d| d.0.clone()),
+            died: CancellationToken::new(),
+            cause: OnceLock::new(),
+            ended: CancellationToken::new(),
+            shutdown: self.closed.child_token(),
+            pages: Mutex::new(HashMap::new()),
+            handle: handle.clone(),
+        });
+        // From here the watcher owns the process, the relay and the directory.
+        drop(dir.map(RemoveOnDrop::disarm));
+        handle.spawn(watch(Arc::clone(&instance), handler, child, endpoint));
+        // A browser that answers: one that exits at once (a bad flag, root without
+        // --no-sandbox, a missing library) is an error of its launch, with what it printed.
+        match tokio::time::timeout(within, instance.execute(GetVersionParams::default())).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                instance.shutdown.cancel();
+                return Err(fail(&e.to_string()));
+            }
+            Err(_) => {
+                instance.shutdown.cancel();
+                return Err(fail(&format!("no answer within {}", human(within))));
+            }
+        }
         Ok(instance)
     }
 
@@ -440,7 +538,12 @@ impl Drop for Supervisor {
 }
 
 /// The watcher: drives the DevTools connection and ends the browser when it dies or is asked to.
-async fn watch(instance: Arc<Instance>, mut handler: Handler, mut child: Child, relay: transport::Endpoint) {
+async fn watch(
+    instance: Arc<Instance>,
+    mut handler: Handler,
+    mut child: Option<Child>,
+    relay: transport::Endpoint,
+) {
     // Listening goes through the handler, so it is driven while the listeners are registered.
     let listen = async {
         let guard = instance.browser.read().await;
@@ -484,6 +587,10 @@ async fn watch(instance: Arc<Instance>, mut handler: Handler, mut child: Child, 
             },
             Some(event) = next(&mut destroyed) => instance.page_gone(&event.target_id),
             _ = instance.shutdown.cancelled() => break (Death::Closed, "closed".to_owned()),
+            // The heartbeat found it lost (a remote browser whose link went silent).
+            _ = instance.died.cancelled() => {
+                break instance.cause.get().cloned().unwrap_or((Death::Disconnected, "lost".to_owned()));
+            }
         }
     };
     instance.die(death, why.clone());
@@ -504,26 +611,56 @@ async fn watch(instance: Arc<Instance>, mut handler: Handler, mut child: Child, 
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, closing).await;
     }
     drop(relay);
-    // Kill (a no-op on an exited process) and reap: no zombie.
-    let _ = child.start_kill();
-    let _ = child.wait().await;
-    // Its helpers (network service, renderers) end a moment after it, and may write into the
-    // profile as they go: the profile is removed once none is left.
-    let profile = instance.profile();
-    let deadline = Instant::now() + CLOSE_TIMEOUT;
-    while !procfs::processes_of(&profile).is_empty() {
-        if Instant::now() >= deadline {
-            tracing::warn!(profile = %profile.display(), "Chromium helpers outlived their browser");
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    if let Some(child) = child.as_mut() {
+        // Kill (a no-op on an exited process) and reap: no zombie.
+        let _ = child.start_kill();
+        let _ = child.wait().await;
     }
-    remove_dir(&instance.dir);
-    // The service's own directory goes with its last browser (not while another is in it).
-    if let Some(parent) = instance.dir.parent() {
-        let _ = std::fs::remove_dir(parent);
+    if let (Some(dir), Some(profile)) = (&instance.dir, instance.profile()) {
+        // Its helpers (network service, renderers) end a moment after it, and may write into
+        // the profile as they go: the profile is removed once none is left.
+        let deadline = Instant::now() + CLOSE_TIMEOUT;
+        while !procfs::processes_of(&profile).is_empty() {
+            if Instant::now() >= deadline {
+                tracing::warn!(profile = %profile.display(), "Chromium helpers outlived their browser");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        remove_dir(dir);
+        // The service's own directory goes with its last browser (not while another is in it).
+        if let Some(parent) = dir.parent() {
+            let _ = std::fs::remove_dir(parent);
+        }
     }
     instance.ended.cancel();
+}
+
+/// How often a remote browser is asked to answer, and how long it may take: one whose link is up
+/// but that does not answer is hung. (A link that drops is TCP's to notice: `transport`.)
+const HEARTBEAT: Duration = Duration::from_secs(2);
+const HUNG_AFTER: Duration = Duration::from_secs(10);
+
+/// Asks a remote browser to answer every [`HEARTBEAT`]; one that does not within [`HUNG_AFTER`]
+/// is lost.
+async fn heartbeat(instance: Arc<Instance>) {
+    loop {
+        tokio::select! {
+            _ = instance.died() => return,
+            _ = tokio::time::sleep(HEARTBEAT) => {}
+        }
+        match tokio::time::timeout(HUNG_AFTER, instance.execute(GetVersionParams::default())).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) if instance.is_dead() => return,
+            Ok(Err(e)) => {
+                return instance.die(Death::Disconnected, format!("the remote browser failed: {e}"));
+            }
+            Err(_) => {
+                let why = format!("the remote browser did not answer within {}", human(HUNG_AFTER));
+                return instance.die(Death::Disconnected, why);
+            }
+        }
+    }
 }
 
 async fn next<T>(stream: &mut Option<chromiumoxide::listeners::EventStream<T>>) -> Option<Arc<T>>

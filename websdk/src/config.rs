@@ -67,6 +67,67 @@ pub struct WebSdkConfig {
     /// Pages kept open with the SDK loaded and no agent yet, so a creation need not wait for a
     /// page load; refilled in the background. 0 opens pages on demand only.
     pub warm_pages: usize,
+    /// A browser on another host to drive instead of launching Chromium here (`chromium`,
+    /// `extra_args`, `host_resolver_rules` and `accept_invalid_certificates` are then that
+    /// host's business). `None` (the default) launches Chromium on this machine.
+    pub remote: Option<RemoteBrowser>,
+}
+
+/// A browser on another host, reached over its DevTools endpoint: a headless Chromium container,
+/// a Kubernetes pod, browserless, a Selenium Grid node's CDP endpoint. The page needs nothing
+/// from that host (it is served over DevTools) and tokens cross the link sealed to their page;
+/// but whoever reaches a DevTools endpoint drives that browser, so keep it on a private network.
+#[derive(Clone, Default)]
+#[non_exhaustive]
+pub struct RemoteBrowser {
+    /// `ws://HOST:PORT/devtools/browser/ID` (the browser's WebSocket URL), or
+    /// `http://HOST:PORT` (its DevTools HTTP endpoint, asked for that URL at each connection,
+    /// so a restarted browser with a new ID is found). A name is resolved at each connection
+    /// and its address is used (Chromium answers only an IP address or `localhost` as `Host`).
+    pub endpoint: String,
+    /// A header sent with each request to the endpoint, e.g. `Authorization` for a proxy in
+    /// front of the browser. Its value is never shown (`Debug`) nor logged.
+    pub header: Option<(String, String)>,
+    /// How long the browser may stay silent before it is taken as lost: the relay asks it to
+    /// answer every 250 ms, because a link that drops sends nothing (without this a loss would
+    /// show only after minutes). 1.5 s by default, which a LAN carries the page's bundle (13 MB,
+    /// sent to each new page) well within; raise it for a slower link.
+    pub lost_after: Duration,
+}
+
+impl RemoteBrowser {
+    /// The browser at `endpoint` (see [`endpoint`](Self::endpoint)).
+    pub fn new(endpoint: impl Into<String>) -> Self {
+        Self { endpoint: endpoint.into(), header: None, lost_after: Duration::from_millis(1500) }
+    }
+
+    /// With `name: value` sent to the endpoint (its value is never shown).
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.header = Some((name.into(), value.into()));
+        self
+    }
+
+    /// The endpoint's scheme, host and port, without its path or query (which may hold a
+    /// token, as browserless's `?token=` does).
+    pub fn authority(&self) -> &str {
+        let rest = self.endpoint.split_once("://").map_or(self.endpoint.as_str(), |(_, r)| r);
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        &self.endpoint[..self.endpoint.len() - rest.len() + end]
+    }
+
+    pub(crate) fn header(&self) -> Option<(&str, &str)> {
+        self.header.as_ref().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+}
+
+impl std::fmt::Debug for RemoteBrowser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteBrowser")
+            .field("endpoint", &self.authority())
+            .field("header", &self.header.as_ref().map(|(name, _)| name))
+            .field("lost_after", &self.lost_after)
+            .finish()
+    }
 }
 
 /// Debian's Chromium binary, else its wrapper (whose absence `launch` reports).
@@ -95,6 +156,7 @@ impl Default for WebSdkConfig {
             restart_spacing: Duration::from_secs(1),
             agents_per_page: DEFAULT_AGENTS_PER_PAGE,
             warm_pages: 1,
+            remote: None,
         }
     }
 }
@@ -139,6 +201,26 @@ impl WebSdkConfig {
             && (rules.is_empty() || rules.contains(['\0', '\n']))
         {
             return invalid("host_resolver_rules", "must be one non-empty line".into());
+        }
+        if let Some(remote) = &self.remote {
+            let endpoint = &remote.endpoint;
+            if endpoint.starts_with("wss://") || endpoint.starts_with("https://") {
+                return invalid(
+                    "remote.endpoint",
+                    "wss:// and https:// are not supported yet: reach the browser over a private network \
+                     (ws:// or http://), or through a TLS-terminating tunnel on this host"
+                        .into(),
+                );
+            }
+            if !(endpoint.starts_with("ws://") || endpoint.starts_with("http://")) {
+                return invalid("remote.endpoint", "must start with ws:// or http://".into());
+            }
+            if !(Duration::from_millis(300)..=Duration::from_secs(600)).contains(&remote.lost_after) {
+                return invalid(
+                    "remote.lost_after",
+                    format!("must be 300 ms to 10 min, got {}", human(remote.lost_after)),
+                );
+            }
         }
         if self.restart_spacing > Duration::from_secs(3600) {
             return invalid(
@@ -214,5 +296,32 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("must be written `--name`"), "{err}");
         assert!(!WebSdkConfig::default().accept_invalid_certificates, "certificates are verified by default");
+    }
+
+    #[test]
+    fn a_remote_browser_is_checked_and_its_secrets_never_shown() {
+        let remote =
+            |r: RemoteBrowser| WebSdkConfig { remote: Some(r), ..WebSdkConfig::default() }.validate();
+        assert!(remote(RemoteBrowser::new("ws://10.0.0.2:9222/devtools/browser/x")).is_ok());
+        assert!(remote(RemoteBrowser::new("http://browsers.default.svc:9222")).is_ok());
+        for (endpoint, says) in [
+            ("wss://h:443/x", "not supported yet"),
+            ("https://h", "not supported yet"),
+            ("h:9222", "must start with ws:// or http://"),
+        ] {
+            let err = remote(RemoteBrowser::new(endpoint)).unwrap_err().to_string();
+            assert!(err.contains("`remote.endpoint`") && err.contains(says), "{endpoint}: {err}");
+        }
+        let slow =
+            RemoteBrowser { lost_after: Duration::from_millis(10), ..RemoteBrowser::new("ws://h:1/x") };
+        assert!(remote(slow).unwrap_err().to_string().contains("`remote.lost_after`"));
+        // A browserless-style token in the URL and a header's value stay out of Debug (and so
+        // out of the config's Debug and every log of it).
+        let secret = RemoteBrowser::new("ws://chrome.example:3000/chromium?token=s3cr3t")
+            .with_header("Authorization", "Bearer hunter2");
+        assert_eq!(secret.authority(), "ws://chrome.example:3000");
+        let shown = format!("{:?}", WebSdkConfig { remote: Some(secret), ..WebSdkConfig::default() });
+        assert!(shown.contains("ws://chrome.example:3000") && shown.contains("Authorization"), "{shown}");
+        assert!(!shown.contains("s3cr3t") && !shown.contains("hunter2"), "{shown}");
     }
 }

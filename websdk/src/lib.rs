@@ -8,8 +8,8 @@
 //!    ├─ pooled pages, agents_per_page each                   fds 3/4: --remote-debugging-pipe
 //!    ├─ chromiumoxide ── loopback WebSocket ── relay ── pipe ─▶ (no DevTools socket)
 //!    │     (one client, unguessable path; the relay drops the events that carry what pages send)
-//!    └─ localhost server: /p/N/ (each page's document, once), /bundle.js,  ◀── the page's fetch
-//!       POST /p/N/token/{one-time key} (only to page N, with its secret)
+//!    └─ https://callagent-websdk.invalid/ served over DevTools (Fetch.fulfillRequest) as each
+//!       page loads; tokens sealed to their page (ECDH P-256 + AES-256-GCM), opened in it
 //! ```
 //!
 //! Who owns what (each rule lives in one module):
@@ -24,12 +24,15 @@
 //! | `pool` | warm pages (until a creation takes one); a creation's or agent's place on a page (one identity once per page) | the service is closed; a place when its creation or agent is dropped (a creation dropped mid-way is abandoned in the page: its agent disposed as soon as it exists) |
 //! | `agent` | an [`Agent`] and its `max_agents` slot | [`Agent::dispose`], or a drop (disposed in the background) |
 //! | `service` | [`WebSdk`]: slots (`poll_ready`), the shared state | the last clone, page and agent are dropped |
-//! | `server` | the localhost server, each page's document and secret, the one-time token keys | the service is dropped; a page's when the page closes; a key when its creation ends |
+//! | `origin` | the page's files, in memory; serving a page while it loads | the service is dropped; a page's serving when it has loaded |
+//! | `seal` | nothing: a token sealed to one page's public key | |
 //! | `protocol` | nothing: the shapes of the page's answers | |
 //!
-//! The access token never crosses the DevTools protocol (whose messages `chromiumoxide` traces):
-//! the service puts it behind a one-time random key on its own localhost server, for one page,
-//! and the page fetches it. The events that would carry it once the SDK sends it (request
+//! The access token never crosses the DevTools protocol readable (`chromiumoxide` traces every
+//! message): each page makes a key pair as it loads, and each token is sealed to its page's
+//! public key (a fresh ECDH P-256 key of the service's, HKDF-SHA256, AES-256-GCM); only that
+//! page can open it. The page needs no server: its origin is served over DevTools, so it loads on
+//! any browser the service can drive. The events that would carry it once the SDK sends it (request
 //! headers, WebSocket frames, console text) never reach the driver. It never appears in `Debug`,
 //! errors, tracing fields or the page's console. Certificates are always verified. The threat
 //! model and how each part is tested: `websdk/README.md`.
@@ -57,11 +60,12 @@
 //!
 //! Each module imports only the ones below it (a unit test checks it):
 //!
-//! 1. leaves: `error`, `metrics` (the metric names), `procfs`, `server` (the page server),
+//! 1. leaves: `error`, `metrics` (the metric names), `procfs`, `seal` (tokens sealed to a page),
 //!    `transport` (the DevTools relay);
-//! 2. `config`, `protocol` (the page's JavaScript calls), `private` (the service's files);
+//! 2. `config`, `origin` (the page's files, served over DevTools), `protocol` (the page's
+//!    JavaScript calls), `private` (the service's files);
 //! 3. `chromium` (its command line and process), then `browser` (the supervisor);
-//! 4. `context`: the supervisor, the server and the config, which pages and agents hold;
+//! 4. `context`: the supervisor, the site and the config, which pages and agents hold;
 //! 5. `page`, then `pool` (which page a creation runs on), then `agent`;
 //! 6. `service`: the `tower::Service`, the only module that sees the pool and the context.
 
@@ -76,17 +80,18 @@ mod config;
 mod context;
 mod error;
 mod metrics;
+mod origin;
 mod page;
 mod pool;
 mod private;
 mod procfs;
 mod protocol;
-mod server;
+mod seal;
 mod service;
 mod transport;
 
 pub use agent::{Agent, ConnectionState, Race, StateChange};
-pub use config::{DEFAULT_AGENTS_PER_PAGE, NO_EXTERNAL_HOSTS, WebSdkConfig};
+pub use config::{DEFAULT_AGENTS_PER_PAGE, NO_EXTERNAL_HOSTS, RemoteBrowser, WebSdkConfig};
 pub use error::WebSdkError;
 pub use metrics::{AGENTS, CREATIONS, PAGE_LOAD, PAGE_LOAD_BUCKETS, PAGES, RESTARTS, WARM_PAGES};
 pub use page::{Failure, Tab};
@@ -98,8 +103,8 @@ mod tests {
 
     /// The layers of the module docs' Layout, bottom first.
     const LAYERS: &[&[&str]] = &[
-        &["error", "metrics", "procfs", "server", "transport"],
-        &["config", "protocol", "private"],
+        &["error", "metrics", "procfs", "seal", "transport"],
+        &["config", "origin", "protocol", "private"],
         &["chromium"],
         &["browser"],
         &["context"],

@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use callagent_retry::sdk::{AgentRequest, CreateAgentRequest};
@@ -16,14 +16,14 @@ use crate::browser::Instance;
 use crate::context::Context;
 use crate::error::{WebSdkError, human};
 use crate::protocol::{self, Created, Raced};
-use crate::server::PageTicket;
+use crate::seal::{PageKey, Sealed, seal};
 
 /// The owner of one open page. Dropping it closes the page in the background.
 pub(crate) struct PageHandle {
     page: Page,
     instance: Arc<Instance>,
-    /// Its place on the page server (its document and the tokens offered to it).
-    ticket: PageTicket,
+    /// The page's public key, read once it has loaded: tokens are sealed to it.
+    key: OnceLock<PageKey>,
     /// Fired when the browser reports the page crashed or was closed, and by `close`.
     gone: CancellationToken,
     closed: AtomicBool,
@@ -70,27 +70,34 @@ impl Load {
 }
 
 impl PageHandle {
-    /// Opens a page of `instance` at `url`. The page is opened by a task of its own that hands
-    /// it over: a caller dropped while the browser creates the page does not leak it (the
-    /// handle the task cannot hand over is dropped, which closes the page).
+    /// Opens a page of `instance` and loads the service's page in it (served from `ctx`'s site).
+    /// The page is opened by a task of its own that hands it over: a caller dropped while the
+    /// browser creates or loads the page does not leak it (the handle the task cannot hand over
+    /// is dropped, which closes the page).
     pub(crate) async fn open(
         instance: Arc<Instance>,
-        ticket: PageTicket,
+        ctx: Arc<Context>,
         within: Duration,
     ) -> Result<Arc<Self>, WebSdkError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let opener = Arc::clone(&instance);
         instance.handle().spawn(async move {
-            let opened = match tokio::time::timeout(within, opener.new_page(ticket.url())).await {
-                Ok(Ok((page, gone))) => Ok(Arc::new(Self {
+            let opening = async {
+                let (page, gone) = opener.new_page("about:blank").await?;
+                let handle = Arc::new(Self {
                     page,
-                    instance: opener,
-                    ticket,
+                    instance: Arc::clone(&opener),
+                    key: OnceLock::new(),
                     gone,
                     closed: AtomicBool::new(false),
                     load: Load::default(),
-                })),
-                Ok(Err(e)) => Err(e),
+                });
+                // Dropped (closed) if it does not load.
+                handle.race(ctx.site.load(&handle.page)).await?;
+                Ok(handle)
+            };
+            let opened = match tokio::time::timeout(within, opening).await {
+                Ok(opened) => opened,
                 Err(_) => {
                     Err(WebSdkError::PageLoad(format!("the page did not open within {}", human(within))))
                 }
@@ -98,6 +105,22 @@ impl PageHandle {
             let _ = tx.send(opened);
         });
         rx.await.unwrap_or_else(|_| Err(WebSdkError::PageLoad("the page opener was cancelled".into())))
+    }
+
+    /// `work` on this page, failing as soon as the page or the browser is gone.
+    async fn race<T>(&self, work: impl Future<Output = Result<T, WebSdkError>>) -> Result<T, WebSdkError> {
+        tokio::select! {
+            biased;
+            _ = self.instance.died() => Err(self.instance.died_error()),
+            _ = self.gone.cancelled() => Err(WebSdkError::PageGone("the page crashed or was closed".into())),
+            result = work => result.map_err(|e| if self.instance.is_dead() { self.instance.died_error() } else { e }),
+        }
+    }
+
+    /// Seals `token` to this page (read once the page has loaded).
+    fn seal(&self, token: &callagent_retry::sdk::AccessToken) -> Result<Sealed, WebSdkError> {
+        let key = self.key.get().ok_or_else(|| WebSdkError::PageLoad("the page has no key yet".into()))?;
+        seal(key, token.expose_secret().as_bytes()).map_err(WebSdkError::Protocol)
     }
 
     fn instance(&self) -> &Instance {
@@ -163,7 +186,7 @@ impl Drop for PageHandle {
 pub(crate) async fn open_ready(ctx: &Arc<Context>) -> Result<Arc<PageHandle>, WebSdkError> {
     let instance = ctx.supervisor.instance().await?;
     let within = ctx.config.launch_timeout;
-    let page = PageHandle::open(instance, ctx.server.page(), within).await?;
+    let page = PageHandle::open(instance, Arc::clone(ctx), within).await?;
     let ready = tokio::time::timeout(within, async {
         loop {
             if page.eval::<bool>(protocol::READY).await? {
@@ -173,7 +196,12 @@ pub(crate) async fn open_ready(ctx: &Arc<Context>) -> Result<Arc<PageHandle>, We
         }
     });
     match ready.await {
-        Ok(Ok(())) => Ok(page),
+        Ok(Ok(())) => {
+            let published: String = page.eval(protocol::PUBLIC_KEY).await?;
+            let key = PageKey::parse(&published).map_err(WebSdkError::Protocol)?;
+            let _ = page.key.set(key);
+            Ok(page)
+        }
         Ok(Err(e)) => Err(e),
         Err(_) => {
             Err(WebSdkError::PageLoad(format!("the SDK bundle did not start within {}", human(within))))
@@ -273,12 +301,11 @@ impl Tab {
         request: &CreateAgentRequest,
         client_of: Option<u64>,
     ) -> Result<Created, Box<Failure>> {
-        // Withdrawn when dropped: a token the page never took does not stay on the server.
-        let key = self.page.ticket.offer(request.token().clone());
+        let sealed = self.page.seal(request.token()).map_err(bare)?;
         static REQUESTS: AtomicU64 = AtomicU64::new(1);
         let number = REQUESTS.fetch_add(1, Ordering::Relaxed);
         let expression = protocol::create(
-            key.as_str(),
+            &sealed,
             request.kind(),
             request.display_name(),
             request.uses_token_refresher(),
@@ -301,7 +328,6 @@ impl Tab {
                 return Err(bare(WebSdkError::Timeout(timeout)));
             }
         };
-        drop(key);
         Ok(created)
     }
 
@@ -314,17 +340,14 @@ impl Tab {
         same_client: bool,
         delay: Duration,
     ) -> Result<Raced, WebSdkError> {
-        let (ka, kb) =
-            (self.page.ticket.offer(first.token().clone()), self.page.ticket.offer(second.token().clone()));
+        let (sa, sb) = (self.page.seal(first.token())?, self.page.seal(second.token())?);
         let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
-        let expression =
-            protocol::race((ka.as_str(), first.kind()), (kb.as_str(), second.kind()), same_client, delay_ms);
+        let expression = protocol::race((&sa, first.kind()), (&sb, second.kind()), same_client, delay_ms);
         let timeout = self.ctx.config.create_timeout;
         let raw: Raced = match tokio::time::timeout(timeout, self.eval(&expression)).await {
             Ok(r) => r?,
             Err(_) => return Err(WebSdkError::Timeout(timeout)),
         };
-        drop((ka, kb));
         Ok(raw)
     }
 

@@ -1,10 +1,12 @@
 //! The page protocol: what the Rust side asks `window.callagent` (see `page/entry.js`) and the
-//! shapes of its answers. No token crosses it: a creation passes a one-time key.
+//! shapes of its answers. No readable token crosses it: a creation passes its token sealed to
+//! the page (`seal`).
 
 use callagent_retry::sdk::{AgentKind, CallAgentError};
 use serde::Deserialize;
 
 use crate::error::WebSdkError;
+use crate::seal::Sealed;
 
 /// What the SDK (or the page) threw, read from its getters and from `JSON.stringify`.
 #[derive(Debug, Deserialize)]
@@ -84,8 +86,11 @@ fn kind(kind: AgentKind) -> &'static str {
 /// Whether the page's script has started.
 pub(crate) const READY: &str = "window.callagentReady === true";
 
+/// The page's public key (base64), which tokens are sealed to.
+pub(crate) const PUBLIC_KEY: &str = "window.callagent.publicKey()";
+
 pub(crate) fn create(
-    key: &str,
+    sealed: &Sealed,
     agent: AgentKind,
     display_name: Option<&str>,
     token_refresher: bool,
@@ -93,7 +98,7 @@ pub(crate) fn create(
     request: u64,
 ) -> String {
     let args = serde_json::json!({
-        "key": key,
+        "sealed": sealed,
         "kind": kind(agent),
         "displayName": display_name,
         "tokenRefresher": token_refresher,
@@ -104,14 +109,14 @@ pub(crate) fn create(
 }
 
 pub(crate) fn race(
-    first: (&str, AgentKind),
-    second: (&str, AgentKind),
+    first: (&Sealed, AgentKind),
+    second: (&Sealed, AgentKind),
     same_client: bool,
     delay_ms: u64,
 ) -> String {
     let args = serde_json::json!({
-        "first": { "key": first.0, "kind": kind(first.1) },
-        "second": { "key": second.0, "kind": kind(second.1) },
+        "first": { "sealed": first.0, "kind": kind(first.1) },
+        "second": { "sealed": second.0, "kind": kind(second.1) },
         "sameClient": same_client,
         "delayMs": delay_ms,
     });
@@ -173,10 +178,17 @@ mod tests {
 
     #[test]
     fn no_token_is_in_a_creation_expression() {
-        let e = create("k1", AgentKind::Teams, Some("bot"), true, None, 7);
-        assert_eq!(
-            e,
-            r#"window.callagent.create({"clientId":null,"displayName":"bot","key":"k1","kind":"teams","request":7,"tokenRefresher":true})"#
-        );
+        use base64::Engine;
+        use ring::agreement::{ECDH_P256, EphemeralPrivateKey};
+        let page = EphemeralPrivateKey::generate(&ECDH_P256, &ring::rand::SystemRandom::new()).unwrap();
+        let public = base64::engine::general_purpose::STANDARD.encode(page.compute_public_key().unwrap());
+        let key = crate::seal::PageKey::parse(&public).unwrap();
+        let token = "eyJhbGciOiJub25lIn0.eyJza3lwZWlkIjoiYWNzOjEifQ.";
+        let sealed = crate::seal::seal(&key, token.as_bytes()).unwrap();
+        let e = create(&sealed, AgentKind::Teams, Some("bot"), true, None, 7);
+        assert!(e.starts_with(r#"window.callagent.create({"clientId":null,"displayName":"bot","kind":"teams","request":7,"sealed":{"ct":""#), "{e}");
+        assert!(!e.contains("eyJza3lwZWlkIjoiYWNzOjEifQ"), "{e}");
+        let r = race((&sealed, AgentKind::Acs), (&sealed, AgentKind::Teams), true, 0);
+        assert!(!r.contains("eyJza3lwZWlkIjoiYWNzOjEifQ") && r.contains(r#""sealed":{"ct":"#), "{r}");
     }
 }

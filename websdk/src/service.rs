@@ -19,7 +19,7 @@ use crate::config::WebSdkConfig;
 use crate::error::WebSdkError;
 use crate::page::Tab;
 use crate::pool::Pool;
-use crate::{context, private, procfs, server};
+use crate::{context, origin, private, procfs};
 
 /// What every clone of a [`WebSdk`] shares: the context (which pages and agents hold too), the
 /// pool and the `max_agents` slots.
@@ -64,7 +64,6 @@ impl Clone for WebSdk {
 impl fmt::Debug for WebSdk {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WebSdk")
-            .field("server", &self.shared.ctx.server.addr)
             .field("max_agents", &self.shared.ctx.config.max_agents)
             .field("ready", &self.slot.is_some())
             .finish_non_exhaustive()
@@ -111,24 +110,21 @@ impl BrowserStats {
 }
 
 impl WebSdk {
-    /// Starts the page server and Chromium.
+    /// Reads the built page and starts Chromium (or connects to [`WebSdkConfig::remote`]).
     pub async fn launch(config: WebSdkConfig) -> Result<Self, WebSdkError> {
         config.validate()?;
-        if !config.page_dir.join("bundle.js").is_file() {
-            return Err(WebSdkError::PageLoad(format!(
-                "no SDK bundle in {}: run websdk/page/build.sh (npm ci + esbuild) first",
-                config.page_dir.display()
-            )));
-        }
-        if !config.chromium.is_file() {
+        if config.remote.is_none() && !config.chromium.is_file() {
             return Err(WebSdkError::BrowserGone(format!(
                 "no Chromium at {}: apt-get install chromium, or set WebSdkConfig::chromium",
                 config.chromium.display()
             )));
         }
-        let server = server::Server::start(&config.page_dir)
-            .await
-            .map_err(|e| WebSdkError::PageLoad(format!("cannot serve the page on localhost: {e}")))?;
+        let site = origin::Site::read(&config.page_dir).map_err(|e| {
+            WebSdkError::PageLoad(format!(
+                "cannot read the page in {}: {e} (run websdk/page/build.sh: npm ci + esbuild)",
+                config.page_dir.display()
+            ))
+        })?;
         let dir = private::ServiceDir::create(&config.temp_dir).map_err(|e| {
             WebSdkError::BrowserGone(format!(
                 "cannot create the service's private directory in {}: {e}",
@@ -141,7 +137,7 @@ impl WebSdk {
                  network path can impersonate Azure's services. For test rigs only; never with a real token"
             );
         }
-        if procfs::running_as_root() {
+        if procfs::running_as_root() && config.remote.is_none() {
             tracing::warn!(
                 "running as root: Chromium's sandbox is off (Chromium refuses to start as root with it); \
                  run the service as an unprivileged user to keep it on"
@@ -151,7 +147,7 @@ impl WebSdk {
         let slots = Arc::new(Semaphore::new(config.max_agents));
         let ctx = Arc::new(context::Context {
             supervisor: Supervisor::new(Arc::clone(&config), dir.path().to_owned()),
-            server,
+            site,
             config,
             dir,
         });
@@ -185,11 +181,12 @@ impl WebSdk {
     /// The browser's processes, memory, pages, slots and restarts now.
     pub async fn stats(&self) -> Result<BrowserStats, WebSdkError> {
         let instance = self.shared.ctx.supervisor.running().await;
-        let pids = instance.as_ref().map(|i| procfs::processes_of(&i.profile())).unwrap_or_default();
+        let pids =
+            instance.as_ref().and_then(|i| i.profile()).map(|p| procfs::processes_of(&p)).unwrap_or_default();
         let (warm, placed) = self.shared.pool.counts();
         Ok(BrowserStats {
             pid: instance.as_ref().and_then(|i| i.pid()),
-            profile: instance.as_ref().map(|i| i.profile()),
+            profile: instance.as_ref().and_then(|i| i.profile()),
             processes: pids.len(),
             process_kinds: {
                 let mut kinds: Vec<String> = pids.iter().map(|p| procfs::kind(*p)).collect();

@@ -10,8 +10,11 @@
 //! - `Network.enable` and `Log.enable` (which the driver sends for every page) are answered here
 //!   and never reach Chromium: those domains' events carry request headers (`Authorization`,
 //!   `X-Skypetoken`), URLs and console text, and the service reads none of them;
+//! - `Fetch.enable` reaches Chromium only for the page's own origin ([`ORIGIN`], which the
+//!   service serves while a page loads): the SDK's requests are never paused, so never seen;
 //! - events pass only from the domains the driver needs to track targets, frames and execution
-//!   contexts; everything else (console, exceptions, network, fetch, ...) is dropped here;
+//!   contexts, and `Fetch.requestPaused` for [`ORIGIN`]; everything else (console, exceptions,
+//!   network, other requests, ...) is dropped here;
 //! - `Security.setIgnoreCertificateErrors` is refused: certificates are always verified (the
 //!   test rig's exception is a Chromium flag, visible on its command line).
 
@@ -28,6 +31,10 @@ use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+
+/// The page's origin (served through the `Fetch` domain by the service itself). `.invalid` never
+/// resolves, so no server anywhere can answer for it.
+pub(crate) const ORIGIN: &str = "https://callagent-websdk.invalid";
 
 /// The relay's WebSocket URL, for the driver alone. Its path is the only secret that lets a
 /// client in, so `Debug` does not show it.
@@ -54,14 +61,186 @@ impl Drop for Endpoint {
     }
 }
 
-/// Relays between the driver and a browser's pipe (`to_browser` is its fd 3, `from_browser` its
-/// fd 4). The listener waits `within` for the driver, then closes. The relay ends when either
-/// side does; Chromium ends its pipe when it exits.
-pub(crate) async fn relay<W, R>(to_browser: W, from_browser: R, within: Duration) -> std::io::Result<Endpoint>
-where
-    W: AsyncWrite + Unpin + Send + 'static,
-    R: AsyncRead + Unpin + Send + 'static,
-{
+/// The browser's side of the relay: a local Chromium's pipe, or a remote browser's DevTools
+/// WebSocket.
+pub(crate) struct Upstream {
+    tx: Tx,
+    rx: Rx,
+    /// For a link that can drop silently (a remote browser's): how long it may stay silent, the
+    /// relay probing it, before the browser is taken as lost.
+    lost_after: Option<Duration>,
+}
+
+impl fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Upstream").finish_non_exhaustive()
+    }
+}
+
+enum Tx {
+    Pipe(Box<dyn AsyncWrite + Unpin + Send>),
+    Socket(async_tungstenite::WebSocketSender<async_tungstenite::tokio::TokioAdapter<tokio::net::TcpStream>>),
+}
+
+enum Rx {
+    Pipe(BufReader<Box<dyn AsyncRead + Unpin + Send>>),
+    Socket(
+        async_tungstenite::WebSocketReceiver<async_tungstenite::tokio::TokioAdapter<tokio::net::TcpStream>>,
+    ),
+}
+
+impl Upstream {
+    /// A local Chromium's pipe: `to_browser` is its fd 3, `from_browser` its fd 4.
+    pub(crate) fn pipe(
+        to_browser: impl AsyncWrite + Unpin + Send + 'static,
+        from_browser: impl AsyncRead + Unpin + Send + 'static,
+    ) -> Self {
+        let from: Box<dyn AsyncRead + Unpin + Send> = Box::new(from_browser);
+        let rx = Rx::Pipe(BufReader::with_capacity(64 * 1024, from));
+        Self { tx: Tx::Pipe(Box::new(to_browser)), rx, lost_after: None }
+    }
+}
+
+impl Tx {
+    async fn send(&mut self, text: &str) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        match self {
+            Self::Pipe(pipe) => {
+                pipe.write_all(text.as_bytes()).await?;
+                pipe.write_all(b"\0").await?;
+            }
+            Self::Socket(socket) => socket.send(Message::text(text)).await?,
+        }
+        Ok(())
+    }
+}
+
+impl Rx {
+    /// The next message into `buf` (which keeps a partial one across a cancelled call); `false`
+    /// once the browser's side has ended.
+    async fn recv(&mut self, buf: &mut Vec<u8>) -> Result<bool, Box<dyn std::error::Error + Send + Sync>> {
+        match self {
+            Self::Pipe(pipe) => {
+                // Chromium closes its end when it exits.
+                if pipe.read_until(0, buf).await? == 0 || buf.last() != Some(&0) {
+                    return Ok(false);
+                }
+                buf.pop();
+                Ok(true)
+            }
+            Self::Socket(socket) => loop {
+                match socket.next().await {
+                    Some(Ok(Message::Text(text))) => {
+                        buf.extend_from_slice(text.as_bytes());
+                        return Ok(true);
+                    }
+                    Some(Ok(Message::Close(_))) | None => return Ok(false),
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Err(e.into()),
+                }
+            },
+        }
+    }
+}
+
+/// Connects to a remote browser's DevTools WebSocket (`ws://host:port/devtools/browser/…`),
+/// with `header` (a name and a value: an `Authorization` a proxy in front of the browser asks
+/// for) on the handshake. A name resolves to its first address, which is what is connected to.
+pub(crate) async fn connect(
+    url: &str,
+    header: Option<(&str, &str)>,
+    lost_after: Duration,
+) -> Result<Upstream, String> {
+    use async_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = url.into_client_request().map_err(|e| format!("not a WebSocket URL: {e}"))?;
+    if let Some((name, value)) = header {
+        let name = async_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| "the header's name is not a valid HTTP header name".to_owned())?;
+        let value = async_tungstenite::tungstenite::http::HeaderValue::from_str(value)
+            .map_err(|_| "the header's value is not a valid HTTP header value".to_owned())?;
+        request.headers_mut().insert(name, value);
+    }
+    let (host, port) = match (request.uri().host(), request.uri().port_u16()) {
+        (Some(host), port) => (host.trim_matches(['[', ']']).to_owned(), port.unwrap_or(80)),
+        _ => return Err("the URL has no host".into()),
+    };
+    let stream = tokio::net::TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|e| format!("cannot connect to {host}:{port}: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let (ws, _) = async_tungstenite::client_async_with_config(
+        request,
+        async_tungstenite::tokio::TokioAdapter::new(stream),
+        Some(unlimited()),
+    )
+    .await
+    .map_err(|e| format!("the DevTools WebSocket handshake with {host}:{port} failed: {e}"))?;
+    let (tx, rx) = ws.split();
+    Ok(Upstream { tx: Tx::Socket(tx), rx: Rx::Socket(rx), lost_after: Some(lost_after) })
+}
+
+/// Asks a DevTools HTTP endpoint (`http://host:port`) for its browser's WebSocket URL
+/// (`/json/version`), and returns it pointed at the address asked: behind a relay or a port
+/// mapping the browser names its own loopback address. Chromium answers only a `Host` that is
+/// an IP address or `localhost`, so a name is resolved and its address is what is asked.
+pub(crate) async fn discover(endpoint: &str, header: Option<(&str, &str)>) -> Result<String, String> {
+    use tokio::io::AsyncReadExt;
+    let rest = endpoint.strip_prefix("http://").ok_or("not an http:// endpoint")?;
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let address = tokio::net::lookup_host(authority)
+        .await
+        .map_err(|e| format!("cannot resolve {authority}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{authority} has no address"))?;
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .map_err(|e| format!("cannot connect to {address}: {e}"))?;
+    let extra = header.map(|(n, v)| format!("{n}: {v}\r\n")).unwrap_or_default();
+    let ask = format!("GET /json/version HTTP/1.1\r\nHost: {address}\r\n{extra}Connection: close\r\n\r\n");
+    stream.write_all(ask.as_bytes()).await.map_err(|e| format!("cannot ask {address}: {e}"))?;
+    // Chromium keeps the connection open whatever `Connection` says: read the head, then the
+    // body's `Content-Length`.
+    let mut reader = BufReader::new(stream.take(1 << 20));
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).await.map_err(|e| format!("no answer from {address}: {e}"))? == 0 {
+            return Err(format!("{address} closed the connection mid-answer"));
+        }
+        if line == "\r\n" || line == "\n" {
+            break;
+        }
+        head.push_str(&line);
+    }
+    if !head.starts_with("HTTP/1.1 200") {
+        let status = head.lines().next().unwrap_or("");
+        return Err(format!("{address} answered /json/version with {status}"));
+    }
+    let length = head
+        .lines()
+        .find_map(|l| l.split_once(':').filter(|(n, _)| n.eq_ignore_ascii_case("content-length")))
+        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+        .ok_or_else(|| format!("{address}'s answer has no Content-Length"))?;
+    let mut body = vec![0; length.min(1 << 16)];
+    reader.read_exact(&mut body).await.map_err(|e| format!("{address}'s answer ended early: {e}"))?;
+    let body = String::from_utf8_lossy(&body);
+    let version: serde_json::Value = serde_json::from_str(body.trim())
+        .map_err(|e| format!("{address}'s /json/version is not JSON: {e}"))?;
+    let url = version["webSocketDebuggerUrl"]
+        .as_str()
+        .ok_or_else(|| format!("{address}'s /json/version has no webSocketDebuggerUrl"))?;
+    let path = url.strip_prefix("ws://").and_then(|r| r.find('/').map(|i| &r[i..])).unwrap_or("/");
+    Ok(format!("ws://{address}{path}"))
+}
+
+fn unlimited() -> async_tungstenite::tungstenite::protocol::WebSocketConfig {
+    async_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(None)
+        .max_frame_size(None)
+}
+
+/// Relays between the driver and a browser (`upstream`). The listener waits `within` for the
+/// driver, then closes. The relay ends when either side does.
+pub(crate) async fn relay(upstream: Upstream, within: Duration) -> std::io::Result<Endpoint> {
     let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
     let port = listener.local_addr()?.port();
     let path = format!("/devtools/browser/{}", random_hex(32));
@@ -72,7 +251,7 @@ where
             return;
         };
         drop(listener);
-        if let Err(e) = pump(ws, to_browser, from_browser).await {
+        if let Err(e) = pump(ws, upstream).await {
             tracing::debug!(error = %e, "the DevTools relay ended");
         }
     });
@@ -101,39 +280,50 @@ async fn accept_one(listener: &TcpListener, path: &str) -> Option<Ws> {
                 Err(refused)
             }
         };
-        let config = async_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-            .max_message_size(None)
-            .max_frame_size(None);
         if let Ok(ws) =
-            async_tungstenite::tokio::accept_hdr_async_with_config(stream, check, Some(config)).await
+            async_tungstenite::tokio::accept_hdr_async_with_config(stream, check, Some(unlimited())).await
         {
             return Some(ws);
         }
     }
 }
 
-async fn pump<W, R>(
-    ws: Ws,
-    mut to_browser: W,
-    from_browser: R,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
-where
-    W: AsyncWrite + Unpin,
-    R: AsyncRead + Unpin,
-{
+/// How often the relay asks a remote browser to answer while watching its link.
+const PROBE_EVERY: Duration = Duration::from_millis(250);
+/// The ids of the relay's own probes (the driver counts its own up from 0): their answers are the
+/// relay's, never passed on.
+const PROBE_IDS: u64 = 1 << 50;
+
+async fn pump(ws: Ws, upstream: Upstream) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let (mut to_driver, mut from_driver) = ws.split();
-    let mut from_browser = BufReader::with_capacity(64 * 1024, from_browser);
-    // Kept across iterations: `read_until` leaves what it read so far here when the other branch
-    // wins the select.
+    let Upstream { tx: mut to_browser, rx: mut from_browser, lost_after } = upstream;
+    // Kept across iterations: a pipe's read leaves what it read so far here when the other
+    // branch wins the select.
     let mut buf = Vec::new();
+    // A link that drops sends nothing, not even a reset: the relay probes the browser and ends
+    // when it has heard nothing for `lost_after` (the driver, and so the service, see the end).
+    let mut probe = tokio::time::interval(PROBE_EVERY);
+    probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut heard, mut probes) = (tokio::time::Instant::now(), PROBE_IDS);
     loop {
         tokio::select! {
+            // What has arrived is read before the link is judged silent.
+            biased;
+            received = from_browser.recv(&mut buf) => {
+                if !received? {
+                    return Ok(()); // the browser's side ended: it exited, or its link closed
+                }
+                heard = tokio::time::Instant::now();
+                if passes(&buf) && !is_probe_answer(&buf) {
+                    let text = String::from_utf8(std::mem::take(&mut buf))?;
+                    to_driver.send(Message::text(text)).await?;
+                } else {
+                    buf.clear();
+                }
+            }
             message = from_driver.next() => match message {
                 Some(Ok(Message::Text(text))) => match command(text.as_str()) {
-                    Verdict::Pass => {
-                        to_browser.write_all(text.as_bytes()).await?;
-                        to_browser.write_all(b"\0").await?;
-                    }
+                    Verdict::Pass => to_browser.send(text.as_str()).await?,
                     Verdict::Answer(answer) => to_driver.send(Message::text(answer)).await?,
                     Verdict::Drop => {}
                 },
@@ -141,20 +331,21 @@ where
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(e.into()),
             },
-            read = from_browser.read_until(0, &mut buf) => {
-                if read? == 0 || buf.last() != Some(&0) {
-                    return Ok(()); // Chromium closed its end: it exited.
+            _ = probe.tick(), if lost_after.is_some() => {
+                let silent = heard.elapsed();
+                if lost_after.is_some_and(|lost| silent >= lost) {
+                    return Err(format!("the link went silent for {} ms", silent.as_millis()).into());
                 }
-                buf.pop();
-                if passes(&buf) {
-                    let text = String::from_utf8(std::mem::take(&mut buf))?;
-                    to_driver.send(Message::text(text)).await?;
-                } else {
-                    buf.clear();
-                }
+                probes += 1;
+                to_browser.send(&format!(r#"{{"id":{probes},"method":"Browser.getVersion"}}"#)).await?;
             }
         }
     }
+}
+
+/// Whether `message` answers one of the relay's own probes.
+fn is_probe_answer(message: &[u8]) -> bool {
+    serde_json::from_slice::<Head<'_>>(message).is_ok_and(|h| h.id.is_some_and(|id| id >= PROBE_IDS))
 }
 
 /// The parts of a DevTools message the relay looks at.
@@ -171,6 +362,23 @@ struct Head<'a> {
 #[derive(Deserialize)]
 struct Params {
     ignore: Option<bool>,
+    /// `Fetch.enable`'s.
+    patterns: Option<Vec<Pattern>>,
+    #[serde(rename = "handleAuthRequests")]
+    handle_auth_requests: Option<bool>,
+    /// `Fetch.requestPaused`'s (any shape: other messages' `request` must not fail the parse).
+    request: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct Pattern {
+    #[serde(rename = "urlPattern")]
+    url_pattern: Option<String>,
+}
+
+/// Whether `url` (or a `Fetch` URL pattern) is on the page's own origin.
+fn ours(url: &str) -> bool {
+    url.strip_prefix(ORIGIN).is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// What the relay does with a message from the driver.
@@ -184,7 +392,7 @@ enum Verdict {
 
 /// Domains whose events carry what pages send and print (headers, URLs, bodies, console text):
 /// never enabled in Chromium, their `enable` answered here.
-const NEVER_ENABLED: &[&str] = &["Network.enable", "Log.enable", "Fetch.enable", "Console.enable"];
+const NEVER_ENABLED: &[&str] = &["Network.enable", "Log.enable", "Console.enable"];
 
 fn command(text: &str) -> Verdict {
     let Ok(head) = serde_json::from_str::<Head<'_>>(text) else {
@@ -196,6 +404,18 @@ fn command(text: &str) -> Verdict {
     let session = head.session_id.as_deref();
     if NEVER_ENABLED.contains(&method) {
         return Verdict::Answer(answer(id, session, Ok(())));
+    }
+    if method == "Fetch.enable" {
+        // Only the page's own origin, and no credentials: otherwise answered here, never enabled.
+        let params = head.params;
+        let ours_only = params.as_ref().is_some_and(|p| {
+            p.handle_auth_requests != Some(true)
+                && p.patterns.as_ref().is_some_and(|patterns| {
+                    !patterns.is_empty()
+                        && patterns.iter().all(|p| p.url_pattern.as_deref().is_some_and(ours))
+                })
+        });
+        return if ours_only { Verdict::Pass } else { Verdict::Answer(answer(id, session, Ok(()))) };
     }
     if method == "Security.setIgnoreCertificateErrors" && head.params.and_then(|p| p.ignore) != Some(false) {
         tracing::warn!("refused a request to ignore certificate errors: certificates are always verified");
@@ -229,7 +449,14 @@ fn passes(message: &[u8]) -> bool {
     if head.id.is_some() {
         return true;
     }
-    head.method.as_deref().is_some_and(event_passes)
+    match head.method.as_deref() {
+        Some("Fetch.requestPaused") => {
+            let request = head.params.and_then(|p| p.request);
+            request.as_ref().and_then(|r| r["url"].as_str()).is_some_and(ours)
+        }
+        Some(method) => event_passes(method),
+        None => false,
+    }
 }
 
 fn event_passes(method: &str) -> bool {
@@ -268,6 +495,33 @@ mod tests {
             Verdict::Pass
         );
         assert_eq!(command("not json"), Verdict::Drop);
+    }
+
+    #[test]
+    fn fetch_is_enabled_for_the_pages_own_origin_only() {
+        let enable =
+            |params: &str| command(&format!(r#"{{"id":5,"method":"Fetch.enable","params":{params}}}"#));
+        let ours = format!(r#"{{"patterns":[{{"urlPattern":"{ORIGIN}/*","requestStage":"Request"}}]}}"#);
+        assert_eq!(enable(&ours), Verdict::Pass);
+        for refused in [
+            "{}".to_owned(),
+            r#"{"patterns":[]}"#.to_owned(),
+            r#"{"patterns":[{"urlPattern":"*"}]}"#.to_owned(),
+            format!(r#"{{"patterns":[{{"urlPattern":"{ORIGIN}/*"}},{{"urlPattern":"https://*"}}]}}"#),
+            format!(r#"{{"patterns":[{{"urlPattern":"{ORIGIN}.evil.example/*"}}]}}"#),
+            format!(r#"{{"patterns":[{{"urlPattern":"{ORIGIN}/*"}}],"handleAuthRequests":true}}"#),
+        ] {
+            assert!(matches!(enable(&refused), Verdict::Answer(_)), "{refused}");
+        }
+        let paused = |url: &str| {
+            passes(
+                format!(r#"{{"method":"Fetch.requestPaused","params":{{"request":{{"url":"{url}"}}}}}}"#)
+                    .as_bytes(),
+            )
+        };
+        assert!(paused(&format!("{ORIGIN}/bundle.js")));
+        assert!(!paused("https://global.gateway.example/token"));
+        assert!(!paused(&format!("{ORIGIN}.evil.example/")));
     }
 
     #[test]
@@ -315,7 +569,7 @@ mod tests {
     async fn the_relay_carries_filtered_messages_between_driver_and_pipe() {
         let (to_browser, mut browser_reads) = duplex(1 << 16);
         let (mut browser_writes, from_browser) = duplex(1 << 16);
-        let endpoint = relay(to_browser, from_browser, Duration::from_secs(5)).await.unwrap();
+        let endpoint = relay(Upstream::pipe(to_browser, from_browser), Duration::from_secs(5)).await.unwrap();
         let url = endpoint.url().to_owned();
         let wrong = url.rsplit_once('/').map(|(base, _)| format!("{base}/guess")).unwrap();
         assert!(async_tungstenite::tokio::connect_async(wrong).await.is_err(), "a wrong path is refused");

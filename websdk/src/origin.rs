@@ -1,0 +1,197 @@
+//! The page's origin, [`ORIGIN`], served by the service itself through each page's DevTools
+//! `Fetch` domain: a page loads on any browser, this machine's or another host's, with no server
+//! the browser must reach, and in a secure context (an https origin), which the SDK requires of
+//! any origin but `localhost`. `.invalid` never resolves (RFC 2606), so nothing else can answer
+//! for it, and the requests never reach a network: each is fulfilled from memory.
+//!
+//! A page is served while it loads: `Fetch.enable` for this origin alone, its document and the
+//! page's files answered, then `Fetch.disable`. Nothing of a token passes here (tokens are sealed
+//! to their page, see `seal`), and the DevTools relay lets `Fetch.enable` and `Fetch.requestPaused`
+//! through for this origin only.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use chromiumoxide::Page;
+use chromiumoxide::cdp::browser_protocol::fetch::{
+    DisableParams, EnableParams, EventRequestPaused, FulfillRequestParams, HeaderEntry, RequestPattern,
+    RequestStage,
+};
+use chromiumoxide::cdp::browser_protocol::page::NavigateParams;
+use futures::StreamExt;
+
+use crate::error::WebSdkError;
+pub(crate) use crate::transport::ORIGIN;
+
+/// The page's document: the bundle starts the page (`page/entry.js`).
+const DOCUMENT: &str = "<!doctype html>\n<meta charset=\"utf-8\">\n<title>callagent-websdk</title>\n\
+                        <script src=\"/bundle.js\"></script>\n";
+
+/// A file of the page, ready to fulfil a request with.
+struct File {
+    content_type: &'static str,
+    /// Base64, as `Fetch.fulfillRequest` takes a body: encoded once per service.
+    body: String,
+}
+
+/// The page's files, in memory: the document and the built page's top-level files (not its
+/// `index.html`: the document is the service's own).
+pub(crate) struct Site {
+    files: HashMap<String, File>,
+}
+
+impl std::fmt::Debug for Site {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Site").field("files", &self.files.len()).finish()
+    }
+}
+
+fn content_type(name: &str) -> &'static str {
+    match name.rsplit_once('.').map(|(_, ext)| ext) {
+        Some("js") => "text/javascript; charset=utf-8",
+        Some("html") => "text/html; charset=utf-8",
+        Some("json" | "map") => "application/json",
+        Some("wasm") => "application/wasm",
+        Some("css") => "text/css; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+impl Site {
+    /// Reads the built page in `dir` (`websdk/page/build.sh` writes it).
+    pub(crate) fn read(dir: &Path) -> std::io::Result<Self> {
+        let mut files = HashMap::new();
+        files.insert(
+            "/".to_owned(),
+            File { content_type: content_type("index.html"), body: B64.encode(DOCUMENT) },
+        );
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == "index.html" || !entry.file_type()?.is_file() {
+                continue;
+            }
+            let body = B64.encode(std::fs::read(entry.path())?);
+            files.insert(format!("/{name}"), File { content_type: content_type(&name), body });
+        }
+        if !files.contains_key("/bundle.js") {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("no bundle.js in {}: build the page with websdk/page/build.sh", dir.display()),
+            ));
+        }
+        Ok(Self { files })
+    }
+
+    /// The answer to a request for `url`: this origin's files only (the relay passes no other
+    /// request), 404 otherwise.
+    fn answer(&self, paused: &EventRequestPaused) -> FulfillRequestParams {
+        let path = paused.request.url.strip_prefix(ORIGIN).unwrap_or("");
+        let path = path.split(['?', '#']).next().unwrap_or("");
+        let (code, content_type, body) = match self.files.get(path) {
+            Some(file) if paused.request.method == "GET" => (200, file.content_type, file.body.clone()),
+            _ => (404, "text/plain; charset=utf-8", String::new()),
+        };
+        let header = |name: &str, value: &str| HeaderEntry { name: name.into(), value: value.into() };
+        FulfillRequestParams {
+            request_id: paused.request_id.clone(),
+            response_code: code,
+            response_headers: Some(vec![
+                header("content-type", content_type),
+                header("cache-control", "no-store"),
+                header("x-content-type-options", "nosniff"),
+            ]),
+            binary_response_headers: None,
+            body: Some(body.into()),
+            response_phrase: None,
+        }
+    }
+
+    /// Navigates `page` to the origin and serves it until it has loaded, then stops intercepting.
+    pub(crate) async fn load(&self, page: &Page) -> Result<(), WebSdkError> {
+        let mut paused = page.event_listener::<EventRequestPaused>().await?;
+        let pattern = RequestPattern {
+            url_pattern: Some(format!("{ORIGIN}/*")),
+            resource_type: None,
+            request_stage: Some(RequestStage::Request),
+        };
+        page.execute(EnableParams { patterns: Some(vec![pattern]), handle_auth_requests: Some(false) })
+            .await?;
+        let serve = async {
+            while let Some(request) = paused.next().await {
+                if let Err(e) = page.execute(self.answer(&request)).await {
+                    tracing::debug!(error = %e, "a page request could not be answered");
+                }
+            }
+        };
+        let navigated = tokio::select! {
+            navigated = page.goto(NavigateParams::new(format!("{ORIGIN}/"))) => navigated.map(drop),
+            () = serve => return Err(WebSdkError::PageLoad("the page's requests ended before it loaded".into())),
+        };
+        navigated?;
+        page.execute(DisableParams::default()).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chromiumoxide::cdp::browser_protocol::fetch::RequestId;
+    use chromiumoxide::cdp::browser_protocol::network::{Request, ResourceType};
+
+    fn paused(url: &str, method: &str) -> EventRequestPaused {
+        let request: Request = serde_json::from_value(serde_json::json!({
+            "url": url, "method": method, "headers": {}, "initialPriority": "High",
+            "referrerPolicy": "no-referrer"
+        }))
+        .unwrap();
+        EventRequestPaused {
+            request_id: RequestId::new("r1"),
+            request,
+            frame_id: "F".to_owned().into(),
+            resource_type: ResourceType::Document,
+            response_error_reason: None,
+            response_status_code: None,
+            response_status_text: None,
+            response_headers: None,
+            network_id: None,
+            redirected_request_id: None,
+        }
+    }
+
+    #[test]
+    fn only_the_pages_own_files_are_served() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("bundle.js"), "window.x = 1;").unwrap();
+        std::fs::write(dir.path().join("index.html"), "not ours").unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/secret.txt"), "no").unwrap();
+        let site = Site::read(dir.path()).unwrap();
+        let body = |r: &FulfillRequestParams| {
+            String::from_utf8(B64.decode(AsRef::<str>::as_ref(r.body.as_ref().unwrap())).unwrap()).unwrap()
+        };
+        let bundle = site.answer(&paused(&format!("{ORIGIN}/bundle.js?v=1"), "GET"));
+        assert_eq!((bundle.response_code, body(&bundle).as_str()), (200, "window.x = 1;"));
+        let document = site.answer(&paused(&format!("{ORIGIN}/"), "GET"));
+        assert!(body(&document).contains("<script src=\"/bundle.js\">"));
+        for (url, method) in [
+            (format!("{ORIGIN}/index.html"), "GET"),
+            (format!("{ORIGIN}/sub/secret.txt"), "GET"),
+            (format!("{ORIGIN}/../Cargo.toml"), "GET"),
+            (format!("{ORIGIN}/bundle.js"), "POST"),
+            ("https://evil.example/bundle.js".to_owned(), "GET"),
+        ] {
+            assert_eq!(site.answer(&paused(&url, method)).response_code, 404, "{method} {url}");
+        }
+    }
+
+    #[test]
+    fn a_page_without_its_bundle_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Site::read(dir.path()).unwrap_err();
+        assert!(e.to_string().contains("websdk/page/build.sh"), "{e}");
+    }
+}

@@ -1,0 +1,252 @@
+//! The service driving a browser on another host. Each "host" is a Chromium in a network
+//! namespace of its own, joined to the test's by a veth pair on private addresses that the test
+//! creates and removes (10.231.N.0/30), with DevTools on its veth address through `socat`
+//! (Chromium binds its port to loopback). The host resolves no name at all, and the test's side
+//! serves nothing: the page reaches the browser over DevTools alone.
+//!
+//! `#[ignore]`d like the conformance suite: `websdk/conformance.sh` runs them, as root, in a
+//! network namespace with loopback alone (`ip netns` and veth pairs need root).
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use callagent_retry::classify::classify;
+use callagent_retry::sdk::{AccessToken, AgentKind, CreateAgentRequest};
+use callagent_websdk::{RemoteBrowser, WebSdk, WebSdkConfig, WebSdkError};
+use serde_json::json;
+
+#[path = "common/isolation.rs"]
+mod isolation;
+use isolation::{acs_claims, isolated, now};
+
+/// One host at a time: each test creates and removes its own.
+static HOSTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const CHROMIUM: &str = "/usr/lib/chromium/chromium";
+const DEVTOOLS_PORT: u16 = 9223;
+
+fn run(args: &[&str]) {
+    let status = Command::new(args[0]).args(&args[1..]).status().expect("runs");
+    assert!(status.success(), "{args:?} failed: {status}");
+}
+
+/// A browser host: a network namespace, its veth link to this one, and (while running) its
+/// Chromium and the relay that puts DevTools on the link.
+struct Host {
+    netns: String,
+    ours: String,
+    address: String,
+    profile: tempfile::TempDir,
+    chromium: Option<Child>,
+    relay: Option<Child>,
+}
+
+impl Host {
+    fn new(n: u8) -> Self {
+        let netns = format!("cawr-h{n}-{}", std::process::id());
+        let (ours, theirs) = (format!("cawr-s{n}"), format!("cawr-b{n}"));
+        let (address, gateway) = (format!("10.231.{n}.2"), format!("10.231.{n}.1"));
+        let _ = Command::new("ip").args(["netns", "del", &netns]).stderr(Stdio::null()).status();
+        let _ = Command::new("ip").args(["link", "del", &ours]).stderr(Stdio::null()).status();
+        run(&["ip", "netns", "add", &netns]);
+        run(&["ip", "link", "add", &ours, "type", "veth", "peer", "name", &theirs, "netns", &netns]);
+        run(&["ip", "addr", "add", &format!("{gateway}/30"), "dev", &ours]);
+        run(&["ip", "link", "set", &ours, "up"]);
+        let inside = |args: &[&str]| {
+            let mut all = vec!["ip", "netns", "exec", netns.as_str()];
+            all.extend_from_slice(args);
+            run(&all);
+        };
+        inside(&["ip", "link", "set", "lo", "up"]);
+        inside(&["ip", "addr", "add", &format!("{address}/30"), "dev", &theirs]);
+        inside(&["ip", "link", "set", &theirs, "up"]);
+        let profile = tempfile::tempdir().expect("a profile directory");
+        let mut host = Self { netns, ours, address, profile, chromium: None, relay: None };
+        host.start();
+        host
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://{}:{DEVTOOLS_PORT}", self.address)
+    }
+
+    /// Starts the host's Chromium (as a team's browser image would: headless, DevTools on its
+    /// loopback, nothing resolvable) and the relay, and waits until DevTools answers.
+    fn start(&mut self) {
+        let profile = format!("--user-data-dir={}", self.profile.path().join("p").display());
+        let chromium = Command::new("ip")
+            .args(["netns", "exec", &self.netns, CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu"])
+            .args(["--remote-debugging-port=9222", "--host-resolver-rules=MAP * ~NOTFOUND", &profile])
+            .args(["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream", "--no-first-run"])
+            .arg("about:blank")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Chromium starts in the host");
+        let listen = format!("TCP-LISTEN:{DEVTOOLS_PORT},bind={},fork,reuseaddr", self.address);
+        let relay = Command::new("ip")
+            .args(["netns", "exec", &self.netns, "socat", &listen, "TCP:127.0.0.1:9222"])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("socat relays DevTools onto the link");
+        self.chromium = Some(chromium);
+        self.relay = Some(relay);
+        let started = Instant::now();
+        while !self.answers() {
+            assert!(started.elapsed() < Duration::from_secs(30), "the host's DevTools did not come up");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Whether DevTools answers on the link.
+    fn answers(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect((self.address.as_str(), DEVTOOLS_PORT)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let ask = format!("GET /json/version HTTP/1.1\r\nHost: {}:{DEVTOOLS_PORT}\r\n\r\n", self.address);
+        let mut answer = [0u8; 512];
+        s.write_all(ask.as_bytes()).is_ok()
+            && s.read(&mut answer).is_ok_and(|n| String::from_utf8_lossy(&answer[..n]).contains("200 OK"))
+    }
+
+    /// Kills the host's Chromium and its relay (the host is killed).
+    fn kill(&mut self) {
+        for mut child in [self.chromium.take(), self.relay.take()].into_iter().flatten() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // Its helpers follow the browser; none may be left when it restarts on the same profile.
+        let _ = Command::new("pkill").args(["-9", "-f", &self.profile.path().display().to_string()]).status();
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = std::fs::remove_dir_all(self.profile.path().join("p"));
+    }
+
+    /// Takes the link down (or up): the host is still running but unreachable, and sends nothing.
+    fn link(&self, up: bool) {
+        run(&["ip", "link", "set", &self.ours, if up { "up" } else { "down" }]);
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = Command::new("ip").args(["netns", "del", &self.netns]).status();
+        let _ = Command::new("ip").args(["link", "del", &self.ours]).stderr(Stdio::null()).status();
+    }
+}
+
+fn remote(host: &Host) -> WebSdkConfig {
+    WebSdkConfig {
+        remote: Some(RemoteBrowser::new(host.endpoint())),
+        warm_pages: 0,
+        restart_spacing: Duration::from_millis(200),
+        create_timeout: Duration::from_secs(60),
+        ..isolation::config()
+    }
+}
+
+/// A token the SDK accepts locally: with no network it resolves a `Disconnected` agent (~14 s).
+fn valid(i: usize) -> CreateAgentRequest {
+    let mut claims = acs_claims();
+    claims["skypeid"] = json!(format!("acs:remote_{i}"));
+    CreateAgentRequest::new(format!("8:acs:remote-{i}"), AccessToken::unsigned(&claims), AgentKind::Acs)
+}
+
+/// A token the SDK rejects in milliseconds (no voip scope: 401/44113).
+fn rejected(i: usize) -> CreateAgentRequest {
+    let claims = json!({"skypeid": format!("acs:r_remote{i}"), "acsScope": "chat", "resourceId": "r", "exp": now() + 3600});
+    CreateAgentRequest::new(format!("8:acs:r-remote-{i}"), AccessToken::unsigned(&claims), AgentKind::Acs)
+}
+
+fn sub_code(r: &Result<callagent_websdk::Agent, WebSdkError>) -> Option<u32> {
+    r.as_ref().err().and_then(WebSdkError::sdk_error).map(|e| e.sub_code())
+}
+
+/// Creations succeed until one does (the service reconnects, spaced), within `bound`.
+async fn readmitted(sdk: &WebSdk, bound: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        if sub_code(&sdk.create(&rejected(99)).await) == Some(44113) {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < bound, "the host was not re-admitted within {bound:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium, socat and root in an isolated network namespace: run websdk/conformance.sh"]
+async fn agents_are_created_on_a_remote_host_that_reaches_no_server() {
+    let _one = HOSTS.lock().await;
+    isolated();
+    let host = Host::new(1);
+    let sdk = WebSdk::launch(remote(&host)).await.expect("the remote browser");
+    // Nothing runs here: no local Chromium, no profile.
+    let stats = sdk.stats().await.expect("stats");
+    assert_eq!((stats.pid, stats.profile.as_ref()), (None, None), "a local browser: {stats:?}");
+    assert!(sdk.chromium_processes().is_empty());
+    // The SDK runs there: it judges tokens (a rejection in milliseconds) and, with a token sealed
+    // across the link and opened in the page, makes an agent (Disconnected: nothing resolves).
+    let rejected = sdk.create(&rejected(1)).await;
+    assert_eq!(sub_code(&rejected), Some(44113), "{rejected:?}");
+    let agent = sdk.create(&valid(1)).await.expect("an agent on the remote host");
+    assert!(sdk.open_pages().await.expect("pages") >= 1);
+    let state = agent.connection_state().await.expect("the remote page answers");
+    println!("remote agent: {state:?}, created in {:?}", agent.creation_time());
+    agent.dispose().await.expect("disposed");
+    sdk.close().await;
+    drop(host);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium, socat and root in an isolated network namespace: run websdk/conformance.sh"]
+async fn a_lost_host_fails_its_calls_within_2_s_and_is_readmitted_when_back() {
+    let _one = HOSTS.lock().await;
+    isolated();
+    let mut host = Host::new(2);
+    let sdk = WebSdk::launch(remote(&host)).await.expect("the remote browser");
+    assert_eq!(sub_code(&sdk.create(&rejected(1)).await), Some(44113));
+
+    // 1. The host's Chromium is killed mid-creation: the creation fails with the retryable
+    //    BrowserDied within 2 s, a live agent's calls with AgentGone; it is re-admitted once back.
+    for (round, how) in [(1, "killed"), (2, "link down")] {
+        let agent = sdk.create(&valid(round * 10)).await.expect("an agent before the loss");
+        let in_flight = {
+            let sdk = sdk.clone();
+            tokio::spawn(async move {
+                let failed = sdk.create(&valid(round * 10 + 1)).await.err();
+                (Instant::now(), failed)
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let lost = Instant::now();
+        match how {
+            "killed" => host.kill(),
+            _ => host.link(false),
+        }
+        let (ended, failed) = in_flight.await.expect("the creation task");
+        let after = ended.saturating_duration_since(lost);
+        let failed = failed.expect("the creation in flight fails");
+        println!("{how}: the creation in flight failed {after:?} after the loss: {failed}");
+        assert!(matches!(failed, WebSdkError::BrowserDied(_)), "{how}: {failed:?}");
+        assert!(after < Duration::from_secs(2), "{how}: the creation failed {after:?} after the loss");
+        let call = tokio::time::timeout(Duration::from_secs(2), agent.connection_state()).await;
+        assert!(matches!(call, Ok(Err(WebSdkError::AgentGone(_)))), "{how}: a live agent's call: {call:?}");
+        drop(agent);
+        // While it is gone creations fail fast, retryably, and nothing waits on it.
+        let started = Instant::now();
+        let refused = sdk.create(&rejected(2)).await.expect_err("no browser to create on");
+        assert!(classify(&refused, &Default::default()).retry, "{how}: {refused:?}");
+        assert!(started.elapsed() < Duration::from_secs(3), "{how}: took {:?}", started.elapsed());
+        match how {
+            "killed" => host.start(),
+            _ => host.link(true),
+        }
+        let took = readmitted(&sdk, Duration::from_secs(40)).await;
+        println!("{how}: re-admitted {took:?} after it came back");
+    }
+    sdk.close().await;
+    drop(host);
+}
