@@ -230,6 +230,8 @@ impl Instance {
 pub(crate) struct Supervisor {
     config: Arc<WebSdkConfig>,
     state: tokio::sync::Mutex<State>,
+    /// The current browser's death signal, readable without waiting for `state` (`is_up`).
+    current: Mutex<Option<CancellationToken>>,
     launcher: Launcher,
     closed: CancellationToken,
     restarts: AtomicU64,
@@ -263,6 +265,7 @@ impl Supervisor {
             state: tokio::sync::Mutex::new(State::default()),
             launcher: Launcher::start(),
             closed: CancellationToken::new(),
+            current: Mutex::new(None),
             restarts: AtomicU64::new(0),
             restart_counters: [counter(Death::Exited.label()), counter(Death::Disconnected.label())],
             base,
@@ -272,6 +275,28 @@ impl Supervisor {
     /// Browser restarts so far (launches after the first).
     pub(crate) fn restarts(&self) -> u64 {
         self.restarts.load(Ordering::Relaxed)
+    }
+
+    /// Whether a browser is running now (started, connected, not dead), without waiting.
+    pub(crate) fn is_up(&self) -> bool {
+        self.current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|d| !d.is_cancelled())
+    }
+
+    /// Resolves once the current browser is dead, or at once if none runs.
+    pub(crate) async fn lost(&self) {
+        let died = self.current.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        if let Some(died) = died {
+            died.cancelled().await;
+        }
+    }
+
+    /// Whether the service was closed.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.is_cancelled()
     }
 
     /// The running browser if there is one, without starting one.
@@ -340,6 +365,7 @@ impl Supervisor {
             Ok(instance) => {
                 state.current = Some(Arc::clone(&instance));
                 state.failed_connects = 0;
+                *self.current.lock().unwrap_or_else(PoisonError::into_inner) = Some(instance.died.clone());
                 Ok(instance)
             }
             Err(e) if self.config.remote.is_some() => {

@@ -24,6 +24,7 @@
 //! | `pool` | warm pages (until a creation takes one); a creation's or agent's place on a page (one identity once per page) | the service is closed; a place when its creation or agent is dropped (a creation dropped mid-way is abandoned in the page: its agent disposed as soon as it exists) |
 //! | `agent` | an [`Agent`] and its `max_agents` slot | [`Agent::dispose`], or a drop (disposed in the background) |
 //! | `service` | [`WebSdk`]: slots (`poll_ready`), the shared state | the last clone, page and agent are dropped |
+//! | `browsers` | [`Browsers`]: its members, a reserved slot on one of them | the last clone is dropped (each member as a `WebSdk`) |
 //! | `origin` | the page's files, in memory; serving a page while it loads | the service is dropped; a page's serving when it has loaded |
 //! | `seal` | nothing: a token sealed to one page's public key | |
 //! | `protocol` | nothing: the shapes of the page's answers | |
@@ -67,7 +68,8 @@
 //! 3. `chromium` (its command line and process), then `browser` (the supervisor);
 //! 4. `context`: the supervisor, the site and the config, which pages and agents hold;
 //! 5. `page`, then `pool` (which page a creation runs on), then `agent`;
-//! 6. `service`: the `tower::Service`, the only module that sees the pool and the context.
+//! 6. `service`: the `tower::Service`, the only module that sees the pool and the context;
+//! 7. `browsers`: several services (browsers) behind one.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -75,6 +77,7 @@
 
 mod agent;
 mod browser;
+mod browsers;
 mod chromium;
 mod config;
 mod context;
@@ -91,6 +94,7 @@ mod service;
 mod transport;
 
 pub use agent::{Agent, ConnectionState, Race, StateChange};
+pub use browsers::Browsers;
 pub use config::{DEFAULT_AGENTS_PER_PAGE, NO_EXTERNAL_HOSTS, RemoteBrowser, WebSdkConfig};
 pub use error::WebSdkError;
 pub use metrics::{AGENTS, CREATIONS, PAGE_LOAD, PAGE_LOAD_BUCKETS, PAGES, RESTARTS, WARM_PAGES};
@@ -112,6 +116,7 @@ mod tests {
         &["pool"],
         &["agent"],
         &["service"],
+        &["browsers"],
     ];
 
     fn layer(module: &str) -> Option<usize> {

@@ -212,6 +212,43 @@ impl WebSdk {
         entries.filter_map(Result::ok).flat_map(|e| procfs::processes_of(&e.path().join("profile"))).collect()
     }
 
+    /// Whether its browser is running now (not dead, not being restarted or reconnected).
+    pub fn is_up(&self) -> bool {
+        self.shared.ctx.supervisor.is_up()
+    }
+
+    /// `max_agents` slots free now.
+    pub fn free_slots(&self) -> usize {
+        self.shared.slots.available_permits()
+    }
+
+    /// Starts the browser again whenever it is lost, without waiting for a creation to ask
+    /// (restarts and reconnects spaced as a creation's would be), until the service is closed
+    /// or dropped: what keeps a member of [`Browsers`](crate::Browsers) coming back on its own.
+    pub(crate) fn keep_up(&self) {
+        let shared = Arc::downgrade(&self.shared);
+        let handle = tokio::runtime::Handle::current();
+        handle.spawn(async move {
+            loop {
+                let Some(lost) = shared.upgrade().map(|s| Arc::clone(&s.ctx)) else { return };
+                lost.supervisor.lost().await;
+                if lost.supervisor.is_closed() {
+                    return;
+                }
+                drop(lost);
+                let Some(state) = shared.upgrade() else { return };
+                match state.ctx.supervisor.instance().await {
+                    Ok(_) => state.pool.refill(),
+                    Err(_) if state.ctx.supervisor.is_closed() => return,
+                    // Spaced by the supervisor itself; a local browser past `max_restarts` stays
+                    // down (its error says why).
+                    Err(e) if !matches!(e, WebSdkError::BrowserDied(_)) => return,
+                    Err(_) => {}
+                }
+            }
+        });
+    }
+
     /// A new page with the SDK loaded: a place for one or more `CallClient`s. Outside
     /// `max_agents` (for probing the SDK); the page closes when the last handle to it (the
     /// tab's clones and its agents) is dropped.

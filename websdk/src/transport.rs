@@ -144,7 +144,8 @@ impl Rx {
 
 /// Connects to a remote browser's DevTools WebSocket (`ws://host:port/devtools/browser/…`),
 /// with `header` (a name and a value: an `Authorization` a proxy in front of the browser asks
-/// for) on the handshake. A name resolves to its first address, which is what is connected to.
+/// for) on the handshake. A name is resolved at each connection; the address connected to is the
+/// handshake's `Host`.
 pub(crate) async fn connect(
     url: &str,
     header: Option<(&str, &str)>,
@@ -167,6 +168,13 @@ pub(crate) async fn connect(
         .await
         .map_err(|e| format!("cannot connect to {host}:{port}: {e}"))?;
     let _ = stream.set_nodelay(true);
+    // By address: Chromium refuses a `Host` that is a name (DNS rebinding), and a name may stand
+    // for many browsers (a Kubernetes headless Service), this one being the address connected.
+    if let Ok(peer) = stream.peer_addr()
+        && let Ok(value) = async_tungstenite::tungstenite::http::HeaderValue::from_str(&peer.to_string())
+    {
+        request.headers_mut().insert(async_tungstenite::tungstenite::http::header::HOST, value);
+    }
     let (ws, _) = async_tungstenite::client_async_with_config(
         request,
         async_tungstenite::tokio::TokioAdapter::new(stream),

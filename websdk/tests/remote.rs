@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use callagent_retry::classify::classify;
 use callagent_retry::sdk::{AccessToken, AgentKind, CreateAgentRequest};
-use callagent_websdk::{RemoteBrowser, WebSdk, WebSdkConfig, WebSdkError};
+use callagent_websdk::{Browsers, RemoteBrowser, WebSdk, WebSdkConfig, WebSdkError};
 use serde_json::json;
+use tower::ServiceExt;
 
 #[path = "common/isolation.rs"]
 mod isolation;
@@ -100,15 +101,27 @@ impl Host {
 
     /// Whether DevTools answers on the link.
     fn answers(&self) -> bool {
+        self.version().is_some_and(|v| v.contains("webSocketDebuggerUrl"))
+    }
+
+    /// `/json/version` on the link, raw.
+    fn version(&self) -> Option<String> {
         use std::io::{Read, Write};
-        let Ok(mut s) = std::net::TcpStream::connect((self.address.as_str(), DEVTOOLS_PORT)) else {
-            return false;
-        };
+        let mut s = std::net::TcpStream::connect((self.address.as_str(), DEVTOOLS_PORT)).ok()?;
         let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
         let ask = format!("GET /json/version HTTP/1.1\r\nHost: {}:{DEVTOOLS_PORT}\r\n\r\n", self.address);
-        let mut answer = [0u8; 512];
-        s.write_all(ask.as_bytes()).is_ok()
-            && s.read(&mut answer).is_ok_and(|n| String::from_utf8_lossy(&answer[..n]).contains("200 OK"))
+        let mut answer = [0u8; 2048];
+        s.write_all(ask.as_bytes()).ok()?;
+        let n = s.read(&mut answer).ok()?;
+        Some(String::from_utf8_lossy(&answer[..n]).into_owned())
+    }
+
+    /// The browser's own WebSocket URL, pointed at its address on the link.
+    fn websocket(&self) -> String {
+        let version = self.version().expect("/json/version");
+        let path =
+            version.split("/devtools/browser/").nth(1).and_then(|r| r.split('"').next()).expect("its URL");
+        format!("ws://{}:{DEVTOOLS_PORT}/devtools/browser/{path}", self.address)
     }
 
     /// Kills the host's Chromium and its relay (the host is killed).
@@ -182,7 +195,9 @@ async fn agents_are_created_on_a_remote_host_that_reaches_no_server() {
     let _one = HOSTS.lock().await;
     isolated();
     let host = Host::new(1);
-    let sdk = WebSdk::launch(remote(&host)).await.expect("the remote browser");
+    // Its WebSocket URL this time (the other test finds it over HTTP).
+    let config = WebSdkConfig { remote: Some(RemoteBrowser::new(host.websocket())), ..remote(&host) };
+    let sdk = WebSdk::launch(config).await.expect("the remote browser");
     // Nothing runs here: no local Chromium, no profile.
     let stats = sdk.stats().await.expect("stats");
     assert_eq!((stats.pid, stats.profile.as_ref()), (None, None), "a local browser: {stats:?}");
@@ -249,4 +264,83 @@ async fn a_lost_host_fails_its_calls_within_2_s_and_is_readmitted_when_back() {
     }
     sdk.close().await;
     drop(host);
+}
+
+/// The named browsers' `agents_and_creations`, in order.
+async fn load(browsers: &Browsers) -> Vec<(String, usize)> {
+    let stats = browsers.stats().await;
+    stats
+        .into_iter()
+        .map(|(name, s)| (name, s.map(|s| s.agents_and_creations).unwrap_or(usize::MAX)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium, socat and root in an isolated network namespace: run websdk/conformance.sh"]
+async fn browsers_on_two_hosts_and_this_one_share_creations_and_pass_over_a_lost_one() {
+    let _one = HOSTS.lock().await;
+    isolated();
+    let (mut a, b) = (Host::new(3), Host::new(4));
+    let local = WebSdkConfig { warm_pages: 0, ..isolation::config() };
+    let browsers =
+        Browsers::launch(vec![("a".into(), remote(&a)), ("b".into(), remote(&b)), ("local".into(), local)])
+            .await
+            .expect("two remote browsers and a local one");
+    // Six agents asked for at once: each goes to the browser with the most free slots.
+    let asked = (0..6).map(|i| browsers.clone().oneshot(valid(100 + i)));
+    let agents: Vec<_> =
+        futures::future::join_all(asked).await.into_iter().map(|r| r.expect("an agent")).collect();
+    let spread = load(&browsers).await;
+    println!("six agents over three browsers: {spread:?}");
+    assert!(spread.iter().all(|(_, n)| *n == 2), "not spread by free capacity: {spread:?}");
+    let pages_before: Vec<usize> = {
+        let mut pages = Vec::new();
+        for (name, sdk) in browsers.members().filter(|(n, _)| *n != "a") {
+            pages.push(sdk.open_pages().await.unwrap_or_else(|e| panic!("{name}: {e}")));
+        }
+        pages
+    };
+
+    // Host a is killed: its agents' calls fail at once, and creations go to the others at once.
+    a.kill();
+    let lost = Instant::now();
+    let mut gone = 0;
+    for agent in &agents {
+        if let Ok(Err(WebSdkError::AgentGone(_))) =
+            tokio::time::timeout(Duration::from_secs(2), agent.connection_state()).await
+        {
+            gone += 1;
+        }
+    }
+    assert_eq!(gone, 2, "a's two agents, and only those, are gone");
+    assert!(lost.elapsed() < Duration::from_secs(3), "the calls took {:?}", lost.elapsed());
+    for i in 0..4 {
+        let started = Instant::now();
+        let r = browsers.clone().oneshot(rejected(200 + i)).await;
+        assert_eq!(sub_code(&r), Some(44113), "creation {i} after the loss: {r:?}");
+        assert!(started.elapsed() < Duration::from_secs(2), "creation {i} took {:?}", started.elapsed());
+    }
+    drop(agents);
+    // No page leaked on the survivors (the dropped agents' pages close with them).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for ((name, sdk), before) in browsers.members().filter(|(n, _)| *n != "a").zip(pages_before) {
+        let now = sdk.open_pages().await.expect("pages");
+        assert!(now <= before, "{name}: {before} pages before, {now} after");
+    }
+
+    // Back: re-admitted in the background, and placed on again (it has the most free slots).
+    a.start();
+    let back = Instant::now();
+    let member =
+        |name: &str| browsers.members().find(|(n, _)| *n == name).map(|(_, s)| s.clone()).expect("member");
+    while !member("a").is_up() {
+        assert!(back.elapsed() < Duration::from_secs(40), "a was not re-admitted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!("a re-admitted {:?} after it came back", back.elapsed());
+    let agent = browsers.clone().oneshot(valid(300)).await.expect("an agent");
+    let placed = load(&browsers).await;
+    assert_eq!(placed[0], ("a".to_owned(), 1), "placed on the returned browser: {placed:?}");
+    agent.dispose().await.expect("disposed");
+    browsers.close().await;
 }
