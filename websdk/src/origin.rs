@@ -25,9 +25,38 @@ use futures::StreamExt;
 use crate::error::WebSdkError;
 pub(crate) use crate::transport::ORIGIN;
 
-/// The page's document: the bundle starts the page (`page/entry.js`).
-const DOCUMENT: &str = "<!doctype html>\n<meta charset=\"utf-8\">\n<title>callagent-websdk</title>\n\
-                        <script src=\"/bundle.js\"></script>\n";
+/// The page's document: it loads the bundle (`page/entry.js` and the SDK) from this browser's
+/// Cache Storage for the origin, keyed by the bundle's digest, fetching it (over DevTools) only
+/// when this browser does not hold it yet: a bundle crosses DevTools once per browser, not once
+/// per page. `BUNDLE` is the digest.
+const DOCUMENT: &str = r#"<!doctype html>
+<meta charset="utf-8">
+<title>callagent-websdk</title>
+<script>
+(async () => {
+  const name = "callagent-websdk-BUNDLE";
+  let bundle;
+  try {
+    const cache = await caches.open(name);
+    let response = await cache.match("/bundle.js");
+    if (!response) {
+      response = await fetch("/bundle.js", { cache: "no-store" });
+      if (!response.ok) throw new Error(`bundle: HTTP ${response.status}`);
+      await cache.put("/bundle.js", response.clone());
+      for (const old of await caches.keys()) {
+        if (old.startsWith("callagent-websdk-") && old !== name) await caches.delete(old);
+      }
+    }
+    bundle = await response.blob();
+  } catch {
+    bundle = await (await fetch("/bundle.js", { cache: "no-store" })).blob();
+  }
+  const script = document.createElement("script");
+  script.src = URL.createObjectURL(bundle);
+  document.head.append(script);
+})();
+</script>
+"#;
 
 /// A file of the page, ready to fulfil a request with.
 struct File {
@@ -63,10 +92,6 @@ impl Site {
     /// Reads the built page in `dir` (`websdk/page/build.sh` writes it).
     pub(crate) fn read(dir: &Path) -> std::io::Result<Self> {
         let mut files = HashMap::new();
-        files.insert(
-            "/".to_owned(),
-            File { content_type: content_type("index.html"), body: B64.encode(DOCUMENT) },
-        );
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -76,12 +101,19 @@ impl Site {
             let body = B64.encode(std::fs::read(entry.path())?);
             files.insert(format!("/{name}"), File { content_type: content_type(&name), body });
         }
-        if !files.contains_key("/bundle.js") {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                format!("no bundle.js in {}: build the page with websdk/page/build.sh", dir.display()),
-            ));
-        }
+        let bundle = std::fs::read(dir.join("bundle.js")).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("no bundle.js in {}: build the page with websdk/page/build.sh ({e})", dir.display()),
+            )
+        })?;
+        let digest = ring::digest::digest(&ring::digest::SHA256, &bundle);
+        let digest: String = digest.as_ref()[..12].iter().map(|b| format!("{b:02x}")).collect();
+        let document = DOCUMENT.replace("BUNDLE", &digest);
+        files.insert(
+            "/".to_owned(),
+            File { content_type: content_type("index.html"), body: B64.encode(document) },
+        );
         Ok(Self { files })
     }
 
@@ -109,8 +141,13 @@ impl Site {
         }
     }
 
-    /// Navigates `page` to the origin and serves it until it has loaded, then stops intercepting.
-    pub(crate) async fn load(&self, page: &Page) -> Result<(), WebSdkError> {
+    /// Navigates `page` to the origin and serves it until `started` (the page's script has
+    /// started), then stops intercepting.
+    pub(crate) async fn load(
+        &self,
+        page: &Page,
+        started: impl Future<Output = Result<(), WebSdkError>>,
+    ) -> Result<(), WebSdkError> {
         let mut paused = page.event_listener::<EventRequestPaused>().await?;
         let pattern = RequestPattern {
             url_pattern: Some(format!("{ORIGIN}/*")),
@@ -126,11 +163,14 @@ impl Site {
                 }
             }
         };
-        let navigated = tokio::select! {
-            navigated = page.goto(NavigateParams::new(format!("{ORIGIN}/"))) => navigated.map(drop),
-            () = serve => return Err(WebSdkError::PageLoad("the page's requests ended before it loaded".into())),
+        let loaded = async {
+            page.goto(NavigateParams::new(format!("{ORIGIN}/"))).await?;
+            started.await
         };
-        navigated?;
+        tokio::select! {
+            loaded = loaded => loaded?,
+            () = serve => return Err(WebSdkError::PageLoad("the page's requests ended before it loaded".into())),
+        }
         page.execute(DisableParams::default()).await?;
         Ok(())
     }
@@ -175,8 +215,11 @@ mod tests {
         };
         let bundle = site.answer(&paused(&format!("{ORIGIN}/bundle.js?v=1"), "GET"));
         assert_eq!((bundle.response_code, body(&bundle).as_str()), (200, "window.x = 1;"));
-        let document = site.answer(&paused(&format!("{ORIGIN}/"), "GET"));
-        assert!(body(&document).contains("<script src=\"/bundle.js\">"));
+        let document = body(&site.answer(&paused(&format!("{ORIGIN}/"), "GET")));
+        // The bundle's digest names its cache: another bundle is never taken for it.
+        let digest = ring::digest::digest(&ring::digest::SHA256, b"window.x = 1;");
+        let digest: String = digest.as_ref()[..12].iter().map(|b| format!("{b:02x}")).collect();
+        assert!(document.contains(&format!("callagent-websdk-{digest}")), "{document}");
         for (url, method) in [
             (format!("{ORIGIN}/index.html"), "GET"),
             (format!("{ORIGIN}/sub/secret.txt"), "GET"),

@@ -93,18 +93,29 @@ impl PageHandle {
                     load: Load::default(),
                 });
                 // Dropped (closed) if it does not load.
-                handle.race(ctx.site.load(&handle.page)).await?;
+                handle.race(ctx.site.load(&handle.page, handle.started())).await?;
                 Ok(handle)
             };
             let opened = match tokio::time::timeout(within, opening).await {
                 Ok(opened) => opened,
-                Err(_) => {
-                    Err(WebSdkError::PageLoad(format!("the page did not open within {}", human(within))))
-                }
+                Err(_) => Err(WebSdkError::PageLoad(format!(
+                    "the page did not open with the SDK started within {}",
+                    human(within)
+                ))),
             };
             let _ = tx.send(opened);
         });
         rx.await.unwrap_or_else(|_| Err(WebSdkError::PageLoad("the page opener was cancelled".into())))
+    }
+
+    /// Resolves once the page's script has started (`window.callagentReady`).
+    async fn started(&self) -> Result<(), WebSdkError> {
+        loop {
+            if self.eval::<bool>(protocol::READY).await? {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// `work` on this page, failing as soon as the page or the browser is gone.
@@ -181,32 +192,16 @@ impl Drop for PageHandle {
     }
 }
 
-/// Opens a page and waits for the SDK bundle to start in it, within `launch_timeout` each. A
-/// page that does not make it is dropped (closed).
+/// Opens a page and waits for the SDK bundle to start in it, within `launch_timeout`. A page
+/// that does not make it is dropped (closed).
 pub(crate) async fn open_ready(ctx: &Arc<Context>) -> Result<Arc<PageHandle>, WebSdkError> {
     let instance = ctx.supervisor.instance().await?;
     let within = ctx.config.launch_timeout;
     let page = PageHandle::open(instance, Arc::clone(ctx), within).await?;
-    let ready = tokio::time::timeout(within, async {
-        loop {
-            if page.eval::<bool>(protocol::READY).await? {
-                return Ok::<_, WebSdkError>(());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    });
-    match ready.await {
-        Ok(Ok(())) => {
-            let published: String = page.eval(protocol::PUBLIC_KEY).await?;
-            let key = PageKey::parse(&published).map_err(WebSdkError::Protocol)?;
-            let _ = page.key.set(key);
-            Ok(page)
-        }
-        Ok(Err(e)) => Err(e),
-        Err(_) => {
-            Err(WebSdkError::PageLoad(format!("the SDK bundle did not start within {}", human(within))))
-        }
-    }
+    let published: String = page.eval(protocol::PUBLIC_KEY).await?;
+    let key = PageKey::parse(&published).map_err(WebSdkError::Protocol)?;
+    let _ = page.key.set(key);
+    Ok(page)
 }
 
 /// Abandons a creation whose owner went away before it settled (dropped at an await point, or

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use callagent_retry::classify::classify;
 use callagent_retry::sdk::{AccessToken, AgentKind, CreateAgentRequest};
 use callagent_websdk::{Browsers, RemoteBrowser, WebSdk, WebSdkConfig, WebSdkError};
+use futures::StreamExt;
 use serde_json::json;
 use tower::ServiceExt;
 
@@ -342,5 +343,191 @@ async fn browsers_on_two_hosts_and_this_one_share_creations_and_pass_over_a_lost
     let placed = load(&browsers).await;
     assert_eq!(placed[0], ("a".to_owned(), 1), "placed on the returned browser: {placed:?}");
     agent.dispose().await.expect("disposed");
+    browsers.close().await;
+}
+
+/// Chromium's processes on a host: those whose command line names its profile.
+fn host_pids(host: &Host) -> Vec<u32> {
+    let profile = host.profile.path().display().to_string();
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&profile))
+        })
+        .collect()
+}
+
+/// PSS summed over `pids`, in MiB, and their CPU time, in seconds.
+fn pss_and_cpu(pids: &[u32]) -> (f64, f64) {
+    let tick = 100.0; // USER_HZ on Linux
+    pids.iter().fold((0.0, 0.0), |(pss, cpu), pid| {
+        let kib = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+            .ok()
+            .and_then(|s| {
+                s.lines().find(|l| l.starts_with("Pss:"))?.split_whitespace().nth(1)?.parse::<f64>().ok()
+            })
+            .unwrap_or(0.0);
+        let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                let rest: Vec<String> = s.rsplit_once(')')?.1.split_whitespace().map(str::to_owned).collect();
+                Some(rest.get(11)?.parse::<f64>().ok()? + rest.get(12)?.parse::<f64>().ok()?)
+            })
+            .unwrap_or(0.0);
+        (pss + kib / 1024.0, cpu + ticks / tick)
+    })
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted.get(((sorted.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or_default()
+}
+
+/// For 1, 2 and 3 hosts: creations per second and each creation's time (rejected tokens, which
+/// the SDK answers in milliseconds: the rest is the bridge and the link), live agents per host,
+/// and PSS and CPU per agent on each host. Then a soak over the three: `REMOTE_SOAK` creations
+/// (1,000 by default) through the retry layer, one host killed a third of the way and back at two
+/// thirds: every call resolves as the SDK answers, and every browser's pages return to idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium, socat and root in an isolated network namespace: run websdk/conformance.sh"]
+async fn figures_for_one_to_three_hosts_and_a_soak_with_one_lost_and_back() {
+    use callagent_retry::{CallAgentRetryLayer, RetryConfig, StopReason};
+    use tower::Layer;
+    let _one = HOSTS.lock().await;
+    isolated();
+    let mut hosts = [Host::new(5), Host::new(6), Host::new(7)];
+    println!(
+        "| hosts | creations/s | per creation p50 / p99 | agents per host | PSS per agent (MiB) | CPU per agent |"
+    );
+    println!("|---:|---:|---:|---|---|---|");
+    for k in 1..=3 {
+        // A warm page each, as a service runs: creations do not wait for page loads.
+        let members = hosts[..k]
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (format!("h{i}"), WebSdkConfig { warm_pages: 1, ..remote(h) }))
+            .collect();
+        let browsers = Browsers::launch(members).await.expect("the hosts' browsers");
+        for i in 0..k {
+            let _ = browsers.clone().oneshot(rejected(1000 + i)).await; // each browser's first page
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await; // the warm pages refilled
+        let idle: Vec<(f64, f64)> = hosts[..k].iter().map(|h| pss_and_cpu(&host_pids(h))).collect();
+        // Live agents, 4 per host, asked for at once; they keep their pages open meanwhile, as a
+        // service's live agents do.
+        let asked = (0..4 * k).map(|i| browsers.clone().oneshot(valid(3000 + i)));
+        let agents: Vec<_> =
+            futures::future::join_all(asked).await.into_iter().map(|r| r.expect("an agent")).collect();
+        let spread: Vec<usize> = load(&browsers).await.into_iter().map(|(_, n)| n).collect();
+        let before: Vec<f64> = hosts[..k].iter().map(|h| pss_and_cpu(&host_pids(h)).1).collect();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let per_host: Vec<(f64, f64)> = hosts[..k]
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let (pss, cpu) = pss_and_cpu(&host_pids(h));
+                let agents = spread[i].max(1) as f64;
+                ((pss - idle[i].0) / agents, (cpu - before[i]) / 5.0 * 100.0 / agents)
+            })
+            .collect();
+        // Creations beside them, 4 at a time.
+        let n = 200;
+        let started = Instant::now();
+        let mut times = Vec::with_capacity(n);
+        let mut calls = futures::stream::iter(0..n)
+            .map(|i| {
+                let svc = browsers.clone();
+                async move {
+                    let t = Instant::now();
+                    let r = svc.oneshot(rejected(2000 + i)).await;
+                    (t.elapsed(), sub_code(&r))
+                }
+            })
+            .buffer_unordered(4);
+        while let Some((took, code)) = calls.next().await {
+            assert_eq!(code, Some(44113), "every creation is the SDK's rejection");
+            times.push(took);
+        }
+        let rate = n as f64 / started.elapsed().as_secs_f64();
+        times.sort();
+        let pss: Vec<String> = per_host.iter().map(|(p, _)| format!("{p:.1}")).collect();
+        let cpu: Vec<String> = per_host.iter().map(|(_, c)| format!("{c:.1}%")).collect();
+        println!(
+            "| {k} | {rate:.0} | {:.0} / {:.0} ms | {spread:?} | {} | {} |",
+            percentile(&times, 0.5).as_secs_f64() * 1000.0,
+            percentile(&times, 0.99).as_secs_f64() * 1000.0,
+            pss.join(", "),
+            cpu.join(", "),
+        );
+        assert!(spread.iter().all(|n| *n == 4), "4 agents per host: {spread:?}");
+        for agent in agents {
+            let _ = agent.dispose().await;
+        }
+        browsers.close().await;
+    }
+
+    // The soak: three hosts, one killed a third of the way and started again at two thirds.
+    let total: usize = std::env::var("REMOTE_SOAK").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
+    let members = hosts.iter().enumerate().map(|(i, h)| (format!("h{i}"), remote(h))).collect();
+    let browsers = Browsers::launch(members).await.expect("the hosts' browsers");
+    let retry = RetryConfig {
+        initial_backoff: Duration::from_millis(50),
+        max_backoff: Duration::from_millis(500),
+        max_attempts: 6,
+        budget: None,
+        deadline: Some(Duration::from_secs(30)),
+        ..RetryConfig::default()
+    };
+    let svc = CallAgentRetryLayer::new(retry).expect("config").layer(browsers.clone());
+    let idle_pages = {
+        let mut pages = Vec::new();
+        for (_, sdk) in browsers.members() {
+            pages.push(sdk.open_pages().await.expect("pages"));
+        }
+        pages
+    };
+    let started = Instant::now();
+    let (mut rejected_n, mut other) = (0, Vec::new());
+    let mut calls = futures::stream::iter(0..total)
+        .map(|i| {
+            let svc = svc.clone();
+            async move { tokio::time::timeout(Duration::from_secs(60), svc.oneshot(rejected(5000 + i))).await }
+        })
+        .buffer_unordered(4);
+    let mut done = 0;
+    while let Some(result) = calls.next().await {
+        done += 1;
+        if done == total / 3 {
+            hosts[1].kill();
+            println!("soak: h1 killed after {done} calls");
+        }
+        if done == 2 * total / 3 {
+            hosts[1].start();
+            println!("soak: h1 started again after {done} calls");
+        }
+        match result {
+            Err(_) => other.push("unresolved within 60 s".to_owned()),
+            Ok(Err(e)) if e.reason() == StopReason::Rejected => rejected_n += 1,
+            Ok(Err(e)) => other.push(format!("{:?}: {e}", e.reason())),
+            Ok(Ok(_)) => other.push("an agent from a rejected token".to_owned()),
+        }
+    }
+    println!(
+        "soak: {total} calls over 3 hosts in {:.0} s: {rejected_n} rejected by the SDK, others: {other:?}",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(rejected_n, total, "every call resolved as the SDK answers it: {other:?}");
+    let back = Instant::now();
+    while !browsers.members().all(|(_, s)| s.is_up()) {
+        assert!(back.elapsed() < Duration::from_secs(40), "h1 was not re-admitted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for ((name, sdk), idle) in browsers.members().zip(idle_pages) {
+        let pages = sdk.open_pages().await.expect("pages");
+        assert!(pages <= idle.max(1), "{name}: {pages} pages open after the soak (idle {idle})");
+    }
     browsers.close().await;
 }
