@@ -19,6 +19,8 @@ use tower::ServiceExt;
 
 #[path = "common/isolation.rs"]
 mod isolation;
+#[path = "common/trace.rs"]
+mod trace;
 use isolation::{acs_claims, isolated, now};
 
 /// One host at a time: each test creates and removes its own.
@@ -196,6 +198,8 @@ async fn agents_are_created_on_a_remote_host_that_reaches_no_server() {
     let _one = HOSTS.lock().await;
     isolated();
     let host = Host::new(1);
+    // The driver's TRACE, at every level, holds no form of the token, though it crosses the link.
+    let trace = trace::Trace::capture();
     // Its WebSocket URL this time (the other test finds it over HTTP).
     let config = WebSdkConfig { remote: Some(RemoteBrowser::new(host.websocket())), ..remote(&host) };
     let sdk = WebSdk::launch(config).await.expect("the remote browser");
@@ -207,12 +211,19 @@ async fn agents_are_created_on_a_remote_host_that_reaches_no_server() {
     // across the link and opened in the page, makes an agent (Disconnected: nothing resolves).
     let rejected = sdk.create(&rejected(1)).await;
     assert_eq!(sub_code(&rejected), Some(44113), "{rejected:?}");
-    let agent = sdk.create(&valid(1)).await.expect("an agent on the remote host");
+    let request = valid(1);
+    let created = sdk.create(&request).await;
+    let shown = match &created {
+        Ok(agent) => format!("{agent:?}"),
+        Err(e) => format!("{e:?} {e}"),
+    };
+    let agent = created.expect("an agent on the remote host");
     assert!(sdk.open_pages().await.expect("pages") >= 1);
     let state = agent.connection_state().await.expect("the remote page answers");
     println!("remote agent: {state:?}, created in {:?}", agent.creation_time());
     agent.dispose().await.expect("disposed");
     sdk.close().await;
+    trace.assert_no_token(request.token.expose_secret(), &shown);
     drop(host);
 }
 

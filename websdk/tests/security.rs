@@ -21,7 +21,10 @@ use callagent_websdk::{WebSdk, WebSdkConfig};
 
 #[path = "common/isolation.rs"]
 mod isolation;
+#[path = "common/trace.rs"]
+mod trace;
 use isolation::{acs_claims, isolated};
+use trace::Trace;
 
 fn cmdline(pid: u32) -> Vec<String> {
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
@@ -315,30 +318,8 @@ async fn certificates_are_verified() {
 #[tokio::test(flavor = "current_thread")]
 #[ignore = "needs Chromium and an isolated network namespace: run websdk/conformance.sh"]
 async fn the_token_never_reaches_a_log() {
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-    impl Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
     isolated();
-    let out = Captured::default();
-    let writer = out.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    // tracing-core caches each callsite's interest once, process-wide; with a second live
-    // Dispatch, registration asks every registered one, this test's included
-    // (tokio-rs/tracing#3611).
-    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let trace = Trace::capture();
     // As a monitor's dry run: every external name fails to resolve. The SDK still announces its
     // requests, token in their headers, before DNS fails them (what the Network domain's
     // events carried into the driver's trace, 5 times a creation).
@@ -362,22 +343,7 @@ async fn the_token_never_reaches_a_log() {
         let _ = agent.dispose().await;
     }
     sdk.close().await;
-    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
-    assert!(text.contains("Sending") && text.contains("Received"), "the driver's TRACE was captured");
-    // The creation, its token sealed, did cross the traced channel.
-    assert!(text.contains("callagent.create") && text.contains("sealed"), "the creation was traced");
-    let payload = token.split('.').nth(1).unwrap();
-    for (what, secret) in [("the token", token.as_str()), ("its claims", payload)] {
-        assert!(!text.contains(secret), "{what} leaked into the trace");
-        assert!(!shown.contains(secret), "{what} leaked into the result's Debug or Display");
-    }
-    // Nor base64 of it (as a body or a byte string would carry it), at each alignment.
-    use base64::Engine;
-    for skip in 0..3 {
-        let encoded = base64::engine::general_purpose::STANDARD.encode(&token.as_bytes()[skip..]);
-        let stable = &encoded[..encoded.len() - 4];
-        assert!(!text.contains(stable), "the token leaked into the trace as base64");
-    }
+    trace.assert_no_token(&token, &shown);
 }
 
 fn mode(path: &Path) -> u32 {
