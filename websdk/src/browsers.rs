@@ -99,7 +99,9 @@ impl tower::Service<CreateAgentRequest> for Browsers {
         }
         let mut closed = 0;
         for i in self.order() {
-            // Stops at the first with a slot: only that one holds a reservation.
+            // Stops at the first with a slot: only that one holds a reservation. (A member that
+            // was Pending keeps its place in its slots' queue, as tower's ready caches do: a slot
+            // freed there waits for this handle's next poll.)
             match self.members[i].1.poll_ready(cx) {
                 Poll::Ready(Ok(())) => {
                     self.ready = Some(i);
