@@ -417,16 +417,19 @@ impl Supervisor {
             };
             transport::connect(&url, remote.header(), remote.lost_after).await
         };
-        let upstream = match tokio::time::timeout(within, reach).await {
+        // A browser that is up answers its endpoint in milliseconds; one that does not within
+        // twice `lost_after` is as lost as one that went silent (a hung browser's relay still
+        // accepts), and creations meanwhile should fail fast, not wait out `launch_timeout`.
+        let reaching = within.min((remote.lost_after * 2).max(Duration::from_secs(2)));
+        let upstream = match tokio::time::timeout(reaching, reach).await {
             Ok(Ok(upstream)) => upstream,
             Ok(Err(why)) => return Err(unreachable(&why)),
-            Err(_) => return Err(unreachable(&format!("no DevTools connection within {}", human(within)))),
+            Err(_) => return Err(unreachable(&format!("no DevTools connection within {}", human(reaching)))),
         };
         let endpoint = transport::relay(upstream, within)
             .await
             .map_err(|e| unreachable(&format!("cannot relay its DevTools connection: {e}")))?;
         let instance = self.attach(endpoint, None, None, generation, &unreachable).await?;
-        tokio::spawn(heartbeat(Arc::clone(&instance)));
         tracing::info!(endpoint = remote.authority(), generation, "connected to the remote browser");
         Ok(instance)
     }
@@ -613,10 +616,6 @@ async fn watch(
             },
             Some(event) = next(&mut destroyed) => instance.page_gone(&event.target_id),
             _ = instance.shutdown.cancelled() => break (Death::Closed, "closed".to_owned()),
-            // The heartbeat found it lost (a remote browser whose link went silent).
-            _ = instance.died.cancelled() => {
-                break instance.cause.get().cloned().unwrap_or((Death::Disconnected, "lost".to_owned()));
-            }
         }
     };
     instance.die(death, why.clone());
@@ -660,33 +659,6 @@ async fn watch(
         }
     }
     instance.ended.cancel();
-}
-
-/// How often a remote browser is asked to answer, and how long it may take: one whose link is up
-/// but that does not answer is hung. (A link that drops is TCP's to notice: `transport`.)
-const HEARTBEAT: Duration = Duration::from_secs(2);
-const HUNG_AFTER: Duration = Duration::from_secs(10);
-
-/// Asks a remote browser to answer every [`HEARTBEAT`]; one that does not within [`HUNG_AFTER`]
-/// is lost.
-async fn heartbeat(instance: Arc<Instance>) {
-    loop {
-        tokio::select! {
-            _ = instance.died() => return,
-            _ = tokio::time::sleep(HEARTBEAT) => {}
-        }
-        match tokio::time::timeout(HUNG_AFTER, instance.execute(GetVersionParams::default())).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(_)) if instance.is_dead() => return,
-            Ok(Err(e)) => {
-                return instance.die(Death::Disconnected, format!("the remote browser failed: {e}"));
-            }
-            Err(_) => {
-                let why = format!("the remote browser did not answer within {}", human(HUNG_AFTER));
-                return instance.die(Death::Disconnected, why);
-            }
-        }
-    }
 }
 
 async fn next<T>(stream: &mut Option<chromiumoxide::listeners::EventStream<T>>) -> Option<Arc<T>>

@@ -90,7 +90,7 @@ pub struct RemoteBrowser {
     pub header: Option<(String, String)>,
     /// How long the browser may stay silent before it is taken as lost: the relay asks it to
     /// answer every 250 ms, because a link that drops sends nothing (without this a loss would
-    /// show only after minutes). 1.5 s by default, which a LAN carries the page's bundle (13 MB,
+    /// show only after minutes), and a hung browser answers nothing either. 1.5 s by default, which a LAN carries the page's bundle (13 MB,
     /// sent to each new page) well within; raise it for a slower link.
     pub lost_after: Duration,
 }
