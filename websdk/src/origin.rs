@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -69,6 +70,8 @@ struct File {
 /// `index.html`: the document is the service's own).
 pub(crate) struct Site {
     files: HashMap<String, File>,
+    /// Times the bundle was sent (once per browser that did not hold it yet).
+    bundles_sent: AtomicU64,
 }
 
 impl std::fmt::Debug for Site {
@@ -114,7 +117,7 @@ impl Site {
             "/".to_owned(),
             File { content_type: content_type("index.html"), body: B64.encode(document) },
         );
-        Ok(Self { files })
+        Ok(Self { files, bundles_sent: AtomicU64::new(0) })
     }
 
     /// The answer to a request for `url`: this origin's files only (the relay passes no other
@@ -123,7 +126,12 @@ impl Site {
         let path = paused.request.url.strip_prefix(ORIGIN).unwrap_or("");
         let path = path.split(['?', '#']).next().unwrap_or("");
         let (code, content_type, body) = match self.files.get(path) {
-            Some(file) if paused.request.method == "GET" => (200, file.content_type, file.body.clone()),
+            Some(file) if paused.request.method == "GET" => {
+                if path == "/bundle.js" {
+                    self.bundles_sent.fetch_add(1, Ordering::Relaxed);
+                }
+                (200, file.content_type, file.body.clone())
+            }
             _ => (404, "text/plain; charset=utf-8", String::new()),
         };
         let header = |name: &str, value: &str| HeaderEntry { name: name.into(), value: value.into() };
@@ -139,6 +147,11 @@ impl Site {
             body: Some(body.into()),
             response_phrase: None,
         }
+    }
+
+    /// Times the bundle was sent to a browser.
+    pub(crate) fn bundles_sent(&self) -> u64 {
+        self.bundles_sent.load(Ordering::Relaxed)
     }
 
     /// Navigates `page` to the origin and serves it until `started` (the page's script has

@@ -98,6 +98,9 @@ pub struct BrowserStats {
     pub pool_pages: usize,
     /// Warm pages: the SDK loaded, waiting for a creation.
     pub warm_pages: usize,
+    /// Times the SDK's bundle (13 MB over DevTools) was sent to the browser: once per browser
+    /// that does not hold it in its Cache Storage yet, not once per page.
+    pub bundles_sent: u64,
 }
 
 impl BrowserStats {
@@ -200,6 +203,7 @@ impl WebSdk {
             restarts: self.shared.ctx.supervisor.restarts(),
             pool_pages: placed,
             warm_pages: warm,
+            bundles_sent: self.shared.ctx.site.bundles_sent(),
         })
     }
 
