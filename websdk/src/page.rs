@@ -163,17 +163,7 @@ impl PageHandle {
             .return_by_value(true)
             .build()
             .map_err(WebSdkError::Protocol)?;
-        let result = tokio::select! {
-            biased;
-            _ = self.instance.died() => return Err(self.instance.died_error()),
-            _ = self.gone.cancelled() => {
-                return Err(WebSdkError::PageGone("the page crashed or was closed".into()));
-            }
-            result = self.page.evaluate_expression(params) => result,
-        };
-        let result = result.map_err(|e| {
-            if self.instance.is_dead() { self.instance.died_error() } else { WebSdkError::from(e) }
-        })?;
+        let result = self.race(async { Ok(self.page.evaluate_expression(params).await?) }).await?;
         result
             .into_value()
             .map_err(|e| WebSdkError::Protocol(format!("unexpected answer from the page: {e}")))

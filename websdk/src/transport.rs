@@ -322,7 +322,7 @@ async fn pump(ws: Ws, upstream: Upstream) -> Result<(), Box<dyn std::error::Erro
                     return Ok(()); // the browser's side ended: it exited, or its link closed
                 }
                 heard = tokio::time::Instant::now();
-                if passes(&buf) && !is_probe_answer(&buf) {
+                if passes(&buf) {
                     let text = String::from_utf8(std::mem::take(&mut buf))?;
                     to_driver.send(Message::text(text)).await?;
                 } else {
@@ -349,11 +349,6 @@ async fn pump(ws: Ws, upstream: Upstream) -> Result<(), Box<dyn std::error::Erro
             }
         }
     }
-}
-
-/// Whether `message` answers one of the relay's own probes.
-fn is_probe_answer(message: &[u8]) -> bool {
-    serde_json::from_slice::<Head<'_>>(message).is_ok_and(|h| h.id.is_some_and(|id| id >= PROBE_IDS))
 }
 
 /// The parts of a DevTools message the relay looks at.
@@ -447,15 +442,15 @@ fn answer(id: u64, session: Option<&str>, outcome: Result<(), &str>) -> String {
     reply.to_string()
 }
 
-/// Whether a message from Chromium may reach the driver: every answer to a command (the driver
-/// sent it, and the page's answers carry no token), and events only from the domains the driver
-/// needs.
+/// Whether a message from Chromium may reach the driver: every answer to a command of the
+/// driver's (the page's answers carry no token; the relay's probes' answers stay here), and events
+/// only from the domains the driver needs.
 fn passes(message: &[u8]) -> bool {
     let Ok(head) = serde_json::from_slice::<Head<'_>>(message) else {
         return false;
     };
-    if head.id.is_some() {
-        return true;
+    if let Some(id) = head.id {
+        return id < PROBE_IDS; // the relay's own probes are answered to the relay alone
     }
     match head.method.as_deref() {
         Some("Fetch.requestPaused") => {
@@ -567,6 +562,10 @@ mod tests {
             assert!(!passes(format!(r#"{{"method":"{dropped}","params":{{}}}}"#).as_bytes()), "{dropped}");
         }
         assert!(passes(br#"{"id":1,"result":{"result":{"value":true}}}"#));
+        assert!(
+            !passes(format!(r#"{{"id":{},"result":{{}}}}"#, PROBE_IDS + 1).as_bytes()),
+            "a probe's answer"
+        );
         assert!(!passes(b"garbage"));
     }
 
