@@ -243,6 +243,15 @@ impl Stand {
     fn take(&self) -> Vec<String> {
         std::mem::take(&mut *self.lines.lock().unwrap())
     }
+
+    /// Waits until a reported line satisfies `found` or `bound` has passed: a loaded machine
+    /// can take many seconds to get the SDK's requests out (a CI run saw none in 1 s).
+    async fn wait_for(&self, bound: Duration, found: impl Fn(&str) -> bool) {
+        let start = std::time::Instant::now();
+        while start.elapsed() < bound && !self.lines.lock().unwrap().iter().any(|l| found(l)) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 impl Drop for Stand {
@@ -263,12 +272,11 @@ const LOCAL_NETWORK_ACCESS_OFF: &str = "--disable-features=LocalNetworkAccessChe
 /// Every name but localhost resolves to the stand-in server.
 const TO_THE_STAND_IN: &str = "MAP * 127.0.0.1, EXCLUDE localhost";
 
-/// Creates one agent with a token the SDK sends, and waits for the SDK's traffic to settle.
+/// Creates one agent with a token the SDK sends.
 async fn create_one(sdk: &WebSdk, identity: &str) {
     let (request, _) = valid(identity);
     // The SDK answers (an agent or an error) once its hosts have failed it; either is fine here.
     let _ = sdk.create(&request).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -286,10 +294,20 @@ async fn certificates_are_verified() {
         extra_args: vec![LOCAL_NETWORK_ACCESS_OFF.into()],
         ..isolation::config()
     };
+    // The SDK's own hosts, not only Chromium's background requests.
+    let sdk_host = |l: &str| ["microsoft.com", "azure.com", "skype.com"].iter().any(|h| l.contains(h));
     let sdk = launch(rules.clone()).await;
     create_one(&sdk, "8:acs:certificates").await;
+    // Until the SDK has offered a TLS handshake to one of its own hosts (so there was a request
+    // the certificate could stop), and a moment for that handshake to end.
+    stand.wait_for(Duration::from_secs(30), |l| l.starts_with("hello") && sdk_host(l)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     sdk.close().await;
     let verified = stand.take();
+    assert!(
+        verified.iter().any(|l| l.starts_with("hello") && sdk_host(l)),
+        "the SDK offered a handshake to its hosts: {verified:?}"
+    );
     // The host-resolver rules took effect (the SDK's hosts reached this server), and no request
     // went through: every handshake failed on the certificate.
     assert!(count(&verified, "accept") > 0, "external names resolved to the stand-in: {verified:?}");
@@ -306,13 +324,11 @@ async fn certificates_are_verified() {
     let pid = rig.stats().await.expect("stats").pid.expect("a browser");
     assert!(cmdline(pid).contains(&"--ignore-certificate-errors".to_owned()));
     create_one(&rig, "8:acs:certificates-rig").await;
+    let sdk_request = |l: &str| l.starts_with("request") && sdk_host(l);
+    stand.wait_for(Duration::from_secs(30), sdk_request).await;
     rig.close().await;
     let accepted = stand.take();
-    // The SDK's own hosts, not only Chromium's background requests.
-    let sdk_hosts = |l: &&String| {
-        l.starts_with("request") && ["microsoft.com", "azure.com", "skype.com"].iter().any(|h| l.contains(h))
-    };
-    assert!(accepted.iter().any(|l| sdk_hosts(&l)), "the SDK's requests reach the stand-in: {accepted:?}");
+    assert!(accepted.iter().any(|l| sdk_request(l)), "the SDK's requests reach the stand-in: {accepted:?}");
 }
 
 #[tokio::test(flavor = "current_thread")]
