@@ -78,6 +78,8 @@ pub(crate) struct Instance {
     /// Each open page's "gone" signal, fired when the browser reports it crashed or closed.
     pages: Mutex<HashMap<TargetId, CancellationToken>>,
     handle: Handle,
+    /// The service's `callagent_websdk_browser_up`, set to 0 when this browser dies.
+    up: metrics::Gauge,
 }
 
 impl std::fmt::Debug for Instance {
@@ -124,7 +126,12 @@ impl Instance {
 
     /// A remote browser that could not be reached: dead from the start, so the next creation
     /// connects again (spaced).
-    fn unreachable(generation: u64, why: String, closed: &CancellationToken) -> Arc<Self> {
+    fn unreachable(
+        generation: u64,
+        why: String,
+        closed: &CancellationToken,
+        up: metrics::Gauge,
+    ) -> Arc<Self> {
         let instance = Self {
             browser: RwLock::new(None),
             pid: None,
@@ -136,6 +143,7 @@ impl Instance {
             shutdown: closed.child_token(),
             pages: Mutex::new(HashMap::new()),
             handle: Handle::current(),
+            up,
         };
         instance.die(Death::Disconnected, why);
         instance.ended.cancel();
@@ -144,6 +152,8 @@ impl Instance {
 
     fn die(&self, death: Death, why: String) {
         let _ = self.cause.set((death, why));
+        // Before `died`: whoever sees a call fail on the loss sees the browser down too.
+        self.up.set(0.0);
         self.died.cancel();
         for (_, gone) in self.pages.lock().unwrap_or_else(PoisonError::into_inner).drain() {
             gone.cancel();
@@ -236,6 +246,7 @@ pub(crate) struct Supervisor {
     closed: CancellationToken,
     restarts: AtomicU64,
     restart_counters: [metrics::Counter; 2],
+    up: metrics::Gauge,
     /// The directory each browser's own directory goes under.
     base: PathBuf,
 }
@@ -259,7 +270,22 @@ struct State {
 
 impl Supervisor {
     pub(crate) fn new(config: Arc<WebSdkConfig>, base: PathBuf) -> Self {
-        let counter = |reason: &'static str| metrics::counter!(crate::metrics::RESTARTS, "reason" => reason);
+        use crate::metrics::{BROWSER, BROWSER_UP, RESTARTS};
+        metrics::describe_counter!(
+            RESTARTS,
+            metrics::Unit::Count,
+            "Chromium restarts (or reconnections) of the call-agent service, by why the browser ended."
+        );
+        metrics::describe_gauge!(
+            BROWSER_UP,
+            metrics::Unit::Count,
+            "1 while the browser runs (launched, or connected to), 0 while it is lost."
+        );
+        let name = config.name.clone();
+        let counter =
+            |reason: &'static str| metrics::counter!(RESTARTS, BROWSER => name.clone(), "reason" => reason);
+        let restart_counters = [counter(Death::Exited.label()), counter(Death::Disconnected.label())];
+        let up = metrics::gauge!(BROWSER_UP, BROWSER => name);
         Self {
             config,
             state: tokio::sync::Mutex::new(State::default()),
@@ -267,7 +293,8 @@ impl Supervisor {
             closed: CancellationToken::new(),
             current: Mutex::new(None),
             restarts: AtomicU64::new(0),
-            restart_counters: [counter(Death::Exited.label()), counter(Death::Disconnected.label())],
+            restart_counters,
+            up,
             base,
         }
     }
@@ -366,12 +393,14 @@ impl Supervisor {
                 state.current = Some(Arc::clone(&instance));
                 state.failed_connects = 0;
                 *self.current.lock().unwrap_or_else(PoisonError::into_inner) = Some(instance.died.clone());
+                self.up.set(1.0);
                 Ok(instance)
             }
             Err(e) if self.config.remote.is_some() => {
                 state.failed_connects = state.failed_connects.saturating_add(1);
                 // Kept as the current browser, dead, so the next creation spaces its attempt.
-                state.current = Some(Instance::unreachable(generation, e.to_string(), &self.closed));
+                state.current =
+                    Some(Instance::unreachable(generation, e.to_string(), &self.closed, self.up.clone()));
                 Err(e)
             }
             Err(e) if previous.is_some() => Err(WebSdkError::BrowserDied(format!(
@@ -528,6 +557,7 @@ impl Supervisor {
             shutdown: self.closed.child_token(),
             pages: Mutex::new(HashMap::new()),
             handle: handle.clone(),
+            up: self.up.clone(),
         });
         // From here the watcher owns the process, the relay and the directory.
         drop(dir.map(RemoveOnDrop::disarm));

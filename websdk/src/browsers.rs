@@ -20,6 +20,7 @@ use crate::service::{BrowserStats, ResponseFuture, WebSdk};
 ///   started again, or reconnected, in the background (spaced as its config says) and placed on
 ///   again once it runs.
 /// - Clones share the browsers; each reserves its own slot, as [`WebSdk`]'s clones do.
+/// - **Metrics**: each browser's series carry its [`WebSdkConfig::name`] as the `browser` label.
 #[derive(Clone)]
 pub struct Browsers {
     members: Vec<(String, WebSdk)>,
@@ -35,14 +36,27 @@ impl fmt::Debug for Browsers {
 }
 
 impl Browsers {
-    /// Launches (or connects to) each browser, named for `stats` and logs. Fails if any cannot
-    /// start: a browser that is down at launch is a configuration to look at, not to route around.
-    pub async fn launch(browsers: Vec<(String, WebSdkConfig)>) -> Result<Self, WebSdkError> {
+    /// Launches (or connects to) each browser, known by its [`WebSdkConfig::name`] in `stats`,
+    /// logs and metrics (the names must differ). Fails if any cannot start: a browser that is
+    /// down at launch is a configuration to look at, not to route around.
+    pub async fn launch(browsers: Vec<WebSdkConfig>) -> Result<Self, WebSdkError> {
         if browsers.is_empty() {
             return Err(WebSdkError::Config { field: "browsers", reason: "at least one browser".into() });
         }
+        for (i, config) in browsers.iter().enumerate() {
+            if browsers[..i].iter().any(|c| c.name == config.name) {
+                return Err(WebSdkError::Config {
+                    field: "name",
+                    reason: format!(
+                        "{:?} names two browsers; each needs its own (its metrics' `browser` label)",
+                        config.name
+                    ),
+                });
+            }
+        }
         let mut members = Vec::with_capacity(browsers.len());
-        for (name, config) in browsers {
+        for config in browsers {
+            let name = config.name.clone();
             let sdk = WebSdk::launch(config).await.map_err(|e| match e {
                 WebSdkError::Config { field, reason } => {
                     WebSdkError::Config { field, reason: format!("browser {name:?}: {reason}") }
@@ -122,5 +136,21 @@ impl tower::Service<CreateAgentRequest> for Browsers {
         // answers `NotReady` if it has no slot either).
         let i = self.ready.take().unwrap_or_else(|| self.order()[0]);
         self.members[i].1.call(request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn two_browsers_of_one_name_are_refused_before_any_starts() {
+        // A Chromium that does not exist: the names are checked before anything launches.
+        let config = WebSdkConfig { chromium: "/nonexistent/chromium".into(), ..WebSdkConfig::default() };
+        let other = WebSdkConfig { name: "pod-1".into(), ..config.clone() };
+        let err = Browsers::launch(vec![config.clone(), other, config]).await.unwrap_err();
+        assert!(err.to_string().contains("\"local\" names two browsers"), "{err}");
+        let err = Browsers::launch(Vec::new()).await.unwrap_err();
+        assert!(err.to_string().contains("at least one browser"), "{err}");
     }
 }

@@ -12,6 +12,12 @@ pub const NO_EXTERNAL_HOSTS: &str = "MAP * ~NOTFOUND , EXCLUDE localhost";
 /// How to run the browser and the SDK.
 #[derive(Debug, Clone)]
 pub struct WebSdkConfig {
+    /// This browser's name: the `browser` label of every `callagent_websdk_*` series it records,
+    /// and its name in [`Browsers`](crate::Browsers)' stats and logs. 1 to 64 of `A-Z a-z 0-9 _ . : -`,
+    /// so the label's values are as many as the browsers configured; `local` by default. Two
+    /// services recording to one registry need different names (their gauges would overwrite
+    /// each other's).
+    pub name: String,
     /// The Chromium binary. Never downloaded. By default Debian's binary itself
     /// (`/usr/lib/chromium/chromium`), not its `/usr/bin/chromium` wrapper script, which adds
     /// flags of its own (`--enable-remote-extensions`, ...) from `/etc/chromium.d`; else
@@ -142,6 +148,7 @@ pub const DEFAULT_AGENTS_PER_PAGE: usize = 32;
 impl Default for WebSdkConfig {
     fn default() -> Self {
         Self {
+            name: "local".to_owned(),
             chromium: default_chromium(),
             page_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/page/dist")),
             create_timeout: Duration::from_secs(120),
@@ -171,6 +178,13 @@ impl WebSdkConfig {
     /// Checks every setting; [`WebSdk::launch`](crate::WebSdk::launch) calls it.
     pub fn validate(&self) -> Result<(), WebSdkError> {
         let invalid = |field, reason: String| Err(WebSdkError::Config { field, reason });
+        let label = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-');
+        if !(1..=64).contains(&self.name.len()) || !self.name.bytes().all(label) {
+            return invalid(
+                "name",
+                format!("must be 1 to 64 of A-Z a-z 0-9 _ . : - (a metric label), got {:?}", self.name),
+            );
+        }
         if self.max_agents == 0 {
             return invalid("max_agents", "must be at least 1".into());
         }
@@ -278,6 +292,13 @@ mod tests {
     #[test]
     fn out_of_range_settings_are_named() {
         assert!(WebSdkConfig::default().validate().is_ok());
+        for name in ["", "a b", "é", &"x".repeat(65)] {
+            let err = WebSdkConfig { name: name.into(), ..WebSdkConfig::default() }.validate().unwrap_err();
+            assert!(err.to_string().contains("`name` must be 1 to 64"), "{name:?}: {err}");
+        }
+        assert!(
+            WebSdkConfig { name: "pod-3.browsers:9222".into(), ..WebSdkConfig::default() }.validate().is_ok()
+        );
         let err = WebSdkConfig { max_agents: 0, ..WebSdkConfig::default() }.validate().unwrap_err();
         assert_eq!(err.to_string(), "invalid WebSdkConfig: `max_agents` must be at least 1");
         let err = WebSdkConfig { create_timeout: Duration::ZERO, ..WebSdkConfig::default() }

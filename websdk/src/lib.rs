@@ -97,7 +97,9 @@ pub use agent::{Agent, ConnectionState, Race, StateChange};
 pub use browsers::Browsers;
 pub use config::{DEFAULT_AGENTS_PER_PAGE, NO_EXTERNAL_HOSTS, RemoteBrowser, WebSdkConfig};
 pub use error::WebSdkError;
-pub use metrics::{AGENTS, CREATIONS, PAGE_LOAD, PAGE_LOAD_BUCKETS, PAGES, RESTARTS, WARM_PAGES};
+pub use metrics::{
+    AGENTS, BROWSER, BROWSER_UP, CREATIONS, PAGE_LOAD, PAGE_LOAD_BUCKETS, PAGES, RESTARTS, WARM_PAGES,
+};
 pub use page::{Failure, Tab};
 pub use service::{BrowserStats, ResponseFuture, WebSdk};
 

@@ -1,4 +1,10 @@
 //! The service's metric names (a leaf: every module that records imports them from here).
+//! Every series carries [`BROWSER`], the browser's configured name.
+
+/// The label every series carries: [`WebSdkConfig::name`](crate::WebSdkConfig::name).
+pub const BROWSER: &str = "browser";
+/// 1 while the browser runs (launched, or connected for a remote one), 0 while it is lost.
+pub const BROWSER_UP: &str = "callagent_websdk_browser_up";
 
 /// Pages live with the pool (placed or warm).
 pub const PAGES: &str = "callagent_websdk_pages";

@@ -15,7 +15,7 @@ use tokio::sync::Semaphore;
 
 use crate::context::Context;
 use crate::error::WebSdkError;
-use crate::metrics::{AGENTS, CREATIONS, PAGE_LOAD, PAGES, RESTARTS, WARM_PAGES};
+use crate::metrics::{AGENTS, BROWSER, CREATIONS, PAGE_LOAD, PAGES, WARM_PAGES};
 use crate::page::{PageHandle, Tab, open_ready};
 
 /// Pages that may load at once. One: loading is CPU-bound (parsing the SDK bundle), so more
@@ -23,7 +23,8 @@ use crate::page::{PageHandle, Tab, open_ready};
 /// must not each open a page before any could share one: the next in turn looks again first.
 const CONCURRENT_LOADS: usize = 1;
 
-/// The pool's metric handles, resolved once (against the recorder installed at launch).
+/// The pool's metric handles, resolved once (against the recorder installed at launch), each
+/// labelled with the browser's name: several services' gauges must not overwrite each other.
 #[derive(Debug)]
 pub(crate) struct PoolMetrics {
     pages: Gauge,
@@ -34,7 +35,7 @@ pub(crate) struct PoolMetrics {
 }
 
 impl PoolMetrics {
-    fn new() -> Self {
+    fn new(name: &str) -> Self {
         metrics::describe_gauge!(
             PAGES,
             Unit::Count,
@@ -56,17 +57,13 @@ impl PoolMetrics {
             Unit::Seconds,
             "Time to open a page and start the SDK bundle in it."
         );
-        metrics::describe_counter!(
-            RESTARTS,
-            Unit::Count,
-            "Chromium restarts of the call-agent service, by why the browser ended."
-        );
+        let name = name.to_owned();
         Self {
-            pages: metrics::gauge!(PAGES),
-            warm: metrics::gauge!(WARM_PAGES),
-            agents: metrics::gauge!(AGENTS),
-            creations: metrics::gauge!(CREATIONS),
-            load: metrics::histogram!(PAGE_LOAD),
+            pages: metrics::gauge!(PAGES, BROWSER => name.clone()),
+            warm: metrics::gauge!(WARM_PAGES, BROWSER => name.clone()),
+            agents: metrics::gauge!(AGENTS, BROWSER => name.clone()),
+            creations: metrics::gauge!(CREATIONS, BROWSER => name.clone()),
+            load: metrics::histogram!(PAGE_LOAD, BROWSER => name),
         }
     }
 }
@@ -163,11 +160,12 @@ impl Drop for Place {
 
 impl Pool {
     pub(crate) fn new(ctx: Arc<Context>) -> Self {
+        let metrics = PoolMetrics::new(&ctx.config.name);
         Self {
             agents_per_page: ctx.config.agents_per_page,
             warm_pages: ctx.config.warm_pages,
             ctx,
-            core: Arc::new(Core { inner: Mutex::default(), metrics: PoolMetrics::new() }),
+            core: Arc::new(Core { inner: Mutex::default(), metrics }),
             loads: Semaphore::new(CONCURRENT_LOADS),
             refilling: AtomicBool::new(false),
         }
@@ -308,5 +306,33 @@ impl Pool {
         };
         drop(warm);
         self.loads.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_browser_records_its_own_series() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            let (a, b) = (PoolMetrics::new("pod-0"), PoolMetrics::new("pod-1"));
+            a.pages.set(3.0);
+            b.pages.set(1.0);
+            a.agents.increment(2.0);
+            b.load.record(0.5);
+        });
+        let shown = handle.render();
+        // Before the label, the second `set` overwrote the first: one series said 1 page.
+        for series in [
+            r#"callagent_websdk_pages{browser="pod-0"} 3"#,
+            r#"callagent_websdk_pages{browser="pod-1"} 1"#,
+            r#"callagent_websdk_agents{browser="pod-0"} 2"#,
+            r#"callagent_websdk_page_load_seconds_count{browser="pod-1"} 1"#,
+        ] {
+            assert!(shown.lines().any(|l| l == series), "no `{series}` in:\n{shown}");
+        }
     }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use callagent_retry::classify::classify;
 use callagent_retry::sdk::{AccessToken, AgentKind, CreateAgentRequest};
-use callagent_websdk::{Browsers, RemoteBrowser, WebSdk, WebSdkConfig, WebSdkError};
+use callagent_websdk::{AGENTS, BROWSER_UP, Browsers, RemoteBrowser, WebSdk, WebSdkConfig, WebSdkError};
 use futures::StreamExt;
 use serde_json::json;
 use tower::ServiceExt;
@@ -308,11 +308,22 @@ async fn browsers_on_two_hosts_and_this_one_share_creations_and_pass_over_a_lost
     let _one = HOSTS.lock().await;
     isolated();
     let (mut a, b) = (Host::new(3), Host::new(4));
-    let local = WebSdkConfig { warm_pages: 0, ..isolation::config() };
-    let browsers =
-        Browsers::launch(vec![("a".into(), remote(&a)), ("b".into(), remote(&b)), ("local".into(), local)])
-            .await
-            .expect("two remote browsers and a local one");
+    // The only test here that reads metrics (the recorder is the process's).
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .expect("a Prometheus recorder");
+    let value = |metric: &str, browser: &str| -> Option<f64> {
+        let series = format!("{metric}{{browser=\"{browser}\"}} ");
+        metrics.render().lines().find_map(|l| l.strip_prefix(&series)?.parse().ok())
+    };
+    let local = WebSdkConfig { name: "local".into(), warm_pages: 0, ..isolation::config() };
+    let browsers = Browsers::launch(vec![
+        WebSdkConfig { name: "a".into(), ..remote(&a) },
+        WebSdkConfig { name: "b".into(), ..remote(&b) },
+        local,
+    ])
+    .await
+    .expect("two remote browsers and a local one");
     // Six agents asked for at once: each goes to the browser with the most free slots.
     let asked = (0..6).map(|i| browsers.clone().oneshot(valid(100 + i)));
     let agents: Vec<_> =
@@ -320,6 +331,11 @@ async fn browsers_on_two_hosts_and_this_one_share_creations_and_pass_over_a_lost
     let spread = load(&browsers).await;
     println!("six agents over three browsers: {spread:?}");
     assert!(spread.iter().all(|(_, n)| *n == 2), "not spread by free capacity: {spread:?}");
+    // Each browser's own series: the gauges of one no longer overwrite another's.
+    for name in ["a", "b", "local"] {
+        assert_eq!(value(AGENTS, name), Some(2.0), "{name}'s agents gauge:\n{}", metrics.render());
+        assert_eq!(value(BROWSER_UP, name), Some(1.0), "{name} is up");
+    }
     let pages_before: Vec<usize> = {
         let mut pages = Vec::new();
         for (name, sdk) in browsers.members().filter(|(n, _)| *n != "a") {
@@ -340,6 +356,8 @@ async fn browsers_on_two_hosts_and_this_one_share_creations_and_pass_over_a_lost
         }
     }
     assert_eq!(gone, 2, "a's two agents, and only those, are gone");
+    assert_eq!(value(BROWSER_UP, "a"), Some(0.0), "a is down on the dashboard");
+    assert_eq!(value(BROWSER_UP, "b"), Some(1.0), "b is still up");
     assert!(lost.elapsed() < Duration::from_secs(3), "the calls took {:?}", lost.elapsed());
     for i in 0..4 {
         let started = Instant::now();
@@ -365,6 +383,7 @@ async fn browsers_on_two_hosts_and_this_one_share_creations_and_pass_over_a_lost
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     println!("a re-admitted {:?} after it came back", back.elapsed());
+    assert_eq!(value(BROWSER_UP, "a"), Some(1.0), "a is up again on the dashboard");
     let agent = browsers.clone().oneshot(valid(300)).await.expect("an agent");
     let placed = load(&browsers).await;
     assert_eq!(placed[0], ("a".to_owned(), 1), "placed on the returned browser: {placed:?}");
@@ -433,7 +452,7 @@ async fn figures_for_one_to_three_hosts_and_a_soak_with_one_lost_and_back() {
         let members = hosts[..k]
             .iter()
             .enumerate()
-            .map(|(i, h)| (format!("h{i}"), WebSdkConfig { warm_pages: 1, ..remote(h) }))
+            .map(|(i, h)| WebSdkConfig { name: format!("h{i}"), warm_pages: 1, ..remote(h) })
             .collect();
         let browsers = Browsers::launch(members).await.expect("the hosts' browsers");
         for i in 0..k {
@@ -496,7 +515,8 @@ async fn figures_for_one_to_three_hosts_and_a_soak_with_one_lost_and_back() {
 
     // The soak: three hosts, one killed a third of the way and started again at two thirds.
     let total: usize = std::env::var("REMOTE_SOAK").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
-    let members = hosts.iter().enumerate().map(|(i, h)| (format!("h{i}"), remote(h))).collect();
+    let members =
+        hosts.iter().enumerate().map(|(i, h)| WebSdkConfig { name: format!("h{i}"), ..remote(h) }).collect();
     let browsers = Browsers::launch(members).await.expect("the hosts' browsers");
     let retry = RetryConfig {
         initial_backoff: Duration::from_millis(50),
