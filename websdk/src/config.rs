@@ -13,10 +13,10 @@ pub const NO_EXTERNAL_HOSTS: &str = "MAP * ~NOTFOUND , EXCLUDE localhost";
 #[derive(Debug, Clone)]
 pub struct WebSdkConfig {
     /// This browser's name: the `browser` label of every `callagent_websdk_*` series it records,
-    /// and its name in [`Browsers`](crate::Browsers)' stats and logs. 1 to 64 of `A-Z a-z 0-9 _ . : -`,
-    /// so the label's values are as many as the browsers configured; `local` by default. Two
-    /// services recording to one registry need different names (their gauges would overwrite
-    /// each other's).
+    /// and its name in [`Browsers`](crate::Browsers)' stats and logs. 1 to 64 of
+    /// `A-Z a-z 0-9 _ . : - [ ]` (an address fits), so the label's values are as many as the
+    /// browsers configured; `local` by default. Two services recording to one registry need
+    /// different names (their gauges would overwrite each other's).
     pub name: String,
     /// The Chromium binary. Never downloaded. By default Debian's binary itself
     /// (`/usr/lib/chromium/chromium`), not its `/usr/bin/chromium` wrapper script, which adds
@@ -178,11 +178,11 @@ impl WebSdkConfig {
     /// Checks every setting; [`WebSdk::launch`](crate::WebSdk::launch) calls it.
     pub fn validate(&self) -> Result<(), WebSdkError> {
         let invalid = |field, reason: String| Err(WebSdkError::Config { field, reason });
-        let label = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-');
+        let label = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-' | b'[' | b']');
         if !(1..=64).contains(&self.name.len()) || !self.name.bytes().all(label) {
             return invalid(
                 "name",
-                format!("must be 1 to 64 of A-Z a-z 0-9 _ . : - (a metric label), got {:?}", self.name),
+                format!("must be 1 to 64 of A-Z a-z 0-9 _ . : - [ ] (a metric label), got {:?}", self.name),
             );
         }
         if self.max_agents == 0 {

@@ -46,6 +46,11 @@ pub enum WebSdkError {
     /// creation used it. Retryable: the service starts Chromium again for the next creation.
     #[error("the browser died during the creation ({0}); the next creation starts it again")]
     BrowserDied(String),
+    /// No browser to create on: none of [`Browsers`](crate::Browsers)' sources lists one now
+    /// (a name that resolves to no address, every listed browser retired). Retryable: a browser
+    /// found meanwhile takes the next creation.
+    #[error("no browser to create on: {0} lists none now; the next one found takes creations")]
+    NoBrowser(String),
     /// The agent (or its page) is gone: its page crashed or was closed, or its browser died.
     /// Create a new one.
     #[error("the agent is gone: {0}")]
@@ -101,7 +106,11 @@ impl Classify for WebSdkError {
         match self {
             Self::Sdk(e) => Some(e.code()),
             Self::Timeout(_) => Some(408),
-            Self::PageLoad(_) | Self::Protocol(_) | Self::BrowserDied(_) | Self::PageGone(_) => Some(503),
+            Self::PageLoad(_)
+            | Self::Protocol(_)
+            | Self::BrowserDied(_)
+            | Self::PageGone(_)
+            | Self::NoBrowser(_) => Some(503),
             Self::Script { .. }
             | Self::BrowserGone(_)
             | Self::AgentGone(_)
@@ -146,6 +155,7 @@ mod tests {
         assert!(!retry(WebSdkError::BrowserGone("x".into())), "a new service is needed");
         assert!(retry(WebSdkError::BrowserDied("killed".into())), "the service restarts Chromium");
         assert!(retry(WebSdkError::PageGone("crashed".into())), "a new page is opened");
+        assert!(retry(WebSdkError::NoBrowser("x".into())), "a browser found meanwhile takes it");
         assert!(!retry(WebSdkError::AgentGone("x".into())));
         assert!(!retry(WebSdkError::NotReady(4)));
         assert_eq!(

@@ -24,7 +24,7 @@
 //! | `pool` | warm pages (until a creation takes one); a creation's or agent's place on a page (one identity once per page) | the service is closed; a place when its creation or agent is dropped (a creation dropped mid-way is abandoned in the page: its agent disposed as soon as it exists) |
 //! | `agent` | an [`Agent`] and its `max_agents` slot | [`Agent::dispose`], or a drop (disposed in the background) |
 //! | `service` | [`WebSdk`]: slots (`poll_ready`), the shared state | the last clone, page and agent are dropped |
-//! | `browsers` | [`Browsers`]: its members, a reserved slot on one of them | the last clone is dropped (each member as a `WebSdk`) |
+//! | `browsers` | [`Browsers`]: its members, a reserved slot on one of them; for [`DnsBrowsers`], the task that resolves the name and the retired members it closes | the last clone is dropped (each member as a `WebSdk`); the task at its next round after that, or at [`Browsers::close`] |
 //! | `origin` | the page's files, in memory; serving a page while it loads | the service is dropped; a page's serving when it has loaded |
 //! | `seal` | nothing: a token sealed to one page's public key | |
 //! | `protocol` | nothing: the shapes of the page's answers | |
@@ -69,7 +69,7 @@
 //! 4. `context`: the supervisor, the site and the config, which pages and agents hold;
 //! 5. `page`, then `pool` (which page a creation runs on), then `agent`;
 //! 6. `service`: the `tower::Service`, the only module that sees the pool and the context;
-//! 7. `browsers`: several services (browsers) behind one.
+//! 7. `browsers`: several services (browsers) behind one, listed or found by DNS (`browsers/dns.rs`).
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -94,7 +94,7 @@ mod service;
 mod transport;
 
 pub use agent::{Agent, ConnectionState, Race, StateChange};
-pub use browsers::Browsers;
+pub use browsers::{Browsers, DnsBrowsers};
 pub use config::{DEFAULT_AGENTS_PER_PAGE, NO_EXTERNAL_HOSTS, RemoteBrowser, WebSdkConfig};
 pub use error::WebSdkError;
 pub use metrics::{
@@ -151,7 +151,17 @@ mod tests {
                 continue;
             };
             let own = layer(module).unwrap_or_else(|| panic!("src/{module}.rs is in no layer of the Layout"));
-            let source = std::fs::read_to_string(&path).expect("a source file");
+            // A module in a folder (`browsers/`) is all its files.
+            let files = if path.is_dir() {
+                std::fs::read_dir(&path)
+                    .expect("a module's folder")
+                    .map(|e| e.expect("an entry").path())
+                    .collect()
+            } else {
+                vec![path.clone()]
+            };
+            let source: String =
+                files.iter().map(|f| std::fs::read_to_string(f).expect("a source file")).collect();
             for name in named(&source) {
                 // Items re-exported at the root (`crate::NO_EXTERNAL_HOSTS`) are not modules.
                 let Some(theirs) = layer(&name) else { continue };

@@ -311,6 +311,13 @@ impl fmt::Debug for ResponseFuture {
     }
 }
 
+impl ResponseFuture {
+    /// A creation that fails at once with `error`.
+    pub(crate) fn failed(error: WebSdkError) -> Self {
+        Self { inner: Box::pin(async move { Err(error) }) }
+    }
+}
+
 impl Future for ResponseFuture {
     type Output = Result<Agent, WebSdkError>;
 

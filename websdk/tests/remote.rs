@@ -338,7 +338,7 @@ async fn browsers_on_two_hosts_and_this_one_share_creations_and_pass_over_a_lost
     }
     let pages_before: Vec<usize> = {
         let mut pages = Vec::new();
-        for (name, sdk) in browsers.members().filter(|(n, _)| *n != "a") {
+        for (name, sdk) in browsers.members().into_iter().filter(|(n, _)| *n != "a") {
             pages.push(sdk.open_pages().await.unwrap_or_else(|e| panic!("{name}: {e}")));
         }
         pages
@@ -368,7 +368,7 @@ async fn browsers_on_two_hosts_and_this_one_share_creations_and_pass_over_a_lost
     drop(agents);
     // No page leaked on the survivors (the dropped agents' pages close with them).
     tokio::time::sleep(Duration::from_secs(3)).await;
-    for ((name, sdk), before) in browsers.members().filter(|(n, _)| *n != "a").zip(pages_before) {
+    for ((name, sdk), before) in browsers.members().into_iter().filter(|(n, _)| *n != "a").zip(pages_before) {
         let now = sdk.open_pages().await.expect("pages");
         assert!(now <= before, "{name}: {before} pages before, {now} after");
     }
@@ -376,8 +376,9 @@ async fn browsers_on_two_hosts_and_this_one_share_creations_and_pass_over_a_lost
     // Back: re-admitted in the background, and placed on again (it has the most free slots).
     a.start();
     let back = Instant::now();
-    let member =
-        |name: &str| browsers.members().find(|(n, _)| *n == name).map(|(_, s)| s.clone()).expect("member");
+    let member = |name: &str| {
+        browsers.members().into_iter().find(|(n, _)| *n == name).map(|(_, s)| s.clone()).expect("member")
+    };
     while !member("a").is_up() {
         assert!(back.elapsed() < Duration::from_secs(40), "a was not re-admitted");
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -566,12 +567,12 @@ async fn figures_for_one_to_three_hosts_and_a_soak_with_one_lost_and_back() {
     );
     assert_eq!(rejected_n, total, "every call resolved as the SDK answers it: {other:?}");
     let back = Instant::now();
-    while !browsers.members().all(|(_, s)| s.is_up()) {
+    while !browsers.members().iter().all(|(_, s)| s.is_up()) {
         assert!(back.elapsed() < Duration::from_secs(40), "h1 was not re-admitted");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    for ((name, sdk), idle) in browsers.members().zip(idle_pages) {
+    for ((name, sdk), idle) in browsers.members().into_iter().zip(idle_pages) {
         let pages = sdk.open_pages().await.expect("pages");
         assert!(pages <= idle.max(1), "{name}: {pages} pages open after the soak (idle {idle})");
     }

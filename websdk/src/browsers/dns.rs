@@ -1,0 +1,289 @@
+//! [`DnsBrowsers`]: the browsers a name's A/AAAA records list, as a Kubernetes headless Service
+//! lists its pods, kept up to date by a background task.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tower::{Service, ServiceExt};
+
+use super::{Browsers, Roster, launch_member};
+use crate::config::{RemoteBrowser, WebSdkConfig};
+use crate::error::{WebSdkError, human};
+
+/// Browsers found by DNS ([`Browsers::discover`]): every address `name` resolves to is a browser's
+/// DevTools HTTP endpoint, asked by address (Chromium answers only an IP address or `localhost`
+/// as `Host`). The name is resolved again every `every`:
+///
+/// - an address that appears is connected to (a member from then on, once it answers);
+/// - an address that is gone from a successful answer takes no more creations, and is closed
+///   once its last agent is gone (or at once if it is lost);
+/// - a failed resolution changes nothing (a DNS hiccup must not drop every browser).
+///
+/// Each member is [`template`](Self::template) with `remote` pointed at `http://ADDRESS` (the
+/// template's `RemoteBrowser` gives the header and `lost_after`) and `name` set to the address,
+/// the `browser` label of its metrics: at most `max_browsers` values at a time.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct DnsBrowsers {
+    /// `HOST:PORT`, e.g. `chromium.bots.svc.cluster.local:9223`.
+    pub name: String,
+    /// How often the name is resolved again. 10 s by default.
+    pub every: Duration,
+    /// At most this many browsers at a time (the first addresses in sorted order). 64 by default.
+    pub max_browsers: usize,
+    /// What each browser is, but for `name` and `remote.endpoint`.
+    pub template: WebSdkConfig,
+}
+
+impl DnsBrowsers {
+    /// The browsers `name` (`HOST:PORT`) resolves to, each configured as `template`.
+    pub fn new(name: impl Into<String>, template: WebSdkConfig) -> Self {
+        Self { name: name.into(), every: Duration::from_secs(10), max_browsers: 64, template }
+    }
+
+    fn validate(&self) -> Result<(), WebSdkError> {
+        let invalid = |field, reason: String| Err(WebSdkError::Config { field, reason });
+        let port = self.name.rsplit_once(':').and_then(|(host, port)| {
+            (!host.is_empty()).then_some(())?;
+            port.parse::<u16>().ok().filter(|p| *p > 0)
+        });
+        if port.is_none() || self.name.contains(['/', '?', '#', '@']) {
+            return invalid("dns.name", format!("must be HOST:PORT, got {:?}", self.name));
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&self.every) {
+            return invalid("dns.every", format!("must be 1 s to 1 h, got {}", human(self.every)));
+        }
+        if !(1..=1024).contains(&self.max_browsers) {
+            return invalid("dns.max_browsers", format!("must be 1 to 1024, got {}", self.max_browsers));
+        }
+        self.member(SocketAddr::from(([192, 0, 2, 1], 9222))).validate()
+    }
+
+    /// The config of the browser at `address`.
+    fn member(&self, address: SocketAddr) -> WebSdkConfig {
+        let remote = self.template.remote.clone().unwrap_or_else(|| RemoteBrowser::new(""));
+        WebSdkConfig {
+            name: address.to_string(),
+            remote: Some(RemoteBrowser { endpoint: format!("http://{address}"), ..remote }),
+            ..self.template.clone()
+        }
+    }
+}
+
+/// Resolves a `HOST:PORT` to its addresses (`tokio::net::lookup_host`, the system's resolver).
+fn system_resolver() -> impl Service<
+    String,
+    Response = Vec<SocketAddr>,
+    Error = std::io::Error,
+    Future = BoxFuture<'static, std::io::Result<Vec<SocketAddr>>>,
+> + Send
++ 'static {
+    tower::service_fn(|name: String| -> BoxFuture<'static, std::io::Result<Vec<SocketAddr>>> {
+        Box::pin(async move { Ok(tokio::net::lookup_host(name).await?.collect()) })
+    })
+}
+
+impl Browsers {
+    /// The browsers `dns.name` resolves to, kept up to date in the background (see
+    /// [`DnsBrowsers`]). Waits until one answers, for at most the template's `launch_timeout`.
+    pub async fn discover(dns: DnsBrowsers) -> Result<Self, WebSdkError> {
+        Self::discover_with(dns, system_resolver()).await
+    }
+
+    /// [`discover`](Self::discover) with a resolver of your own: a `tower::Service` from
+    /// `HOST:PORT` to its addresses (a DNS client that asks a given server, a service registry).
+    pub async fn discover_with<R>(dns: DnsBrowsers, resolver: R) -> Result<Self, WebSdkError>
+    where
+        R: Service<String, Response = Vec<SocketAddr>, Error = std::io::Error> + Send + 'static,
+        R::Future: Send,
+    {
+        dns.validate()?;
+        let roster = Arc::new(Roster::new(Vec::new(), dns.name.clone()));
+        let mut finder = Finder { dns, resolver, retired: Vec::new(), last: String::new() };
+        let within = finder.dns.template.launch_timeout;
+        let first = async {
+            loop {
+                finder.round(&roster).await;
+                if !roster.snapshot().is_empty() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1).min(finder.dns.every)).await;
+            }
+        };
+        if tokio::time::timeout(within, first).await.is_err() {
+            let why = std::mem::take(&mut finder.last);
+            return Err(WebSdkError::BrowserGone(format!(
+                "no browser answered at {} within {} ({why}); check the name and that its browsers run",
+                finder.dns.name,
+                human(within)
+            )));
+        }
+        tokio::spawn(finder.run(Arc::downgrade(&roster)));
+        Ok(Self::over(roster))
+    }
+}
+
+/// The background task's state: resolves, connects, retires.
+struct Finder<R> {
+    dns: DnsBrowsers,
+    resolver: R,
+    /// Members no longer listed, closed once their last agent is gone.
+    retired: Vec<(String, crate::WebSdk)>,
+    /// What the last round found wrong, for the error of a first round that found nothing.
+    last: String,
+}
+
+impl<R> Finder<R>
+where
+    R: Service<String, Response = Vec<SocketAddr>, Error = std::io::Error> + Send + 'static,
+    R::Future: Send,
+{
+    /// Resolves the name every `every` until the service is closed or every handle is gone.
+    async fn run(mut self, roster: Weak<Roster>) {
+        let mut tick = tokio::time::interval(self.dns.every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            let Some(closed) = roster.upgrade().map(|r| r.closed.clone()) else { break };
+            tokio::select! {
+                _ = closed.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            let Some(roster) = roster.upgrade() else { break };
+            self.round(&roster).await;
+        }
+        for (_, sdk) in self.retired.drain(..) {
+            sdk.close().await;
+        }
+    }
+
+    /// One resolution and what follows from it.
+    async fn round(&mut self, roster: &Roster) {
+        let answer = match self.resolver.ready().await {
+            Ok(resolver) => resolver.call(self.dns.name.clone()).await,
+            Err(e) => Err(e),
+        };
+        match answer {
+            Err(e) => {
+                self.last = format!("resolving it failed: {e}");
+                tracing::warn!(name = %self.dns.name, error = %e, "resolving the browsers' name failed; kept the browsers as they are");
+            }
+            Ok(mut addresses) => {
+                addresses.sort();
+                addresses.dedup();
+                addresses.truncate(self.dns.max_browsers);
+                self.update(roster, &addresses).await;
+            }
+        }
+        self.retire().await;
+    }
+
+    async fn update(&mut self, roster: &Roster, addresses: &[SocketAddr]) {
+        let current = roster.snapshot();
+        let listed = |name: &str| addresses.iter().any(|a| a.to_string() == name);
+        let (kept, gone): (Vec<_>, Vec<_>) = current.iter().cloned().partition(|(name, _)| listed(name));
+        let mut members = kept;
+        let mut failed = Vec::new();
+        for address in addresses {
+            let name = address.to_string();
+            if members.iter().any(|(n, _)| *n == name) {
+                continue;
+            }
+            match launch_member(self.dns.member(*address)).await {
+                Ok(sdk) if roster.closed.is_cancelled() => sdk.close().await,
+                Ok(sdk) => {
+                    tracing::info!(browser = %name, "a browser found by DNS joined");
+                    members.push((name, sdk));
+                }
+                Err(e) => failed.push(format!("{name}: {e}")),
+            }
+        }
+        if !failed.is_empty() {
+            self.last = failed.join("; ");
+            tracing::debug!(name = %self.dns.name, failed = %self.last, "listed browsers that did not answer; tried again next round");
+        } else if addresses.is_empty() {
+            self.last = "it lists no address".into();
+        }
+        let changed = !gone.is_empty() || members.len() != current.len();
+        if changed {
+            for (name, _) in &gone {
+                tracing::info!(browser = %name, "a browser is no longer listed; it takes no more creations");
+            }
+            self.retired.extend(gone);
+            roster.replace(members);
+        }
+    }
+
+    /// Closes retired browsers that hold no agent (or are lost).
+    async fn retire(&mut self) {
+        let max = self.dns.template.max_agents;
+        let mut keep = Vec::with_capacity(self.retired.len());
+        for (name, sdk) in self.retired.drain(..) {
+            if sdk.is_up() && sdk.free_slots() < max {
+                keep.push((name, sdk));
+            } else {
+                tracing::debug!(browser = %name, "a retired browser holds no agent; closed");
+                sdk.close().await;
+            }
+        }
+        self.retired = keep;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_bad_name_or_setting_is_refused_before_any_lookup() {
+        let template = WebSdkConfig::default();
+        for (name, says) in [
+            ("chromium.bots.svc", "must be HOST:PORT"),
+            (":9223", "must be HOST:PORT"),
+            ("h:0", "must be HOST:PORT"),
+            ("http://h:9223", "must be HOST:PORT"),
+        ] {
+            let err = Browsers::discover(DnsBrowsers::new(name, template.clone())).await.unwrap_err();
+            assert!(err.to_string().contains(says), "{name}: {err}");
+        }
+        let rare =
+            DnsBrowsers { every: Duration::from_millis(10), ..DnsBrowsers::new("h:1", template.clone()) };
+        assert!(Browsers::discover(rare).await.unwrap_err().to_string().contains("`dns.every`"));
+        let none = DnsBrowsers { max_browsers: 0, ..DnsBrowsers::new("h:1", template) };
+        assert!(Browsers::discover(none).await.unwrap_err().to_string().contains("`dns.max_browsers`"));
+    }
+
+    #[test]
+    fn each_address_is_a_browser_named_by_it() {
+        let template = WebSdkConfig {
+            remote: Some(RemoteBrowser::new("").with_header("Authorization", "Bearer x")),
+            ..WebSdkConfig::default()
+        };
+        let dns = DnsBrowsers::new("chromium.bots.svc:9223", template);
+        let v6 = dns.member("[fd00::5]:9223".parse().unwrap());
+        assert_eq!(v6.name, "[fd00::5]:9223");
+        let remote = v6.remote.as_ref().unwrap();
+        assert_eq!(remote.endpoint, "http://[fd00::5]:9223");
+        assert!(remote.header.is_some(), "the template's header is kept");
+        assert!(v6.validate().is_ok(), "{:?}", v6.validate());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_name_that_lists_nothing_fails_within_the_launch_timeout() {
+        let template = WebSdkConfig { launch_timeout: Duration::from_secs(5), ..WebSdkConfig::default() };
+        let empty = tower::service_fn(|_: String| async { Ok::<_, std::io::Error>(Vec::new()) });
+        let err =
+            Browsers::discover_with(DnsBrowsers::new("h:9223", template.clone()), empty).await.unwrap_err();
+        assert!(
+            err.to_string().contains("no browser answered at h:9223 within 5 s (it lists no address)"),
+            "{err}"
+        );
+        let failing = tower::service_fn(|_: String| async {
+            Err::<Vec<SocketAddr>, _>(std::io::Error::other("SERVFAIL"))
+        });
+        let err = Browsers::discover_with(DnsBrowsers::new("h:9223", template), failing).await.unwrap_err();
+        assert!(err.to_string().contains("resolving it failed: SERVFAIL"), "{err}");
+    }
+}
