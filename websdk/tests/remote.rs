@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use callagent_retry::classify::classify;
 use callagent_retry::sdk::{AccessToken, AgentKind, CreateAgentRequest};
-use callagent_websdk::{AGENTS, BROWSER_UP, Browsers, RemoteBrowser, WebSdk, WebSdkConfig, WebSdkError};
+use callagent_websdk::{
+    AGENTS, BROWSER_UP, Browsers, DnsBrowsers, RemoteBrowser, WebSdk, WebSdkConfig, WebSdkError,
+};
 use futures::StreamExt;
 use serde_json::json;
 use tower::ServiceExt;
@@ -576,5 +578,98 @@ async fn figures_for_one_to_three_hosts_and_a_soak_with_one_lost_and_back() {
         let pages = sdk.open_pages().await.expect("pages");
         assert!(pages <= idle.max(1), "{name}: {pages} pages open after the soak (idle {idle})");
     }
+    browsers.close().await;
+}
+
+/// The names of the browsers placed on now.
+fn names(browsers: &Browsers) -> Vec<String> {
+    browsers.members().into_iter().map(|(n, _)| n).collect()
+}
+
+/// Waits (bounded) until `done` holds.
+async fn until(what: &str, bound: Duration, mut done: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < bound, "{what}: not within {bound:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    started.elapsed()
+}
+
+/// Browsers found by DNS: the name's answer (the test's resolver, which it changes as a
+/// headless Service's endpoints change) decides who takes creations, round by round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium, socat and root in an isolated network namespace: run websdk/conformance.sh"]
+async fn browsers_found_by_dns_join_and_leave_as_the_name_lists_them() {
+    use std::net::SocketAddr;
+    use std::sync::{Arc, Mutex};
+    let _one = HOSTS.lock().await;
+    isolated();
+    let (a, b) = (Host::new(8), Host::new(9));
+    let at =
+        |h: &Host| -> SocketAddr { format!("{}:{DEVTOOLS_PORT}", h.address).parse().expect("an address") };
+    let (a_name, b_name) = (at(&a).to_string(), at(&b).to_string());
+    let answer: Arc<Mutex<Result<Vec<SocketAddr>, &str>>> = Arc::new(Mutex::new(Ok(vec![at(&a)])));
+    let resolver = {
+        let answer = Arc::clone(&answer);
+        tower::service_fn(move |name: String| {
+            let now = answer.lock().unwrap().clone();
+            async move {
+                assert_eq!(name, "browsers.test:9223");
+                now.map_err(std::io::Error::other)
+            }
+        })
+    };
+    let set = |now: Result<Vec<SocketAddr>, &'static str>| *answer.lock().unwrap() = now;
+    let dns =
+        DnsBrowsers { every: Duration::from_secs(1), ..DnsBrowsers::new("browsers.test:9223", remote(&a)) };
+    let browsers = Browsers::discover_with(dns, resolver).await.expect("a's browser, found by its address");
+    assert_eq!(names(&browsers), std::slice::from_ref(&a_name));
+    let on_a = browsers.clone().oneshot(valid(400)).await.expect("an agent on a");
+
+    // b is listed: it joins within a round, and takes the next creation (the most free slots).
+    set(Ok(vec![at(&a), at(&b)]));
+    let took = until("b joins", Duration::from_secs(10), || names(&browsers).len() == 2).await;
+    println!("b joined {took:?} after the name listed it");
+    let on_b = browsers.clone().oneshot(valid(401)).await.expect("an agent on b");
+    let placed = load(&browsers).await;
+    assert_eq!(placed, [(a_name.clone(), 1), (b_name.clone(), 1)], "placed on the new browser");
+
+    // A failed resolution changes nothing.
+    set(Err("SERVFAIL"));
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(names(&browsers).len(), 2, "a DNS hiccup dropped browsers");
+
+    // a is no longer listed: it takes no creation, but its live agent is not cut off, and it is
+    // closed once that agent is gone.
+    let member_a = browsers.members().into_iter().find(|(n, _)| *n == a_name).expect("a").1;
+    set(Ok(vec![at(&b)]));
+    until("a leaves", Duration::from_secs(10), || names(&browsers) == [b_name.clone()]).await;
+    for i in 0..3 {
+        let r = browsers.clone().oneshot(rejected(410 + i)).await;
+        assert_eq!(sub_code(&r), Some(44113), "on b: {r:?}");
+    }
+    assert!(member_a.is_up(), "a retired browser with an agent is kept");
+    assert!(on_a.connection_state().await.is_ok(), "the agent on a retired browser still answers");
+    on_a.dispose().await.expect("disposed");
+    let took =
+        until("a retired browser with no agent closes", Duration::from_secs(10), || !member_a.is_up()).await;
+    println!("a closed {took:?} after its last agent went");
+
+    // None listed: a creation fails at once, and retryably.
+    set(Ok(Vec::new()));
+    until("b leaves", Duration::from_secs(10), || names(&browsers).is_empty()).await;
+    let started = Instant::now();
+    let r = browsers.clone().oneshot(rejected(420)).await;
+    assert!(matches!(r, Err(WebSdkError::NoBrowser(_))), "{r:?}");
+    assert!(classify(r.as_ref().unwrap_err(), &Default::default()).retry, "retryable");
+    assert!(started.elapsed() < Duration::from_millis(500), "took {:?}", started.elapsed());
+
+    // Listed again: a joins anew.
+    set(Ok(vec![at(&a)]));
+    until("a joins again", Duration::from_secs(10), || names(&browsers) == [a_name.clone()]).await;
+    let r = browsers.clone().oneshot(rejected(430)).await;
+    assert_eq!(sub_code(&r), Some(44113), "on a again: {r:?}");
+    on_b.dispose().await.expect("disposed");
     browsers.close().await;
 }

@@ -25,7 +25,6 @@ use crate::error::{WebSdkError, human};
 /// template's `RemoteBrowser` gives the header and `lost_after`) and `name` set to the address,
 /// the `browser` label of its metrics: at most `max_browsers` values at a time.
 #[derive(Debug, Clone)]
-#[non_exhaustive]
 pub struct DnsBrowsers {
     /// `HOST:PORT`, e.g. `chromium.bots.svc.cluster.local:9223`.
     pub name: String,
