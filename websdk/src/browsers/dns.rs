@@ -269,6 +269,13 @@ mod tests {
         assert!(v6.validate().is_ok(), "{:?}", v6.validate());
     }
 
+    #[tokio::test]
+    async fn the_system_resolver_lists_a_name_by_address() {
+        let addresses =
+            system_resolver().oneshot("localhost:9223".to_owned()).await.expect("localhost resolves");
+        assert!(addresses.contains(&SocketAddr::from(([127, 0, 0, 1], 9223))), "{addresses:?}");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_name_that_lists_nothing_fails_within_the_launch_timeout() {
         let template = WebSdkConfig { launch_timeout: Duration::from_secs(5), ..WebSdkConfig::default() };
