@@ -65,7 +65,7 @@ RANGES = {
     "websdk: agents alive and creations in flight": (0, None),
     "websdk: page load time (p50 / p99)": (0, 30),
     "websdk: browser restarts per hour": (0, None),
-    "websdk: browsers down": (0, 1),
+    "websdk: browsers lost": (0, 1),
 }
 # The web SDK service's metrics come from the real browser, which runs only in an isolated
 # network namespace: `websdk/conformance.sh`'s soak writes what its Prometheus recorder saw to

@@ -78,8 +78,8 @@ pub(crate) struct Instance {
     /// Each open page's "gone" signal, fired when the browser reports it crashed or closed.
     pages: Mutex<HashMap<TargetId, CancellationToken>>,
     handle: Handle,
-    /// The service's `callagent_websdk_browser_up`, set to 0 when this browser dies.
-    up: metrics::Gauge,
+    /// The service's `callagent_websdk_browser_lost`, set when this browser dies.
+    lost: metrics::Gauge,
 }
 
 impl std::fmt::Debug for Instance {
@@ -130,7 +130,7 @@ impl Instance {
         generation: u64,
         why: String,
         closed: &CancellationToken,
-        up: metrics::Gauge,
+        lost: metrics::Gauge,
     ) -> Arc<Self> {
         let instance = Self {
             browser: RwLock::new(None),
@@ -143,7 +143,7 @@ impl Instance {
             shutdown: closed.child_token(),
             pages: Mutex::new(HashMap::new()),
             handle: Handle::current(),
-            up,
+            lost,
         };
         instance.die(Death::Disconnected, why);
         instance.ended.cancel();
@@ -152,8 +152,8 @@ impl Instance {
 
     fn die(&self, death: Death, why: String) {
         let _ = self.cause.set((death, why));
-        // Before `died`: whoever sees a call fail on the loss sees the browser down too.
-        self.up.set(0.0);
+        // Before `died`: whoever sees a call fail on the loss sees the browser lost too.
+        self.lost.set(if death == Death::Closed { 0.0 } else { 1.0 });
         self.died.cancel();
         for (_, gone) in self.pages.lock().unwrap_or_else(PoisonError::into_inner).drain() {
             gone.cancel();
@@ -246,7 +246,7 @@ pub(crate) struct Supervisor {
     closed: CancellationToken,
     restarts: AtomicU64,
     restart_counters: [metrics::Counter; 2],
-    up: metrics::Gauge,
+    lost: metrics::Gauge,
     /// The directory each browser's own directory goes under.
     base: PathBuf,
 }
@@ -270,22 +270,22 @@ struct State {
 
 impl Supervisor {
     pub(crate) fn new(config: Arc<WebSdkConfig>, base: PathBuf) -> Self {
-        use crate::metrics::{BROWSER, BROWSER_UP, RESTARTS};
+        use crate::metrics::{BROWSER, BROWSER_LOST, RESTARTS};
         metrics::describe_counter!(
             RESTARTS,
             metrics::Unit::Count,
             "Chromium restarts (or reconnections) of the call-agent service, by why the browser ended."
         );
         metrics::describe_gauge!(
-            BROWSER_UP,
+            BROWSER_LOST,
             metrics::Unit::Count,
-            "1 while the browser runs (launched, or connected to), 0 while it is lost."
+            "1 while the browser is lost and being started again or reconnected; 0 while it runs or once closed."
         );
         let name = config.name.clone();
         let counter =
             |reason: &'static str| metrics::counter!(RESTARTS, BROWSER => name.clone(), "reason" => reason);
         let restart_counters = [counter(Death::Exited.label()), counter(Death::Disconnected.label())];
-        let up = metrics::gauge!(BROWSER_UP, BROWSER => name);
+        let lost = metrics::gauge!(BROWSER_LOST, BROWSER => name);
         Self {
             config,
             state: tokio::sync::Mutex::new(State::default()),
@@ -294,7 +294,7 @@ impl Supervisor {
             current: Mutex::new(None),
             restarts: AtomicU64::new(0),
             restart_counters,
-            up,
+            lost,
             base,
         }
     }
@@ -393,14 +393,14 @@ impl Supervisor {
                 state.current = Some(Arc::clone(&instance));
                 state.failed_connects = 0;
                 *self.current.lock().unwrap_or_else(PoisonError::into_inner) = Some(instance.died.clone());
-                self.up.set(1.0);
+                self.lost.set(0.0);
                 Ok(instance)
             }
             Err(e) if self.config.remote.is_some() => {
                 state.failed_connects = state.failed_connects.saturating_add(1);
                 // Kept as the current browser, dead, so the next creation spaces its attempt.
                 state.current =
-                    Some(Instance::unreachable(generation, e.to_string(), &self.closed, self.up.clone()));
+                    Some(Instance::unreachable(generation, e.to_string(), &self.closed, self.lost.clone()));
                 Err(e)
             }
             Err(e) if previous.is_some() => Err(WebSdkError::BrowserDied(format!(
@@ -438,14 +438,13 @@ impl Supervisor {
                 remote.authority()
             ))
         };
-        let reach = async {
-            let url = if remote.endpoint.starts_with("http://") {
-                transport::discover(&remote.endpoint, remote.header()).await?
-            } else {
-                remote.endpoint.clone()
-            };
-            transport::connect(&url, remote.header(), remote.lost_after).await
-        };
+        let reach = crate::remote::reach(crate::remote::Reach {
+            endpoint: &remote.endpoint,
+            header: remote.header(),
+            lost_after: remote.lost_after,
+            ca_file: remote.ca_file.as_ref(),
+            connect_to: remote.connect_to,
+        });
         // A browser that is up answers its endpoint in milliseconds; one that does not within
         // twice `lost_after` is as lost as one that went silent (a hung browser's relay still
         // accepts), and creations meanwhile should fail fast, not wait out `launch_timeout`.
@@ -557,7 +556,7 @@ impl Supervisor {
             shutdown: self.closed.child_token(),
             pages: Mutex::new(HashMap::new()),
             handle: handle.clone(),
-            up: self.up.clone(),
+            lost: self.lost.clone(),
         });
         // From here the watcher owns the process, the relay and the directory.
         drop(dir.map(RemoveOnDrop::disarm));
@@ -585,6 +584,8 @@ impl Supervisor {
         if let Some(instance) = current {
             let _ = tokio::time::timeout(CLOSE_TIMEOUT * 2, instance.ended.cancelled()).await;
         }
+        // Also when it was closed while lost (an unreachable remote one): closed is not lost.
+        self.lost.set(0.0);
     }
 }
 

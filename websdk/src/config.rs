@@ -88,8 +88,10 @@ pub struct WebSdkConfig {
 pub struct RemoteBrowser {
     /// `ws://HOST:PORT/devtools/browser/ID` (the browser's WebSocket URL), or
     /// `http://HOST:PORT` (its DevTools HTTP endpoint, asked for that URL at each connection,
-    /// so a restarted browser with a new ID is found). A name is resolved at each connection
-    /// and its address is used (Chromium answers only an IP address or `localhost` as `Host`).
+    /// so a restarted browser with a new ID is found); `wss://` and `https://` the same over TLS,
+    /// through a TLS front (Chromium's DevTools speaks no TLS itself), its certificate verified
+    /// against HOST. A name is resolved at each connection and its address is used as `Host`
+    /// (Chromium answers only an IP address or `localhost`).
     pub endpoint: String,
     /// A header sent with each request to the endpoint, e.g. `Authorization` for a proxy in
     /// front of the browser. Its value is never shown (`Debug`) nor logged.
@@ -99,17 +101,36 @@ pub struct RemoteBrowser {
     /// show only after minutes), and a hung browser answers nothing either. 1.5 s by default, which a LAN carries the page's bundle (13 MB,
     /// sent to each new page) well within; raise it for a slower link.
     pub lost_after: Duration,
+    /// PEM certificates trusted for `wss://`/`https://` besides the system's roots: a private
+    /// CA. There is no way to accept an unverified certificate.
+    pub ca_file: Option<PathBuf>,
+    /// Connect to this address instead of resolving the endpoint's host (which still names the
+    /// certificate for `wss`/`https`), as `curl --connect-to` does: how
+    /// [`DnsBrowsers`](crate::DnsBrowsers) reaches each address behind one name over TLS.
+    pub connect_to: Option<std::net::SocketAddr>,
 }
 
 impl RemoteBrowser {
     /// The browser at `endpoint` (see [`endpoint`](Self::endpoint)).
     pub fn new(endpoint: impl Into<String>) -> Self {
-        Self { endpoint: endpoint.into(), header: None, lost_after: Duration::from_millis(1500) }
+        Self {
+            endpoint: endpoint.into(),
+            header: None,
+            lost_after: Duration::from_millis(1500),
+            ca_file: None,
+            connect_to: None,
+        }
     }
 
     /// With `name: value` sent to the endpoint (its value is never shown).
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.header = Some((name.into(), value.into()));
+        self
+    }
+
+    /// With the PEM certificates in `file` trusted for `wss://`/`https://` (a private CA).
+    pub fn with_ca_file(mut self, file: impl Into<PathBuf>) -> Self {
+        self.ca_file = Some(file.into());
         self
     }
 
@@ -132,6 +153,8 @@ impl std::fmt::Debug for RemoteBrowser {
             .field("endpoint", &self.authority())
             .field("header", &self.header.as_ref().map(|(name, _)| name))
             .field("lost_after", &self.lost_after)
+            .field("ca_file", &self.ca_file)
+            .field("connect_to", &self.connect_to)
             .finish()
     }
 }
@@ -217,17 +240,11 @@ impl WebSdkConfig {
             return invalid("host_resolver_rules", "must be one non-empty line".into());
         }
         if let Some(remote) = &self.remote {
-            let endpoint = &remote.endpoint;
-            if endpoint.starts_with("wss://") || endpoint.starts_with("https://") {
-                return invalid(
-                    "remote.endpoint",
-                    "wss:// and https:// are not supported yet: reach the browser over a private network \
-                     (ws:// or http://), or through a TLS-terminating tunnel on this host"
-                        .into(),
-                );
+            if let Err(why) = crate::remote::check(&remote.endpoint) {
+                return invalid("remote.endpoint", why);
             }
-            if !(endpoint.starts_with("ws://") || endpoint.starts_with("http://")) {
-                return invalid("remote.endpoint", "must start with ws:// or http://".into());
+            if let Some(Err(why)) = remote.ca_file.as_deref().map(crate::remote::load_ca) {
+                return invalid("remote.ca_file", why);
             }
             if !(Duration::from_millis(300)..=Duration::from_secs(600)).contains(&remote.lost_after) {
                 return invalid(
@@ -325,14 +342,21 @@ mod tests {
             |r: RemoteBrowser| WebSdkConfig { remote: Some(r), ..WebSdkConfig::default() }.validate();
         assert!(remote(RemoteBrowser::new("ws://10.0.0.2:9222/devtools/browser/x")).is_ok());
         assert!(remote(RemoteBrowser::new("http://browsers.default.svc:9222")).is_ok());
+        assert!(remote(RemoteBrowser::new("wss://browserless.example/chromium?token=x")).is_ok());
+        assert!(remote(RemoteBrowser::new("https://10.0.0.2:9443")).is_ok());
         for (endpoint, says) in [
-            ("wss://h:443/x", "not supported yet"),
-            ("https://h", "not supported yet"),
-            ("h:9222", "must start with ws:// or http://"),
+            ("h:9222", "no scheme"),
+            ("ftp://h", "is not ws://, wss://"),
+            ("ws://me:pw@h:1/x", "credentials in the URL"),
         ] {
             let err = remote(RemoteBrowser::new(endpoint)).unwrap_err().to_string();
             assert!(err.contains("`remote.endpoint`") && err.contains(says), "{endpoint}: {err}");
         }
+        let ca =
+            RemoteBrowser { ca_file: Some("/nonexistent/ca.pem".into()), ..RemoteBrowser::new("https://h") };
+        assert!(
+            remote(ca).unwrap_err().to_string().contains("`remote.ca_file` cannot read /nonexistent/ca.pem")
+        );
         let slow =
             RemoteBrowser { lost_after: Duration::from_millis(10), ..RemoteBrowser::new("ws://h:1/x") };
         assert!(remote(slow).unwrap_err().to_string().contains("`remote.lost_after`"));

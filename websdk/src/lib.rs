@@ -18,7 +18,8 @@
 //! |---|---|---|
 //! | `browser` | the Chromium process, its DevTools connection, its directory | it dies (noticed at once, reaped, directory removed; the next creation starts another) or the service is closed or dropped |
 //! | `chromium` | nothing: Chromium's command line and environment, the launcher thread | |
-//! | `transport` | the relay between the driver and a browser's pipe | its browser ends |
+//! | `transport` | the relay between the driver and a browser's pipe or remote link | its browser ends |
+//! | `remote` | nothing: reaching a remote browser's endpoint (resolved, TLS verified) and handing the link to the relay | |
 //! | `private` | the service's private directory and its lock | the service is closed or dropped |
 //! | `page` | a page ([`Tab`] handles and agents share it) | the last handle is dropped, at any await point |
 //! | `pool` | warm pages (until a creation takes one); a creation's or agent's place on a page (one identity once per page) | the service is closed; a place when its creation or agent is dropped (a creation dropped mid-way is abandoned in the page: its agent disposed as soon as it exists) |
@@ -63,13 +64,14 @@
 //!
 //! 1. leaves: `error`, `metrics` (the metric names), `procfs`, `seal` (tokens sealed to a page),
 //!    `transport` (the DevTools relay);
-//! 2. `config`, `origin` (the page's files, served over DevTools), `protocol` (the page's
+//! 2. `remote` (a remote browser's endpoint reached, over TLS for `wss`/`https`);
+//! 3. `config`, `origin` (the page's files, served over DevTools), `protocol` (the page's
 //!    JavaScript calls), `private` (the service's files);
-//! 3. `chromium` (its command line and process), then `browser` (the supervisor);
-//! 4. `context`: the supervisor, the site and the config, which pages and agents hold;
-//! 5. `page`, then `pool` (which page a creation runs on), then `agent`;
-//! 6. `service`: the `tower::Service`, the only module that sees the pool and the context;
-//! 7. `browsers`: several services (browsers) behind one, listed or found by DNS (`browsers/dns.rs`).
+//! 4. `chromium` (its command line and process), then `browser` (the supervisor);
+//! 5. `context`: the supervisor, the site and the config, which pages and agents hold;
+//! 6. `page`, then `pool` (which page a creation runs on), then `agent`;
+//! 7. `service`: the `tower::Service`, the only module that sees the pool and the context;
+//! 8. `browsers`: several services (browsers) behind one, listed or found by DNS (`browsers/dns.rs`).
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -89,6 +91,7 @@ mod pool;
 mod private;
 mod procfs;
 mod protocol;
+mod remote;
 mod seal;
 mod service;
 mod transport;
@@ -98,7 +101,7 @@ pub use browsers::{Browsers, DnsBrowsers};
 pub use config::{DEFAULT_AGENTS_PER_PAGE, NO_EXTERNAL_HOSTS, RemoteBrowser, WebSdkConfig};
 pub use error::WebSdkError;
 pub use metrics::{
-    AGENTS, BROWSER, BROWSER_UP, CREATIONS, PAGE_LOAD, PAGE_LOAD_BUCKETS, PAGES, RESTARTS, WARM_PAGES,
+    AGENTS, BROWSER, BROWSER_LOST, CREATIONS, PAGE_LOAD, PAGE_LOAD_BUCKETS, PAGES, RESTARTS, WARM_PAGES,
 };
 pub use page::{Failure, Tab};
 pub use service::{BrowserStats, ResponseFuture, WebSdk};
@@ -110,6 +113,7 @@ mod tests {
     /// The layers of the module docs' Layout, bottom first.
     const LAYERS: &[&[&str]] = &[
         &["error", "metrics", "procfs", "seal", "transport"],
+        &["remote"],
         &["config", "origin", "protocol", "private"],
         &["chromium"],
         &["browser"],

@@ -3,8 +3,10 @@
 
 /// The label every series carries: [`WebSdkConfig::name`](crate::WebSdkConfig::name).
 pub const BROWSER: &str = "browser";
-/// 1 while the browser runs (launched, or connected for a remote one), 0 while it is lost.
-pub const BROWSER_UP: &str = "callagent_websdk_browser_up";
+/// 1 while the browser is lost (its process ended, its link dropped or it hung) and is being
+/// started again or reconnected; 0 while it runs, and once the service closed it (a browser
+/// retired from DNS is not a problem to look at).
+pub const BROWSER_LOST: &str = "callagent_websdk_browser_lost";
 
 /// Pages live with the pool (placed or warm).
 pub const PAGES: &str = "callagent_websdk_pages";

@@ -79,14 +79,12 @@ impl fmt::Debug for Upstream {
 
 enum Tx {
     Pipe(Box<dyn AsyncWrite + Unpin + Send>),
-    Socket(async_tungstenite::WebSocketSender<async_tungstenite::tokio::TokioAdapter<tokio::net::TcpStream>>),
+    Socket(async_tungstenite::WebSocketSender<async_tungstenite::tokio::TokioAdapter<Link>>),
 }
 
 enum Rx {
     Pipe(BufReader<Box<dyn AsyncRead + Unpin + Send>>),
-    Socket(
-        async_tungstenite::WebSocketReceiver<async_tungstenite::tokio::TokioAdapter<tokio::net::TcpStream>>,
-    ),
+    Socket(async_tungstenite::WebSocketReceiver<async_tungstenite::tokio::TokioAdapter<Link>>),
 }
 
 impl Upstream {
@@ -99,7 +97,20 @@ impl Upstream {
         let rx = Rx::Pipe(BufReader::with_capacity(64 * 1024, from));
         Self { tx: Tx::Pipe(Box::new(to_browser)), rx, lost_after: None }
     }
+
+    /// A remote browser's DevTools WebSocket, which may go silent after `lost_after`.
+    pub(crate) fn socket(
+        tx: async_tungstenite::WebSocketSender<async_tungstenite::tokio::TokioAdapter<Link>>,
+        rx: async_tungstenite::WebSocketReceiver<async_tungstenite::tokio::TokioAdapter<Link>>,
+        lost_after: Duration,
+    ) -> Self {
+        Self { tx: Tx::Socket(tx), rx: Rx::Socket(rx), lost_after: Some(lost_after) }
+    }
 }
+
+/// The link to a remote browser: plain TCP (`ws`, `http`) or TLS over it (`wss`, `https`).
+pub(crate) type Link =
+    tokio_util::either::Either<tokio::net::TcpStream, tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
 
 impl Tx {
     async fn send(&mut self, text: &str) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
@@ -142,105 +153,8 @@ impl Rx {
     }
 }
 
-/// Connects to a remote browser's DevTools WebSocket (`ws://host:port/devtools/browser/…`),
-/// with `header` (a name and a value: an `Authorization` a proxy in front of the browser asks
-/// for) on the handshake. A name is resolved at each connection; the address connected to is the
-/// handshake's `Host`.
-pub(crate) async fn connect(
-    url: &str,
-    header: Option<(&str, &str)>,
-    lost_after: Duration,
-) -> Result<Upstream, String> {
-    use async_tungstenite::tungstenite::client::IntoClientRequest;
-    let mut request = url.into_client_request().map_err(|e| format!("not a WebSocket URL: {e}"))?;
-    if let Some((name, value)) = header {
-        let name = async_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| "the header's name is not a valid HTTP header name".to_owned())?;
-        let value = async_tungstenite::tungstenite::http::HeaderValue::from_str(value)
-            .map_err(|_| "the header's value is not a valid HTTP header value".to_owned())?;
-        request.headers_mut().insert(name, value);
-    }
-    let (host, port) = match (request.uri().host(), request.uri().port_u16()) {
-        (Some(host), port) => (host.trim_matches(['[', ']']).to_owned(), port.unwrap_or(80)),
-        _ => return Err("the URL has no host".into()),
-    };
-    let stream = tokio::net::TcpStream::connect((host.as_str(), port))
-        .await
-        .map_err(|e| format!("cannot connect to {host}:{port}: {e}"))?;
-    let _ = stream.set_nodelay(true);
-    // By address: Chromium refuses a `Host` that is a name (DNS rebinding), and a name may stand
-    // for many browsers (a Kubernetes headless Service), this one being the address connected.
-    if let Ok(peer) = stream.peer_addr()
-        && let Ok(value) = async_tungstenite::tungstenite::http::HeaderValue::from_str(&peer.to_string())
-    {
-        request.headers_mut().insert(async_tungstenite::tungstenite::http::header::HOST, value);
-    }
-    let (ws, _) = async_tungstenite::client_async_with_config(
-        request,
-        async_tungstenite::tokio::TokioAdapter::new(stream),
-        Some(unlimited()),
-    )
-    .await
-    .map_err(|e| format!("the DevTools WebSocket handshake with {host}:{port} failed: {e}"))?;
-    let (tx, rx) = ws.split();
-    Ok(Upstream { tx: Tx::Socket(tx), rx: Rx::Socket(rx), lost_after: Some(lost_after) })
-}
-
-/// Asks a DevTools HTTP endpoint (`http://host:port`) for its browser's WebSocket URL
-/// (`/json/version`), and returns it pointed at the address asked: behind a relay or a port
-/// mapping the browser names its own loopback address. Chromium answers only a `Host` that is
-/// an IP address or `localhost`, so a name is resolved and its address is what is asked.
-pub(crate) async fn discover(endpoint: &str, header: Option<(&str, &str)>) -> Result<String, String> {
-    use tokio::io::AsyncReadExt;
-    let rest = endpoint.strip_prefix("http://").ok_or("not an http:// endpoint")?;
-    let authority = rest.split('/').next().unwrap_or(rest);
-    let address = tokio::net::lookup_host(authority)
-        .await
-        .map_err(|e| format!("cannot resolve {authority}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{authority} has no address"))?;
-    let mut stream = tokio::net::TcpStream::connect(address)
-        .await
-        .map_err(|e| format!("cannot connect to {address}: {e}"))?;
-    let extra = header.map(|(n, v)| format!("{n}: {v}\r\n")).unwrap_or_default();
-    let ask = format!("GET /json/version HTTP/1.1\r\nHost: {address}\r\n{extra}Connection: close\r\n\r\n");
-    stream.write_all(ask.as_bytes()).await.map_err(|e| format!("cannot ask {address}: {e}"))?;
-    // Chromium keeps the connection open whatever `Connection` says: read the head, then the
-    // body's `Content-Length`.
-    let mut reader = BufReader::new(stream.take(1 << 20));
-    let mut head = String::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).await.map_err(|e| format!("no answer from {address}: {e}"))? == 0 {
-            return Err(format!("{address} closed the connection mid-answer"));
-        }
-        if line == "\r\n" || line == "\n" {
-            break;
-        }
-        head.push_str(&line);
-    }
-    if !head.starts_with("HTTP/1.1 200") {
-        let status = head.lines().next().unwrap_or("");
-        return Err(format!("{address} answered /json/version with {status}"));
-    }
-    let length = head
-        .lines()
-        .find_map(|l| l.split_once(':').filter(|(n, _)| n.eq_ignore_ascii_case("content-length")))
-        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
-        .ok_or_else(|| format!("{address}'s answer has no Content-Length"))?;
-    let mut body = vec![0; length.min(1 << 16)];
-    reader.read_exact(&mut body).await.map_err(|e| format!("{address}'s answer ended early: {e}"))?;
-    let body = String::from_utf8_lossy(&body);
-    let version: serde_json::Value = serde_json::from_str(body.trim())
-        .map_err(|e| format!("{address}'s /json/version is not JSON: {e}"))?;
-    let url = version["webSocketDebuggerUrl"]
-        .as_str()
-        .ok_or_else(|| format!("{address}'s /json/version has no webSocketDebuggerUrl"))?;
-    let path = url.strip_prefix("ws://").and_then(|r| r.find('/').map(|i| &r[i..])).unwrap_or("/");
-    Ok(format!("ws://{address}{path}"))
-}
-
-fn unlimited() -> async_tungstenite::tungstenite::protocol::WebSocketConfig {
+/// No size limit on a message: the page's bundle crosses in one.
+pub(crate) fn unlimited() -> async_tungstenite::tungstenite::protocol::WebSocketConfig {
     async_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .max_message_size(None)
         .max_frame_size(None)

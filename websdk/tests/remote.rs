@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use callagent_retry::classify::classify;
 use callagent_retry::sdk::{AccessToken, AgentKind, CreateAgentRequest};
 use callagent_websdk::{
-    AGENTS, BROWSER_UP, Browsers, DnsBrowsers, RemoteBrowser, WebSdk, WebSdkConfig, WebSdkError,
+    AGENTS, BROWSER_LOST, Browsers, DnsBrowsers, RemoteBrowser, WebSdk, WebSdkConfig, WebSdkError,
 };
 use futures::StreamExt;
 use serde_json::json;
@@ -336,7 +336,7 @@ async fn browsers_on_two_hosts_and_this_one_share_creations_and_pass_over_a_lost
     // Each browser's own series: the gauges of one no longer overwrite another's.
     for name in ["a", "b", "local"] {
         assert_eq!(value(AGENTS, name), Some(2.0), "{name}'s agents gauge:\n{}", metrics.render());
-        assert_eq!(value(BROWSER_UP, name), Some(1.0), "{name} is up");
+        assert_eq!(value(BROWSER_LOST, name), Some(0.0), "{name} is not lost");
     }
     let pages_before: Vec<usize> = {
         let mut pages = Vec::new();
@@ -358,8 +358,8 @@ async fn browsers_on_two_hosts_and_this_one_share_creations_and_pass_over_a_lost
         }
     }
     assert_eq!(gone, 2, "a's two agents, and only those, are gone");
-    assert_eq!(value(BROWSER_UP, "a"), Some(0.0), "a is down on the dashboard");
-    assert_eq!(value(BROWSER_UP, "b"), Some(1.0), "b is still up");
+    assert_eq!(value(BROWSER_LOST, "a"), Some(1.0), "a is lost on the dashboard");
+    assert_eq!(value(BROWSER_LOST, "b"), Some(0.0), "b is not");
     assert!(lost.elapsed() < Duration::from_secs(3), "the calls took {:?}", lost.elapsed());
     for i in 0..4 {
         let started = Instant::now();
@@ -386,12 +386,16 @@ async fn browsers_on_two_hosts_and_this_one_share_creations_and_pass_over_a_lost
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     println!("a re-admitted {:?} after it came back", back.elapsed());
-    assert_eq!(value(BROWSER_UP, "a"), Some(1.0), "a is up again on the dashboard");
+    assert_eq!(value(BROWSER_LOST, "a"), Some(0.0), "a is back on the dashboard");
     let agent = browsers.clone().oneshot(valid(300)).await.expect("an agent");
     let placed = load(&browsers).await;
     assert_eq!(placed[0], ("a".to_owned(), 1), "placed on the returned browser: {placed:?}");
     agent.dispose().await.expect("disposed");
     browsers.close().await;
+    for name in ["a", "b", "local"] {
+        // Closed is not lost: nothing for on-call to look at.
+        assert_eq!(value(BROWSER_LOST, name), Some(0.0), "{name} closed");
+    }
 }
 
 /// Chromium's processes on a host: those whose command line names its profile.
@@ -672,4 +676,54 @@ async fn browsers_found_by_dns_join_and_leave_as_the_name_lists_them() {
     assert_eq!(sub_code(&r), Some(44113), "on a again: {r:?}");
     on_b.dispose().await.expect("disposed");
     browsers.close().await;
+}
+
+/// A browser behind a TLS front (`socat OPENSSL-LISTEN`, as stunnel or an ingress would be; the
+/// fixture certificate is for 10.231.10.2 and `browser.test`, issued by the fixture CA): reached
+/// over `https://` and `wss://` with the certificate verified, and refused without the CA.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium, socat and root in an isolated network namespace: run websdk/conformance.sh"]
+async fn a_browser_behind_tls_is_reached_with_its_certificate_verified() {
+    let _one = HOSTS.lock().await;
+    isolated();
+    let host = Host::new(10);
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let listen = format!(
+        "OPENSSL-LISTEN:9443,bind={},cert={},key={},verify=0,fork,reuseaddr",
+        host.address,
+        fixtures.join("remote-browser.crt").display(),
+        fixtures.join("remote-browser.key").display()
+    );
+    let mut front = Command::new("ip")
+        .args(["netns", "exec", &host.netns, "socat", &listen, "TCP:127.0.0.1:9222"])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("socat puts TLS in front of DevTools");
+    let started = Instant::now();
+    while std::net::TcpStream::connect((host.address.as_str(), 9443)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(10), "the TLS front did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let https = format!("https://{}:9443", host.address);
+    let wss = host
+        .websocket()
+        .replace(&format!("ws://{}:{DEVTOOLS_PORT}", host.address), &format!("wss://{}:9443", host.address));
+    let with_ca = |endpoint: &str| RemoteBrowser::new(endpoint).with_ca_file(fixtures.join("remote-ca.crt"));
+    for endpoint in [https.as_str(), wss.as_str()] {
+        // The page (its bundle) and a sealed creation cross the TLS link; the SDK answers.
+        let sdk = WebSdk::launch(WebSdkConfig { remote: Some(with_ca(endpoint)), ..remote(&host) })
+            .await
+            .unwrap_or_else(|e| panic!("{endpoint}: {e}"));
+        let r = sdk.create(&rejected(500)).await;
+        assert_eq!(sub_code(&r), Some(44113), "{endpoint}: {r:?}");
+        assert_eq!(sdk.stats().await.expect("stats").bundles_sent, 1, "{endpoint}");
+        sdk.close().await;
+    }
+    // The system's roots alone do not know the CA: refused at the handshake.
+    let err = WebSdk::launch(WebSdkConfig { remote: Some(RemoteBrowser::new(&https)), ..remote(&host) })
+        .await
+        .expect_err("an unknown issuer is refused");
+    assert!(err.to_string().contains("UnknownIssuer"), "{err}");
+    let _ = front.kill();
+    let _ = front.wait();
 }

@@ -21,9 +21,11 @@ use crate::error::{WebSdkError, human};
 ///   once its last agent is gone (or at once if it is lost);
 /// - a failed resolution changes nothing (a DNS hiccup must not drop every browser).
 ///
-/// Each member is [`template`](Self::template) with `remote` pointed at `http://ADDRESS` (the
-/// template's `RemoteBrowser` gives the header and `lost_after`) and `name` set to the address,
-/// the `browser` label of its metrics: at most `max_browsers` values at a time.
+/// Each member is [`template`](Self::template) with `remote` pointed at `http://ADDRESS`, or, when
+/// the template's endpoint is `https://`, at `https://NAME` connected to the address (the
+/// certificate is for the name); the template's `RemoteBrowser` gives the header, `lost_after`
+/// and `ca_file`. Its `name` is the address, the `browser` label of its metrics: at most
+/// `max_browsers` values at a time.
 #[derive(Debug, Clone)]
 pub struct DnsBrowsers {
     /// `HOST:PORT`, e.g. `chromium.bots.svc.cluster.local:9223`.
@@ -63,9 +65,14 @@ impl DnsBrowsers {
     /// The config of the browser at `address`.
     fn member(&self, address: SocketAddr) -> WebSdkConfig {
         let remote = self.template.remote.clone().unwrap_or_else(|| RemoteBrowser::new(""));
+        let (endpoint, connect_to) = if remote.endpoint.starts_with("https://") {
+            (format!("https://{}", self.name), Some(address))
+        } else {
+            (format!("http://{address}"), None)
+        };
         WebSdkConfig {
             name: address.to_string(),
-            remote: Some(RemoteBrowser { endpoint: format!("http://{address}"), ..remote }),
+            remote: Some(RemoteBrowser { endpoint, connect_to, ..remote }),
             ..self.template.clone()
         }
     }
@@ -267,6 +274,18 @@ mod tests {
         assert_eq!(remote.endpoint, "http://[fd00::5]:9223");
         assert!(remote.header.is_some(), "the template's header is kept");
         assert!(v6.validate().is_ok(), "{:?}", v6.validate());
+        // Over TLS: the name (on the certificate) is asked, at each address.
+        let tls = DnsBrowsers {
+            template: WebSdkConfig {
+                remote: Some(RemoteBrowser::new("https://")),
+                ..WebSdkConfig::default()
+            },
+            ..dns
+        };
+        let member = tls.member("10.0.3.7:9443".parse().unwrap());
+        let remote = member.remote.as_ref().unwrap();
+        assert_eq!(remote.endpoint, "https://chromium.bots.svc:9223");
+        assert_eq!(remote.connect_to, Some("10.0.3.7:9443".parse().unwrap()));
     }
 
     #[tokio::test]

@@ -1,0 +1,328 @@
+//! Reaching a browser on another host: its DevTools endpoint (`ws://`, `wss://`, `http://`,
+//! `https://`), its name resolved at each connection and the browser asked by address. `wss` and
+//! `https` go over TLS (rustls, with the `ring` provider the token seal already builds), the
+//! certificate verified against the endpoint's name (or IP address) and the system's roots plus
+//! `RemoteBrowser::ca_file`; there is no way to skip the check.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_tungstenite::tungstenite::client::IntoClientRequest;
+use async_tungstenite::tungstenite::http::{HeaderName, HeaderValue, header};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+use tokio_util::either::Either;
+
+use crate::transport::{Link, Upstream, unlimited};
+
+/// A remote browser's DevTools endpoint and how to reach it (`RemoteBrowser`'s fields).
+#[derive(Clone, Copy)]
+pub(crate) struct Reach<'a> {
+    pub(crate) endpoint: &'a str,
+    pub(crate) header: Option<(&'a str, &'a str)>,
+    pub(crate) lost_after: Duration,
+    pub(crate) ca_file: Option<&'a PathBuf>,
+    pub(crate) connect_to: Option<SocketAddr>,
+}
+
+/// An endpoint, parsed.
+#[derive(Debug, PartialEq)]
+struct Target {
+    tls: bool,
+    /// `http(s)://`: the browser's WebSocket path is asked for (`/json/version`).
+    discover: bool,
+    host: String,
+    port: u16,
+    path: String,
+}
+
+fn parse(endpoint: &str) -> Result<Target, String> {
+    let (scheme, rest) =
+        endpoint.split_once("://").ok_or("no scheme (ws://, wss://, http:// or https://)")?;
+    let (tls, discover, default_port) = match scheme {
+        "ws" => (false, false, 80),
+        "wss" => (true, false, 443),
+        "http" => (false, true, 80),
+        "https" => (true, true, 443),
+        _ => return Err(format!("the scheme {scheme}:// is not ws://, wss://, http:// or https://")),
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    if authority.contains('@') {
+        return Err("credentials in the URL are not supported: use RemoteBrowser::with_header".into());
+    }
+    let (host, port) = match authority.strip_prefix('[') {
+        // [IPv6]:port
+        Some(v6) => {
+            let (host, after) = v6.split_once(']').ok_or("an unclosed [ in the host")?;
+            (host, after.strip_prefix(':'))
+        }
+        None => match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        },
+    };
+    if host.is_empty() {
+        return Err("no host".into());
+    }
+    let port = match port {
+        Some(p) => {
+            p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| format!("the port {p:?} is not a port"))?
+        }
+        None => default_port,
+    };
+    let path = if path.is_empty() { "/".to_owned() } else { path.to_owned() };
+    Ok(Target { tls, discover, host: host.to_owned(), port, path })
+}
+
+/// Whether `endpoint` is one this module can reach, and why not.
+pub(crate) fn check(endpoint: &str) -> Result<(), String> {
+    parse(endpoint).map(drop)
+}
+
+/// The certificates in a PEM file (a private CA), for `RemoteBrowser::ca_file`.
+pub(crate) fn load_ca(file: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Vec<_> = CertificateDer::pem_file_iter(file)
+        .map_err(|e| format!("cannot read {}: {e}", file.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{} is not PEM certificates: {e}", file.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{} holds no certificate", file.display()));
+    }
+    Ok(certs)
+}
+
+/// TLS as the endpoint's certificate is checked: the system's roots and `ca_file`'s.
+fn tls_config(ca_file: Option<&PathBuf>) -> Result<Arc<ClientConfig>, String> {
+    let mut roots = RootCertStore::empty();
+    // A root the system ships that rustls cannot parse is skipped, as browsers do.
+    let (_, _) = roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    if let Some(file) = ca_file {
+        for cert in load_ca(file)? {
+            roots.add(cert).map_err(|e| format!("{}: {e}", file.display()))?;
+        }
+    }
+    if roots.is_empty() {
+        return Err("no trusted root: the system has none and RemoteBrowser::ca_file is not set".into());
+    }
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Connects to `address`, over TLS for `target.tls` (verified against `target.host`).
+async fn open(target: &Target, address: SocketAddr, tls: Option<&Arc<ClientConfig>>) -> Result<Link, String> {
+    let tcp = TcpStream::connect(address).await.map_err(|e| format!("cannot connect to {address}: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    let Some(config) = tls else { return Ok(Either::Left(tcp)) };
+    let name = ServerName::try_from(target.host.clone())
+        .map_err(|_| format!("{:?} is not a name a certificate can be checked against", target.host))?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::clone(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("the TLS handshake with {} ({address}) failed: {e}", target.host))?;
+    Ok(Either::Right(tls))
+}
+
+/// Connects to the remote browser's DevTools WebSocket: asked for its path first for an
+/// `http(s)://` endpoint. The name is resolved at each connection, and the address connected to
+/// is the `Host` of each request: Chromium refuses a `Host` that is a name (DNS rebinding), and
+/// a name may stand for many browsers (a Kubernetes headless Service), this one being the
+/// address connected. (A TLS front, the only way to `wss`, sees the name in SNI.)
+pub(crate) async fn reach(remote: Reach<'_>) -> Result<Upstream, String> {
+    let target = parse(remote.endpoint)?;
+    let address = match remote.connect_to {
+        Some(address) => address,
+        None => tokio::net::lookup_host((target.host.as_str(), target.port))
+            .await
+            .map_err(|e| format!("cannot resolve {}: {e}", target.host))?
+            .next()
+            .ok_or_else(|| format!("{} has no address", target.host))?,
+    };
+    let tls = target.tls.then(|| tls_config(remote.ca_file)).transpose()?;
+    let path = if target.discover {
+        let link = open(&target, address, tls.as_ref()).await?;
+        ask_path(link, address, remote.header).await?
+    } else {
+        target.path.clone()
+    };
+    let link = open(&target, address, tls.as_ref()).await?;
+    // The URL's scheme only shapes the request line: the link is already TLS where it must be.
+    let mut request = format!("ws://{address}{path}")
+        .into_client_request()
+        .map_err(|e| format!("not a WebSocket URL: {e}"))?;
+    if let Some((name, value)) = remote.header {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| "the header's name is not a valid HTTP header name".to_owned())?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| "the header's value is not a valid HTTP header value".to_owned())?;
+        request.headers_mut().insert(name, value);
+    }
+    if let Ok(host) = HeaderValue::from_str(&address.to_string()) {
+        request.headers_mut().insert(header::HOST, host);
+    }
+    let (ws, _) = async_tungstenite::client_async_with_config(
+        request,
+        async_tungstenite::tokio::TokioAdapter::new(link),
+        Some(unlimited()),
+    )
+    .await
+    .map_err(|e| format!("the DevTools WebSocket handshake with {address} failed: {e}"))?;
+    let (tx, rx) = ws.split();
+    Ok(Upstream::socket(tx, rx, remote.lost_after))
+}
+
+/// Asks a DevTools HTTP endpoint for its browser's WebSocket path (`/json/version`): the URL it
+/// gives names its own loopback address behind a relay or a port mapping, so only the path is
+/// kept.
+async fn ask_path(
+    mut link: impl AsyncRead + AsyncWrite + Unpin,
+    address: SocketAddr,
+    header: Option<(&str, &str)>,
+) -> Result<String, String> {
+    let extra = header.map(|(n, v)| format!("{n}: {v}\r\n")).unwrap_or_default();
+    let ask = format!("GET /json/version HTTP/1.1\r\nHost: {address}\r\n{extra}Connection: close\r\n\r\n");
+    link.write_all(ask.as_bytes()).await.map_err(|e| format!("cannot ask {address}: {e}"))?;
+    // Chromium keeps the connection open whatever `Connection` says: read the head, then the
+    // body's `Content-Length`.
+    let mut reader = BufReader::new(link.take(1 << 20));
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).await.map_err(|e| format!("no answer from {address}: {e}"))? == 0 {
+            return Err(format!("{address} closed the connection mid-answer"));
+        }
+        if line == "\r\n" || line == "\n" {
+            break;
+        }
+        head.push_str(&line);
+    }
+    if !head.starts_with("HTTP/1.1 200") {
+        let status = head.lines().next().unwrap_or("");
+        return Err(format!("{address} answered /json/version with {status}"));
+    }
+    let length = head
+        .lines()
+        .find_map(|l| l.split_once(':').filter(|(n, _)| n.eq_ignore_ascii_case("content-length")))
+        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+        .ok_or_else(|| format!("{address}'s answer has no Content-Length"))?;
+    let mut body = vec![0; length.min(1 << 16)];
+    reader.read_exact(&mut body).await.map_err(|e| format!("{address}'s answer ended early: {e}"))?;
+    let body = String::from_utf8_lossy(&body);
+    let version: serde_json::Value = serde_json::from_str(body.trim())
+        .map_err(|e| format!("{address}'s /json/version is not JSON: {e}"))?;
+    let url = version["webSocketDebuggerUrl"]
+        .as_str()
+        .ok_or_else(|| format!("{address}'s /json/version has no webSocketDebuggerUrl"))?;
+    let path = url.split_once("://").and_then(|(_, r)| r.find('/').map(|i| &r[i..])).unwrap_or("/");
+    Ok(path.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    }
+
+    #[test]
+    fn endpoints_are_parsed_with_their_defaults() {
+        let t = |tls, discover, host: &str, port, path: &str| Target {
+            tls,
+            discover,
+            host: host.into(),
+            port,
+            path: path.into(),
+        };
+        assert_eq!(
+            parse("ws://10.0.0.2:9222/devtools/browser/x"),
+            Ok(t(false, false, "10.0.0.2", 9222, "/devtools/browser/x"))
+        );
+        assert_eq!(parse("https://chromium.bots.svc"), Ok(t(true, true, "chromium.bots.svc", 443, "/")));
+        assert_eq!(parse("wss://[fd00::5]:3000/?token=s"), Ok(t(true, false, "fd00::5", 3000, "/?token=s")));
+        assert_eq!(parse("http://h:9223"), Ok(t(false, true, "h", 9223, "/")));
+        for (bad, says) in [
+            ("h:9222", "no scheme"),
+            ("ftp://h", "is not ws://"),
+            ("ws://user:pw@h:1/x", "credentials in the URL"),
+            ("ws://h:0/x", "is not a port"),
+            ("ws://h:99999", "is not a port"),
+            ("ws://:1/x", "no host"),
+            ("wss://[fd00::5:1", "unclosed"),
+        ] {
+            let err = parse(bad).unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_private_ca_is_loaded_and_a_bad_file_named() {
+        assert_eq!(load_ca(&fixture("remote-ca.crt")).map(|c| c.len()), Ok(1));
+        let err = load_ca(&fixture("remote-browser.key")).unwrap_err();
+        assert!(err.contains("holds no certificate"), "{err}");
+        let err = load_ca(Path::new("/nonexistent/ca.pem")).unwrap_err();
+        assert!(err.contains("cannot read /nonexistent/ca.pem"), "{err}");
+        assert!(tls_config(Some(&fixture("remote-ca.crt"))).is_ok());
+    }
+
+    /// A TLS server on loopback with the fixture certificate (for 10.231.10.2 and
+    /// `browser.test`), answering `/json/version` as Chromium does.
+    async fn tls_server() -> SocketAddr {
+        use tokio_rustls::rustls::ServerConfig;
+        use tokio_rustls::rustls::pki_types::PrivateKeyDer;
+        let certs = load_ca(&fixture("remote-browser.crt")).unwrap();
+        let key = PrivateKeyDer::from_pem_file(fixture("remote-browser.key")).unwrap();
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let Ok(mut tls) = acceptor.accept(tcp).await else { continue };
+                let mut buf = [0; 1024];
+                let _ = tls.read(&mut buf).await;
+                let body = r#"{"webSocketDebuggerUrl": "ws://127.0.0.1:9222/devtools/browser/abc"}"#;
+                let answer = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+                let _ = tls.write_all(answer.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            }
+        });
+        address
+    }
+
+    #[tokio::test]
+    async fn the_certificate_is_verified_against_the_name_asked() {
+        let address = tls_server().await;
+        let config = tls_config(Some(&fixture("remote-ca.crt"))).unwrap();
+        let target = |host: &str| parse(&format!("https://{host}:{}", address.port())).unwrap();
+        // The name on the certificate, trusted through the private CA: the path comes back.
+        let link = open(&target("browser.test"), address, Some(&config)).await.expect("a verified link");
+        assert_eq!(ask_path(link, address, None).await, Ok("/devtools/browser/abc".into()));
+        // Another name: refused, though the CA is trusted.
+        let err = open(&target("other.test"), address, Some(&config)).await.unwrap_err();
+        assert!(err.contains("TLS handshake") && err.contains("not valid for name \"other.test\""), "{err}");
+        // The system's roots alone do not know the private CA.
+        let system = tls_config(None);
+        if let Ok(system) = system {
+            let err = open(&target("browser.test"), address, Some(&system)).await.unwrap_err();
+            assert!(err.contains("UnknownIssuer"), "{err}");
+        }
+    }
+}
