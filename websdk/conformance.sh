@@ -34,12 +34,13 @@ for arg in "$@"; do
   esac
 done
 if ! command -v chromium >/dev/null || ! command -v ip >/dev/null || ! command -v setpriv >/dev/null \
-  || ! command -v socat >/dev/null || ! command -v pkill >/dev/null; then
+  || ! command -v socat >/dev/null || ! command -v pkill >/dev/null || [ ! -d /etc/ssl/certs ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   # util-linux: setpriv (Chromium's parent-death signal; the sandbox test's unprivileged user);
-  # socat: DevTools of the remote-browser tests' hosts onto their veth links; procps: pkill.
-  apt-get install -y -qq --no-install-recommends chromium iproute2 util-linux socat procps >/dev/null
+  # socat: DevTools of the remote-browser tests' hosts onto their veth links (and TLS before one);
+  # procps: pkill; ca-certificates: the system's roots, which the TLS test shows do not know its CA.
+  apt-get install -y -qq --no-install-recommends chromium iproute2 util-linux socat procps ca-certificates >/dev/null
 fi
 command -v python3 >/dev/null || { echo "conformance.sh needs python3 (the security tests' https stand-in)" >&2; exit 1; }
 PREVIOUS_MAJOR=1.46.1
