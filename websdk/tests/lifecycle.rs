@@ -22,7 +22,7 @@ use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 
 #[path = "common/isolation.rs"]
 mod isolation;
-use isolation::{acs_claims, isolated, now};
+use isolation::{acs_claims, alive, isolated, now};
 
 /// A token the SDK accepts locally: with no network it resolves a `Disconnected` agent (~14 s).
 fn valid() -> CreateAgentRequest {
@@ -54,14 +54,6 @@ async fn still_running(pids: &[u32], within: Duration) -> Vec<u32> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// Whether `pid` runs, read from `/proc` independently of the service (not a zombie).
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().to_owned()))
-        .is_some_and(|rest| !rest.starts_with(['Z', 'X']))
 }
 
 /// A token the SDK rejects in milliseconds (no voip scope: 401/44113).

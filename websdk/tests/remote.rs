@@ -23,7 +23,7 @@ use tower::ServiceExt;
 mod isolation;
 #[path = "common/trace.rs"]
 mod trace;
-use isolation::{acs_claims, isolated, now};
+use isolation::{acs_claims, alive, isolated, now};
 
 /// One host at a time: each test creates and removes its own.
 static HOSTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -727,4 +727,52 @@ async fn a_browser_behind_tls_is_reached_with_its_certificate_verified() {
     assert!(err.to_string().contains("UnknownIssuer"), "{err}");
     let _ = front.kill();
     let _ = front.wait();
+}
+
+/// Several local browsers (one per two cores, say) as one pool: each its own Chromium process,
+/// creations spread by free slots, the pool's capacity the sum of theirs (backpressure in
+/// `poll_ready` once all are full), and every process gone at close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium, socat and root in an isolated network namespace: run websdk/conformance.sh"]
+async fn local_browsers_share_creations_each_in_its_own_process() {
+    let _one = HOSTS.lock().await;
+    isolated();
+    let local =
+        |name: &str| WebSdkConfig { name: name.into(), warm_pages: 0, max_agents: 2, ..isolation::config() };
+    let browsers =
+        Browsers::launch(vec![local("local-0"), local("local-1")]).await.expect("two local browsers");
+    let mut pids = Vec::new();
+    for (name, sdk) in browsers.members() {
+        pids.push(sdk.stats().await.expect("stats").pid.unwrap_or_else(|| panic!("{name} runs here")));
+    }
+    assert_ne!(pids[0], pids[1], "one Chromium each");
+    let agents: Vec<_> = futures::future::join_all((0..4).map(|i| browsers.clone().oneshot(valid(600 + i))))
+        .await
+        .into_iter()
+        .map(|r| r.expect("an agent"))
+        .collect();
+    let spread = load(&browsers).await;
+    assert_eq!(spread, [("local-0".to_owned(), 2), ("local-1".to_owned(), 2)], "spread by free slots");
+    // Both full: the pool is not ready until an agent goes.
+    let mut svc = browsers.clone();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), svc.ready()).await.is_err(),
+        "ready with every browser full"
+    );
+    let mut agents = agents.into_iter();
+    agents.next().expect("an agent").dispose().await.expect("disposed");
+    tokio::time::timeout(Duration::from_secs(5), svc.ready())
+        .await
+        .expect("ready once a slot is free")
+        .expect("not closed");
+    drop(svc);
+    drop(agents);
+    browsers.close().await;
+    for pid in pids {
+        let gone = Instant::now();
+        while alive(pid) {
+            assert!(gone.elapsed() < Duration::from_secs(5), "Chromium {pid} outlived the pool");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }

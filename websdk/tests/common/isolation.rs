@@ -65,3 +65,12 @@ pub(crate) fn teams_claims() -> Value {
            "exp": now() + 3600, "acsScope": "voip", "resourceId": "11111111-2222-3333-4444-555555555555",
            "tid": "99999999-8888-7777-6666-555555555555", "oid": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"})
 }
+
+/// Whether `pid` runs, read from `/proc` independently of the service (not a zombie).
+#[allow(dead_code)] // not every test binary counts processes
+pub(crate) fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().to_owned()))
+        .is_some_and(|rest| !rest.starts_with(['Z', 'X']))
+}
