@@ -151,8 +151,10 @@ pub(crate) async fn reach(remote: Reach<'_>) -> Result<Upstream, String> {
     };
     let tls = target.tls.then(|| tls_config(remote.ca_file)).transpose()?;
     let path = if target.discover {
+        // A token in the endpoint's query (browserless's `?token=`) goes with both requests.
+        let query = target.path.find('?').map_or("", |i| &target.path[i..]);
         let link = open(&target, address, tls.as_ref()).await?;
-        ask_path(link, address, remote.header).await?
+        ask_path(link, address, remote.header, query).await?
     } else {
         target.path.clone()
     };
@@ -189,9 +191,11 @@ async fn ask_path(
     mut link: impl AsyncRead + AsyncWrite + Unpin,
     address: SocketAddr,
     header: Option<(&str, &str)>,
+    query: &str,
 ) -> Result<String, String> {
     let extra = header.map(|(n, v)| format!("{n}: {v}\r\n")).unwrap_or_default();
-    let ask = format!("GET /json/version HTTP/1.1\r\nHost: {address}\r\n{extra}Connection: close\r\n\r\n");
+    let ask =
+        format!("GET /json/version{query} HTTP/1.1\r\nHost: {address}\r\n{extra}Connection: close\r\n\r\n");
     link.write_all(ask.as_bytes()).await.map_err(|e| format!("cannot ask {address}: {e}"))?;
     // Chromium keeps the connection open whatever `Connection` says: read the head, then the
     // body's `Content-Length`.
@@ -225,7 +229,8 @@ async fn ask_path(
         .as_str()
         .ok_or_else(|| format!("{address}'s /json/version has no webSocketDebuggerUrl"))?;
     let path = url.split_once("://").and_then(|(_, r)| r.find('/').map(|i| &r[i..])).unwrap_or("/");
-    Ok(path.to_owned())
+    // The browser's URL carries no token of the proxy's: the endpoint's goes on.
+    Ok(if path.contains('?') { path.to_owned() } else { format!("{path}{query}") })
 }
 
 #[cfg(test)]
@@ -308,13 +313,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_token_in_the_query_goes_with_both_requests() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let asked = tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut buf = [0; 1024];
+            let n = tcp.read(&mut buf).await.unwrap();
+            let body = r#"{"webSocketDebuggerUrl": "ws://127.0.0.1:3000/devtools/browser/abc"}"#;
+            let answer = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+            tcp.write_all(answer.as_bytes()).await.unwrap();
+            String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or("").to_owned()
+        });
+        let link = TcpStream::connect(address).await.unwrap();
+        let path = ask_path(link, address, None, "?token=s3cr3t").await;
+        assert_eq!(path, Ok("/devtools/browser/abc?token=s3cr3t".into()));
+        assert_eq!(asked.await.unwrap(), "GET /json/version?token=s3cr3t HTTP/1.1");
+    }
+
+    #[tokio::test]
     async fn the_certificate_is_verified_against_the_name_asked() {
         let address = tls_server().await;
         let config = tls_config(Some(&fixture("remote-ca.crt"))).unwrap();
         let target = |host: &str| parse(&format!("https://{host}:{}", address.port())).unwrap();
         // The name on the certificate, trusted through the private CA: the path comes back.
         let link = open(&target("browser.test"), address, Some(&config)).await.expect("a verified link");
-        assert_eq!(ask_path(link, address, None).await, Ok("/devtools/browser/abc".into()));
+        assert_eq!(ask_path(link, address, None, "").await, Ok("/devtools/browser/abc".into()));
         // Another name: refused, though the CA is trusted.
         let err = open(&target("other.test"), address, Some(&config)).await.unwrap_err();
         assert!(err.contains("TLS handshake") && err.contains("not valid for name \"other.test\""), "{err}");
