@@ -91,7 +91,8 @@ pub struct RemoteBrowser {
     /// so a restarted browser with a new ID is found); `wss://` and `https://` the same over TLS,
     /// through a TLS front (Chromium's DevTools speaks no TLS itself), its certificate verified
     /// against HOST. A name is resolved at each connection and its address is used as `Host`
-    /// (Chromium answers only an IP address or `localhost`).
+    /// (Chromium answers only an IP address or `localhost`). A query (browserless's `?token=`)
+    /// goes with each request, and `Debug` never shows it.
     pub endpoint: String,
     /// A header sent with each request to the endpoint, e.g. `Authorization` for a proxy in
     /// front of the browser. Its value is never shown (`Debug`) nor logged.
