@@ -106,7 +106,7 @@ impl Browsers {
         R::Future: Send,
     {
         dns.validate()?;
-        let roster = Arc::new(Roster::new(Vec::new(), dns.name.clone()));
+        let roster = Arc::new(Roster::new(Vec::new(), dns.name.clone(), true));
         let mut finder = Finder { dns, resolver, retired: Vec::new(), last: String::new() };
         let within = finder.dns.template.launch_timeout;
         let first = async {

@@ -2,10 +2,11 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll, Waker};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::task::{Context, Poll};
 
 use callagent_retry::sdk::CreateAgentRequest;
+use futures::task::AtomicWaker;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::Agent;
@@ -37,12 +38,22 @@ pub struct Browsers {
     roster: Arc<Roster>,
     /// The member `poll_ready` reserved a slot on, for the next `call`.
     ready: Option<usize>,
+    /// Woken when the roster changes, once this handle waited on it (`watching`).
+    waker: Arc<AtomicWaker>,
+    watching: bool,
 }
 
 impl Clone for Browsers {
     fn clone(&self) -> Self {
         // The reservation stays with this handle (the clone's member handles hold no slot).
-        Self { members: self.members.clone(), seen: self.seen, roster: Arc::clone(&self.roster), ready: None }
+        Self {
+            members: self.members.clone(),
+            seen: self.seen,
+            roster: Arc::clone(&self.roster),
+            ready: None,
+            waker: Arc::default(),
+            watching: false,
+        }
     }
 }
 
@@ -59,19 +70,24 @@ struct Roster {
     members: Mutex<Arc<[(String, WebSdk)]>>,
     /// Bumped at each change, so a handle resyncs its own handles.
     generation: AtomicU64,
-    /// Handles whose `poll_ready` found no slot: a new browser may have one.
-    waiting: Mutex<Vec<Waker>>,
+    /// Handles whose `poll_ready` found no slot (a new browser may have one): one entry per live
+    /// handle that ever waited, pruned as handles go, so a roster that never changes does not
+    /// gather the wakers of every task that ever waited.
+    watchers: Mutex<Vec<Weak<AtomicWaker>>>,
+    /// Whether the roster changes at all (found by DNS); a fixed list has nothing to wake for.
+    dynamic: bool,
     /// What a creation is told when there is no browser at all.
     source: String,
     closed: CancellationToken,
 }
 
 impl Roster {
-    fn new(members: Vec<(String, WebSdk)>, source: String) -> Self {
+    fn new(members: Vec<(String, WebSdk)>, source: String, dynamic: bool) -> Self {
         Self {
             members: Mutex::new(members.into()),
             generation: AtomicU64::new(0),
-            waiting: Mutex::new(Vec::new()),
+            watchers: Mutex::new(Vec::new()),
+            dynamic,
             source,
             closed: CancellationToken::new(),
         }
@@ -88,16 +104,14 @@ impl Roster {
     fn replace(&self, members: Vec<(String, WebSdk)>) {
         *self.members.lock().unwrap_or_else(PoisonError::into_inner) = members.into();
         self.generation.fetch_add(1, Ordering::AcqRel);
-        for waker in self.waiting.lock().unwrap_or_else(PoisonError::into_inner).drain(..) {
-            waker.wake();
-        }
+        let mut watchers = self.watchers.lock().unwrap_or_else(PoisonError::into_inner);
+        watchers.retain(|w| w.upgrade().map(|w| w.wake()).is_some());
     }
 
-    fn wait(&self, waker: &Waker) {
-        let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
-        if !waiting.iter().any(|w| w.will_wake(waker)) {
-            waiting.push(waker.clone());
-        }
+    fn watch(&self, waker: Weak<AtomicWaker>) {
+        let mut watchers = self.watchers.lock().unwrap_or_else(PoisonError::into_inner);
+        watchers.retain(|w| w.strong_count() > 0);
+        watchers.push(waker);
     }
 }
 
@@ -143,12 +157,19 @@ impl Browsers {
             return Err(WebSdkError::Config { field: "browsers", reason: "at least one browser".into() });
         }
         let members = launch_all(browsers).await?;
-        Ok(Self::over(Arc::new(Roster::new(members, "the configured browsers".into()))))
+        Ok(Self::over(Arc::new(Roster::new(members, "the configured browsers".into(), false))))
     }
 
     fn over(roster: Arc<Roster>) -> Self {
         let seen = roster.generation();
-        Self { members: roster.snapshot().to_vec(), seen, roster, ready: None }
+        Self {
+            members: roster.snapshot().to_vec(),
+            seen,
+            roster,
+            ready: None,
+            waker: Arc::default(),
+            watching: false,
+        }
     }
 
     /// Each browser's name and what it looks like now.
@@ -231,9 +252,15 @@ impl tower::Service<CreateAgentRequest> for Browsers {
             return Poll::Ready(Err(WebSdkError::closed()));
         }
         // A browser found meanwhile may have a slot: woken when the roster changes.
-        self.roster.wait(cx.waker());
-        if self.roster.generation() != self.seen {
-            cx.waker().wake_by_ref();
+        if self.roster.dynamic {
+            self.waker.register(cx.waker());
+            if !self.watching {
+                self.roster.watch(Arc::downgrade(&self.waker));
+                self.watching = true;
+            }
+            if self.roster.generation() != self.seen {
+                cx.waker().wake_by_ref();
+            }
         }
         Poll::Pending
     }
@@ -252,6 +279,35 @@ impl tower::Service<CreateAgentRequest> for Browsers {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_roster_change_wakes_each_live_waiting_handle_and_forgets_dropped_ones() {
+        use std::sync::atomic::AtomicUsize;
+        struct Count(AtomicUsize);
+        impl futures::task::ArcWake for Count {
+            fn wake_by_ref(me: &Arc<Self>) {
+                me.0.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let roster = Roster::new(Vec::new(), "test".into(), true);
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let (kept, dropped) = (Arc::new(AtomicWaker::new()), Arc::new(AtomicWaker::new()));
+        for waker in [&kept, &dropped] {
+            waker.register(&futures::task::waker(Arc::clone(&count)));
+            roster.watch(Arc::downgrade(waker));
+        }
+        drop(dropped);
+        roster.replace(Vec::new());
+        assert_eq!(count.0.load(Ordering::Relaxed), 1, "the live handle is woken");
+        assert_eq!(roster.watchers.lock().unwrap().len(), 1, "the dropped handle is forgotten");
+        // Handles that come and go do not pile up between changes.
+        for _ in 0..100 {
+            let passing = Arc::new(AtomicWaker::new());
+            roster.watch(Arc::downgrade(&passing));
+        }
+        assert_eq!(roster.watchers.lock().unwrap().len(), 2);
+        assert_eq!(roster.generation(), 1);
+    }
 
     #[tokio::test]
     async fn two_browsers_of_one_name_are_refused_before_any_starts() {
