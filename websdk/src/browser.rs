@@ -629,11 +629,9 @@ async fn watch(
                 // An event this driver cannot decode is not the end of the connection.
                 Some(Err(CdpError::InvalidMessage(..))) => {}
                 Some(Err(e @ (CdpError::Ws(_) | CdpError::Io(_) | CdpError::ChannelSendError(_)))) => {
-                    let exited = instance.pid.is_some_and(|p| !procfs::alive(p));
-                    break if exited {
-                        (Death::Exited, format!("the Chromium process (pid {:?}) exited", instance.pid))
-                    } else {
-                        (Death::Disconnected, format!("the DevTools connection failed: {e}"))
+                    break match instance.pid.filter(|p| !procfs::alive(*p)) {
+                        Some(pid) => (Death::Exited, format!("the Chromium process (pid {pid}) exited")),
+                        None => (Death::Disconnected, format!("the DevTools connection failed: {e}")),
                     };
                 }
                 Some(Err(e)) => tracing::trace!(error = %e, "DevTools event not understood; ignored"),
