@@ -228,6 +228,10 @@ async fn agents_are_created_on_a_remote_host_that_reaches_no_server() {
     };
     let agent = created.expect("an agent on the remote host");
     assert!(sdk.open_pages().await.expect("pages") >= 1);
+    // The host has a link to this namespace, but nothing here listens on it: the page it loaded
+    // came over DevTools, not from a server on the service's side.
+    let listening = reachable_listeners();
+    assert!(listening.is_empty(), "the host could reach a server here: {listening:?}");
     let state = agent.connection_state().await.expect("the remote page answers");
     // Two more pages: the bundle crossed the link once, for the browser, not once per page.
     let tabs = (sdk.tab().await.expect("a page"), sdk.tab().await.expect("a page"));
@@ -583,6 +587,27 @@ async fn figures_for_one_to_three_hosts_and_a_soak_with_one_lost_and_back() {
         assert!(pages <= idle.max(1), "{name}: {pages} pages open after the soak (idle {idle})");
     }
     browsers.close().await;
+}
+
+/// The listening TCP sockets of this (the service's) network namespace a host on a veth link
+/// could reach: any not bound to loopback, from `/proc/net/tcp` and `tcp6`.
+fn reachable_listeners() -> Vec<String> {
+    let mut found = Vec::new();
+    for (table, loopback) in [
+        ("/proc/net/tcp", &["0100007F"][..]),
+        ("/proc/net/tcp6", &["00000000000000000000000001000000", "0000000000000000FFFF00000100007F"][..]),
+    ] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state)) = (fields.get(1), fields.get(3)) else { continue };
+            let address = local.split(':').next().unwrap_or("");
+            if *state == "0A" && !loopback.contains(&address) {
+                found.push(format!("{table} {local}"));
+            }
+        }
+    }
+    found
 }
 
 /// The names of the browsers placed on now.

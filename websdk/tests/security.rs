@@ -297,6 +297,10 @@ async fn certificates_are_verified() {
     // The SDK's own hosts, not only Chromium's background requests.
     let sdk_host = |l: &str| ["microsoft.com", "azure.com", "skype.com"].iter().any(|h| l.contains(h));
     let sdk = launch(rules.clone()).await;
+    let pid = sdk.stats().await.expect("stats").pid.expect("a browser");
+    let args = cmdline(pid);
+    assert!(args.contains(&LOCAL_NETWORK_ACCESS_OFF.to_owned()), "the rig's flag reached Chromium: {args:?}");
+    assert!(!args.contains(&"--ignore-certificate-errors".to_owned()), "{args:?}");
     create_one(&sdk, "8:acs:certificates").await;
     // Until the SDK has offered a TLS handshake to one of its own hosts (so there was a request
     // the certificate could stop), and a moment for that handshake to end.
@@ -322,7 +326,9 @@ async fn certificates_are_verified() {
     // the check above can fail).
     let rig = launch(WebSdkConfig { accept_invalid_certificates: true, ..rules }).await;
     let pid = rig.stats().await.expect("stats").pid.expect("a browser");
-    assert!(cmdline(pid).contains(&"--ignore-certificate-errors".to_owned()));
+    let args = cmdline(pid);
+    assert!(args.contains(&"--ignore-certificate-errors".to_owned()), "{args:?}");
+    assert!(args.contains(&LOCAL_NETWORK_ACCESS_OFF.to_owned()), "{args:?}");
     create_one(&rig, "8:acs:certificates-rig").await;
     let sdk_request = |l: &str| l.starts_with("request") && sdk_host(l);
     stand.wait_for(Duration::from_secs(30), sdk_request).await;
