@@ -458,7 +458,7 @@ impl Supervisor {
             .await
             .map_err(|e| unreachable(&format!("cannot relay its DevTools connection: {e}")))?;
         let instance = self.attach(endpoint, None, None, generation, &unreachable).await?;
-        tracing::info!(endpoint = remote.authority(), generation, "connected to the remote browser");
+        tracing::info!(endpoint = %remote.authority(), generation, "connected to the remote browser");
         Ok(instance)
     }
 

@@ -109,6 +109,12 @@ pub struct RemoteBrowser {
     /// certificate for `wss`/`https`), as `curl --connect-to` does: how
     /// [`DnsBrowsers`](crate::DnsBrowsers) reaches each address behind one name over TLS.
     pub connect_to: Option<std::net::SocketAddr>,
+    /// Send a header or a query (its credentials) over `ws://`/`http://` to a host other than
+    /// this machine's loopback. Off by default, and then [`WebSdkConfig::validate`] refuses such
+    /// an endpoint: anyone on the link would read the credential, and could answer as the
+    /// browser (and so be sent every token, sealed to a key of its own). Turn it on only for a
+    /// link nothing else shares (a pod's own network namespace, a veth pair).
+    pub allow_plain_text_credentials: bool,
 }
 
 impl RemoteBrowser {
@@ -120,7 +126,14 @@ impl RemoteBrowser {
             lost_after: Duration::from_millis(1500),
             ca_file: None,
             connect_to: None,
+            allow_plain_text_credentials: false,
         }
+    }
+
+    /// With [`allow_plain_text_credentials`](Self::allow_plain_text_credentials) on.
+    pub fn with_plain_text_credentials(mut self) -> Self {
+        self.allow_plain_text_credentials = true;
+        self
     }
 
     /// With `name: value` sent to the endpoint (its value is never shown).
@@ -136,11 +149,17 @@ impl RemoteBrowser {
     }
 
     /// The endpoint's scheme, host and port, without its path or query (which may hold a
-    /// token, as browserless's `?token=` does).
-    pub fn authority(&self) -> &str {
-        let rest = self.endpoint.split_once("://").map_or(self.endpoint.as_str(), |(_, r)| r);
+    /// token, as browserless's `?token=` does) or any `user:password@` (which
+    /// [`validate`](WebSdkConfig::validate) refuses).
+    pub fn authority(&self) -> String {
+        let (scheme, rest) =
+            self.endpoint.split_once("://").map_or(("", self.endpoint.as_str()), |(s, r)| (s, r));
         let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-        &self.endpoint[..self.endpoint.len() - rest.len() + end]
+        let host = &rest[..end];
+        let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+        // What is shown must not carry a line break of the endpoint's into a log line.
+        let host: String = host.chars().filter(|c| !c.is_control()).collect();
+        if scheme.is_empty() { host } else { format!("{scheme}://{host}") }
     }
 
     pub(crate) fn header(&self) -> Option<(&str, &str)> {
@@ -156,6 +175,7 @@ impl std::fmt::Debug for RemoteBrowser {
             .field("lost_after", &self.lost_after)
             .field("ca_file", &self.ca_file)
             .field("connect_to", &self.connect_to)
+            .field("allow_plain_text_credentials", &self.allow_plain_text_credentials)
             .finish()
     }
 }
@@ -243,6 +263,23 @@ impl WebSdkConfig {
         if let Some(remote) = &self.remote {
             if let Err(why) = crate::remote::check(&remote.endpoint) {
                 return invalid("remote.endpoint", why);
+            }
+            if let Some(Err(why)) = remote.header().map(|(n, v)| crate::remote::check_header(n, v)) {
+                return invalid("remote.header", why);
+            }
+            let credentials = remote.header.is_some() || crate::remote::has_query(&remote.endpoint);
+            if let Some(host) = crate::remote::plain_text_host(&remote.endpoint, remote.connect_to)
+                && credentials
+                && !remote.allow_plain_text_credentials
+            {
+                return invalid(
+                    "remote.endpoint",
+                    format!(
+                        "would send its credentials (a header or a query) in plain text to {host}: use \
+                         wss:// or https://, or set RemoteBrowser::allow_plain_text_credentials for a \
+                         link nothing else shares"
+                    ),
+                );
             }
             if let Some(Err(why)) = remote.ca_file.as_deref().map(crate::remote::load_ca) {
                 return invalid("remote.ca_file", why);
@@ -369,5 +406,71 @@ mod tests {
         let shown = format!("{:?}", WebSdkConfig { remote: Some(secret), ..WebSdkConfig::default() });
         assert!(shown.contains("ws://chrome.example:3000") && shown.contains("Authorization"), "{shown}");
         assert!(!shown.contains("s3cr3t") && !shown.contains("hunter2"), "{shown}");
+        // Nor a password in the URL (which validate() refuses, but Debug may come first).
+        let userinfo = RemoteBrowser::new("ws://bot:PASSWORD@10.0.0.2:9222/devtools/browser/x");
+        assert_eq!(userinfo.authority(), "ws://10.0.0.2:9222");
+        assert!(!format!("{userinfo:?}").contains("PASSWORD"), "{userinfo:?}");
+    }
+
+    /// A header's name or value, or an endpoint, that would end a request's line (and so inject
+    /// a header or a second request) is refused; so is a value read from a file with its newline.
+    #[test]
+    fn nothing_that_ends_a_request_line_is_sent() {
+        let remote =
+            |r: RemoteBrowser| WebSdkConfig { remote: Some(r), ..WebSdkConfig::default() }.validate();
+        let tls = || RemoteBrowser::new("wss://browsers.example/x");
+        for (name, value, says) in [
+            ("X", "v\r\nX-Injected: yes", "control or space character '\\r'"),
+            ("Authorization", "Bearer s3cr3t\n", "ends with a line break"),
+            ("Authorization", " Bearer s3cr3t", "white space"),
+            ("X", "a\u{7f}b", "control"),
+            ("X\r\nY", "v", "not an HTTP token"),
+            ("X Y", "v", "not an HTTP token"),
+            ("", "v", "not an HTTP token"),
+        ] {
+            let err = remote(tls().with_header(name, value)).unwrap_err().to_string();
+            assert!(err.contains("`remote.header`") && err.contains(says), "{name:?}: {value:?}: {err}");
+            assert!(!err.contains("s3cr3t"), "the error shows no secret: {err}");
+        }
+        assert!(remote(tls().with_header("X-Api-Key", "a\tb c")).is_ok(), "a tab and spaces inside are fine");
+        for endpoint in ["wss://h/x\r\nX: y", "wss://h/x y", "wss://h\n/x", "https://h/?t=a\0"] {
+            let err = remote(RemoteBrowser::new(endpoint)).unwrap_err().to_string();
+            assert!(
+                err.contains("`remote.endpoint`") && err.contains("control or space"),
+                "{endpoint:?}: {err}"
+            );
+        }
+    }
+
+    /// Credentials (a header or a query) in plain text only to this machine, or where a setting
+    /// named for it allows.
+    #[test]
+    fn credentials_cross_a_link_only_over_tls() {
+        let remote =
+            |r: RemoteBrowser| WebSdkConfig { remote: Some(r), ..WebSdkConfig::default() }.validate();
+        let header = |e: &str| RemoteBrowser::new(e).with_header("Authorization", "Bearer s3cr3t");
+        for plain in [
+            header("http://10.0.0.2:9222"),
+            header("ws://browsers.example:9222/devtools/browser/x"),
+            RemoteBrowser::new("ws://10.0.0.2:3000/chromium?token=s3cr3t"),
+            RemoteBrowser {
+                connect_to: Some("10.0.0.2:9222".parse().unwrap()),
+                ..header("http://localhost:9222")
+            },
+        ] {
+            let err = remote(plain.clone()).unwrap_err().to_string();
+            assert!(err.contains("in plain text") && !err.contains("s3cr3t"), "{plain:?}: {err}");
+            assert!(remote(plain.with_plain_text_credentials()).is_ok());
+        }
+        for fine in [
+            header("https://10.0.0.2:9443"),
+            header("wss://browsers.example/x?token=s3cr3t"),
+            header("http://127.0.0.1:9222"),
+            header("ws://[::1]:9222/devtools/browser/x"),
+            header("http://localhost:9222"),
+            RemoteBrowser::new("http://10.0.0.2:9222"), // no credential: a warning at launch
+        ] {
+            assert!(remote(fine.clone()).is_ok(), "{fine:?}: {:?}", remote(fine.clone()));
+        }
     }
 }

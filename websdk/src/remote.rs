@@ -41,16 +41,36 @@ struct Target {
     path: String,
 }
 
-fn parse(endpoint: &str) -> Result<Target, String> {
-    let (scheme, rest) =
-        endpoint.split_once("://").ok_or("no scheme (ws://, wss://, http:// or https://)")?;
-    let (tls, discover, default_port) = match scheme {
+/// A scheme: whether it is over TLS, and whether the browser's path is asked for.
+fn scheme(scheme: &str) -> Result<(bool, bool, u16), String> {
+    Ok(match scheme {
         "ws" => (false, false, 80),
         "wss" => (true, false, 443),
         "http" => (false, true, 80),
         "https" => (true, true, 443),
         _ => return Err(format!("the scheme {scheme}:// is not ws://, wss://, http:// or https://")),
-    };
+    })
+}
+
+/// Refuses what would let a value end one line of a request and start another (CR, LF), or
+/// garble it (any other control character, a space in a URL).
+fn printable(what: &str, value: &str, space: bool) -> Result<(), String> {
+    match value.chars().find(|c| (c.is_control() && *c != '\t') || (!space && c.is_whitespace())) {
+        Some('\n' | '\r') if value.trim_end() != value => Err(format!(
+            "{what} ends with a line break (read from a file? trim it): it would end the request's line"
+        )),
+        Some(c) => Err(format!(
+            "{what} holds the control or space character {c:?}, which a request line cannot carry"
+        )),
+        None => Ok(()),
+    }
+}
+
+fn parse(endpoint: &str) -> Result<Target, String> {
+    printable("the endpoint", endpoint, false)?;
+    let (scheme_name, rest) =
+        endpoint.split_once("://").ok_or("no scheme (ws://, wss://, http:// or https://)")?;
+    let (tls, discover, default_port) = scheme(scheme_name)?;
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, path) = rest.split_at(end);
     if authority.contains('@') {
@@ -83,6 +103,60 @@ fn parse(endpoint: &str) -> Result<Target, String> {
 /// Whether `endpoint` is one this module can reach, and why not.
 pub(crate) fn check(endpoint: &str) -> Result<(), String> {
     parse(endpoint).map(drop)
+}
+
+/// Whether a header may be sent: an HTTP token for its name, and a value with no control
+/// character but a tab (a CR or LF would end the header and start another, or a second request).
+pub(crate) fn check_header(name: &str, value: &str) -> Result<(), String> {
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if name.is_empty() || !name.bytes().all(token) {
+        return Err("the header's name is not an HTTP token (letters, digits, !#$%&'*+-.^_`|~)".into());
+    }
+    printable("the header's value", value, true)?;
+    if value.trim() != value {
+        return Err("the header's value starts or ends with white space (read from a file? trim it)".into());
+    }
+    Ok(())
+}
+
+/// Whether `host` is this machine: `localhost`, 127.0.0.0/8 or ::1 (what never crosses a link).
+fn loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Where a plain-text (`ws://`, `http://`) endpoint leaves this machine: the host (or
+/// `connect_to` address) it crosses a link to. `None` over TLS, or for loopback.
+pub(crate) fn plain_text_host(endpoint: &str, connect_to: Option<SocketAddr>) -> Option<String> {
+    let target = parse(endpoint).ok()?;
+    if target.tls {
+        return None;
+    }
+    match connect_to {
+        Some(address) if address.ip().is_loopback() => None,
+        Some(address) => Some(address.to_string()),
+        None if loopback(&target.host) => None,
+        None => Some(target.host),
+    }
+}
+
+/// Whether the endpoint carries a query (browserless's `?token=`): taken as a credential.
+pub(crate) fn has_query(endpoint: &str) -> bool {
+    parse(endpoint).is_ok_and(|t| t.path.contains('?'))
+}
+
+/// What a [`DnsBrowsers`](crate::DnsBrowsers) template's endpoint gives every member: TLS
+/// (`wss://`, `https://`) or not (`ws://`, `http://`, or an empty endpoint), and its query
+/// (with its `?`). Its host and path are each member's own.
+pub(crate) fn template(endpoint: &str) -> Result<(bool, &str), String> {
+    if endpoint.is_empty() {
+        return Ok((false, ""));
+    }
+    printable("the endpoint", endpoint, false)?;
+    let (name, rest) = endpoint.split_once("://").ok_or("no scheme (ws://, wss://, http:// or https://)")?;
+    let (tls, _, _) = scheme(name)?;
+    let rest = rest.split_once('#').map_or(rest, |(r, _)| r);
+    Ok((tls, rest.find('?').map_or("", |i| &rest[i..])))
 }
 
 /// The certificates in a PEM file (a private CA), for `RemoteBrowser::ca_file`.
@@ -193,6 +267,10 @@ async fn ask_path(
     header: Option<(&str, &str)>,
     query: &str,
 ) -> Result<String, String> {
+    // validate() refused any header that would end the line; checked again where it is written.
+    if let Some(Err(why)) = header.map(|(n, v)| check_header(n, v)) {
+        return Err(why);
+    }
     let extra = header.map(|(n, v)| format!("{n}: {v}\r\n")).unwrap_or_default();
     let ask =
         format!("GET /json/version{query} HTTP/1.1\r\nHost: {address}\r\n{extra}Connection: close\r\n\r\n");

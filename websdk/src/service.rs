@@ -19,7 +19,7 @@ use crate::config::WebSdkConfig;
 use crate::error::WebSdkError;
 use crate::page::Tab;
 use crate::pool::Pool;
-use crate::{context, origin, private, procfs};
+use crate::{context, origin, private, procfs, remote};
 
 /// What every clone of a [`WebSdk`] shares: the context (which pages and agents hold too), the
 /// pool and the `max_agents` slots.
@@ -138,6 +138,18 @@ impl WebSdk {
             tracing::warn!(
                 "accept_invalid_certificates is on: Chromium accepts any TLS certificate, so anyone on the \
                  network path can impersonate Azure's services. For test rigs only; never with a real token"
+            );
+        }
+        if let Some(remote) = &config.remote
+            && let Some(host) = remote::plain_text_host(&remote.endpoint, remote.connect_to)
+        {
+            // Once per browser: its reconnections say nothing new.
+            tracing::warn!(
+                browser = %config.name,
+                %host,
+                "the link to this remote browser is plain text (ws:// or http://): whoever shares it can \
+                 drive the browser; keep it on a network nothing else shares, or put a TLS front before \
+                 it (wss://, https://)"
             );
         }
         if procfs::running_as_root() && config.remote.is_none() {

@@ -59,22 +59,28 @@ impl DnsBrowsers {
         if !(1..=1024).contains(&self.max_browsers) {
             return invalid("dns.max_browsers", format!("must be 1 to 1024, got {}", self.max_browsers));
         }
-        self.member(SocketAddr::from(([192, 0, 2, 1], 9222))).validate()
+        self.member(SocketAddr::from(([192, 0, 2, 1], 9222)))?.validate()
     }
 
-    /// The config of the browser at `address`.
-    fn member(&self, address: SocketAddr) -> WebSdkConfig {
+    /// The config of the browser at `address`: over TLS the name (on the certificate) asked at
+    /// the address, else the address itself; the template's query, header and settings kept.
+    /// A template whose endpoint is not `ws`, `wss`, `http` or `https` is refused, never taken
+    /// as plain text.
+    fn member(&self, address: SocketAddr) -> Result<WebSdkConfig, WebSdkError> {
         let remote = self.template.remote.clone().unwrap_or_else(|| RemoteBrowser::new(""));
-        let (endpoint, connect_to) = if remote.endpoint.starts_with("https://") {
-            (format!("https://{}", self.name), Some(address))
+        let (tls, query) = crate::remote::template(&remote.endpoint)
+            .map_err(|reason| WebSdkError::Config { field: "dns.template.remote.endpoint", reason })?;
+        let query = if query.is_empty() { String::new() } else { format!("/{query}") };
+        let (endpoint, connect_to) = if tls {
+            (format!("https://{}{query}", self.name), Some(address))
         } else {
-            (format!("http://{address}"), None)
+            (format!("http://{address}{query}"), None)
         };
-        WebSdkConfig {
+        Ok(WebSdkConfig {
             name: address.to_string(),
             remote: Some(RemoteBrowser { endpoint, connect_to, ..remote }),
             ..self.template.clone()
-        }
+        })
     }
 }
 
@@ -197,7 +203,14 @@ where
             if members.iter().any(|(n, _)| *n == name) {
                 continue;
             }
-            match launch_member(self.dns.member(*address)).await {
+            let member = match self.dns.member(*address) {
+                Ok(member) => member,
+                Err(e) => {
+                    failed.push(format!("{name}: {e}"));
+                    continue;
+                }
+            };
+            match launch_member(member).await {
                 Ok(sdk) if roster.closed.is_cancelled() => sdk.close().await,
                 Ok(sdk) => {
                     tracing::info!(browser = %name, "a browser found by DNS joined");
@@ -268,12 +281,23 @@ mod tests {
             ..WebSdkConfig::default()
         };
         let dns = DnsBrowsers::new("chromium.bots.svc:9223", template);
-        let v6 = dns.member("[fd00::5]:9223".parse().unwrap());
+        let v6 = dns.member("[fd00::5]:9223".parse().unwrap()).unwrap();
         assert_eq!(v6.name, "[fd00::5]:9223");
         let remote = v6.remote.as_ref().unwrap();
         assert_eq!(remote.endpoint, "http://[fd00::5]:9223");
         assert!(remote.header.is_some(), "the template's header is kept");
-        assert!(v6.validate().is_ok(), "{:?}", v6.validate());
+        // A header in plain text to another host is refused unless the template allows it.
+        let err = v6.validate().unwrap_err().to_string();
+        assert!(err.contains("in plain text to fd00::5"), "{err}");
+        let allowed = DnsBrowsers {
+            template: WebSdkConfig {
+                remote: Some(remote.clone().with_plain_text_credentials()),
+                ..WebSdkConfig::default()
+            },
+            ..dns.clone()
+        };
+        let member = allowed.member("[fd00::5]:9223".parse().unwrap()).unwrap();
+        assert!(member.validate().is_ok(), "{:?}", member.validate());
         // Over TLS: the name (on the certificate) is asked, at each address.
         let tls = DnsBrowsers {
             template: WebSdkConfig {
@@ -282,10 +306,43 @@ mod tests {
             },
             ..dns
         };
-        let member = tls.member("10.0.3.7:9443".parse().unwrap());
+        let member = tls.member("10.0.3.7:9443".parse().unwrap()).unwrap();
         let remote = member.remote.as_ref().unwrap();
         assert_eq!(remote.endpoint, "https://chromium.bots.svc:9223");
         assert_eq!(remote.connect_to, Some("10.0.3.7:9443".parse().unwrap()));
+    }
+
+    /// A `wss://` template stays TLS (it once became `http://ADDRESS`, sending its header in
+    /// plain text), its query goes with every member, and a scheme that is not one of the four
+    /// is refused rather than taken as plain text.
+    #[tokio::test]
+    async fn a_template_keeps_its_tls_and_its_query() {
+        let with = |endpoint: &str| {
+            let remote = RemoteBrowser::new(endpoint).with_header("Authorization", "Bearer s3cr3t");
+            DnsBrowsers::new(
+                "browsers.example:9443",
+                WebSdkConfig { remote: Some(remote), ..WebSdkConfig::default() },
+            )
+        };
+        let at: SocketAddr = "10.0.3.7:9443".parse().unwrap();
+        for (template, endpoint) in [
+            ("wss://browsers.example:9443/?token=s3cr3t", "https://browsers.example:9443/?token=s3cr3t"),
+            ("https://ignored/x?token=s3cr3t", "https://browsers.example:9443/?token=s3cr3t"),
+            ("wss://", "https://browsers.example:9443"),
+        ] {
+            let member = with(template).member(at).unwrap();
+            let remote = member.remote.as_ref().unwrap();
+            assert_eq!(remote.endpoint, endpoint, "{template}");
+            assert_eq!(remote.connect_to, Some(at), "{template}: connected by address");
+            assert!(member.validate().is_ok(), "{template}: {:?}", member.validate());
+        }
+        let plain = with("ws://x/?token=s3cr3t").member(at).unwrap();
+        assert_eq!(plain.remote.as_ref().unwrap().endpoint, "http://10.0.3.7:9443/?token=s3cr3t");
+        assert!(plain.validate().unwrap_err().to_string().contains("in plain text to 10.0.3.7"));
+        for bad in ["ftp://browsers.example/", "browsers.example:9443", "wss://h/\r\nX: y"] {
+            let err = Browsers::discover(with(bad)).await.unwrap_err().to_string();
+            assert!(err.contains("`dns.template.remote.endpoint`"), "{bad:?}: {err}");
+        }
     }
 
     #[tokio::test]
