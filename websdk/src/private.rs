@@ -14,10 +14,16 @@ use crate::procfs;
 
 /// Every service directory's name starts with this.
 pub(crate) const PREFIX: &str = "callagent-websdk-";
-/// The lock file in a service directory, locked while its service lives.
+/// A service directory's name while it is being made, before its lock is held: not [`PREFIX`],
+/// so no clean-up (nor an older version's) takes it for a service's directory.
+const STAGING: &str = "callagent-websdk.staging-";
+/// The lock file in a service directory, locked while its service lives. A file only ever gets
+/// this name once it is locked.
 const LOCK: &str = "service.lock";
-/// A directory with no lock file is a dead service's only once this old (one that was just
-/// made has no lock yet).
+/// The lock file's name until it is locked.
+const NEW_LOCK: &str = "service.lock.new";
+/// A directory with no lock file (an older version's: it made the lock after the directory) is
+/// a dead service's only once this old (one that was just made has no lock yet).
 const UNLOCKED_GRACE: Duration = Duration::from_secs(60);
 
 /// A service's own directory. Dropping it (or [`release`](Self::release)) removes it once its
@@ -32,20 +38,25 @@ impl ServiceDir {
     /// Creates a fresh directory under `base` and locks it; first removes this user's leftovers
     /// of dead services there.
     pub(crate) fn create(base: &Path) -> io::Result<Self> {
-        let path = tempfile::Builder::new()
-            .prefix(PREFIX)
+        // Another service's clean-up, running at any moment, must never take this directory for
+        // a dead one's. So it is made under a `STAGING` name, which clean-up (an older version's
+        // too) does not take for a service's; its lock file is made as `NEW_LOCK`, locked, and
+        // only then renamed to `LOCK`; and only then is the directory renamed to its `PREFIX`
+        // name. Renames are atomic, so no one ever sees a `LOCK` file that is not locked yet, nor
+        // this directory under its service name without its lock held: a clean-up that looks at
+        // the staging name finds no `LOCK` (being made: spared), a held one (spared) or no
+        // directory any more (renamed: skipped), and one that looks at the service name finds
+        // the lock held, until `release` or this process's end lets go of it.
+        let staging = tempfile::Builder::new()
+            .prefix(STAGING)
             .rand_bytes(16)
             .permissions(std::fs::Permissions::from_mode(0o700))
             .tempdir_in(base)?
             .keep();
-        let lock = create_file(&path.join(LOCK), 0o600).and_then(|file| {
-            file.try_lock().map_err(io::Error::from)?;
-            Ok(file)
-        });
-        let lock = match lock {
-            Ok(lock) => lock,
+        let (path, lock) = match lock_and_name(base, &staging) {
+            Ok(made) => made,
             Err(e) => {
-                let _ = std::fs::remove_dir_all(&path);
+                let _ = std::fs::remove_dir_all(&staging);
                 return Err(e);
             }
         };
@@ -75,6 +86,35 @@ impl Drop for ServiceDir {
     fn drop(&mut self) {
         self.release();
     }
+}
+
+/// Makes and locks the `staging` directory's lock file, then gives the directory its service
+/// name (the same random part, [`PREFIX`] for [`STAGING`]), in the order that
+/// [`ServiceDir::create`] explains. Returns that name and the held lock.
+fn lock_and_name(base: &Path, staging: &Path) -> io::Result<(PathBuf, File)> {
+    let new_lock = staging.join(NEW_LOCK);
+    let lock = create_file(&new_lock, 0o600)?;
+    lock.try_lock().map_err(io::Error::from)?;
+    std::fs::rename(&new_lock, staging.join(LOCK))?;
+    let random = staging.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_prefix(STAGING));
+    let Some(random) = random else {
+        return Err(io::Error::other(format!("not a staging directory: {}", staging.display())));
+    };
+    let path = base.join(format!("{PREFIX}{random}"));
+    // `rename` would replace an empty directory there: make sure nothing is (a name of 16
+    // random characters is never taken but by someone who saw it). Should one appear after this
+    // look all the same, the directory used is still the one made here, and nothing of the one
+    // replaced (empty) is used; a non-empty directory, a file or a symlink there makes `rename`
+    // fail, and a symlink is not followed.
+    match std::fs::symlink_metadata(&path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Ok(_) => {
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{} exists", path.display())));
+        }
+        Err(e) => return Err(e),
+    }
+    std::fs::rename(staging, &path)?;
+    Ok((path, lock))
 }
 
 /// Creates `path` as a directory only this user can enter; an error if anything is there
@@ -110,8 +150,11 @@ pub(crate) fn create_launcher(script: &Path, chromium: &Path) -> io::Result<()> 
 
 /// Removes the directories under `base` of this user's (`owner`'s) services that are no longer
 /// running: their lock is free, or (a directory of an older version, with no lock) the process
-/// its name gives is gone. Never follows a symlink, never touches another user's directory.
-/// Returns how many were removed.
+/// its name gives is gone; and staging directories whose lock is free (their service died or
+/// gave up after locking it). One whose service was killed in the few calls before it locked
+/// stays (empty but a lock file): telling it from one being made would take a guess by its
+/// age, which a stalled service can prove wrong. Never follows a symlink, never touches another
+/// user's directory. Returns how many were removed.
 fn remove_leftovers(base: &Path, own: &Path, owner: u32) -> usize {
     let Ok(entries) = std::fs::read_dir(base) else {
         return 0;
@@ -119,21 +162,30 @@ fn remove_leftovers(base: &Path, own: &Path, owner: u32) -> usize {
     let mut removed = 0;
     for entry in entries.filter_map(Result::ok) {
         let path = entry.path();
-        let Some(name) = entry.file_name().to_str().and_then(|n| n.strip_prefix(PREFIX)).map(str::to_owned)
-        else {
-            continue;
+        let file_name = entry.file_name();
+        let Some(file_name) = file_name.to_str() else { continue };
+        let (name, staging) = match (file_name.strip_prefix(PREFIX), file_name.strip_prefix(STAGING)) {
+            (Some(name), _) => (name, false),
+            (None, Some(name)) => (name, true),
+            (None, None) => continue,
         };
         let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
         if path == own || !meta.is_dir() || meta.uid() != owner {
             continue;
         }
         let dead = match File::open(path.join(LOCK)) {
+            // This version names a lock file so only once it is locked: free, its holder let go
+            // of it (an older version's, made before it was locked, races as it always did).
             Ok(lock) => lock.try_lock().is_ok(),
+            // Being made (or its maker killed before it locked: see `ServiceDir::create`).
+            Err(e) if e.kind() == io::ErrorKind::NotFound && staging => false,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 // `{pid}-{n}`: an older version's name.
                 let pid = name.split_once('-').and_then(|(pid, _)| pid.parse::<u32>().ok());
                 match pid {
                     Some(pid) => !procfs::alive(pid),
+                    // An older version's service (it made the lock after the directory) that
+                    // has only just made its directory, or a dead one's.
                     None => meta
                         .modified()
                         .ok()
@@ -219,15 +271,20 @@ mod tests {
         create_dir(&old_dead).unwrap();
         let old_live = base.path().join(format!("{PREFIX}{}-0", std::process::id()));
         create_dir(&old_live).unwrap();
-        // A symlink with the prefix, to a directory that must survive.
+        // A symlink with the prefix, to a directory that must survive though it looks like a
+        // dead service's (its lock free), so that only not following the link spares it.
         let precious = base.path().join("precious");
         create_dir(&precious).unwrap();
+        create_file(&precious.join(LOCK), 0o600).unwrap();
         std::fs::write(precious.join("keep"), "x").unwrap();
         std::os::unix::fs::symlink(&precious, base.path().join(format!("{PREFIX}link"))).unwrap();
 
-        // Another user's dead service: not ours to remove (root can hand it over to test this).
+        // Another user's dead service, dead in every other respect (its lock free): only its
+        // owner makes it not ours to remove. Root can hand it over to test this.
         let theirs = base.path().join(format!("{PREFIX}theirs"));
         create_dir(&theirs).unwrap();
+        create_file(&theirs.join(LOCK), 0o600).unwrap();
+        std::fs::write(theirs.join("left"), "x").unwrap();
         let others = procfs::running_as_root()
             && std::process::Command::new("chown")
                 .arg("-R")
@@ -235,15 +292,101 @@ mod tests {
                 .arg(&theirs)
                 .status()
                 .is_ok_and(|s| s.success());
+        if !others {
+            eprintln!(
+                "not checked that another user's directory is never removed: handing one to uid \
+                 65534 takes root (and chown)"
+            );
+        }
 
         let next = ServiceDir::create(base.path()).unwrap();
         if others {
-            assert!(theirs.exists(), "another user's directory is never removed");
+            assert!(theirs.join("left").exists(), "another user's directory is never removed");
         }
         assert!(!dead.exists(), "a dead service's directory is removed");
         assert!(!old_dead.exists(), "an older version's dead directory is removed");
         assert!(live.path().exists() && old_live.exists(), "live services keep theirs");
         assert!(precious.join("keep").exists(), "a symlink is never followed");
         assert!(next.path().exists());
+    }
+
+    #[test]
+    fn a_staging_directory_is_removed_only_once_its_lock_is_free() {
+        let base = tempfile::tempdir().unwrap();
+        let staging = |name: &str| {
+            let dir = base.path().join(format!("{STAGING}{name}"));
+            create_dir(&dir).unwrap();
+            dir
+        };
+        // One being made: its lock file is not locked yet, so it has no `LOCK`.
+        let making = staging("making");
+        create_file(&making.join(NEW_LOCK), 0o600).unwrap();
+        // One locked, about to take its service name.
+        let locked = staging("locked");
+        let held = create_file(&locked.join(LOCK), 0o600).unwrap();
+        held.try_lock().unwrap();
+        // One whose service died (or gave up) after locking it.
+        let dead = staging("dead");
+        create_file(&dead.join(LOCK), 0o600).unwrap();
+
+        let next = ServiceDir::create(base.path()).unwrap();
+        assert!(making.join(NEW_LOCK).exists(), "a directory being made is never removed");
+        assert!(locked.join(LOCK).exists(), "a locked one is never removed");
+        assert!(!dead.exists(), "one whose lock is free is removed");
+        let name = next.path().file_name().unwrap().to_str().unwrap();
+        assert!(name.starts_with(PREFIX) && name.len() == PREFIX.len() + 16, "{name}");
+        let staged = std::fs::read_dir(base.path()).unwrap().filter_map(Result::ok);
+        let staged: Vec<_> =
+            staged.filter(|e| e.file_name().to_string_lossy().starts_with(STAGING)).collect();
+        assert_eq!(staged.len(), 2, "the service's own staging name is gone: {staged:?}");
+        drop(held);
+    }
+
+    #[test]
+    fn services_starting_together_never_remove_each_others_directory() {
+        // Each thread is a service starting and stopping over and over in one base directory,
+        // holding its last directory while it makes the next (so every clean-up has others to
+        // look at), and checking that what it holds is still there and usable.
+        const THREADS: usize = 4;
+        const ROUNDS: usize = 1000;
+        let base = tempfile::tempdir().unwrap();
+        let check = |dir: &ServiceDir| -> Result<(), String> {
+            let browser = dir.path().join("browser");
+            create_dir(&browser)
+                .and_then(|()| std::fs::remove_dir(&browser))
+                .and_then(|()| std::fs::symlink_metadata(dir.path().join(LOCK)).map(drop))
+                .map_err(|e| format!("{}: {e}", dir.path().display()))
+        };
+        let failures: Vec<String> = std::thread::scope(|scope| {
+            let threads: Vec<_> = (0..THREADS)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut failures = Vec::new();
+                        let mut held: Option<ServiceDir> = None;
+                        for _ in 0..ROUNDS {
+                            match ServiceDir::create(base.path()) {
+                                Ok(dir) => {
+                                    failures.extend(held.as_ref().and_then(|d| check(d).err()));
+                                    failures.extend(check(&dir).err());
+                                    held = Some(dir);
+                                }
+                                Err(e) => failures.push(format!("create: {e}")),
+                            }
+                        }
+                        failures.extend(held.as_ref().and_then(|d| check(d).err()));
+                        failures
+                    })
+                })
+                .collect();
+            threads.into_iter().flat_map(|t| t.join().unwrap()).collect()
+        });
+        assert!(
+            failures.is_empty(),
+            "{} failures in {} creations, e.g. {:?}",
+            failures.len(),
+            THREADS * ROUNDS,
+            &failures[..failures.len().min(3)]
+        );
+        assert_eq!(std::fs::read_dir(base.path()).unwrap().count(), 0, "every directory is removed");
     }
 }
