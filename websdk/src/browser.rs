@@ -249,6 +249,8 @@ pub(crate) struct Supervisor {
     lost: metrics::Gauge,
     /// The directory each browser's own directory goes under.
     base: PathBuf,
+    /// The page's files, which each relay puts into the driver's answers to the page's requests.
+    bodies: transport::Bodies,
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -269,7 +271,7 @@ struct State {
 }
 
 impl Supervisor {
-    pub(crate) fn new(config: Arc<WebSdkConfig>, base: PathBuf) -> Self {
+    pub(crate) fn new(config: Arc<WebSdkConfig>, base: PathBuf, bodies: transport::Bodies) -> Self {
         use crate::metrics::{BROWSER, BROWSER_LOST, RESTARTS};
         metrics::describe_counter!(
             RESTARTS,
@@ -296,6 +298,7 @@ impl Supervisor {
             restart_counters,
             lost,
             base,
+            bodies,
         }
     }
 
@@ -454,7 +457,7 @@ impl Supervisor {
             Ok(Err(why)) => return Err(unreachable(&why)),
             Err(_) => return Err(unreachable(&format!("no DevTools connection within {}", human(reaching)))),
         };
-        let endpoint = transport::relay(upstream, within)
+        let endpoint = transport::relay(upstream, within, Arc::clone(&self.bodies))
             .await
             .map_err(|e| unreachable(&format!("cannot relay its DevTools connection: {e}")))?;
         let instance = self.attach(endpoint, None, None, generation, &unreachable).await?;
@@ -486,7 +489,8 @@ impl Supervisor {
             return Err(WebSdkError::BrowserGone("Chromium started without its DevTools pipe".into()));
         };
         let stderr = Stderr::capture(child.stderr.take());
-        let endpoint = transport::relay(transport::Upstream::pipe(to_browser, from_browser), within)
+        let pipe = transport::Upstream::pipe(to_browser, from_browser);
+        let endpoint = transport::relay(pipe, within, Arc::clone(&self.bodies))
             .await
             .map_err(|e| WebSdkError::BrowserGone(format!("cannot relay Chromium's DevTools pipe: {e}")))?;
         let fail = |what: &str| stderr.launch_error(what);

@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine;
@@ -25,32 +26,52 @@ use futures::StreamExt;
 
 use crate::error::WebSdkError;
 pub(crate) use crate::transport::ORIGIN;
+use crate::transport::{Bodies, body_marker};
 
 /// The page's document: it loads the bundle (`page/entry.js` and the SDK) from this browser's
 /// Cache Storage for the origin, keyed by the bundle's digest, fetching it (over DevTools) only
 /// when this browser does not hold it yet: a bundle crosses DevTools once per browser, not once
-/// per page. `BUNDLE` is the digest.
+/// per page. `BUNDLE` is the digest's first 12 bytes (the cache's name), `DIGEST` all of it: a
+/// cached bundle runs only if its SHA-256 is `DIGEST`, since whoever once reached the origin in
+/// a browser with a lasting profile (a remote one's) could have left code there that would
+/// receive every token; one that is not is deleted and the service's own fetched instead.
 const DOCUMENT: &str = r#"<!doctype html>
 <meta charset="utf-8">
 <title>callagent-websdk</title>
 <script>
 (async () => {
   const name = "callagent-websdk-BUNDLE";
+  const digest = "DIGEST";
+  const hex = async (blob) => Array.from(
+    new Uint8Array(await crypto.subtle.digest("SHA-256", await blob.arrayBuffer())),
+    (b) => b.toString(16).padStart(2, "0"),
+  ).join("");
+  const fetched = async () => {
+    const response = await fetch("/bundle.js", { cache: "no-store" });
+    if (!response.ok) throw new Error(`bundle: HTTP ${response.status}`);
+    return response;
+  };
   let bundle;
   try {
     const cache = await caches.open(name);
-    let response = await cache.match("/bundle.js");
-    if (!response) {
-      response = await fetch("/bundle.js", { cache: "no-store" });
-      if (!response.ok) throw new Error(`bundle: HTTP ${response.status}`);
+    const cached = await cache.match("/bundle.js");
+    if (cached) {
+      bundle = await cached.blob();
+      if (await hex(bundle) !== digest) {
+        bundle = undefined;
+        await cache.delete("/bundle.js");
+      }
+    }
+    if (!bundle) {
+      const response = await fetched();
       await cache.put("/bundle.js", response.clone());
       for (const old of await caches.keys()) {
         if (old.startsWith("callagent-websdk-") && old !== name) await caches.delete(old);
       }
+      bundle = await response.blob();
     }
-    bundle = await response.blob();
   } catch {
-    bundle = await (await fetch("/bundle.js", { cache: "no-store" })).blob();
+    bundle = await (await fetched()).blob();
   }
   const script = document.createElement("script");
   script.src = URL.createObjectURL(bundle);
@@ -59,17 +80,14 @@ const DOCUMENT: &str = r#"<!doctype html>
 </script>
 "#;
 
-/// A file of the page, ready to fulfil a request with.
-struct File {
-    content_type: &'static str,
-    /// Base64, as `Fetch.fulfillRequest` takes a body: encoded once per service.
-    body: String,
-}
-
 /// The page's files, in memory: the document and the built page's top-level files (not its
 /// `index.html`: the document is the service's own).
 pub(crate) struct Site {
-    files: HashMap<String, File>,
+    /// Each file's content type, by path.
+    files: HashMap<String, &'static str>,
+    /// Each file's body, base64 as `Fetch.fulfillRequest` takes it (encoded once per service),
+    /// for the relay to put into the answers, which carry only a marker (see `transport`).
+    bodies: Bodies,
     /// Times the bundle was sent (once per browser that did not hold it yet).
     bundles_sent: AtomicU64,
 }
@@ -94,15 +112,15 @@ fn content_type(name: &str) -> &'static str {
 impl Site {
     /// Reads the built page in `dir` (`websdk/page/build.sh` writes it).
     pub(crate) fn read(dir: &Path) -> std::io::Result<Self> {
-        let mut files = HashMap::new();
+        let (mut files, mut bodies) = (HashMap::new(), HashMap::new());
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if name == "index.html" || !entry.file_type()?.is_file() {
                 continue;
             }
-            let body = B64.encode(std::fs::read(entry.path())?);
-            files.insert(format!("/{name}"), File { content_type: content_type(&name), body });
+            bodies.insert(format!("/{name}"), B64.encode(std::fs::read(entry.path())?));
+            files.insert(format!("/{name}"), content_type(&name));
         }
         let bundle = std::fs::read(dir.join("bundle.js")).map_err(|e| {
             std::io::Error::new(
@@ -111,13 +129,16 @@ impl Site {
             )
         })?;
         let digest = ring::digest::digest(&ring::digest::SHA256, &bundle);
-        let digest: String = digest.as_ref()[..12].iter().map(|b| format!("{b:02x}")).collect();
-        let document = DOCUMENT.replace("BUNDLE", &digest);
-        files.insert(
-            "/".to_owned(),
-            File { content_type: content_type("index.html"), body: B64.encode(document) },
-        );
-        Ok(Self { files, bundles_sent: AtomicU64::new(0) })
+        let digest: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        let document = DOCUMENT.replace("BUNDLE", &digest[..24]).replace("DIGEST", &digest);
+        bodies.insert("/".to_owned(), B64.encode(document));
+        files.insert("/".to_owned(), content_type("index.html"));
+        Ok(Self { files, bodies: Arc::new(bodies), bundles_sent: AtomicU64::new(0) })
+    }
+
+    /// The files' bodies, for the relay (`transport::relay`).
+    pub(crate) fn bodies(&self) -> Bodies {
+        Arc::clone(&self.bodies)
     }
 
     /// The answer to a request for `url`: this origin's files only (the relay passes no other
@@ -126,11 +147,11 @@ impl Site {
         let path = paused.request.url.strip_prefix(ORIGIN).unwrap_or("");
         let path = path.split(['?', '#']).next().unwrap_or("");
         let (code, content_type, body) = match self.files.get(path) {
-            Some(file) if paused.request.method == "GET" => {
+            Some(content_type) if paused.request.method == "GET" => {
                 if path == "/bundle.js" {
                     self.bundles_sent.fetch_add(1, Ordering::Relaxed);
                 }
-                (200, file.content_type, file.body.clone())
+                (200, *content_type, body_marker(path))
             }
             _ => (404, "text/plain; charset=utf-8", String::new()),
         };
@@ -223,8 +244,11 @@ mod tests {
         std::fs::create_dir(dir.path().join("sub")).unwrap();
         std::fs::write(dir.path().join("sub/secret.txt"), "no").unwrap();
         let site = Site::read(dir.path()).unwrap();
+        // The answer carries the file's marker; the relay puts in the body it names.
         let body = |r: &FulfillRequestParams| {
-            String::from_utf8(B64.decode(AsRef::<str>::as_ref(r.body.as_ref().unwrap())).unwrap()).unwrap()
+            let marker: &str = r.body.as_ref().unwrap().as_ref();
+            let path = marker.strip_prefix("callagent-websdk-body:").expect("a marker, not the body");
+            String::from_utf8(B64.decode(&site.bodies()[path]).unwrap()).unwrap()
         };
         let bundle = site.answer(&paused(&format!("{ORIGIN}/bundle.js?v=1"), "GET"));
         assert_eq!((bundle.response_code, body(&bundle).as_str()), (200, "window.x = 1;"));
@@ -232,7 +256,12 @@ mod tests {
         // The bundle's digest names its cache: another bundle is never taken for it.
         let digest = ring::digest::digest(&ring::digest::SHA256, b"window.x = 1;");
         let digest: String = digest.as_ref()[..12].iter().map(|b| format!("{b:02x}")).collect();
-        assert!(document.contains(&format!("callagent-websdk-{digest}")), "{document}");
+        assert!(document.contains(&format!("callagent-websdk-{digest}\"")), "{document}");
+        // And a cached bundle runs only with all of its digest.
+        let full = ring::digest::digest(&ring::digest::SHA256, b"window.x = 1;");
+        let full: String = full.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        assert!(document.contains(&format!("const digest = \"{full}\";")), "{document}");
+        assert!(document.contains("if (await hex(bundle) !== digest)"), "{document}");
         for (url, method) in [
             (format!("{ORIGIN}/index.html"), "GET"),
             (format!("{ORIGIN}/sub/secret.txt"), "GET"),

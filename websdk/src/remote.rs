@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_tungstenite::tungstenite::client::IntoClientRequest;
-use async_tungstenite::tungstenite::http::{HeaderName, HeaderValue, header};
+use http::{HeaderName, HeaderValue};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
@@ -233,29 +232,25 @@ pub(crate) async fn reach(remote: Reach<'_>) -> Result<Upstream, String> {
         target.path.clone()
     };
     let link = open(&target, address, tls.as_ref()).await?;
-    // The URL's scheme only shapes the request line: the link is already TLS where it must be.
-    let mut request = format!("ws://{address}{path}")
-        .into_client_request()
-        .map_err(|e| format!("not a WebSocket URL: {e}"))?;
+    // The URL's scheme only shapes the request line (its host, the address, is the `Host`): the
+    // link is already TLS where it must be. Errors name neither the path nor its query.
+    let mut client = tokio_websockets::ClientBuilder::new()
+        .uri(&format!("ws://{address}{path}"))
+        .map_err(|_| format!("{address}'s WebSocket path is not a valid URL path"))?
+        .limits(unlimited());
     if let Some((name, value)) = remote.header {
+        check_header(name, value)?;
         let name = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| "the header's name is not a valid HTTP header name".to_owned())?;
         let value = HeaderValue::from_str(value)
             .map_err(|_| "the header's value is not a valid HTTP header value".to_owned())?;
-        request.headers_mut().insert(name, value);
+        client = client.add_header(name, value).map_err(|e| format!("the header: {e}"))?;
     }
-    if let Ok(host) = HeaderValue::from_str(&address.to_string()) {
-        request.headers_mut().insert(header::HOST, host);
-    }
-    let (ws, _) = async_tungstenite::client_async_with_config(
-        request,
-        async_tungstenite::tokio::TokioAdapter::new(link),
-        Some(unlimited()),
-    )
-    .await
-    .map_err(|e| format!("the DevTools WebSocket handshake with {address} failed: {e}"))?;
-    let (tx, rx) = ws.split();
-    Ok(Upstream::socket(tx, rx, remote.lost_after))
+    let (ws, _) = client
+        .connect_on(link)
+        .await
+        .map_err(|e| format!("the DevTools WebSocket handshake with {address} failed: {e}"))?;
+    Ok(Upstream::socket(ws, remote.lost_after))
 }
 
 /// Asks a DevTools HTTP endpoint for its browser's WebSocket path (`/json/version`): the URL it
@@ -388,6 +383,161 @@ mod tests {
             }
         });
         address
+    }
+
+    /// A stand-in DevTools endpoint on loopback: answers `/json/version`, then the WebSocket
+    /// upgrade, and hands back the head of each request; then, as a browser, answers each
+    /// message with `says` and the message's id.
+    async fn stand_in(says: &'static str) -> (SocketAddr, tokio::sync::oneshot::Receiver<Vec<String>>) {
+        let (heads_tx, heads_rx) = tokio::sync::oneshot::channel();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut heads = Vec::new();
+            let mut socket = None;
+            for _ in 0..2 {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let mut reader = BufReader::new(tcp);
+                let mut head = String::new();
+                while !head.ends_with("\r\n\r\n") {
+                    assert!(reader.read_line(&mut head).await.unwrap() > 0, "{head}");
+                }
+                let key = head.lines().find_map(|l| l.strip_prefix("Sec-WebSocket-Key: ")).map(str::to_owned);
+                let answer = match key {
+                    None => {
+                        let body = r#"{"webSocketDebuggerUrl": "ws://127.0.0.1:3000/devtools/browser/abc"}"#;
+                        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+                    }
+                    Some(key) => {
+                        use base64::Engine;
+                        let digest = ring::digest::digest(
+                            &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
+                            format!("{key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11").as_bytes(),
+                        );
+                        let accept = base64::engine::general_purpose::STANDARD.encode(digest);
+                        format!(
+                            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+                        )
+                    }
+                };
+                reader.get_mut().write_all(answer.as_bytes()).await.unwrap();
+                heads.push(head);
+                socket = Some(tokio_websockets::ServerBuilder::new().serve(reader.into_inner()));
+            }
+            let _ = heads_tx.send(heads);
+            let Some(mut socket) = socket else { return };
+            use futures::{SinkExt, StreamExt};
+            while let Some(Ok(message)) = socket.next().await {
+                let Some(text) = message.as_text() else { continue };
+                let id = serde_json::from_str::<serde_json::Value>(text).unwrap()["id"].clone();
+                let event = format!(
+                    r#"{{"method":"Runtime.consoleAPICalled","params":{{"args":[{{"value":"{says}"}}]}}}}"#
+                );
+                let _ = socket.send(tokio_websockets::Message::text(event)).await;
+                let _ = socket
+                    .send(tokio_websockets::Message::text(format!(r#"{{"id":{id},"result":{{}}}}"#)))
+                    .await;
+            }
+        });
+        (address, heads_rx)
+    }
+
+    /// What `reach` sends, as the endpoint sees it: the endpoint's query and the header go with
+    /// both requests (`/json/version` and the WebSocket's), and the `Host` is the address.
+    #[tokio::test]
+    async fn the_query_and_the_header_go_with_both_requests() {
+        let (address, heads) = stand_in("hello").await;
+        let endpoint = format!("http://localhost:{}/?token=s3cr3t", address.port());
+        let reached = reach(Reach {
+            endpoint: &endpoint,
+            header: Some(("Authorization", "Bearer hunter2")),
+            lost_after: Duration::from_secs(5),
+            ca_file: None,
+            connect_to: Some(address),
+        })
+        .await;
+        assert!(reached.is_ok(), "{:?}", reached.err());
+        let heads = heads.await.unwrap();
+        assert_eq!(heads.len(), 2, "{heads:?}");
+        assert!(heads[0].starts_with("GET /json/version?token=s3cr3t HTTP/1.1\r\n"), "{}", heads[0]);
+        assert!(heads[1].starts_with("GET /devtools/browser/abc?token=s3cr3t HTTP/1.1\r\n"), "{}", heads[1]);
+        for head in &heads {
+            assert!(
+                head.contains("\r\nAuthorization: Bearer hunter2\r\n")
+                    || head.contains("\r\nauthorization: Bearer hunter2\r\n"),
+                "{head}"
+            );
+            assert!(head.contains(&format!("\r\nHost: {address}\r\n")), "{head}");
+        }
+    }
+
+    /// Everything logged from here on, at every level, `log` records included: the subscriber
+    /// users set up (`tracing_subscriber::fmt().init()`, which forwards the `log` crate's records).
+    fn logs() -> Arc<std::sync::Mutex<Vec<u8>>> {
+        static LOGS: std::sync::OnceLock<Arc<std::sync::Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
+        Arc::clone(LOGS.get_or_init(|| {
+            use tracing_subscriber::util::SubscriberInitExt;
+            let logs = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let sink = Arc::clone(&logs);
+            tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::TRACE)
+                .with_ansi(false)
+                .with_writer(move || Sink(Arc::clone(&sink)))
+                .finish()
+                .try_init()
+                .expect("the only subscriber of this test binary");
+            logs
+        }))
+    }
+
+    struct Sink(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A remote browser reached with a header and a query token, relayed to a driver, with the
+    /// users' subscriber at TRACE: neither credential, nor what the page prints (the console
+    /// event the relay drops), is in any log record, the dependencies' included. (With
+    /// tungstenite on the remote link, its `Request:` record carried both, and its frame records
+    /// the console text.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_credential_and_no_page_text_reaches_any_log() {
+        use futures::StreamExt;
+        let logs = logs();
+        let (address, _heads) = stand_in("PAGESAYS-b7e1").await;
+        let endpoint = format!("http://localhost:{}/?token=QUERY-5c2a", address.port());
+        let upstream = reach(Reach {
+            endpoint: &endpoint,
+            header: Some(("Authorization", "Bearer HEADER-91d4")),
+            lost_after: Duration::from_secs(5),
+            ca_file: None,
+            connect_to: Some(address),
+        })
+        .await
+        .expect("reached");
+        let relay =
+            crate::transport::relay(upstream, Duration::from_secs(5), Default::default()).await.unwrap();
+        let (mut driver, _) = async_tungstenite::tokio::connect_async(relay.url()).await.unwrap();
+        let ask = r#"{"id":1,"method":"Browser.getVersion"}"#;
+        driver.send(async_tungstenite::tungstenite::Message::text(ask)).await.unwrap();
+        let answer = driver.next().await.unwrap().unwrap().into_text().unwrap();
+        assert_eq!(answer.as_str(), r#"{"id":1,"result":{}}"#, "the console event was dropped");
+        drop((driver, relay));
+        let logs = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+        // The driver's own WebSocket (tungstenite, as chromiumoxide's) logged: `log` records
+        // are forwarded.
+        assert!(logs.contains("tungstenite"), "no log record was captured:\n{logs}");
+        for secret in ["QUERY-5c2a", "HEADER-91d4", "PAGESAYS-b7e1"] {
+            let line = logs.lines().find(|l| l.contains(secret));
+            assert!(line.is_none(), "{secret} reached a log: {line:?}");
+        }
     }
 
     #[tokio::test]

@@ -161,7 +161,7 @@ impl WebSdk {
         let config = Arc::new(config);
         let slots = Arc::new(Semaphore::new(config.max_agents));
         let ctx = Arc::new(context::Context {
-            supervisor: Supervisor::new(Arc::clone(&config), dir.path().to_owned()),
+            supervisor: Supervisor::new(Arc::clone(&config), dir.path().to_owned(), site.bodies()),
             site,
             config,
             dir,

@@ -16,25 +16,48 @@
 //!   contexts, and `Fetch.requestPaused` for [`ORIGIN`]; everything else (console, exceptions,
 //!   network, other requests, ...) is dropped here;
 //! - `Security.setIgnoreCertificateErrors` is refused: certificates are always verified (the
-//!   test rig's exception is a Chromium flag, visible on its command line).
+//!   test rig's exception is a Chromium flag, visible on its command line);
+//! - no command reaches Chromium wrapped in another, where the relay could not read it:
+//!   `Target.sendMessageToTarget`, an attach or auto-attach that is not flattened (its session's
+//!   messages would travel wrapped), and `Target.exposeDevToolsProtocol` (a page that speaks
+//!   the protocol itself) are refused, and `Target.receivedMessageFromTarget` never passes.
+//!
+//! Both of the relay's WebSockets (the driver's, a remote browser's) are tokio-websockets, which
+//! logs nothing: no request head, header or frame of theirs reaches any log. The driver's
+//! handshake is bounded ([`HANDSHAKE_WITHIN`]) and each connection's runs on its own, so a client
+//! that connects and says nothing holds up no one.
 
 use std::borrow::Cow;
 use std::fmt;
 use std::time::Duration;
 
-use async_tungstenite::tungstenite::Message;
-use async_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use async_tungstenite::tungstenite::http::StatusCode;
-use futures::StreamExt;
+use base64::Engine;
+use futures::stream::{FuturesUnordered, SplitSink, SplitStream};
+use futures::{SinkExt, StreamExt};
 use rand::Rng;
 use serde::Deserialize;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
+use tokio_websockets::{Limits, Message, ServerBuilder, WebSocketStream};
 
 /// The page's origin (served through the `Fetch` domain by the service itself). `.invalid` never
 /// resolves, so no server anywhere can answer for it.
 pub(crate) const ORIGIN: &str = "https://callagent-websdk.invalid";
+
+/// The page's files as `Fetch.fulfillRequest` takes a body (base64), by path: the relay puts
+/// them into the driver's `Fetch.fulfillRequest`s, which carry a [`body_marker`] instead. So the
+/// page's 13 MB bundle never passes through the driver, which logs every message it sends at
+/// TRACE (its own record, and its WebSocket crate's hex of each frame), and is not encoded as
+/// JSON and masked on the way for each browser.
+pub(crate) type Bodies = std::sync::Arc<std::collections::HashMap<String, String>>;
+
+/// What the driver sends as the body of the file at `path` (not base64, so never a real body).
+pub(crate) fn body_marker(path: &str) -> String {
+    format!("{MARKER}{path}")
+}
+
+const MARKER: &str = "callagent-websdk-body:";
 
 /// The relay's WebSocket URL, for the driver alone. Its path is the only secret that lets a
 /// client in, so `Debug` does not show it.
@@ -77,14 +100,17 @@ impl fmt::Debug for Upstream {
     }
 }
 
+/// A remote browser's DevTools WebSocket.
+pub(crate) type RemoteSocket = WebSocketStream<Link>;
+
 enum Tx {
     Pipe(Box<dyn AsyncWrite + Unpin + Send>),
-    Socket(async_tungstenite::WebSocketSender<async_tungstenite::tokio::TokioAdapter<Link>>),
+    Socket(SplitSink<RemoteSocket, Message>),
 }
 
 enum Rx {
     Pipe(BufReader<Box<dyn AsyncRead + Unpin + Send>>),
-    Socket(async_tungstenite::WebSocketReceiver<async_tungstenite::tokio::TokioAdapter<Link>>),
+    Socket(SplitStream<RemoteSocket>),
 }
 
 impl Upstream {
@@ -99,11 +125,8 @@ impl Upstream {
     }
 
     /// A remote browser's DevTools WebSocket, which may go silent after `lost_after`.
-    pub(crate) fn socket(
-        tx: async_tungstenite::WebSocketSender<async_tungstenite::tokio::TokioAdapter<Link>>,
-        rx: async_tungstenite::WebSocketReceiver<async_tungstenite::tokio::TokioAdapter<Link>>,
-        lost_after: Duration,
-    ) -> Self {
+    pub(crate) fn socket(socket: RemoteSocket, lost_after: Duration) -> Self {
+        let (tx, rx) = socket.split();
         Self { tx: Tx::Socket(tx), rx: Rx::Socket(rx), lost_after: Some(lost_after) }
     }
 }
@@ -119,7 +142,7 @@ impl Tx {
                 pipe.write_all(text.as_bytes()).await?;
                 pipe.write_all(b"\0").await?;
             }
-            Self::Socket(socket) => socket.send(Message::text(text)).await?,
+            Self::Socket(socket) => socket.send(Message::text(text.to_owned())).await?,
         }
         Ok(())
     }
@@ -140,12 +163,15 @@ impl Rx {
             }
             Self::Socket(socket) => loop {
                 match socket.next().await {
-                    Some(Ok(Message::Text(text))) => {
-                        buf.extend_from_slice(text.as_bytes());
-                        return Ok(true);
-                    }
-                    Some(Ok(Message::Close(_))) | None => return Ok(false),
-                    Some(Ok(_)) => {}
+                    Some(Ok(message)) => match message.as_text() {
+                        Some(text) => {
+                            buf.extend_from_slice(text.as_bytes());
+                            return Ok(true);
+                        }
+                        None if message.is_close() => return Ok(false),
+                        None => {} // pings are answered by the socket itself
+                    },
+                    None => return Ok(false),
                     Some(Err(e)) => return Err(e.into()),
                 }
             },
@@ -154,26 +180,35 @@ impl Rx {
 }
 
 /// No size limit on a message: the page's bundle crosses in one.
-pub(crate) fn unlimited() -> async_tungstenite::tungstenite::protocol::WebSocketConfig {
-    async_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-        .max_message_size(None)
-        .max_frame_size(None)
+pub(crate) fn unlimited() -> Limits {
+    Limits::unlimited()
 }
 
 /// Relays between the driver and a browser (`upstream`). The listener waits `within` for the
 /// driver, then closes. The relay ends when either side does.
-pub(crate) async fn relay(upstream: Upstream, within: Duration) -> std::io::Result<Endpoint> {
+pub(crate) async fn relay(upstream: Upstream, within: Duration, bodies: Bodies) -> std::io::Result<Endpoint> {
+    relay_bounded(upstream, within, HANDSHAKE_WITHIN, bodies).await
+}
+
+/// [`relay`] with each connection's handshake bounded by `handshake_within`.
+async fn relay_bounded(
+    upstream: Upstream,
+    within: Duration,
+    handshake_within: Duration,
+    bodies: Bodies,
+) -> std::io::Result<Endpoint> {
     let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
     let port = listener.local_addr()?.port();
     let path = format!("/devtools/browser/{}", random_hex(32));
     let url = format!("ws://127.0.0.1:{port}{path}");
     let task = tokio::spawn(async move {
-        let Ok(Some(ws)) = tokio::time::timeout(within, accept_one(&listener, &path)).await else {
+        let Ok(Some(ws)) = tokio::time::timeout(within, accept_one(&listener, &path, handshake_within)).await
+        else {
             tracing::debug!("the driver did not connect to the DevTools relay");
             return;
         };
         drop(listener);
-        if let Err(e) = pump(ws, upstream).await {
+        if let Err(e) = pump(ws, upstream, &bodies).await {
             tracing::debug!(error = %e, "the DevTools relay ended");
         }
     });
@@ -185,29 +220,76 @@ fn random_hex(n: usize) -> String {
     (0..n).map(|_| char::from_digit(rng.gen_range(0..16), 16).unwrap_or('0')).collect()
 }
 
-type Ws = async_tungstenite::WebSocketStream<async_tungstenite::tokio::TokioAdapter<tokio::net::TcpStream>>;
+type Ws = WebSocketStream<TcpStream>;
 
-/// Accepts the first client that asks for `path` (others get 404 and are closed).
-async fn accept_one(listener: &TcpListener, path: &str) -> Option<Ws> {
+/// How long a client that connected to the relay may take to ask for its WebSocket.
+pub(crate) const HANDSHAKE_WITHIN: Duration = Duration::from_secs(2);
+/// Handshakes under way at once; connections past them are closed at once.
+const HANDSHAKES: usize = 16;
+
+/// Accepts the first client that asks for `path`; others get 404 and are closed. Each
+/// connection's handshake runs beside the others', bounded by [`HANDSHAKE_WITHIN`], so one that
+/// connects first and says nothing does not keep the driver out.
+async fn accept_one(listener: &TcpListener, path: &str, handshake_within: Duration) -> Option<Ws> {
+    let mut handshakes = FuturesUnordered::new();
     loop {
-        let (stream, _) = listener.accept().await.ok()?;
-        // The callback's type is tungstenite's (`Callback`), large error and all.
-        #[allow(clippy::result_large_err)]
-        let check = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
-            if request.uri().path() == path {
-                Ok(response)
-            } else {
-                let mut refused = ErrorResponse::new(None);
-                *refused.status_mut() = StatusCode::NOT_FOUND;
-                Err(refused)
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = accepted.ok()?;
+                if handshakes.len() < HANDSHAKES {
+                    handshakes.push(tokio::time::timeout(handshake_within, handshake(stream, path)));
+                }
             }
-        };
-        if let Ok(ws) =
-            async_tungstenite::tokio::accept_hdr_async_with_config(stream, check, Some(unlimited())).await
-        {
-            return Some(ws);
+            Some(done) = handshakes.next(), if !handshakes.is_empty() => {
+                if let Ok(Ok(ws)) = done {
+                    return Some(ws);
+                }
+            }
         }
     }
+}
+
+/// The WebSocket handshake's server side (RFC 6455, section 4.2), written here so that the path
+/// is checked before anything is upgraded and nothing of the request is logged.
+async fn handshake(stream: TcpStream, path: &str) -> std::io::Result<Ws> {
+    const MAX_HEAD: u64 = 8 * 1024;
+    let refused = |why: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_owned());
+    let mut reader = BufReader::new(stream);
+    let mut head = String::new();
+    while !(head.ends_with("\r\n\r\n") || head.ends_with("\n\n")) {
+        let room = MAX_HEAD.saturating_sub(head.len() as u64);
+        if room == 0 || (&mut reader).take(room).read_line(&mut head).await? == 0 {
+            return Err(refused("the request's head ended early or is too long"));
+        }
+    }
+    let mut lines = head.lines();
+    let asked = lines.next().and_then(|line| line.strip_prefix("GET ")?.strip_suffix(" HTTP/1.1"));
+    let key = lines
+        .filter_map(|line| line.split_once(':'))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("sec-websocket-key"))
+        .map(|(_, key)| key.trim());
+    let (Some(asked), Some(key)) = (asked, key) else {
+        reader.get_mut().write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n").await?;
+        return Err(refused("not a WebSocket request"));
+    };
+    if asked != path {
+        reader.get_mut().write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n").await?;
+        return Err(refused("another path"));
+    }
+    // A client sends nothing more before it is answered.
+    if !reader.buffer().is_empty() {
+        return Err(refused("data before the handshake's answer"));
+    }
+    let mut stream = reader.into_inner();
+    const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    let digest =
+        ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, format!("{key}{GUID}").as_bytes());
+    let accept = base64::engine::general_purpose::STANDARD.encode(digest);
+    let answer = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+    );
+    stream.write_all(answer.as_bytes()).await?;
+    Ok(ServerBuilder::new().limits(unlimited()).serve(stream))
 }
 
 /// How often the relay asks a remote browser to answer while watching its link.
@@ -216,7 +298,11 @@ const PROBE_EVERY: Duration = Duration::from_millis(250);
 /// relay's, never passed on.
 const PROBE_IDS: u64 = 1 << 50;
 
-async fn pump(ws: Ws, upstream: Upstream) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+async fn pump(
+    ws: Ws,
+    upstream: Upstream,
+    bodies: &Bodies,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let (mut to_driver, mut from_driver) = ws.split();
     let Upstream { tx: mut to_browser, rx: mut from_browser, lost_after } = upstream;
     // Kept across iterations: a pipe's read leaves what it read so far here when the other
@@ -244,13 +330,15 @@ async fn pump(ws: Ws, upstream: Upstream) -> Result<(), Box<dyn std::error::Erro
                 }
             }
             message = from_driver.next() => match message {
-                Some(Ok(Message::Text(text))) => match command(text.as_str()) {
-                    Verdict::Pass => to_browser.send(text.as_str()).await?,
-                    Verdict::Answer(answer) => to_driver.send(Message::text(answer)).await?,
-                    Verdict::Drop => {}
+                Some(Ok(message)) => match message.as_text().map(command) {
+                    Some(Verdict::Pass) => to_browser.send(message.as_text().unwrap_or_default()).await?,
+                    Some(Verdict::Fill) => to_browser.send(&fill(message.as_text().unwrap_or_default(), bodies)).await?,
+                    Some(Verdict::Answer(answer)) => to_driver.send(Message::text(answer)).await?,
+                    Some(Verdict::Drop) => {}
+                    None if message.is_close() => return Ok(()),
+                    None => {}
                 },
-                Some(Ok(Message::Close(_))) | None => return Ok(()),
-                Some(Ok(_)) => {}
+                None => return Ok(()),
                 Some(Err(e)) => return Err(e.into()),
             },
             _ = probe.tick(), if lost_after.is_some() => {
@@ -279,6 +367,8 @@ struct Head<'a> {
 #[derive(Deserialize)]
 struct Params {
     ignore: Option<bool>,
+    /// `Target.attachToTarget`'s and `Target.setAutoAttach`'s.
+    flatten: Option<bool>,
     /// `Fetch.enable`'s.
     patterns: Option<Vec<Pattern>>,
     #[serde(rename = "handleAuthRequests")]
@@ -302,6 +392,8 @@ fn ours(url: &str) -> bool {
 #[derive(Debug, PartialEq)]
 enum Verdict {
     Pass,
+    /// Sent on with the body its [`body_marker`] names ([`fill`]).
+    Fill,
     /// Answered here, never sent to Chromium.
     Answer(String),
     Drop,
@@ -334,6 +426,13 @@ fn command(text: &str) -> Verdict {
         });
         return if ours_only { Verdict::Pass } else { Verdict::Answer(answer(id, session, Ok(()))) };
     }
+    if method == "Fetch.fulfillRequest" {
+        return Verdict::Fill;
+    }
+    if let Some(why) = wrapped(method, head.params.as_ref()) {
+        tracing::warn!(method, "refused a DevTools command the relay could not inspect");
+        return Verdict::Answer(answer(id, session, Err(why)));
+    }
     if method == "Security.setIgnoreCertificateErrors" && head.params.and_then(|p| p.ignore) != Some(false) {
         tracing::warn!("refused a request to ignore certificate errors: certificates are always verified");
         return Verdict::Answer(answer(
@@ -343,6 +442,39 @@ fn command(text: &str) -> Verdict {
         ));
     }
     Verdict::Pass
+}
+
+/// Why `method` would carry commands or events the relay cannot read, if it would: every
+/// session's messages must travel flat, where [`command`] and [`passes`] see them.
+fn wrapped(method: &str, params: Option<&Params>) -> Option<&'static str> {
+    let flat = params.and_then(|p| p.flatten) == Some(true);
+    match method {
+        "Target.sendMessageToTarget" => {
+            Some("refused by callagent-websdk: send commands flat, with a sessionId")
+        }
+        "Target.attachToTarget" | "Target.setAutoAttach" if !flat => {
+            Some("refused by callagent-websdk: attach with flatten: true")
+        }
+        "Target.exposeDevToolsProtocol" => Some("refused by callagent-websdk: pages do not speak DevTools"),
+        _ => None,
+    }
+}
+
+/// `text` (a `Fetch.fulfillRequest`) with its [`body_marker`] replaced by the body it names; as
+/// it is when it names none (Chromium then refuses a body that is not base64).
+fn fill<'a>(text: &'a str, bodies: &Bodies) -> Cow<'a, str> {
+    let at = format!("\"body\":\"{MARKER}");
+    let Some(start) = text.find(&at) else { return Cow::Borrowed(text) };
+    let path_at = start + at.len();
+    let Some(length) = text[path_at..].find('"') else { return Cow::Borrowed(text) };
+    let Some(body) = bodies.get(&text[path_at..path_at + length]) else { return Cow::Borrowed(text) };
+    let rest = &text[path_at + length..];
+    let mut filled = String::with_capacity(text.len() + body.len());
+    filled.push_str(&text[..start]);
+    filled.push_str("\"body\":\"");
+    filled.push_str(body);
+    filled.push_str(rest);
+    Cow::Owned(filled)
 }
 
 fn answer(id: u64, session: Option<&str>, outcome: Result<(), &str>) -> String {
@@ -379,7 +511,9 @@ fn passes(message: &[u8]) -> bool {
 fn event_passes(method: &str) -> bool {
     let (domain, name) = method.split_once('.').unwrap_or((method, ""));
     match domain {
-        "Target" | "Inspector" => true,
+        // Not `receivedMessageFromTarget`: a wrapped message, unread by `passes`.
+        "Target" => name != "receivedMessageFromTarget",
+        "Inspector" => true,
         // Frames and their lifecycle; not dialogs, downloads or file choosers, which carry page text.
         "Page" => {
             name.starts_with("frame")
@@ -396,6 +530,7 @@ fn event_passes(method: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use async_tungstenite::tungstenite::Message as DriverMessage;
     use tokio::io::duplex;
 
     #[test]
@@ -451,6 +586,35 @@ mod tests {
         assert_eq!(command(allowed), Verdict::Pass);
     }
 
+    /// Commands wrapped where the filter cannot read them (reproduced: a non-flattened attach
+    /// then a wrapped `Network.enable` delivered a request's `Authorization` to the client, and
+    /// a wrapped `Security.setIgnoreCertificateErrors` was answered `{}`).
+    #[test]
+    fn no_command_passes_wrapped() {
+        let refused = |text: &str| match command(text) {
+            Verdict::Answer(reply) => {
+                assert!(reply.contains("\"error\"") && reply.contains("refused"), "{reply}")
+            }
+            other => panic!("{text}: {other:?}"),
+        };
+        refused(
+            r#"{"id":3,"method":"Target.sendMessageToTarget","params":{"sessionId":"S","message":"{\"id\":1,\"method\":\"Network.enable\"}"}}"#,
+        );
+        refused(r#"{"id":4,"method":"Target.attachToTarget","params":{"targetId":"T"}}"#);
+        refused(r#"{"id":5,"method":"Target.attachToTarget","params":{"targetId":"T","flatten":false}}"#);
+        refused(
+            r#"{"id":6,"method":"Target.setAutoAttach","params":{"autoAttach":true,"waitForDebuggerOnStart":false}}"#,
+        );
+        refused(r#"{"id":7,"method":"Target.exposeDevToolsProtocol","params":{"targetId":"T"}}"#);
+        // What the driver sends: flattened.
+        for flat in [
+            r#"{"id":8,"method":"Target.attachToTarget","params":{"targetId":"T","flatten":true}}"#,
+            r#"{"id":9,"method":"Target.setAutoAttach","params":{"autoAttach":true,"waitForDebuggerOnStart":false,"flatten":true}}"#,
+        ] {
+            assert_eq!(command(flat), Verdict::Pass, "{flat}");
+        }
+    }
+
     #[test]
     fn only_the_events_the_driver_needs_pass() {
         for kept in [
@@ -475,6 +639,10 @@ mod tests {
         ] {
             assert!(!passes(format!(r#"{{"method":"{dropped}","params":{{}}}}"#).as_bytes()), "{dropped}");
         }
+        // A wrapped message could carry any of the above, unread.
+        assert!(!passes(
+            br#"{"method":"Target.receivedMessageFromTarget","params":{"sessionId":"S","message":"{\"method\":\"Network.requestWillBeSent\"}"}}"#
+        ));
         assert!(passes(br#"{"id":1,"result":{"result":{"value":true}}}"#));
         assert!(
             !passes(format!(r#"{{"id":{},"result":{{}}}}"#, PROBE_IDS + 1).as_bytes()),
@@ -484,30 +652,54 @@ mod tests {
     }
 
     /// The relay end to end over in-memory pipes: a driver connects on the secret path (a wrong
-    /// path is refused), its commands reach the "browser" NUL-terminated, and what the browser
-    /// writes is filtered before the driver sees it.
+    /// path, or one of the same shape, is refused; two relays' paths differ), its commands reach
+    /// the "browser" NUL-terminated, and what the browser writes is filtered before the driver
+    /// sees it.
     #[tokio::test]
     async fn the_relay_carries_filtered_messages_between_driver_and_pipe() {
+        use async_tungstenite::tokio::connect_async;
         let (to_browser, mut browser_reads) = duplex(1 << 16);
         let (mut browser_writes, from_browser) = duplex(1 << 16);
-        let endpoint = relay(Upstream::pipe(to_browser, from_browser), Duration::from_secs(5)).await.unwrap();
+        let bodies: Bodies = std::sync::Arc::new([("/bundle.js".to_owned(), "QlVORExF".to_owned())].into());
+        let endpoint =
+            relay(Upstream::pipe(to_browser, from_browser), Duration::from_secs(5), bodies.clone())
+                .await
+                .unwrap();
         let url = endpoint.url().to_owned();
-        let wrong = url.rsplit_once('/').map(|(base, _)| format!("{base}/guess")).unwrap();
-        assert!(async_tungstenite::tokio::connect_async(wrong).await.is_err(), "a wrong path is refused");
-        let (mut driver, _) = async_tungstenite::tokio::connect_async(url.as_str()).await.unwrap();
+        let (base, secret) = url.rsplit_once('/').unwrap();
+        assert_eq!(secret.len(), 32, "{url}");
+        let other =
+            relay(Upstream::pipe(duplex(1).0, duplex(1).1), Duration::from_secs(5), bodies).await.unwrap();
+        assert_ne!(other.url().rsplit_once('/').unwrap().1, secret, "each relay's path is its own");
+        for wrong in ["guess".to_owned(), "0".repeat(32), format!("{secret}x"), secret[..31].to_owned()] {
+            assert!(connect_async(format!("{base}/{wrong}")).await.is_err(), "{wrong} is refused");
+        }
+        let (mut driver, _) = connect_async(url.as_str()).await.unwrap();
         // The listener is gone once the driver is in.
-        assert!(
-            async_tungstenite::tokio::connect_async(url.as_str()).await.is_err(),
-            "a second client is refused"
-        );
+        assert!(connect_async(url.as_str()).await.is_err(), "a second client is refused");
 
-        driver.send(Message::text(r#"{"id":1,"method":"Network.enable","params":{}}"#)).await.unwrap();
+        driver.send(DriverMessage::text(r#"{"id":1,"method":"Network.enable","params":{}}"#)).await.unwrap();
         let reply = driver.next().await.unwrap().unwrap().into_text().unwrap();
         assert!(reply.contains(r#""id":1"#), "{reply}");
-        driver.send(Message::text(r#"{"id":2,"method":"Browser.getVersion","params":{}}"#)).await.unwrap();
+        driver
+            .send(DriverMessage::text(r#"{"id":2,"method":"Browser.getVersion","params":{}}"#))
+            .await
+            .unwrap();
         let mut got = Vec::new();
         BufReader::new(&mut browser_reads).read_until(0, &mut got).await.unwrap();
         assert_eq!(got, b"{\"id\":2,\"method\":\"Browser.getVersion\",\"params\":{}}\0");
+        // A file's body is put in here: the driver sends only its marker.
+        let fulfil = format!(
+            r#"{{"id":3,"method":"Fetch.fulfillRequest","sessionId":"S","params":{{"requestId":"r","responseCode":200,"body":"{}"}}}}"#,
+            body_marker("/bundle.js")
+        );
+        driver.send(DriverMessage::text(fulfil)).await.unwrap();
+        got.clear();
+        BufReader::new(&mut browser_reads).read_until(0, &mut got).await.unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            "{\"id\":3,\"method\":\"Fetch.fulfillRequest\",\"sessionId\":\"S\",\"params\":{\"requestId\":\"r\",\"responseCode\":200,\"body\":\"QlVORExF\"}}\0"
+        );
 
         browser_writes
             .write_all(b"{\"method\":\"Network.requestWillBeSent\",\"params\":{\"x\":\"SECRET\"}}\0")
@@ -519,9 +711,56 @@ mod tests {
         drop(browser_writes);
         drop(browser_reads);
         assert!(
-            matches!(driver.next().await, None | Some(Ok(Message::Close(_))) | Some(Err(_))),
+            matches!(driver.next().await, None | Some(Ok(DriverMessage::Close(_))) | Some(Err(_))),
             "the relay ends with the browser's pipe"
         );
         drop(endpoint);
+    }
+
+    /// Clients that connect first and say nothing do not keep the driver out: each handshake
+    /// runs on its own. (With handshakes one at a time, the driver would wait the silent ones'
+    /// whole minute.)
+    #[tokio::test]
+    async fn a_silent_client_does_not_block_the_driver() {
+        let (to_browser, _browser_reads) = duplex(1 << 16);
+        let (_browser_writes, from_browser) = duplex(1 << 16);
+        let minute = Duration::from_secs(60);
+        let endpoint =
+            relay_bounded(Upstream::pipe(to_browser, from_browser), minute, minute, Bodies::default())
+                .await
+                .unwrap();
+        let url = endpoint.url().to_owned();
+        let address = url.trim_start_matches("ws://").split('/').next().unwrap().to_owned();
+        let mut silent = Vec::new();
+        for _ in 0..3 {
+            silent.push(TcpStream::connect(&address).await.unwrap());
+        }
+        let mut half = TcpStream::connect(&address).await.unwrap();
+        half.write_all(b"GET /devtools/browser/x HTTP/1.1\r\n").await.unwrap();
+        let driver =
+            tokio::time::timeout(Duration::from_secs(20), async_tungstenite::tokio::connect_async(url))
+                .await
+                .expect("the driver got in while the silent clients waited");
+        assert!(driver.is_ok(), "{driver:?}");
+        drop((silent, half, endpoint));
+    }
+
+    /// The handshake's answer is RFC 6455's (section 1.3's example key and answer).
+    #[tokio::test]
+    async fn the_handshake_answers_as_the_rfc_says() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let client = tokio::spawn(async move {
+            let mut tcp = TcpStream::connect(address).await.unwrap();
+            tcp.write_all(b"GET /p HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").await.unwrap();
+            let mut answer = vec![0; 512];
+            let n = tcp.read(&mut answer).await.unwrap();
+            String::from_utf8_lossy(&answer[..n]).into_owned()
+        });
+        let (stream, _) = listener.accept().await.unwrap();
+        let _ws = handshake(stream, "/p").await.unwrap();
+        let answer = client.await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 101"), "{answer}");
+        assert!(answer.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"), "{answer}");
     }
 }

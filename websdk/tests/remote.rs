@@ -209,8 +209,14 @@ async fn agents_are_created_on_a_remote_host_that_reaches_no_server() {
     let host = Host::new(1);
     // The driver's TRACE, at every level, holds no form of the token, though it crosses the link.
     let trace = trace::Trace::capture();
-    // Its WebSocket URL this time (the other test finds it over HTTP).
-    let config = WebSdkConfig { remote: Some(RemoteBrowser::new(host.websocket())), ..remote(&host) };
+    // Its WebSocket URL this time (the other test finds it over HTTP), with a query token and a
+    // header, as a proxy in front of the browser would take them (Chromium ignores both), in
+    // plain text on this veth link nothing else shares.
+    let (query, header) = ("QUERY-4f0e9a", "Bearer HEADER-77c2d1");
+    let endpoint = format!("{}?token={query}", host.websocket());
+    let browser =
+        RemoteBrowser::new(endpoint).with_header("Authorization", header).with_plain_text_credentials();
+    let config = WebSdkConfig { remote: Some(browser), ..remote(&host) };
     let sdk = WebSdk::launch(config).await.expect("the remote browser");
     // Nothing runs here: no local Chromium, no profile.
     let stats = sdk.stats().await.expect("stats");
@@ -242,6 +248,7 @@ async fn agents_are_created_on_a_remote_host_that_reaches_no_server() {
     agent.dispose().await.expect("disposed");
     sdk.close().await;
     trace.assert_no_token(request.token.expose_secret(), &shown);
+    trace.assert_none_of(&[query, header]);
     drop(host);
 }
 
@@ -800,4 +807,99 @@ async fn local_browsers_share_creations_each_in_its_own_process() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// The Cache Storage name the page keeps its bundle under (`origin.rs`): the first 12 bytes of
+/// the bundle's SHA-256.
+fn bundle_cache() -> String {
+    let bundle = std::fs::read(isolation::config().page_dir.join("bundle.js")).expect("the built page");
+    let digest = ring::digest::digest(&ring::digest::SHA256, &bundle);
+    let hex: String = digest.as_ref()[..12].iter().map(|b| format!("{b:02x}")).collect();
+    format!("callagent-websdk-{hex}")
+}
+
+/// What someone who once reached a remote browser's DevTools can do: open the service's origin
+/// (served through `Fetch`, as the service serves it) and leave a bundle of their own in its
+/// Cache Storage, under the name the page looks in.
+async fn plant_a_bundle(host: &Host, cache: &str) {
+    use base64::Engine;
+    use chromiumoxide::cdp::browser_protocol::fetch::{
+        EnableParams, EventRequestPaused, FulfillRequestParams, HeaderEntry, RequestPattern,
+    };
+    const ORIGIN: &str = "https://callagent-websdk.invalid";
+    let (browser, mut handler) =
+        chromiumoxide::Browser::connect(host.websocket()).await.expect("the host's DevTools");
+    let driving = tokio::spawn(async move { while handler.next().await.is_some() {} });
+    let page = browser.new_page("about:blank").await.expect("a page");
+    let mut paused = page.event_listener::<EventRequestPaused>().await.expect("Fetch events");
+    let pattern = RequestPattern { url_pattern: Some(format!("{ORIGIN}/*")), ..Default::default() };
+    page.execute(EnableParams { patterns: Some(vec![pattern]), handle_auth_requests: None })
+        .await
+        .expect("Fetch.enable");
+    let document = format!(
+        r#"<script>caches.open("{cache}").then((c) => c.put("/bundle.js", new Response("window.planted = true;"))).then(() => {{ document.title = "planted"; }})</script>"#
+    );
+    let body = base64::engine::general_purpose::STANDARD.encode(document);
+    let serve = async {
+        while let Some(request) = paused.next().await {
+            let html = HeaderEntry { name: "content-type".into(), value: "text/html".into() };
+            let _ = page
+                .execute(FulfillRequestParams {
+                    request_id: request.request_id.clone(),
+                    response_code: 200,
+                    response_headers: Some(vec![html]),
+                    binary_response_headers: None,
+                    body: Some(body.clone().into()),
+                    response_phrase: None,
+                })
+                .await;
+        }
+    };
+    let planted = async {
+        page.goto(format!("{ORIGIN}/")).await.expect("the origin");
+        loop {
+            let title: String = page.evaluate("document.title").await.expect("title").into_value().unwrap();
+            if title == "planted" {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::select! {
+        () = planted => {}
+        () = serve => panic!("the attacker's page stopped loading"),
+        () = tokio::time::sleep(Duration::from_secs(30)) => panic!("the bundle was not planted within 30 s"),
+    }
+    let _ = page.close().await;
+    drop(browser);
+    driving.abort();
+}
+
+/// A bundle planted in a remote browser's Cache Storage (which outlives the service on a host
+/// with a lasting profile) never runs: the page checks the cached bundle's SHA-256, deletes one
+/// that is not the service's, and fetches the service's own. (Without the check the planted
+/// code runs instead of the SDK, and would receive every token; here it makes the page never
+/// start, so `tab()` fails.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium, socat and root in an isolated network namespace: run websdk/conformance.sh"]
+async fn a_bundle_planted_in_the_browsers_cache_never_runs() {
+    let _one = HOSTS.lock().await;
+    isolated();
+    let host = Host::new(11);
+    let sdk = WebSdk::launch(remote(&host)).await.expect("the remote browser");
+    let sent = || async { sdk.stats().await.expect("stats").bundles_sent };
+    let first = sdk.tab().await.expect("a page");
+    let version = first.sdk_version().await.expect("the SDK's version");
+    drop(first);
+    assert_eq!(sent().await, 1, "the bundle was sent once, and cached");
+    plant_a_bundle(&host, &bundle_cache()).await;
+    let second = sdk.tab().await.expect("a page with the service's own bundle, not the planted one");
+    assert_eq!(second.sdk_version().await.expect("the SDK's version"), version);
+    assert_eq!(sent().await, 2, "the planted bundle was refused and the service's sent again");
+    // The cache holds the service's bundle again: a third page takes it from there.
+    let third = sdk.tab().await.expect("a page");
+    assert_eq!(sent().await, 2, "the third page found the service's bundle in the cache");
+    drop((second, third));
+    sdk.close().await;
+    drop(host);
 }

@@ -1,6 +1,7 @@
-//! The driver's TRACE, captured from every target while a token is used, and the checks that no
-//! form of the token is in it (tests/security.rs for a local browser, tests/remote.rs for one on
-//! another host).
+//! The driver's TRACE, captured from every target while a token is used, the `log` crate's
+//! records included (as `tracing_subscriber::fmt().init()`, which the README tells users to call,
+//! forwards them), and the checks that no form of the token is in it (tests/security.rs for a
+//! local browser, tests/remote.rs for one on another host).
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,7 +44,10 @@ impl Trace {
             .with_writer(move || writer.clone())
             .with_filter(recording);
         let subscriber = tracing_subscriber::registry().with(layer);
-        tracing::subscriber::set_global_default(subscriber).expect("one trace capture per test binary");
+        // `try_init`, not `set_global_default`: it also forwards the `log` crate's records
+        // (tungstenite's, rustls's), as users' `fmt().init()` does.
+        tracing_subscriber::util::SubscriberInitExt::try_init(subscriber)
+            .expect("one trace capture per test binary");
         RECORDING.store(true, Ordering::Relaxed);
         Self { out }
     }
@@ -52,8 +56,10 @@ impl Trace {
     /// (as written, its claims segment, base64 of it at each alignment), and that `shown` (what
     /// the caller printed of the result) holds none either.
     pub(crate) fn assert_no_token(&self, token: &str, shown: &str) {
-        let text = String::from_utf8(self.out.0.lock().unwrap().clone()).unwrap();
+        let text = self.text();
         assert!(text.contains("Sending") && text.contains("Received"), "the driver's TRACE was captured");
+        // The driver's WebSocket crate logs through `log`: its records were forwarded here.
+        assert!(text.contains("tungstenite"), "the dependencies' `log` records were captured");
         // The creation, its token sealed, did cross the traced channel.
         assert!(text.contains("callagent.create") && text.contains("sealed"), "the creation was traced");
         let payload = token.split('.').nth(1).unwrap();
@@ -67,6 +73,23 @@ impl Trace {
             let encoded = base64::engine::general_purpose::STANDARD.encode(&token.as_bytes()[skip..]);
             let stable = &encoded[..encoded.len() - 4];
             assert!(!text.contains(stable), "the token leaked into the trace as base64");
+        }
+    }
+}
+
+impl Trace {
+    /// What was captured so far.
+    pub(crate) fn text(&self) -> String {
+        String::from_utf8_lossy(&self.out.0.lock().unwrap()).into_owned()
+    }
+
+    /// Asserts that none of `secrets` (a header's value, a query token) is in the trace.
+    #[allow(dead_code, reason = "tests/remote.rs's; each test binary compiles this file")]
+    pub(crate) fn assert_none_of(&self, secrets: &[&str]) {
+        let text = self.text();
+        for secret in secrets {
+            let line = text.lines().find(|l| l.contains(secret));
+            assert!(line.is_none(), "a secret reached the trace: {line:?}");
         }
     }
 }
