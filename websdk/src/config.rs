@@ -73,10 +73,49 @@ pub struct WebSdkConfig {
     /// Pages kept open with the SDK loaded and no agent yet, so a creation need not wait for a
     /// page load; refilled in the background. 0 opens pages on demand only.
     pub warm_pages: usize,
+    /// Keeps each tenant's identities on pages of their own: a page takes creations only for
+    /// the tenant of the first identity placed on it, for the rest of its life. The identities
+    /// on one page share its JavaScript realm: the SDK's module state, and `CallClient`s, which
+    /// the page hands from a disposed agent to the next creation. `None` (the default): any
+    /// identity may share a page with any other (see the README's threat model). With
+    /// `agents_per_page: 1` every agent has a page of its own whatever this says.
+    pub tenant_of: Option<TenantOf>,
     /// A browser on another host to drive instead of launching Chromium here (`chromium`,
     /// `extra_args`, `host_resolver_rules` and `accept_invalid_certificates` are then that
     /// host's business). `None` (the default) launches Chromium on this machine.
     pub remote: Option<RemoteBrowser>,
+}
+
+/// Which tenant an identity belongs to ([`WebSdkConfig::tenant_of`]): e.g. the customer an ACS
+/// identity was made for, looked up in the application's own records.
+///
+/// ```
+/// use callagent_websdk::{TenantOf, WebSdkConfig};
+///
+/// // Identities named `8:acs:RESOURCE_…`: one tenant per ACS resource.
+/// let by_resource = TenantOf::new(|identity| identity.split('_').next().unwrap_or("").to_owned());
+/// let config = WebSdkConfig { tenant_of: Some(by_resource), ..WebSdkConfig::default() };
+/// assert!(config.validate().is_ok());
+/// ```
+#[derive(Clone)]
+pub struct TenantOf(std::sync::Arc<dyn Fn(&str) -> String + Send + Sync>);
+
+impl TenantOf {
+    /// The tenant `of` says an identity belongs to.
+    pub fn new(of: impl Fn(&str) -> String + Send + Sync + 'static) -> Self {
+        Self(std::sync::Arc::new(of))
+    }
+
+    /// `identity`'s tenant.
+    pub(crate) fn of(&self, identity: &str) -> String {
+        (self.0)(identity)
+    }
+}
+
+impl std::fmt::Debug for TenantOf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TenantOf(..)")
+    }
 }
 
 /// A browser on another host, reached over its DevTools endpoint: a headless Chromium container,
@@ -207,6 +246,7 @@ impl Default for WebSdkConfig {
             restart_spacing: Duration::from_secs(1),
             agents_per_page: DEFAULT_AGENTS_PER_PAGE,
             warm_pages: 1,
+            tenant_of: None,
             remote: None,
         }
     }

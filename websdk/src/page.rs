@@ -34,37 +34,49 @@ pub(crate) struct PageHandle {
 /// A page's load, kept by the pool: places taken (live agents and creations in
 /// flight) and their identities. One identity is never placed twice on a page: the SDK races two
 /// creations for it (40228/40230) or hands a later one the same agent, which would then have two
-/// owners.
+/// owners. With tenants (`WebSdkConfig::tenant_of`), the page's tenant is its first identity's,
+/// for the page's whole life: what one identity left in the realm stays there.
 #[derive(Debug, Default)]
 pub(crate) struct Load {
-    identities: Mutex<Vec<String>>,
+    inner: Mutex<LoadInner>,
+}
+
+#[derive(Debug, Default)]
+struct LoadInner {
+    identities: Vec<String>,
+    tenant: Option<String>,
 }
 
 impl Load {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
-        self.identities.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> std::sync::MutexGuard<'_, LoadInner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Places taken.
     pub(crate) fn places(&self) -> usize {
-        self.lock().len()
+        self.lock().identities.len()
     }
 
-    /// Takes a place for `identity`, if there is room and it has none here.
-    pub(crate) fn try_take(&self, identity: &str, capacity: usize) -> bool {
-        let mut identities = self.lock();
-        if identities.len() >= capacity || identities.iter().any(|i| i == identity) {
+    /// Takes a place for `identity` (of `tenant`, with tenants), if there is room, it has none
+    /// here, and the page is its tenant's or no one's yet.
+    pub(crate) fn try_take(&self, identity: &str, tenant: Option<&str>, capacity: usize) -> bool {
+        let mut load = self.lock();
+        let others = tenant.is_some_and(|t| load.tenant.as_deref().is_some_and(|own| own != t));
+        if others || load.identities.len() >= capacity || load.identities.iter().any(|i| i == identity) {
             return false;
         }
-        identities.push(identity.to_owned());
+        if load.tenant.is_none() {
+            load.tenant = tenant.map(str::to_owned);
+        }
+        load.identities.push(identity.to_owned());
         true
     }
 
     /// Gives `identity`'s place back.
     pub(crate) fn release(&self, identity: &str) {
-        let mut identities = self.lock();
-        if let Some(i) = identities.iter().position(|c| c == identity) {
-            identities.swap_remove(i);
+        let mut load = self.lock();
+        if let Some(i) = load.identities.iter().position(|c| c == identity) {
+            load.identities.swap_remove(i);
         }
     }
 }
@@ -360,5 +372,28 @@ impl Tab {
     /// Closes the page now, with every agent on it (without disposing them).
     pub async fn close(&self) {
         self.page.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_takes_each_identity_once_and_one_tenant_only() {
+        let load = Load::default();
+        assert!(load.try_take("8:acs:a1", Some("a"), 3));
+        assert!(!load.try_take("8:acs:a1", Some("a"), 3), "one identity once per page");
+        assert!(!load.try_take("8:acs:b1", Some("b"), 3), "another tenant's identity");
+        assert!(load.try_take("8:acs:a2", Some("a"), 3));
+        load.release("8:acs:a1");
+        load.release("8:acs:a2");
+        assert_eq!(load.places(), 0);
+        assert!(!load.try_take("8:acs:b1", Some("b"), 3), "the page stays its first tenant's");
+        assert!(load.try_take("8:acs:a3", Some("a"), 3));
+        // Without tenants, anyone shares a page, up to its capacity.
+        let shared = Load::default();
+        assert!(shared.try_take("8:acs:a1", None, 2) && shared.try_take("8:acs:b1", None, 2));
+        assert!(!shared.try_take("8:acs:c1", None, 2), "full");
     }
 }

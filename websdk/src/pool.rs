@@ -190,15 +190,17 @@ impl Pool {
     /// [`CONCURRENT_LOADS`] at once; once its turn comes a creation looks again, as another one's
     /// new page may have room). Starts refilling the warm pages.
     pub(crate) async fn place(&self, identity: &str) -> Result<(Tab, Place), WebSdkError> {
-        let placed = match self.take(identity) {
+        let tenant = self.ctx.config.tenant_of.as_ref().map(|t| t.of(identity));
+        let tenant = tenant.as_deref();
+        let placed = match self.take(identity, tenant) {
             Some(page) => page,
             None => {
                 let _turn = self.loads.acquire().await.map_err(|_| WebSdkError::closed())?;
-                match self.take(identity) {
+                match self.take(identity, tenant) {
                     Some(page) => page,
                     None => {
                         let page = self.load().await?;
-                        self.adopt(&page, identity)?;
+                        self.adopt(&page, identity, tenant)?;
                         page
                     }
                 }
@@ -209,7 +211,7 @@ impl Pool {
     }
 
     /// A place on a page the pool has, if one has room.
-    fn take(&self, identity: &str) -> Option<Arc<PageHandle>> {
+    fn take(&self, identity: &str, tenant: Option<&str>) -> Option<Arc<PageHandle>> {
         let mut inner = self.lock();
         if inner.closed {
             return None;
@@ -217,10 +219,10 @@ impl Pool {
         inner.placed.retain(|w| w.upgrade().is_some_and(|p| !p.is_gone()));
         let mut candidates: Vec<Arc<PageHandle>> = inner.placed.iter().filter_map(Weak::upgrade).collect();
         candidates.sort_by_cached_key(|p| std::cmp::Reverse(p.load.places()));
-        let found = candidates.into_iter().find(|p| p.load.try_take(identity, self.agents_per_page));
+        let found = candidates.into_iter().find(|p| p.load.try_take(identity, tenant, self.agents_per_page));
         let found = found.or_else(|| {
             while let Some(page) = inner.warm.pop() {
-                if !page.is_gone() && page.load.try_take(identity, self.agents_per_page) {
+                if !page.is_gone() && page.load.try_take(identity, tenant, self.agents_per_page) {
                     inner.placed.push(Arc::downgrade(&page));
                     return Some(page);
                 }
@@ -232,13 +234,13 @@ impl Pool {
     }
 
     /// Registers a page just opened for a creation of `identity`.
-    fn adopt(&self, page: &Arc<PageHandle>, identity: &str) -> Result<(), WebSdkError> {
+    fn adopt(&self, page: &Arc<PageHandle>, identity: &str, tenant: Option<&str>) -> Result<(), WebSdkError> {
         let mut inner = self.lock();
         if inner.closed {
             return Err(WebSdkError::closed());
         }
         // A fresh page has room for anyone.
-        page.load.try_take(identity, self.agents_per_page);
+        page.load.try_take(identity, tenant, self.agents_per_page);
         inner.placed.push(Arc::downgrade(page));
         self.publish(&mut inner);
         Ok(())
