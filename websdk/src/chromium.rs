@@ -234,12 +234,19 @@ mod tests {
     fn extra_arguments_that_undo_a_protection_are_refused() {
         assert_eq!(refuse_extra_arg("--window-size=1,1"), None);
         assert_eq!(refuse_extra_arg("--enable-features=A,B"), None);
+        // Each protection's flag, written out here rather than read from REFUSED_FLAGS, so that
+        // a flag dropped from that list fails this test.
         for bad in [
             "--remote-debugging-port=9222",
-            "--no-sandbox",
-            "--ignore-certificate-errors",
+            "--remote-debugging-address=0.0.0.0",
+            "--remote-debugging-pipe",
             "--user-data-dir=/x",
+            "--ignore-certificate-errors",
+            "--ignore-certificate-errors-spki-list=AAAA",
+            "--no-sandbox",
+            "--disable-setuid-sandbox",
             "--host-resolver-rules=MAP * 1.2.3.4",
+            "--enable-logging=stderr",
         ] {
             let why = refuse_extra_arg(bad).unwrap_or_default();
             assert!(why.contains("not allowed"), "{bad}: {why}");

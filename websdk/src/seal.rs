@@ -80,12 +80,22 @@ mod tests {
     use super::*;
     use ring::agreement::PublicKey;
 
+    /// The HKDF `info` the page uses, read from `page/entry.js` (not this module's [`INFO`]: a
+    /// change on one side only must fail the test, as it would fail every creation).
+    fn page_info() -> Vec<u8> {
+        let entry = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/page/entry.js")).unwrap();
+        let at = entry.find("const INFO = new TextEncoder().encode(\"").expect("entry.js's INFO");
+        let rest = &entry[at..].split_once('"').unwrap().1;
+        rest.split_once('"').unwrap().0.as_bytes().to_vec()
+    }
+
     /// Opens `sealed` with the page's private key, as `page/entry.js` does with WebCrypto.
     fn open(page: EphemeralPrivateKey, sealed: &Sealed) -> Vec<u8> {
         let epk = B64.decode(&sealed.epk).unwrap();
+        let info = page_info();
         let key = agree_ephemeral(page, &UnparsedPublicKey::new(&ECDH_P256, epk), |shared| {
             let prk = Salt::new(HKDF_SHA256, &[]).extract(shared);
-            LessSafeKey::new(UnboundKey::from(prk.expand(&[INFO], &AES_256_GCM).unwrap()))
+            LessSafeKey::new(UnboundKey::from(prk.expand(&[&info], &AES_256_GCM).unwrap()))
         })
         .unwrap();
         let nonce = Nonce::try_assume_unique_for_key(&B64.decode(&sealed.nonce).unwrap()).unwrap();
