@@ -86,8 +86,9 @@ pub struct WebSdkConfig {
     pub remote: Option<RemoteBrowser>,
 }
 
-/// Which tenant an identity belongs to ([`WebSdkConfig::tenant_of`]): e.g. the customer an ACS
-/// identity was made for, looked up in the application's own records.
+/// Which tenant an identity belongs to ([`WebSdkConfig::tenant_of`]), given the identity a
+/// creation names (`CreateAgentRequest::identity`): e.g. the customer an ACS identity was made
+/// for, looked up in the application's own records.
 ///
 /// ```
 /// use callagent_websdk::{TenantOf, WebSdkConfig};

@@ -185,13 +185,16 @@ impl Pool {
         (inner.warm.len(), inner.placed.iter().filter(|w| w.strong_count() > 0).count())
     }
 
-    /// A page with room for a creation of `identity`, and the place taken on it: the fullest page
+    /// A page with room for a creation of `identity` (of `tenant`, with tenants: on a page of its
+    /// tenant's or a fresh one), and the place taken on it: the fullest page
     /// with room (fewer pages, less memory), else a warm page, else a page opened now (at most
     /// [`CONCURRENT_LOADS`] at once; once its turn comes a creation looks again, as another one's
     /// new page may have room). Starts refilling the warm pages.
-    pub(crate) async fn place(&self, identity: &str) -> Result<(Tab, Place), WebSdkError> {
-        let tenant = self.ctx.config.tenant_of.as_ref().map(|t| t.of(identity));
-        let tenant = tenant.as_deref();
+    pub(crate) async fn place(
+        &self,
+        identity: &str,
+        tenant: Option<&str>,
+    ) -> Result<(Tab, Place), WebSdkError> {
         let placed = match self.take(identity, tenant) {
             Some(page) => page,
             None => {

@@ -293,7 +293,9 @@ async fn create(
     // with one token's user are one identity to it.
     let claims = request.token.claims().ok();
     let identity = claims.as_ref().and_then(|c| c.skypeid()).unwrap_or(&request.identity);
-    let (tab, mut place) = shared.pool.place(identity).await?;
+    // The tenant is the application's: of the identity it named.
+    let tenant = shared.ctx.config.tenant_of.as_ref().map(|t| t.of(&request.identity));
+    let (tab, mut place) = shared.pool.place(identity, tenant.as_deref()).await?;
     // The warm pages are topped up once the creation settles or is dropped: not while it runs,
     // as loading a page (CPU-bound) would slow it down.
     let _refill = Refill(&shared.pool);

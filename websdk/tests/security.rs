@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use callagent_retry::sdk::{AccessToken, AgentKind, CreateAgentRequest};
-use callagent_websdk::{WebSdk, WebSdkConfig};
+use callagent_websdk::{TenantOf, WebSdk, WebSdkConfig};
 
 #[path = "common/isolation.rs"]
 mod isolation;
@@ -527,4 +527,89 @@ fn sandbox_probe() {
         drop(tab);
         sdk.close().await;
     });
+}
+
+/// The stand-in's tag for a credential (`fixtures/tls_server.py`): the first 12 hex digits of
+/// its SHA-256.
+fn tag(credential: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, credential.as_bytes());
+    digest.as_ref()[..6].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A token the SDK sends, for an identity of its own.
+fn token_of(identity: &str, skype_id: &str) -> (CreateAgentRequest, String) {
+    let mut claims = acs_claims();
+    claims["skypeid"] = skype_id.into();
+    let token = AccessToken::unsigned(&claims);
+    let raw = token.expose_secret().to_owned();
+    (CreateAgentRequest::new(identity, token, AgentKind::Acs), raw)
+}
+
+/// Identities on one page, with the certificate rig's stand-in answering for every Azure host
+/// and reporting whose token (by digest) each request carried.
+///
+/// 1. What the real SDK does (recorded, not the service's to change): the page hands the
+///    `CallClient` that made A's agent (disposed) to B's creation, and B's requests carry B's
+///    token; but the SDK goes on sending A's token from that page after A's agent is disposed
+///    (its configuration fetches), also while B is created on A's old client. Seen here: 2 to 3
+///    requests with A's token after B's creation began; 1 in 30 s with no B at all.
+/// 2. What the service gives against it: with `WebSdkConfig::tenant_of`, a creation for another
+///    tenant never lands on a page that held A's identity, even while another agent of A's
+///    tenant keeps that page open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium and an isolated network namespace: run websdk/conformance.sh"]
+async fn identities_on_a_page_and_tenants_on_pages_of_their_own() {
+    isolated();
+    let stand = Stand::start();
+    let rig = WebSdkConfig {
+        host_resolver_rules: Some(TO_THE_STAND_IN.into()),
+        create_timeout: Duration::from_secs(60),
+        warm_pages: 0,
+        extra_args: vec![LOCAL_NETWORK_ACCESS_OFF.into()],
+        accept_invalid_certificates: true,
+        ..isolation::config()
+    };
+    let sdk = launch(rig.clone()).await;
+    let tab = sdk.tab().await.expect("a page");
+    let (a, token_a) = token_of("8:acs:a/1", "acs:11111111-2222_0000000a");
+    let (b, token_b) = token_of("8:acs:b/1", "acs:11111111-2222_0000000b");
+    let (tag_a, tag_b) = (format!("auth:{}", tag(&token_a)), format!("auth:{}", tag(&token_b)));
+    let carried = |lines: &[String], tag: &str| lines.iter().filter(|l| l.ends_with(tag)).count();
+    if let Ok(agent) = tab.create(&a).await {
+        stand.wait_for(Duration::from_secs(30), |l| l.ends_with(&tag_a)).await;
+        agent.dispose().await.expect("A's agent disposed");
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = stand.take();
+    assert!(carried(&before, &tag_a) > 0, "A's token reached the stand-in (the tags work): {before:?}");
+    let second = tab.create(&b).await;
+    assert_eq!(tab.call_clients().await.expect("the page's CallClients"), 1, "B reused A's CallClient");
+    stand.wait_for(Duration::from_secs(30), |l| l.ends_with(&tag_b)).await;
+    if let Ok(agent) = second {
+        let _ = agent.dispose().await;
+    }
+    drop(tab);
+    sdk.close().await;
+    let after = stand.take();
+    assert!(carried(&after, &tag_b) > 0, "B's requests carry B's token: {after:?}");
+    println!(
+        "after B's creation on A's old CallClient: {} requests with B's token, {} with A's (disposed)",
+        carried(&after, &tag_b),
+        carried(&after, &tag_a)
+    );
+
+    // Tenants: A's tenant keeps its page open (K); B, of another tenant, gets a page of its own.
+    let tenant = TenantOf::new(|identity| identity.split_once('/').map_or(identity, |(t, _)| t).to_owned());
+    let sdk = launch(WebSdkConfig { tenant_of: Some(tenant), agents_per_page: 4, ..rig }).await;
+    let (keeper, _) = token_of("8:acs:a/keeper", "acs:11111111-2222_0000000c");
+    let keeper = sdk.create(&keeper).await.expect("an agent of tenant a");
+    let agent_a = sdk.create(&a).await.expect("A's agent");
+    assert_eq!(sdk.open_pages().await.expect("pages"), 1, "one tenant's identities share a page");
+    agent_a.dispose().await.expect("A's agent disposed");
+    let agent_b = sdk.create(&b).await.expect("B's agent");
+    assert_eq!(sdk.open_pages().await.expect("pages"), 2, "B, of another tenant, got a page of its own");
+    for agent in [agent_b, keeper] {
+        let _ = agent.dispose().await;
+    }
+    sdk.close().await;
 }
