@@ -570,11 +570,17 @@ mod tests {
         // Another name: refused, though the CA is trusted.
         let err = open(&target("other.test"), address, Some(&config)).await.unwrap_err();
         assert!(err.contains("TLS handshake") && err.contains("not valid for name \"other.test\""), "{err}");
-        // The system's roots alone do not know the private CA.
-        let system = tls_config(None);
-        if let Ok(system) = system {
-            let err = open(&target("browser.test"), address, Some(&system)).await.unwrap_err();
-            assert!(err.contains("UnknownIssuer"), "{err}");
+        // The system's roots alone do not know the private CA. Skipped, saying why, only on a
+        // machine with no roots installed at all; where they are, they must load.
+        match tls_config(None) {
+            Ok(system) => {
+                let err = open(&target("browser.test"), address, Some(&system)).await.unwrap_err();
+                assert!(err.contains("UnknownIssuer"), "{err}");
+            }
+            Err(e) if !Path::new("/etc/ssl/certs").exists() => {
+                eprintln!("skipped the system roots' half: this machine has none (/etc/ssl/certs): {e}");
+            }
+            Err(e) => panic!("the system's roots are installed (/etc/ssl/certs) but none loaded: {e}"),
         }
     }
 }

@@ -352,6 +352,34 @@ mod tests {
         assert!(addresses.contains(&SocketAddr::from(([127, 0, 0, 1], 9223))), "{addresses:?}");
     }
 
+    /// At most `max_browsers` of the addresses a name lists are tried, the first in sorted
+    /// order: the `browser` label's values stay bounded whatever DNS answers.
+    #[tokio::test]
+    async fn at_most_max_browsers_of_the_listed_addresses_are_tried() {
+        // Loopback ports nothing listens on: each is tried and refuses at once.
+        let ports: Vec<u16> = (0..4)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port())
+            .collect();
+        let listed: Vec<SocketAddr> =
+            ports.iter().rev().map(|p| SocketAddr::from(([127, 0, 0, 1], *p))).collect();
+        let mut sorted = listed.clone();
+        sorted.sort();
+        let answer = listed.clone();
+        let resolver = tower::service_fn(move |_: String| {
+            let answer = answer.clone();
+            async move { Ok::<_, std::io::Error>(answer) }
+        });
+        let template = WebSdkConfig { launch_timeout: Duration::from_secs(2), ..WebSdkConfig::default() };
+        let dns = DnsBrowsers { max_browsers: 2, ..DnsBrowsers::new("h:9223", template) };
+        let err = Browsers::discover_with(dns, resolver).await.unwrap_err().to_string();
+        for tried in &sorted[..2] {
+            assert!(err.contains(&format!("{tried}:")), "{tried} was tried: {err}");
+        }
+        for left in &sorted[2..] {
+            assert!(!err.contains(&left.to_string()), "{left} is past max_browsers: {err}");
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_name_that_lists_nothing_fails_within_the_launch_timeout() {
         let template = WebSdkConfig { launch_timeout: Duration::from_secs(5), ..WebSdkConfig::default() };
