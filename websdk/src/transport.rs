@@ -25,10 +25,14 @@
 //! Both of the relay's WebSockets (the driver's, a remote browser's) are tokio-websockets, which
 //! logs nothing: no request head, header or frame of theirs reaches any log. The driver's
 //! handshake is bounded ([`HANDSHAKE_WITHIN`]) and each connection's runs on its own, so a client
-//! that connects and says nothing holds up no one.
+//! that connects and says nothing holds up no one. A connection from another user's socket is
+//! closed before a byte of it is read (`/proc/net/tcp` names each loopback socket's owner): the
+//! path is not the only thing between another local user and the browser, which matters because
+//! the driver's own WebSocket crate logs its request line, path and all, at TRACE.
 
 use std::borrow::Cow;
 use std::fmt;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use base64::Engine;
@@ -254,6 +258,9 @@ async fn accept_one(listener: &TcpListener, path: &str, handshake_within: Durati
 async fn handshake(stream: TcpStream, path: &str) -> std::io::Result<Ws> {
     const MAX_HEAD: u64 = 8 * 1024;
     let refused = |why: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_owned());
+    if !same_user(stream.peer_addr()?, stream.local_addr()?) {
+        return Err(refused("another user's connection"));
+    }
     let mut reader = BufReader::new(stream);
     let mut head = String::new();
     while !(head.ends_with("\r\n\r\n") || head.ends_with("\n\n")) {
@@ -290,6 +297,41 @@ async fn handshake(stream: TcpStream, path: &str) -> std::io::Result<Ws> {
     );
     stream.write_all(answer.as_bytes()).await?;
     Ok(ServerBuilder::new().limits(unlimited()).serve(stream))
+}
+
+/// Whether the client at `peer`, connected to the relay at `relay`, is a socket of this
+/// process's user: `/proc/net/tcp` lists both ends of a loopback connection, each with its
+/// owner's uid (the socket's credentials, as `SO_PEERCRED` gives them for a Unix socket). A
+/// connection it cannot find there is another user's. On a system with no such table (some
+/// sandboxed kernels) the path alone is the gate, as it was before this check, and the service
+/// says so once.
+fn same_user(peer: SocketAddr, relay: SocketAddr) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let (Ok(me), Ok(table)) =
+        (std::fs::metadata("/proc/self").map(|m| m.uid()), std::fs::read_to_string("/proc/net/tcp"))
+    else {
+        if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!(
+                "no /proc/net/tcp: the DevTools relay cannot tell another local user's connection from \
+                 the driver's; its unguessable path is the only gate"
+            );
+        }
+        return true;
+    };
+    table.lines().skip(1).find_map(|line| owner(line, peer, relay)) == Some(me)
+}
+
+/// The owner's uid of `/proc/net/tcp`'s `line`, if it is the socket at `local` connected to
+/// `remote` (IPv4: the address as the kernel's little-endian hex, the port big-endian).
+fn owner(line: &str, local: SocketAddr, remote: SocketAddr) -> Option<u32> {
+    let hex = |address: SocketAddr| match address {
+        SocketAddr::V4(v4) => Some(format!("{:08X}:{:04X}", u32::from_le_bytes(v4.ip().octets()), v4.port())),
+        SocketAddr::V6(_) => None,
+    };
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let (&ours, &theirs, &uid) = (fields.get(1)?, fields.get(2)?, fields.get(7)?);
+    (ours == hex(local)? && theirs == hex(remote)?).then(|| uid.parse().ok()).flatten()
 }
 
 /// How often the relay asks a remote browser to answer while watching its link.
@@ -743,6 +785,55 @@ mod tests {
                 .expect("the driver got in while the silent clients waited");
         assert!(driver.is_ok(), "{driver:?}");
         drop((silent, half, endpoint));
+    }
+
+    #[test]
+    fn a_sockets_owner_is_read_from_proc_net_tcp() {
+        let line = "   3: 0100007F:A1B2 0100007F:1F90 01 00000000:00000000 00:00000000 00000000 65534        0 4242 1";
+        let (client, relay): (SocketAddr, SocketAddr) =
+            ("127.0.0.1:41394".parse().unwrap(), "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(owner(line, client, relay), Some(65534));
+        assert_eq!(owner(line, relay, client), None, "the other end's socket");
+        assert_eq!(owner(line, "127.0.0.2:41394".parse().unwrap(), relay), None);
+        assert_eq!(owner("garbage", client, relay), None);
+    }
+
+    /// A client of another local user (uid 65534, through `setpriv`) that knows the path is
+    /// closed before its request is read; the driver (this user) still gets in afterwards.
+    #[tokio::test]
+    async fn another_users_client_is_refused_even_with_the_path() {
+        use std::os::unix::fs::MetadataExt;
+        if std::fs::metadata("/proc/self").map(|m| m.uid()).ok() != Some(0) {
+            eprintln!("skipped: acting as another user takes root (setpriv)");
+            return;
+        }
+        let (to_browser, _browser_reads) = duplex(1 << 16);
+        let (_browser_writes, from_browser) = duplex(1 << 16);
+        let endpoint =
+            relay(Upstream::pipe(to_browser, from_browser), Duration::from_secs(30), Bodies::default())
+                .await
+                .unwrap();
+        let url = endpoint.url().to_owned();
+        let (address, path) = url.trim_start_matches("ws://").split_once('/').unwrap();
+        let (host, port) = address.split_once(':').unwrap();
+        // bash's /dev/tcp: nothing the other user needs to reach in this user's home (a
+        // Python under /root is not theirs to run).
+        let script = format!(
+            "exec 3<>/dev/tcp/{host}/{port} && printf 'GET /{path} HTTP/1.1\\r\\nHost: x\\r\\n\
+             Upgrade: websocket\\r\\nConnection: Upgrade\\r\\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\\r\\n\
+             Sec-WebSocket-Version: 13\\r\\n\\r\\n' >&3 && timeout 5 head -c 64 <&3; echo connected"
+        );
+        let other = tokio::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "/bin/bash", "-c", &script])
+            .output()
+            .await
+            .expect("setpriv (util-linux) runs a client as uid 65534");
+        let said = String::from_utf8_lossy(&other.stdout);
+        // It connected (loopback is open to every user), and was answered nothing.
+        assert!(said.contains("connected"), "{said}{}", String::from_utf8_lossy(&other.stderr));
+        assert!(!said.contains("HTTP/1.1"), "another user's client was answered: {said}");
+        let driver = async_tungstenite::tokio::connect_async(url.as_str()).await;
+        assert!(driver.is_ok(), "the driver gets in: {:?}", driver.err());
     }
 
     /// The handshake's answer is RFC 6455's (section 1.3's example key and answer).
