@@ -387,8 +387,12 @@ impl Supervisor {
         state.last_launch = Some(Instant::now());
         state.generation += 1;
         let generation = state.generation;
+        let mut answered = true;
         let launched = match &self.config.remote {
-            Some(remote) => self.connect(remote, generation).await,
+            Some(remote) => self.connect(remote, generation).await.map_err(|(e, a)| {
+                answered = a;
+                e
+            }),
             None => self.launch(generation).await,
         };
         match launched {
@@ -400,7 +404,9 @@ impl Supervisor {
                 Ok(instance)
             }
             Err(e) if self.config.remote.is_some() => {
-                state.failed_connects = state.failed_connects.saturating_add(1);
+                // An endpoint that did not answer at all is asked again at the base spacing
+                // (a connection attempt); one that answered and failed is backed off.
+                state.failed_connects = if answered { state.failed_connects.saturating_add(1) } else { 0 };
                 // Kept as the current browser, dead, so the next creation spaces its attempt.
                 state.current =
                     Some(Instance::unreachable(generation, e.to_string(), &self.closed, self.lost.clone()));
@@ -416,9 +422,11 @@ impl Supervisor {
         }
     }
 
-    /// The least time before the next start: `restart_spacing`, and for a remote browser that
-    /// could not be reached `failures` times in a row, twice that per failure up to 30 s, with
-    /// ±20% jitter so many services do not reconnect in step.
+    /// The least time before the next start: `restart_spacing`, and for a remote browser whose
+    /// endpoint answered but could not be connected to `failures` times in a row, twice that per
+    /// failure up to 30 s, with ±20% jitter so many services do not reconnect in step. (One
+    /// that does not answer at all is asked again at `restart_spacing`: a host that comes back
+    /// rejoins within it, however long it was gone.)
     fn spacing(&self, failures: u32) -> Duration {
         let base = self.config.restart_spacing;
         if self.config.remote.is_none() || failures == 0 {
@@ -433,7 +441,7 @@ impl Supervisor {
         &self,
         remote: &crate::config::RemoteBrowser,
         generation: u64,
-    ) -> Result<Arc<Instance>, WebSdkError> {
+    ) -> Result<Arc<Instance>, (WebSdkError, bool)> {
         let within = self.config.launch_timeout;
         let unreachable = |why: &str| {
             WebSdkError::BrowserDied(format!(
@@ -452,15 +460,22 @@ impl Supervisor {
         // twice `lost_after` is as lost as one that went silent (a hung browser's relay still
         // accepts), and creations meanwhile should fail fast, not wait out `launch_timeout`.
         let reaching = within.min((remote.lost_after * 2).max(Duration::from_secs(2)));
+        // The second of each pair: whether the endpoint answered at all (see `remote::Unreached`).
         let upstream = match tokio::time::timeout(reaching, reach).await {
             Ok(Ok(upstream)) => upstream,
-            Ok(Err(why)) => return Err(unreachable(&why)),
-            Err(_) => return Err(unreachable(&format!("no DevTools connection within {}", human(reaching)))),
+            Ok(Err(e)) => return Err((unreachable(&e.why), e.answered)),
+            Err(_) => {
+                return Err((
+                    unreachable(&format!("no DevTools connection within {}", human(reaching))),
+                    false,
+                ));
+            }
         };
         let endpoint = transport::relay(upstream, within, Arc::clone(&self.bodies))
             .await
-            .map_err(|e| unreachable(&format!("cannot relay its DevTools connection: {e}")))?;
-        let instance = self.attach(endpoint, None, None, generation, &unreachable).await?;
+            .map_err(|e| (unreachable(&format!("cannot relay its DevTools connection: {e}")), true))?;
+        let instance =
+            self.attach(endpoint, None, None, generation, &unreachable).await.map_err(|e| (e, true))?;
         tracing::info!(endpoint = %remote.authority(), generation, "connected to the remote browser");
         Ok(instance)
     }

@@ -193,10 +193,26 @@ fn tls_config(ca_file: Option<&PathBuf>) -> Result<Arc<ClientConfig>, String> {
     Ok(Arc::new(config))
 }
 
-/// Connects to `address`, over TLS for `target.tls` (verified against `target.host`).
-async fn open(target: &Target, address: SocketAddr, tls: Option<&Arc<ClientConfig>>) -> Result<Link, String> {
+/// A TCP connection to `address`.
+async fn tcp(address: SocketAddr) -> Result<TcpStream, String> {
     let tcp = TcpStream::connect(address).await.map_err(|e| format!("cannot connect to {address}: {e}"))?;
     let _ = tcp.set_nodelay(true);
+    Ok(tcp)
+}
+
+/// Connects to `address`, over TLS for `target.tls` (verified against `target.host`).
+#[cfg(test)]
+async fn open(target: &Target, address: SocketAddr, tls: Option<&Arc<ClientConfig>>) -> Result<Link, String> {
+    secure(target, address, tcp(address).await?, tls).await
+}
+
+/// `tcp` to `address`, over TLS for `target.tls` (verified against `target.host`).
+async fn secure(
+    target: &Target,
+    address: SocketAddr,
+    tcp: TcpStream,
+    tls: Option<&Arc<ClientConfig>>,
+) -> Result<Link, String> {
     let Some(config) = tls else { return Ok(Either::Left(tcp)) };
     let name = ServerName::try_from(target.host.clone())
         .map_err(|_| format!("{:?} is not a name a certificate can be checked against", target.host))?;
@@ -212,26 +228,48 @@ async fn open(target: &Target, address: SocketAddr, tls: Option<&Arc<ClientConfi
 /// is the `Host` of each request: Chromium refuses a `Host` that is a name (DNS rebinding), and
 /// a name may stand for many browsers (a Kubernetes headless Service), this one being the
 /// address connected. (A TLS front, the only way to `wss`, sees the name in SNI.)
-pub(crate) async fn reach(remote: Reach<'_>) -> Result<Upstream, String> {
-    let target = parse(remote.endpoint)?;
+pub(crate) async fn reach(remote: Reach<'_>) -> Result<Upstream, Unreached> {
+    let silent = |why: String| Unreached { why, answered: false };
+    let target = parse(remote.endpoint).map_err(|why| Unreached { why, answered: true })?;
     let address = match remote.connect_to {
         Some(address) => address,
         None => tokio::net::lookup_host((target.host.as_str(), target.port))
             .await
-            .map_err(|e| format!("cannot resolve {}: {e}", target.host))?
+            .map_err(|e| silent(format!("cannot resolve {}: {e}", target.host)))?
             .next()
-            .ok_or_else(|| format!("{} has no address", target.host))?,
+            .ok_or_else(|| silent(format!("{} has no address", target.host)))?,
     };
+    let first = tcp(address).await.map_err(silent)?;
+    reach_at(remote, &target, address, first).await.map_err(|why| Unreached { why, answered: true })
+}
+
+/// Why a remote browser could not be reached, and whether its endpoint answered at all: one
+/// that did not (nothing listens there, no route, no name) is asked again soon, a connection
+/// attempt being cheap, so a host that comes back rejoins at once however long it was gone;
+/// one that answered and failed (TLS, HTTP, the WebSocket handshake) is backed off.
+#[derive(Debug)]
+pub(crate) struct Unreached {
+    pub(crate) why: String,
+    pub(crate) answered: bool,
+}
+
+/// [`reach`] once `first`, a connection to `address`, is made.
+async fn reach_at(
+    remote: Reach<'_>,
+    target: &Target,
+    address: SocketAddr,
+    first: TcpStream,
+) -> Result<Upstream, String> {
     let tls = target.tls.then(|| tls_config(remote.ca_file)).transpose()?;
-    let path = if target.discover {
+    let (path, second) = if target.discover {
         // A token in the endpoint's query (browserless's `?token=`) goes with both requests.
         let query = target.path.find('?').map_or("", |i| &target.path[i..]);
-        let link = open(&target, address, tls.as_ref()).await?;
-        ask_path(link, address, remote.header, query).await?
+        let link = secure(target, address, first, tls.as_ref()).await?;
+        (ask_path(link, address, remote.header, query).await?, tcp(address).await?)
     } else {
-        target.path.clone()
+        (target.path.clone(), first)
     };
-    let link = open(&target, address, tls.as_ref()).await?;
+    let link = secure(target, address, second, tls.as_ref()).await?;
     // The URL's scheme only shapes the request line (its host, the address, is the `Host`): the
     // link is already TLS where it must be. Errors name neither the path nor its query.
     let mut client = tokio_websockets::ClientBuilder::new()
@@ -457,6 +495,18 @@ mod tests {
         })
         .await;
         assert!(reached.is_ok(), "{:?}", reached.err());
+        // Nothing listening: not answered, so asked again soon rather than backed off.
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let endpoint = format!("http://127.0.0.1:{}", free.port());
+        let reach_free = |endpoint| Reach {
+            endpoint,
+            header: None,
+            lost_after: Duration::from_secs(5),
+            ca_file: None,
+            connect_to: None,
+        };
+        let silent = reach(reach_free(&endpoint)).await.expect_err("nothing listens");
+        assert!(!silent.answered && silent.why.contains("cannot connect"), "{silent:?}");
         let heads = heads.await.unwrap();
         assert_eq!(heads.len(), 2, "{heads:?}");
         assert!(heads[0].starts_with("GET /json/version?token=s3cr3t HTTP/1.1\r\n"), "{}", heads[0]);

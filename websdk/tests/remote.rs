@@ -910,3 +910,29 @@ async fn a_bundle_planted_in_the_browsers_cache_never_runs() {
     sdk.close().await;
     drop(host);
 }
+
+/// A host gone a long time rejoins within seconds of answering again: while nothing answers at
+/// its endpoint the service asks again every `restart_spacing` (one connection attempt), and
+/// keeps its doubling backoff for an endpoint that answers and fails. (Backed off, it waited up
+/// to 30 s after a long outage: 23–34 s in 5 of 7 cases after 35–40 s down.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium, socat and root in an isolated network namespace: run websdk/conformance.sh"]
+async fn a_host_gone_a_minute_rejoins_within_5_s_of_answering() {
+    let _one = HOSTS.lock().await;
+    isolated();
+    let mut host = Host::new(12);
+    let config = WebSdkConfig { name: "h".into(), restart_spacing: Duration::from_secs(1), ..remote(&host) };
+    let browsers = Browsers::launch(vec![config]).await.expect("the host's browser");
+    let member = browsers.members().into_iter().next().map(|(_, sdk)| sdk).expect("the member");
+    host.kill();
+    until("the browser is lost", Duration::from_secs(10), || !member.is_up()).await;
+    let outage =
+        Duration::from_secs(std::env::var("REMOTE_OUTAGE").ok().and_then(|s| s.parse().ok()).unwrap_or(60));
+    tokio::time::sleep(outage).await;
+    host.start(); // returns once DevTools answers on the link
+    let rejoined = until("the host rejoined", Duration::from_secs(45), || member.is_up()).await;
+    println!("a host gone {outage:?} rejoined {rejoined:?} after it answered again");
+    assert!(rejoined <= Duration::from_secs(5), "rejoined {rejoined:?} after it answered");
+    browsers.close().await;
+    drop(host);
+}
