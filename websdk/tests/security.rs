@@ -272,6 +272,21 @@ const LOCAL_NETWORK_ACCESS_OFF: &str = "--disable-features=LocalNetworkAccessChe
 /// Every name but localhost resolves to the stand-in server.
 const TO_THE_STAND_IN: &str = "MAP * 127.0.0.1, EXCLUDE localhost";
 
+/// Every name the SDK asks for resolves to the stand-in, nothing else stops it from reaching it
+/// but the certificate.
+fn to_the_stand_in() -> WebSdkConfig {
+    WebSdkConfig {
+        host_resolver_rules: Some(TO_THE_STAND_IN.into()),
+        create_timeout: Duration::from_secs(60),
+        warm_pages: 0,
+        // The stand-in is on loopback, which Chromium's Local Network Access keeps the page's
+        // public origin from reaching; the SDK's real hosts are public. Off here, so that only
+        // the certificate stands between the SDK and the stand-in.
+        extra_args: vec![LOCAL_NETWORK_ACCESS_OFF.into()],
+        ..isolation::config()
+    }
+}
+
 /// Creates one agent with a token the SDK sends.
 async fn create_one(sdk: &WebSdk, identity: &str) {
     let (request, _) = valid(identity);
@@ -284,16 +299,7 @@ async fn create_one(sdk: &WebSdk, identity: &str) {
 async fn certificates_are_verified() {
     isolated();
     let stand = Stand::start();
-    let rules = WebSdkConfig {
-        host_resolver_rules: Some(TO_THE_STAND_IN.into()),
-        create_timeout: Duration::from_secs(60),
-        warm_pages: 0,
-        // The stand-in is on loopback, which Chromium's Local Network Access keeps the page's
-        // public origin from reaching; the SDK's real hosts are public. Off here, so that only
-        // the certificate stands between the SDK and the stand-in.
-        extra_args: vec![LOCAL_NETWORK_ACCESS_OFF.into()],
-        ..isolation::config()
-    };
+    let rules = to_the_stand_in();
     // The SDK's own hosts, not only Chromium's background requests.
     let sdk_host = |l: &str| ["microsoft.com", "azure.com", "skype.com"].iter().any(|h| l.contains(h));
     let sdk = launch(rules.clone()).await;
@@ -561,14 +567,7 @@ fn token_of(identity: &str, skype_id: &str) -> (CreateAgentRequest, String) {
 async fn identities_on_a_page_and_tenants_on_pages_of_their_own() {
     isolated();
     let stand = Stand::start();
-    let rig = WebSdkConfig {
-        host_resolver_rules: Some(TO_THE_STAND_IN.into()),
-        create_timeout: Duration::from_secs(60),
-        warm_pages: 0,
-        extra_args: vec![LOCAL_NETWORK_ACCESS_OFF.into()],
-        accept_invalid_certificates: true,
-        ..isolation::config()
-    };
+    let rig = WebSdkConfig { accept_invalid_certificates: true, ..to_the_stand_in() };
     let sdk = launch(rig.clone()).await;
     let tab = sdk.tab().await.expect("a page");
     let (a, token_a) = token_of("8:acs:a/1", "acs:11111111-2222_0000000a");
