@@ -44,7 +44,10 @@ pub enum WebSdkError {
     BrowserGone(String),
     /// The browser died (its process exited or its DevTools connection ended) while this
     /// creation used it. Retryable: the service starts Chromium again for the next creation.
-    #[error("the browser died during the creation ({0}); the next creation starts it again")]
+    #[error(
+        "the browser died during the creation ({0}); a local one is started again for the next creation, a \
+         remote one reconnected as soon as it answers"
+    )]
     BrowserDied(String),
     /// No browser to create on: none of [`Browsers`](crate::Browsers)' sources lists one now
     /// (a name that resolves to no address, every listed browser retired). Retryable: a browser
