@@ -392,6 +392,9 @@ mod tests {
         assert!(tls_config(Some(&fixture("remote-ca.crt"))).is_ok());
     }
 
+    /// Debian's bundle of the system's roots (the `ca-certificates` package).
+    const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
+
     /// A TLS server on loopback with the fixture certificate (for 10.231.10.2 and
     /// `browser.test`), answering `/json/version` as Chromium does.
     async fn tls_server() -> SocketAddr {
@@ -627,10 +630,10 @@ mod tests {
                 let err = open(&target("browser.test"), address, Some(&system)).await.unwrap_err();
                 assert!(err.contains("UnknownIssuer"), "{err}");
             }
-            Err(e) if !Path::new("/etc/ssl/certs").exists() => {
-                eprintln!("skipped the system roots' half: this machine has none (/etc/ssl/certs): {e}");
+            Err(e) if !Path::new(SYSTEM_ROOTS).exists() => {
+                eprintln!("skipped the system roots' half: this machine has none ({SYSTEM_ROOTS}): {e}");
             }
-            Err(e) => panic!("the system's roots are installed (/etc/ssl/certs) but none loaded: {e}"),
+            Err(e) => panic!("the system's roots are installed ({SYSTEM_ROOTS}) but none loaded: {e}"),
         }
     }
 }
