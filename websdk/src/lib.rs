@@ -107,8 +107,40 @@ pub use page::{Failure, Tab};
 pub use service::{BrowserStats, ResponseFuture, WebSdk};
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// Everything logged from here on, at every level, `log` records included: the subscriber
+    /// users set up (`tracing_subscriber::fmt().init()`, which forwards the `log` crate's records).
+    pub(crate) fn logs() -> std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
+        static LOGS: std::sync::OnceLock<std::sync::Arc<std::sync::Mutex<Vec<u8>>>> =
+            std::sync::OnceLock::new();
+        std::sync::Arc::clone(LOGS.get_or_init(|| {
+            use tracing_subscriber::util::SubscriberInitExt;
+            let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let sink = std::sync::Arc::clone(&logs);
+            tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::TRACE)
+                .with_ansi(false)
+                .with_writer(move || Sink(std::sync::Arc::clone(&sink)))
+                .finish()
+                .try_init()
+                .expect("the only subscriber of this test binary");
+            logs
+        }))
+    }
+
+    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
 
     /// The layers of the module docs' Layout, bottom first.
     const LAYERS: &[&[&str]] = &[

@@ -483,32 +483,27 @@ mod tests {
         (address, heads_rx)
     }
 
+    /// How the tests reach `endpoint`.
+    fn to<'a>(
+        endpoint: &'a str,
+        header: Option<(&'a str, &'a str)>,
+        connect_to: Option<SocketAddr>,
+    ) -> Reach<'a> {
+        Reach { endpoint, header, lost_after: Duration::from_secs(5), ca_file: None, connect_to }
+    }
+
     /// What `reach` sends, as the endpoint sees it: the endpoint's query and the header go with
     /// both requests (`/json/version` and the WebSocket's), and the `Host` is the address.
     #[tokio::test]
     async fn the_query_and_the_header_go_with_both_requests() {
         let (address, heads) = stand_in("hello").await;
         let endpoint = format!("http://localhost:{}/?token=s3cr3t", address.port());
-        let reached = reach(Reach {
-            endpoint: &endpoint,
-            header: Some(("Authorization", "Bearer hunter2")),
-            lost_after: Duration::from_secs(5),
-            ca_file: None,
-            connect_to: Some(address),
-        })
-        .await;
+        let reached = reach(to(&endpoint, Some(("Authorization", "Bearer hunter2")), Some(address))).await;
         assert!(reached.is_ok(), "{:?}", reached.err());
         // Nothing listening: not answered, so asked again soon rather than backed off.
         let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
         let endpoint = format!("http://127.0.0.1:{}", free.port());
-        let reach_free = |endpoint| Reach {
-            endpoint,
-            header: None,
-            lost_after: Duration::from_secs(5),
-            ca_file: None,
-            connect_to: None,
-        };
-        let silent = reach(reach_free(&endpoint)).await.expect_err("nothing listens");
+        let silent = reach(to(&endpoint, None, None)).await.expect_err("nothing listens");
         assert!(!silent.answered && silent.why.contains("cannot connect"), "{silent:?}");
         let heads = heads.await.unwrap();
         assert_eq!(heads.len(), 2, "{heads:?}");
@@ -524,37 +519,6 @@ mod tests {
         }
     }
 
-    /// Everything logged from here on, at every level, `log` records included: the subscriber
-    /// users set up (`tracing_subscriber::fmt().init()`, which forwards the `log` crate's records).
-    fn logs() -> Arc<std::sync::Mutex<Vec<u8>>> {
-        static LOGS: std::sync::OnceLock<Arc<std::sync::Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
-        Arc::clone(LOGS.get_or_init(|| {
-            use tracing_subscriber::util::SubscriberInitExt;
-            let logs = Arc::new(std::sync::Mutex::new(Vec::new()));
-            let sink = Arc::clone(&logs);
-            tracing_subscriber::fmt()
-                .with_max_level(tracing::Level::TRACE)
-                .with_ansi(false)
-                .with_writer(move || Sink(Arc::clone(&sink)))
-                .finish()
-                .try_init()
-                .expect("the only subscriber of this test binary");
-            logs
-        }))
-    }
-
-    struct Sink(Arc<std::sync::Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Sink {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     /// A remote browser reached with a header and a query token, relayed to a driver, with the
     /// users' subscriber at TRACE: neither credential, nor what the page prints (the console
     /// event the relay drops), is in any log record, the dependencies' included. (With
@@ -563,18 +527,12 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn no_credential_and_no_page_text_reaches_any_log() {
         use futures::StreamExt;
-        let logs = logs();
+        let logs = crate::tests::logs();
         let (address, _heads) = stand_in("PAGESAYS-b7e1").await;
         let endpoint = format!("http://localhost:{}/?token=QUERY-5c2a", address.port());
-        let upstream = reach(Reach {
-            endpoint: &endpoint,
-            header: Some(("Authorization", "Bearer HEADER-91d4")),
-            lost_after: Duration::from_secs(5),
-            ca_file: None,
-            connect_to: Some(address),
-        })
-        .await
-        .expect("reached");
+        let upstream = reach(to(&endpoint, Some(("Authorization", "Bearer HEADER-91d4")), Some(address)))
+            .await
+            .expect("reached");
         let relay =
             crate::transport::relay(upstream, Duration::from_secs(5), Default::default()).await.unwrap();
         let (mut driver, _) = async_tungstenite::tokio::connect_async(relay.url()).await.unwrap();

@@ -116,6 +116,18 @@ impl WebSdk {
     /// Reads the built page and starts Chromium (or connects to [`WebSdkConfig::remote`]).
     pub async fn launch(config: WebSdkConfig) -> Result<Self, WebSdkError> {
         config.validate()?;
+        if let Some(remote) = &config.remote
+            && let Some(host) = remote::plain_text_host(&remote.endpoint, remote.connect_to)
+        {
+            // Once per browser, before anything else: its reconnections say nothing new.
+            tracing::warn!(
+                browser = %config.name,
+                %host,
+                "the link to this remote browser is plain text (ws:// or http://): whoever shares it can \
+                 drive the browser; keep it on a network nothing else shares, or put a TLS front before \
+                 it (wss://, https://)"
+            );
+        }
         if config.remote.is_none() && !config.chromium.is_file() {
             return Err(WebSdkError::BrowserGone(format!(
                 "no Chromium at {}: apt-get install chromium, or set WebSdkConfig::chromium",
@@ -138,18 +150,6 @@ impl WebSdk {
             tracing::warn!(
                 "accept_invalid_certificates is on: Chromium accepts any TLS certificate, so anyone on the \
                  network path can impersonate Azure's services. For test rigs only; never with a real token"
-            );
-        }
-        if let Some(remote) = &config.remote
-            && let Some(host) = remote::plain_text_host(&remote.endpoint, remote.connect_to)
-        {
-            // Once per browser: its reconnections say nothing new.
-            tracing::warn!(
-                browser = %config.name,
-                %host,
-                "the link to this remote browser is plain text (ws:// or http://): whoever shares it can \
-                 drive the browser; keep it on a network nothing else shares, or put a TLS front before \
-                 it (wss://, https://)"
             );
         }
         if procfs::running_as_root() && config.remote.is_none() {
@@ -366,5 +366,41 @@ impl tower::Service<CreateAgentRequest> for WebSdk {
             }
         };
         ResponseFuture { inner }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::RemoteBrowser;
+
+    /// A plain-text link to another host is warned of once, at launch, whatever comes of it;
+    /// one to loopback is not.
+    #[tokio::test]
+    async fn a_plain_text_link_to_another_host_is_warned_of_once_at_launch() {
+        let logs = crate::tests::logs();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let launch = |name: &str, host: &str| {
+            WebSdk::launch(WebSdkConfig {
+                name: name.into(),
+                remote: Some(RemoteBrowser::new(format!("http://{host}:{port}"))),
+                launch_timeout: Duration::from_secs(2),
+                ..WebSdkConfig::default()
+            })
+        };
+        // 0.0.0.0 is no loopback address, yet Linux connects it to this machine: nothing leaves.
+        assert!(launch("plain-other", "0.0.0.0").await.is_err(), "nothing listens there");
+        assert!(launch("plain-loopback", "127.0.0.1").await.is_err(), "nothing listens there");
+        let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+        let warned = |name: &str| {
+            let browser = format!("browser={name}");
+            text.lines()
+                .filter(|l| l.contains(" WARN ") && l.contains("plain text") && l.contains(&browser))
+                .count()
+        };
+        assert_eq!(warned("plain-other"), 1, "{text}");
+        assert_eq!(warned("plain-loopback"), 0, "{text}");
     }
 }
