@@ -515,3 +515,57 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod edge_cases {
+    use super::*;
+    fn remote(r: RemoteBrowser) -> Result<(), WebSdkError> {
+        WebSdkConfig { remote: Some(r), ..WebSdkConfig::default() }.validate()
+    }
+    fn header(e: &str) -> RemoteBrowser {
+        RemoteBrowser::new(e).with_header("Authorization", "Bearer s3cr3t")
+    }
+
+    /// only this machine's names count as loopback.
+    #[test]
+    fn s_loopback_is_exactly_loopback() {
+        for plain in [
+            "http://localhost.attacker.example:9222",
+            "http://localhostx:9222",
+            "http://127.0.0.1.nip.io:9222",
+            "http://127.attacker.example:9222",
+        ] {
+            let err = remote(header(plain)).expect_err(plain).to_string();
+            assert!(err.contains("in plain text"), "{plain}: {err}");
+        }
+        for fine in ["http://127.0.0.2:9222", "http://LOCALHOST:9222", "ws://[::1]:9222/x"] {
+            assert!(remote(header(fine)).is_ok(), "{fine}");
+        }
+    }
+
+    /// a header's value ending in white space is refused.
+    #[test]
+    fn s_trailing_space_is_refused() {
+        let err = remote(RemoteBrowser::new("wss://h/x").with_header("Authorization", "Bearer s3cr3t "))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`remote.header`") && err.contains("white space"), "{err}");
+    }
+
+    /// a tab in the endpoint is refused.
+    #[test]
+    fn s_tab_in_endpoint_is_refused() {
+        let err = remote(RemoteBrowser::new("wss://h/x\ty")).unwrap_err().to_string();
+        assert!(err.contains("`remote.endpoint`"), "{err}");
+    }
+
+    /// no line break, no part of a password with an @.
+    #[test]
+    fn s_authority_shows_no_line_break_and_no_password() {
+        let broken = RemoteBrowser::new("ws://h\r\nINJECTED:1/x").authority();
+        assert!(!broken.contains(['\r', '\n']), "{broken:?}");
+        let at = RemoteBrowser::new("ws://bot:p@ss@10.0.0.2:9222/x");
+        assert_eq!(at.authority(), "ws://10.0.0.2:9222");
+        assert!(!format!("{at:?}").contains("ss@"), "{at:?}");
+    }
+}

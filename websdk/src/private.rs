@@ -390,3 +390,34 @@ mod tests {
         assert_eq!(std::fs::read_dir(base.path()).unwrap().count(), 0, "every directory is removed");
     }
 }
+
+#[cfg(test)]
+mod edge_cases {
+    use super::*;
+
+    /// a staging directory with no LOCK yet stays however old it is.
+    #[test]
+    fn s_an_old_staging_directory_with_no_lock_stays() {
+        let base = tempfile::tempdir().unwrap();
+        let making = base.path().join(format!("{STAGING}making"));
+        create_dir(&making).unwrap();
+        create_file(&making.join(NEW_LOCK), 0o600).unwrap();
+        let old = std::time::SystemTime::now() - 10 * UNLOCKED_GRACE;
+        File::open(&making).unwrap().set_modified(old).unwrap();
+        let _next = ServiceDir::create(base.path()).unwrap();
+        assert!(making.join(NEW_LOCK).exists(), "removed");
+    }
+
+    /// lock_and_name never renames over something already at the service name.
+    #[test]
+    fn s_a_taken_name_is_not_renamed_over() {
+        let base = tempfile::tempdir().unwrap();
+        let staging = base.path().join(format!("{STAGING}abcdefghijklmnop"));
+        create_dir(&staging).unwrap();
+        let taken = base.path().join(format!("{PREFIX}abcdefghijklmnop"));
+        create_dir(&taken).unwrap();
+        let err = lock_and_name(base.path(), &staging).expect_err("refused");
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert!(staging.exists() && taken.exists());
+    }
+}

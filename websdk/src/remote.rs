@@ -595,3 +595,73 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod edge_cases {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// a header that would end the line is refused by ask_path itself, before a byte is written.
+    #[tokio::test]
+    async fn s_askpath_refuses_a_line_break_before_writing() {
+        let (client, mut server) = tokio::io::duplex(1 << 16);
+        let address: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let asked = tokio::time::timeout(
+            Duration::from_secs(2),
+            ask_path(client, address, Some(("X", "v\r\nX-Injected: yes")), ""),
+        )
+        .await
+        .expect("refused at once, not sent and waited on");
+        assert!(asked.unwrap_err().contains("control"));
+        let mut sent = Vec::new();
+        server.read_to_end(&mut sent).await.unwrap();
+        assert!(sent.is_empty(), "{}", String::from_utf8_lossy(&sent));
+    }
+
+    /// reach_at checks the header itself (ws://, no discovery), before the upgrade.
+    #[tokio::test]
+    async fn s_reachat_refuses_a_padded_header() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let endpoint = format!("ws://127.0.0.1:{}/devtools/browser/x", address.port());
+        let reached = tokio::time::timeout(
+            Duration::from_secs(2),
+            reach(Reach {
+                endpoint: &endpoint,
+                header: Some(("Authorization", "Bearer s3cr3t ")),
+                lost_after: Duration::from_secs(5),
+                ca_file: None,
+                connect_to: None,
+            }),
+        )
+        .await
+        .expect("refused before the handshake");
+        let err = reached.expect_err("refused");
+        assert!(err.answered && err.why.contains("white space"), "{err:?}");
+        drop(listener);
+    }
+
+    /// an endpoint that answers and fails is `answered` (backed off).
+    #[tokio::test]
+    async fn s_an_endpoint_that_answers_404_is_answered() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = tcp.read(&mut buf).await;
+            tcp.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n").await.unwrap();
+        });
+        let endpoint = format!("http://127.0.0.1:{}", address.port());
+        let err = reach(Reach {
+            endpoint: &endpoint,
+            header: None,
+            lost_after: Duration::from_secs(5),
+            ca_file: None,
+            connect_to: None,
+        })
+        .await
+        .expect_err("404");
+        assert!(err.answered && err.why.contains("404"), "{err:?}");
+    }
+}

@@ -819,9 +819,9 @@ mod tests {
         // bash's /dev/tcp: nothing the other user needs to reach in this user's home (a
         // Python under /root is not theirs to run).
         let script = format!(
-            "exec 3<>/dev/tcp/{host}/{port} && printf 'GET /{path} HTTP/1.1\\r\\nHost: x\\r\\n\
+            "trap '' PIPE; exec 3<>/dev/tcp/{host}/{port}; echo connected; printf 'GET /{path} HTTP/1.1\\r\\nHost: x\\r\\n\
              Upgrade: websocket\\r\\nConnection: Upgrade\\r\\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\\r\\n\
-             Sec-WebSocket-Version: 13\\r\\n\\r\\n' >&3 && timeout 5 head -c 64 <&3; echo connected"
+             Sec-WebSocket-Version: 13\\r\\n\\r\\n' >&3; timeout 5 head -c 64 <&3; true"
         );
         let other = tokio::process::Command::new("setpriv")
             .args(["--reuid=65534", "--regid=65534", "--clear-groups", "/bin/bash", "-c", &script])
@@ -853,5 +853,102 @@ mod tests {
         let answer = client.await.unwrap();
         assert!(answer.starts_with("HTTP/1.1 101"), "{answer}");
         assert!(answer.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"), "{answer}");
+    }
+}
+
+#[cfg(test)]
+mod edge_cases {
+    use super::*;
+    use tokio::io::duplex;
+
+    fn address(url: &str) -> String {
+        url.trim_start_matches("ws://").split('/').next().unwrap().to_owned()
+    }
+
+    /// past HANDSHAKES silent clients, the next connection is closed at once.
+    #[tokio::test]
+    async fn s_connections_past_the_cap_are_closed_at_once() {
+        let (to_browser, _r) = duplex(1 << 16);
+        let (_w, from_browser) = duplex(1 << 16);
+        let minute = Duration::from_secs(60);
+        let endpoint =
+            relay_bounded(Upstream::pipe(to_browser, from_browser), minute, minute, Bodies::default())
+                .await
+                .unwrap();
+        let address = address(endpoint.url());
+        let mut silent = Vec::new();
+        for _ in 0..HANDSHAKES {
+            silent.push(TcpStream::connect(&address).await.unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut past = TcpStream::connect(&address).await.unwrap();
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(2), past.read(&mut byte)).await;
+        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "the 17th was held: {read:?}");
+        drop((silent, endpoint));
+    }
+
+    /// a silent client is closed after HANDSHAKE_WITHIN.
+    #[tokio::test]
+    async fn s_a_silent_client_is_closed_after_handshake_within() {
+        let (to_browser, _r) = duplex(1 << 16);
+        let (_w, from_browser) = duplex(1 << 16);
+        let endpoint =
+            relay(Upstream::pipe(to_browser, from_browser), Duration::from_secs(60), Bodies::default())
+                .await
+                .unwrap();
+        let mut silent = TcpStream::connect(address(endpoint.url())).await.unwrap();
+        let mut byte = [0u8; 1];
+        let read =
+            tokio::time::timeout(HANDSHAKE_WITHIN + Duration::from_secs(2), silent.read(&mut byte)).await;
+        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+        assert!(HANDSHAKE_WITHIN <= Duration::from_secs(5));
+        drop(endpoint);
+    }
+
+    /// a client that sends a frame before it is answered is refused.
+    #[tokio::test]
+    async fn s_data_before_the_answer_is_refused() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        client.write_all(b"GET /p HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n\x81\x05hello").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (stream, _) = listener.accept().await.unwrap();
+        let err = handshake(stream, "/p").await.expect_err("refused");
+        assert!(err.to_string().contains("before the handshake"), "{err}");
+        let mut answer = Vec::new();
+        let _ = client.read_to_end(&mut answer).await;
+        assert!(!String::from_utf8_lossy(&answer).contains("101"), "answered");
+    }
+
+    /// a head past 8 KiB is refused without waiting for its end.
+    #[tokio::test]
+    async fn s_a_long_head_is_refused() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut head = b"GET /p HTTP/1.1\r\nX-Pad: ".to_vec();
+        head.extend(std::iter::repeat_n(b'a', 9000));
+        head.extend_from_slice(b"\r\n");
+        client.write_all(&head).await.unwrap();
+        let done = tokio::time::timeout(Duration::from_secs(2), handshake(stream, "/p"))
+            .await
+            .expect("not waited on");
+        assert!(done.expect_err("refused").to_string().contains("too long"));
+        drop(client);
+    }
+
+    /// Page events that carry page text never pass.
+    #[test]
+    fn s_page_events_with_page_text_are_dropped() {
+        for dropped in [
+            "Page.fileChooserOpened",
+            "Page.downloadWillBegin",
+            "Page.windowOpen",
+            "Page.screencastFrame",
+            "Page.javascriptDialogClosed",
+        ] {
+            assert!(!passes(format!(r#"{{"method":"{dropped}","params":{{}}}}"#).as_bytes()), "{dropped}");
+        }
     }
 }

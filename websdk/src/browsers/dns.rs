@@ -397,3 +397,20 @@ mod tests {
         assert!(err.to_string().contains("resolving it failed: SERVFAIL"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod edge_cases {
+    use super::*;
+    /// a template's fragment is not part of its query.
+    #[test]
+    fn s_a_templates_fragment_stays_behind() {
+        let remote = RemoteBrowser::new("wss://browsers.example:9443/?token=s3cr3t#top")
+            .with_header("Authorization", "Bearer s3cr3t");
+        let dns = DnsBrowsers::new(
+            "browsers.example:9443",
+            WebSdkConfig { remote: Some(remote), ..WebSdkConfig::default() },
+        );
+        let member = dns.member("10.0.3.7:9443".parse().unwrap()).unwrap();
+        assert_eq!(member.remote.as_ref().unwrap().endpoint, "https://browsers.example:9443/?token=s3cr3t");
+    }
+}
