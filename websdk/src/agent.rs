@@ -71,6 +71,7 @@ impl fmt::Debug for Agent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Agent")
             .field("identity", &self.identity)
+            .field("browser", &self.browser())
             .field("kind", &self.kind)
             .field("state", &self.initial_state)
             .field("existing", &self.existing)
@@ -128,6 +129,13 @@ impl Agent {
     /// The identity the request named.
     pub fn identity(&self) -> &str {
         &self.identity
+    }
+
+    /// The name of the browser the agent lives in (its `WebSdkConfig::name`; a member of
+    /// `Browsers` found by DNS is named by its address): where to look when it misbehaves, and
+    /// the `browser` label of its metrics.
+    pub fn browser(&self) -> &str {
+        self.tab.browser_name()
     }
 
     /// `CallAgent` or `TeamsCallAgent`.

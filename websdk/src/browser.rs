@@ -14,9 +14,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
-use chromiumoxide::cdp::browser_protocol::browser::GetVersionParams;
+use chromiumoxide::cdp::browser_protocol::browser::{BrowserContextId, GetVersionParams};
 use chromiumoxide::cdp::browser_protocol::target::{
-    CloseTargetParams, EventTargetCrashed, EventTargetDestroyed, GetTargetsParams, TargetId,
+    CloseTargetParams, CreateBrowserContextParams, CreateTargetParams, DisposeBrowserContextParams,
+    EventTargetCrashed, EventTargetDestroyed, GetTargetsParams, TargetId,
 };
 use chromiumoxide::error::CdpError;
 use chromiumoxide::handler::HandlerConfig;
@@ -69,6 +70,13 @@ pub(crate) struct Instance {
     /// This browser's own directory: its profile and its launcher script. Removed at its end.
     /// `None` for a remote browser.
     dir: Option<PathBuf>,
+    /// The browser context the service's pages open in, made for this connection with
+    /// `disposeOnDetach`: when the connection goes, however it goes (closed, the link lost, the
+    /// service killed), Chromium disposes the context with every page in it. So no page of the
+    /// service outlives its connection in a browser it does not own. Set once the browser answers.
+    context: OnceLock<BrowserContextId>,
+    /// Whether this is a remote browser (shared, not the service's to close).
+    remote: bool,
     died: CancellationToken,
     cause: OnceLock<(Death, String)>,
     /// Set when the browser is reaped and its directory removed.
@@ -137,6 +145,8 @@ impl Instance {
             pid: None,
             generation,
             dir: None,
+            context: OnceLock::new(),
+            remote: true,
             died: CancellationToken::new(),
             cause: OnceLock::new(),
             ended: CancellationToken::new(),
@@ -183,14 +193,20 @@ impl Instance {
         }
     }
 
-    /// Opens a page at `url` and registers its "gone" signal. Fails as soon as the browser dies.
+    /// Opens a page at `url`, in the service's browser context, and registers its "gone" signal.
+    /// Fails as soon as the browser dies.
     pub(crate) async fn new_page(&self, url: &str) -> Result<(Page, CancellationToken), WebSdkError> {
         let guard = self.browser().await?;
         let browser = guard.as_ref().ok_or_else(|| self.died_error())?;
+        let mut params = CreateTargetParams::new(url);
+        params.browser_context_id =
+            Some(self.context.get().cloned().ok_or_else(|| {
+                WebSdkError::BrowserDied("the browser has no context for pages yet".into())
+            })?);
         let page = tokio::select! {
             biased;
             _ = self.died.cancelled() => return Err(self.died_error()),
-            r = browser.new_page(url) => r.map_err(|e| self.cdp_error(e))?,
+            r = browser.new_page(params) => r.map_err(|e| self.cdp_error(e))?,
         };
         let gone = CancellationToken::new();
         self.pages
@@ -569,6 +585,8 @@ impl Supervisor {
             pid,
             generation,
             dir: dir.as_ref().and_then(|d| d.0.clone()),
+            context: OnceLock::new(),
+            remote: child.is_none(),
             died: CancellationToken::new(),
             cause: OnceLock::new(),
             ended: CancellationToken::new(),
@@ -581,9 +599,17 @@ impl Supervisor {
         drop(dir.map(RemoveOnDrop::disarm));
         handle.spawn(watch(Arc::clone(&instance), handler, child, endpoint));
         // A browser that answers: one that exits at once (a bad flag, root without
-        // --no-sandbox, a missing library) is an error of its launch, with what it printed.
-        match tokio::time::timeout(within, instance.execute(GetVersionParams::default())).await {
-            Ok(Ok(_)) => {}
+        // --no-sandbox, a missing library) is an error of its launch, with what it printed. Its
+        // answer is the service's own browser context (see `Instance::context`).
+        let answers = async {
+            instance.execute(GetVersionParams::default()).await?;
+            let context = CreateBrowserContextParams { dispose_on_detach: Some(true), ..Default::default() };
+            instance.execute(context).await
+        };
+        match tokio::time::timeout(within, answers).await {
+            Ok(Ok(made)) => {
+                let _ = instance.context.set(made.browser_context_id);
+            }
             Ok(Err(e)) => {
                 instance.shutdown.cancel();
                 return Err(fail(&e.to_string()));
@@ -678,8 +704,30 @@ async fn watch(
         && death == Death::Closed
     {
         let closing = async {
-            let _ = browser.close().await;
-            while handler.next().await.is_some() {}
+            let ask = async {
+                match instance.context.get() {
+                    // A remote browser is not ours to close: what the service opened in it goes,
+                    // now rather than when it notices the connection gone.
+                    Some(context) if instance.remote => {
+                        let _ = browser.execute(DisposeBrowserContextParams::new(context.clone())).await;
+                    }
+                    _ if instance.remote => {}
+                    _ => {
+                        let _ = browser.close().await;
+                    }
+                }
+            };
+            tokio::pin!(ask);
+            // The handler carries the command and its answer.
+            loop {
+                tokio::select! {
+                    _ = &mut ask => break,
+                    event = handler.next() => if event.is_none() { return },
+                }
+            }
+            if !instance.remote {
+                while handler.next().await.is_some() {}
+            }
         };
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, closing).await;
     }

@@ -264,6 +264,11 @@ pub(crate) fn bare(error: WebSdkError) -> Box<Failure> {
 }
 
 impl Tab {
+    /// The name of the browser the page is in (`WebSdkConfig::name`).
+    pub(crate) fn browser_name(&self) -> &str {
+        &self.ctx.config.name
+    }
+
     /// Opens a page with the SDK loaded, starting the browser again if it died.
     pub(crate) async fn open(ctx: &Arc<Context>) -> Result<Self, WebSdkError> {
         let page = open_ready(ctx).await?;

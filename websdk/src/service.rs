@@ -211,7 +211,7 @@ impl WebSdk {
             pss_bytes: procfs::pss_bytes(&pids),
             cpu_seconds: procfs::cpu_seconds(&pids),
             pages: self.open_pages().await?,
-            agents_and_creations: self.shared.ctx.config.max_agents - self.shared.slots.available_permits(),
+            agents_and_creations: self.agents_and_creations(),
             restarts: self.shared.ctx.supervisor.restarts(),
             pool_pages: placed,
             warm_pages: warm,
@@ -231,6 +231,11 @@ impl WebSdk {
     /// Whether its browser is running now (not dead, not being restarted or reconnected).
     pub fn is_up(&self) -> bool {
         self.shared.ctx.supervisor.is_up()
+    }
+
+    /// Live agents and creations in flight now (`max_agents` less the free slots).
+    pub fn agents_and_creations(&self) -> usize {
+        self.shared.ctx.config.max_agents - self.shared.slots.available_permits()
     }
 
     /// `max_agents` slots free now.

@@ -182,6 +182,13 @@ impl Browsers {
         all
     }
 
+    /// Each browser's live agents and creations in flight now, by name: its own counters, with
+    /// no DevTools round trip (unlike [`Browsers::stats`]), so cheap to read on every scrape or
+    /// placement decision of the caller's.
+    pub fn load(&self) -> Vec<(String, usize)> {
+        self.roster.snapshot().iter().map(|(name, sdk)| (name.clone(), sdk.agents_and_creations())).collect()
+    }
+
     /// The browsers placed on now, by name.
     pub fn members(&self) -> Vec<(String, WebSdk)> {
         self.roster.snapshot().to_vec()
