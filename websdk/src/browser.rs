@@ -350,12 +350,41 @@ impl Supervisor {
         self.state.lock().await.current.clone().filter(|i| !i.is_dead())
     }
 
-    /// The running browser, started (again) if it is not running.
+    /// The running browser, started (again) if it is not running. A lost remote browser that
+    /// someone else is reconnecting (the background reconnection, see `WebSdk::keep_up`) is an
+    /// error at once, retryable: a creation does not wait behind a connection attempt to a host
+    /// that may not answer for seconds.
     pub(crate) async fn instance(&self) -> Result<Arc<Instance>, WebSdkError> {
+        self.instance_or(false).await
+    }
+
+    /// [`instance`](Self::instance), waiting for an attempt in progress instead: the background
+    /// reconnection's.
+    pub(crate) async fn reconnect(&self) -> Result<Arc<Instance>, WebSdkError> {
+        self.instance_or(true).await
+    }
+
+    async fn instance_or(&self, wait: bool) -> Result<Arc<Instance>, WebSdkError> {
         if self.closed.is_cancelled() {
             return Err(WebSdkError::closed());
         }
-        let mut state = self.state.lock().await;
+        let lost = || {
+            self.current
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+                .is_some_and(|d| d.is_cancelled())
+        };
+        let mut state = match (self.state.try_lock(), &self.config.remote) {
+            (Ok(state), _) => state,
+            (Err(_), Some(remote)) if !wait && lost() => {
+                return Err(WebSdkError::BrowserDied(format!(
+                    "the remote browser at {} is lost and being reconnected",
+                    remote.authority()
+                )));
+            }
+            (Err(_), _) => self.state.lock().await,
+        };
         let previous = match &state.current {
             Some(i) if !i.is_dead() => return Ok(Arc::clone(i)),
             Some(i) => Some(Arc::clone(i)),

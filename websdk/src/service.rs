@@ -27,6 +27,8 @@ pub(crate) struct ServiceState {
     pub(crate) ctx: Arc<context::Context>,
     pub(crate) pool: Arc<Pool>,
     slots: Arc<Semaphore>,
+    /// Whether the background reconnection runs (one per service).
+    kept_up: std::sync::atomic::AtomicBool,
 }
 
 /// The web SDK in headless Chromium: a `tower::Service` creating an agent per request, each on
@@ -167,11 +169,19 @@ impl WebSdk {
             dir,
         });
         let pool = Arc::new(Pool::new(Arc::clone(&ctx)));
-        let shared = Arc::new(ServiceState { ctx, pool, slots: Arc::clone(&slots) });
+        let kept_up = std::sync::atomic::AtomicBool::new(false);
+        let shared = Arc::new(ServiceState { ctx, pool, slots: Arc::clone(&slots), kept_up });
         // Started now, so that a browser that cannot start is an error of `launch`.
         shared.ctx.supervisor.instance().await?;
         shared.pool.refill();
-        Ok(Self { shared, slots: PollSemaphore::new(slots), slot: None })
+        let sdk = Self { shared, slots: PollSemaphore::new(slots), slot: None };
+        // A remote browser is reconnected as soon as its host answers again, not when the next
+        // creation asks (which meanwhile fail at once, retryably). A local one is started again
+        // when a creation asks (or at once, as a member of `Browsers`).
+        if sdk.shared.ctx.config.remote.is_some() {
+            sdk.keep_up();
+        }
+        Ok(sdk)
     }
 
     /// Closes the browser and waits for it to end; later creations fail with
@@ -247,6 +257,9 @@ impl WebSdk {
     /// (restarts and reconnects spaced as a creation's would be), until the service is closed
     /// or dropped: what keeps a member of [`Browsers`](crate::Browsers) coming back on its own.
     pub(crate) fn keep_up(&self) {
+        if self.shared.kept_up.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return;
+        }
         let shared = Arc::downgrade(&self.shared);
         let handle = tokio::runtime::Handle::current();
         handle.spawn(async move {
@@ -258,7 +271,7 @@ impl WebSdk {
                 }
                 drop(lost);
                 let Some(state) = shared.upgrade() else { return };
-                match state.ctx.supervisor.instance().await {
+                match state.ctx.supervisor.reconnect().await {
                     Ok(_) => state.pool.refill(),
                     Err(_) if state.ctx.supervisor.is_closed() => return,
                     // Spaced by the supervisor itself; a local browser past `max_restarts` stays

@@ -340,12 +340,17 @@ async fn a_lost_host_fails_its_calls_within_2_s_and_is_readmitted_when_back() {
         let call = tokio::time::timeout(Duration::from_secs(2), agent.connection_state()).await;
         assert!(matches!(call, Ok(Err(WebSdkError::AgentGone(_)))), "{how}: a live agent's call: {call:?}");
         drop(agent);
-        // While it is gone creations fail fast, retryably, and nothing waits on it.
-        let started = Instant::now();
-        let refused = sdk.create(&rejected(2)).await.expect_err("no browser to create on");
-        assert!(classify(&refused, &Default::default()).retry, "{how}: {refused:?}");
-        // A hung browser's relay still accepts: its endpoint is given 3 s to answer.
-        assert!(started.elapsed() < Duration::from_secs(5), "{how}: took {:?}", started.elapsed());
+        // While it is gone creations fail at once, retryably: the background reconnection is at
+        // it, and a creation does not wait behind its attempt (a hung browser's relay still
+        // accepts, and its endpoint is given 3 s to answer).
+        for _ in 0..3 {
+            let started = Instant::now();
+            let refused = sdk.create(&rejected(2)).await.expect_err("no browser to create on");
+            assert!(classify(&refused, &Default::default()).retry, "{how}: {refused:?}");
+            let took = started.elapsed();
+            assert!(took < Duration::from_secs(1), "{how}: a creation took {took:?} to fail: {refused}");
+            tokio::time::sleep(Duration::from_millis(700)).await;
+        }
         match how {
             "killed" => host.start(),
             "hung" => host.hang(false),
@@ -1001,9 +1006,10 @@ async fn a_host_gone_a_minute_rejoins_within_5_s_of_answering() {
     let _one = HOSTS.lock().await;
     isolated();
     let mut host = Host::new(12);
+    // A lone WebSdk (a member of `Browsers` is kept up the same way): it reconnects in the
+    // background, with no creation asking.
     let config = WebSdkConfig { name: "h".into(), restart_spacing: Duration::from_secs(1), ..remote(&host) };
-    let browsers = Browsers::launch(vec![config]).await.expect("the host's browser");
-    let member = browsers.members().into_iter().next().map(|(_, sdk)| sdk).expect("the member");
+    let member = WebSdk::launch(config).await.expect("the host's browser");
     host.kill();
     until("the browser is lost", Duration::from_secs(10), || !member.is_up()).await;
     let outage =
@@ -1013,7 +1019,7 @@ async fn a_host_gone_a_minute_rejoins_within_5_s_of_answering() {
     let rejoined = until("the host rejoined", Duration::from_secs(45), || member.is_up()).await;
     println!("a host gone {outage:?} rejoined {rejoined:?} after it answered again");
     assert!(rejoined <= Duration::from_secs(5), "rejoined {rejoined:?} after it answered");
-    browsers.close().await;
+    member.close().await;
     drop(host);
 }
 
