@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Runs every command the README shows, so none can silently break.
 
-Takes the commands from the fenced `sh` blocks of README.md, dashboards/README.md and
-websdk/README.md (joining
+Takes the commands from the fenced `sh` blocks of README.md, dashboards/README.md,
+websdk/README.md and docs/*.md (joining
 `\\` continuations, dropping comments) and from inline code spans and comments that start with
 `cargo run`, `cargo bench`, `cargo test`, `cargo deny`, `python3` or `tests/`. Each runs from the
 repository root with a time bound and must exit 0. Commands that run for minutes by design get
@@ -23,7 +23,8 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FILES = ["README.md", "dashboards/README.md", "websdk/README.md"]
+FILES = ["README.md", "dashboards/README.md", "websdk/README.md"] + sorted(
+    os.path.join("docs", f) for f in os.listdir(os.path.join(ROOT, "docs")) if f.endswith(".md"))
 STARTS = ("cargo run", "cargo bench", "cargo test", "cargo deny", "python3 ", "tests/")
 
 # Short runs of long commands: (pattern, replacement) applied to the command text.

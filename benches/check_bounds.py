@@ -60,7 +60,7 @@ def main() -> int:
         else:
             print(f"{'ok  ' if ok else 'FAIL'} {c['name']}: {value:.2f}{unit} (bound {bound}{unit})")
     if failed:
-        print(f"\n{failed} bound(s) passed: a change made the layer costlier; see the README's Performance section",
+        print(f"\n{failed} bound(s) passed: a change made the layer costlier; see docs/performance.md",
               file=sys.stderr)
     return 1 if failed else 0
 

@@ -128,3 +128,8 @@ pub use sdk::{CallAgentError, ErrorCategory};
 #[cfg(all(doctest, feature = "sim"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+// And those of the docs that moved out of the README.
+#[cfg(all(doctest, feature = "sim"))]
+#[doc = include_str!("../docs/fixing-expected-errors.md")]
+struct FixingExpectedErrorsDoctests;

@@ -1,4 +1,4 @@
-//! The bad-input table of the README: each row's behaviour, one test each.
+//! The bad-input table of docs/hardening.md: each row's behaviour, one test each.
 
 mod common;
 

@@ -7,7 +7,7 @@ use std::future::{Ready, ready};
 use callagent_retry::{CallAgentError, CallAgentRetryLayer, RetryConfig};
 use tower::{Layer, Service, service_fn};
 
-/// Bytes the layer's future may add to the inner future's (README, Performance).
+/// Bytes the layer's future may add to the inner future's (docs/performance.md).
 const BOUND: usize = 88;
 
 fn future_size<S: Service<u32>>(_: &S) -> usize {

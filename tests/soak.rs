@@ -1,5 +1,5 @@
 //! The soak at CI size (100,000 creations, 1,000 concurrent) on paused time. The full million is
-//! `cargo run --release --example soak` (see the README for its figures).
+//! `cargo run --release --example soak` (see docs/hardening.md for its figures).
 
 mod common;
 

@@ -18,10 +18,10 @@
 # another host (tests/remote.rs: Chromium in a network namespace of its own joined by a veth
 # pair; killed, and its link taken down, mid-creation) and a soak of the real path
 # (examples/soak.rs; SOAK_CREATIONS creations, 1000 by default).
-# Then renders the results into README.md (the tables between the conformance markers).
+# Then renders the results into docs/real-sdk.md (the tables between the conformance markers).
 #   websdk/conformance.sh              # everything
 #   websdk/conformance.sh --full       # the whole grid (~1,560 cases, ~6 min per SDK version)
-#   websdk/conformance.sh --no-table   # leave README.md alone
+#   websdk/conformance.sh --no-table   # leave docs/real-sdk.md alone
 set -euo pipefail
 cd "$(dirname "$0")/.."
 table=1

@@ -144,7 +144,7 @@ impl Decider {
     /// [`Decider::deadline`]); `now` is the time of the failure, `keep` what the call kept to
     /// retry with. See the module docs for the order of the checks.
     // Always inlined: one caller per adapter, and out of line the call state goes through memory
-    // (the instruction-count bench shows the cost; README, Performance).
+    // (the instruction-count bench shows the cost; docs/performance.md).
     #[inline(always)]
     pub(crate) fn decide<T>(
         &self,

@@ -218,7 +218,7 @@ where
             match future.poll(cx) {
                 Poll::Ready(Ok(response)) => {
                     // `succeeded`, written out for an untraced call: calling it here, even
-                    // inlined, costs instructions on every call (README, Performance).
+                    // inlined, costs instructions on every call (docs/performance.md).
                     let attempts = this.call.attempts();
                     this.state.set(State::Done);
                     let elapsed = elapsed_if_needed(this.shared, *this.started);

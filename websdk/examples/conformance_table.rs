@@ -1,11 +1,11 @@
 //! Renders the conformance suite's last results (`target/conformance/sdk-VERSION/*.json`, written
-//! by `websdk/conformance.sh` for each SDK version) into the README's "What the real SDK does"
+//! by `websdk/conformance.sh` for each SDK version) into `docs/real-sdk.md`'s
 //! tables, between the `<!-- conformance:start -->` and `<!-- conformance:end -->` markers: the
 //! token grid per rule family and version, the hand-picked cases, no network and racing
 //! creations.
 //!
 //! ```text
-//! cargo run -p callagent-websdk --example conformance_table             # rewrite README.md
+//! cargo run -p callagent-websdk --example conformance_table             # rewrite docs/real-sdk.md
 //! cargo run -p callagent-websdk --example conformance_table -- --print  # print the table only
 //! ```
 
@@ -142,7 +142,7 @@ fn main() -> ExitCode {
         print!("{table}");
         return ExitCode::SUCCESS;
     }
-    let readme = root().join("README.md");
+    let readme = root().join("docs/real-sdk.md");
     let text = match std::fs::read_to_string(&readme) {
         Ok(t) => t,
         Err(e) => {
@@ -151,7 +151,7 @@ fn main() -> ExitCode {
         }
     };
     let (Some(a), Some(b)) = (text.find(START), text.find(END)) else {
-        eprintln!("conformance_table: README.md has no {START} ... {END} markers");
+        eprintln!("conformance_table: {} has no {START} ... {END} markers", readme.display());
         return ExitCode::FAILURE;
     };
     let updated = format!("{}{START}\n{table}{}", &text[..a], &text[b..]);
@@ -159,6 +159,6 @@ fn main() -> ExitCode {
         eprintln!("conformance_table: cannot write {}: {e}", readme.display());
         return ExitCode::FAILURE;
     }
-    println!("README.md: conformance table updated");
+    println!("docs/real-sdk.md: conformance table updated");
     ExitCode::SUCCESS
 }

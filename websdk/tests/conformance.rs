@@ -6,7 +6,7 @@
 //! to run when any network interface but `lo` is visible, so no request can leave the machine.
 //!
 //! For every case the suite records what the SDK did (`target/conformance/*.json`, rendered
-//! into the README by `cargo run -p callagent-websdk --example conformance_table`) and asserts:
+//! into docs/real-sdk.md by `cargo run -p callagent-websdk --example conformance_table`) and asserts:
 //! the crate's `preflight` predicts it exactly, or the case is on [`DIFFERENCES`] with the
 //! reason; every `CallingCommunicationError` parses as a `CallAgentError` from its getters and
 //! from `JSON.stringify`; the retry layer's classification follows the SDK's category, or the

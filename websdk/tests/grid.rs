@@ -10,7 +10,7 @@
 //! must agree with the preflight exactly: the grid holds no token shape the preflight
 //! deliberately answers differently (those are the hand-picked `empty-token` and
 //! `payload-array`). Results: `target/conformance/sdk-VERSION/grid.json`, summarised per family
-//! in the README.
+//! in docs/real-sdk.md.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};

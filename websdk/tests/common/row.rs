@@ -1,5 +1,5 @@
-//! One row of the conformance results: written by `tests/conformance.rs`, rendered into the
-//! README by `examples/conformance_table.rs`.
+//! One row of the conformance results: written by `tests/conformance.rs`, rendered into
+//! docs/real-sdk.md by `examples/conformance_table.rs`.
 
 use serde::{Deserialize, Serialize};
 
