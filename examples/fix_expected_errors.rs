@@ -50,6 +50,8 @@ async fn main() -> Result<(), BoxError> {
         })
         .build()?; // refused if the config switches on a hook without its function
     let single_flight = SingleFlightLayer::new();
+    // The order of docs/fixing-expected-errors.md ("The order of the layers"); the simulator's
+    // agents connect at once, so the connect check is left out here.
     let svc = ServiceBuilder::new()
         .layer(CallAgentRetryLayer::from_config(&config)?)
         .layer(single_flight.clone())

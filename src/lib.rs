@@ -64,13 +64,16 @@
 //!
 //!  beside retry, each its own layer:  preflight (token checks, no inner call) · remedy (refresh
 //!  the token / dispose the old agent, then one more call) · single_flight (one creation per
-//!  identity at a time)
+//!  identity at a time) · connect (an agent that never connects is a failure, disposed)
 //!  sim/            a simulated ACS backend, scenarios and a soak, for tests and the main example
-//!  config          the config file: one section per middleware ([retry], [observe], [remedy])
+//!  config          the config file: one section per middleware ([retry], [observe], [connect],
+//!                  [remedy])
 //! ```
 //!
-//! Stack them outside in: `retry` ▸ `remedy` ▸ `preflight` ▸ `single_flight` ▸ your SDK service,
-//! so every failure, local or remote, is classified and counted by the retry layer.
+//! Stack them outside in as `docs/fixing-expected-errors.md` ("The order of the layers") does, in
+//! its doc-tested example, the one copy of the order: `retry` ▸ `single_flight` ▸ `remedy` ▸
+//! `preflight` ▸ `connect` ▸ your SDK service, so every failure, local or remote, is classified and
+//! counted by the retry layer.
 //!
 //! # Features
 //!
