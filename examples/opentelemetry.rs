@@ -13,7 +13,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use callagent_retry::observe::{ObserveConfig, OtelMetrics};
+use callagent_retry::observe::ObserveConfig;
+use callagent_retry::otel::OtelMetrics;
 use callagent_retry::{CallAgentError, CallAgentRetryLayer, RetryConfig};
 use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry::trace::TracerProvider as _;

@@ -45,8 +45,18 @@ use serde::{Deserialize, Serialize};
 use crate::observe::ObserveConfig;
 #[cfg(feature = "remedy")]
 use crate::remedy::RemedyConfig;
-use crate::retry::RetryConfig;
+use crate::retry::{CallAgentRetryLayer, RetryConfig};
 pub use crate::validate::{ConfigError, MAX_DURATION};
+
+// Here rather than in `retry`, which the config file's sections come from, so that `retry` does
+// not depend on the file that names it.
+impl CallAgentRetryLayer {
+    /// The layer a config file describes: its `[retry]` and `[observe]` sections.
+    pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
+        config.validate()?;
+        Self::new(config.retry.clone())?.with_observe(config.observe.clone())
+    }
+}
 
 /// A whole config file (see the [module docs](self) for the format).
 ///

@@ -57,7 +57,7 @@ pub enum ConnectError<E> {
     #[error(transparent)]
     Service(E),
     /// The agent was created but did not connect within the timeout; it was disposed.
-    #[error("the agent was created but did not connect within {}; it was disposed", crate::HumanDuration(*after))]
+    #[error("the agent was created but did not connect within {}; it was disposed", crate::human::HumanDuration(*after))]
     NotConnected {
         /// The timeout it was given.
         after: Duration,

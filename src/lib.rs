@@ -59,8 +59,8 @@
 //!   │              tower adapters (CallAgentRetryLayer, CallAgentRetry, ResponseFuture waiting on
 //!   │              tokio's clock, CallAgentRetryPolicy for tower's Retry) ─▶ RetryError/StopReason
 //!   ▼ attempts, failures, retries, outcomes
-//!  observe/        RetryObserver; the metrics adapter (one observer, always on); ObserveConfig;
-//!                  OtelMetrics (feature `otel`)
+//!  observe/        RetryObserver; the metrics adapter (one observer, always on); ObserveConfig
+//!  otel            OtelMetrics: the layer's metrics on an OpenTelemetry meter (feature `otel`)
 //!
 //!  beside retry, each its own layer:  preflight (token checks, no inner call) · remedy (refresh
 //!  the token / dispose the old agent, then one more call) · single_flight (one creation per
@@ -85,7 +85,7 @@
 //! | `remedy` | yes | the [`remedy`] layer (needs `token`) |
 //! | `single-flight` | yes | the [`single_flight`] layer (needs `token`) |
 //! | `sim` | yes | the [`sim`]ulated backend, scenario runner and soak (needs all of the above) |
-//! | `otel` | no | `observe::OtelMetrics`: the layer's metrics on an OpenTelemetry meter (the `opentelemetry` API crate only) |
+//! | `otel` | no | `otel::OtelMetrics`: the layer's metrics on an OpenTelemetry meter (the `opentelemetry` API crate only) |
 //!
 //! A retry-only user turns default features off and compiles the retry layer, the error model,
 //! the catalog and the metrics: `callagent-retry = { version = "0.1", default-features = false }`.
@@ -109,6 +109,9 @@ pub mod config;
 pub mod connect;
 mod human;
 pub mod observe;
+#[cfg(feature = "otel")]
+pub mod otel;
+mod outcome;
 #[cfg(feature = "preflight")]
 pub mod preflight;
 #[cfg(feature = "remedy")]

@@ -58,7 +58,7 @@ pub struct RemedyConfig {
 
 /// An error from an application's hook.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-type BoxFuture<T> = crate::connect::BoxFuture<'static, T>;
+type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'static>>;
 type TokenSource = Arc<dyn Fn(String) -> BoxFuture<Result<AccessToken, BoxError>> + Send + Sync>;
 type Disposer = Arc<dyn Fn(String) -> BoxFuture<Result<(), BoxError>> + Send + Sync>;
 

@@ -1,11 +1,12 @@
-//! The layer's metrics on an OpenTelemetry meter (`observe::OtelMetrics`, feature `otel`),
+//! The layer's metrics on an OpenTelemetry meter (`otel::OtelMetrics`, feature `otel`),
 //! exported by the SDK's in-memory exporter: names, units, attributes and values.
 
 mod common;
 
 use std::time::Duration;
 
-use callagent_retry::observe::{ObserveConfig, OtelMetrics};
+use callagent_retry::observe::ObserveConfig;
+use callagent_retry::otel::OtelMetrics;
 use callagent_retry::retry::{BudgetConfig, Jitter};
 use callagent_retry::{CallAgentRetryLayer, RetryConfig};
 use common::{Scripted, fail};

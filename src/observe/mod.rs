@@ -67,15 +67,10 @@ use serde::{Deserialize, Serialize};
 use tracing::Level;
 
 use crate::classify::Verdict;
-use crate::retry::Outcome;
+use crate::outcome::Outcome;
 use crate::validate::ConfigError;
 
-#[cfg(feature = "otel")]
-mod otel;
 mod recorder;
-
-#[cfg(feature = "otel")]
-pub use otel::OtelMetrics;
 
 pub(crate) use recorder::Metrics;
 pub use recorder::{

@@ -9,7 +9,7 @@ use ::metrics::{Counter, Gauge, Histogram, SharedString, Unit};
 
 use super::{Finished, ObserveConfig, RetryObserver};
 use crate::classify::{Basis, Verdict};
-use crate::retry::Outcome;
+use crate::outcome::Outcome;
 use crate::sdk::{ErrorCategory, catalog};
 
 /// Calls per outcome.

@@ -16,7 +16,6 @@ use super::report::Reporter;
 use super::service::CallAgentRetry;
 use super::shared::Shared;
 use super::{RetryBudget, RetryConfig};
-use crate::config::Config;
 use crate::observe::{ObserveConfig, RetryObserver};
 use crate::validate::{ConfigError, MAX_DURATION};
 
@@ -65,12 +64,6 @@ impl CallAgentRetryLayer {
         let decider = Decider::new(config)?;
         let report = Reporter::new(ObserveConfig::default(), None);
         Ok(Self { shared: Arc::new(Shared::new(Arc::new(decider), report)), mode: PhantomData })
-    }
-
-    /// The layer a config file describes: its `[retry]` and `[observe]` sections.
-    pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
-        config.validate()?;
-        Self::new(config.retry.clone())?.with_observe(config.observe.clone())
     }
 }
 

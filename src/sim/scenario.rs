@@ -18,8 +18,8 @@ use crate::classify::Verdict;
 use crate::connect::{ConnectConfig, ConnectLayer};
 use crate::observe::{Finished, ObserveConfig, RetryObserver};
 use crate::retry::RetryBudget;
+use crate::retry::{CallAgentRetryLayer, Outcome, RetryConfig};
 use crate::sdk::{AgentKind, CreateAgentRequest, ErrorCategory};
-use crate::{CallAgentRetryLayer, Outcome, RetryConfig};
 
 /// A scenario file: what the backend does, what load is offered, and the retry policy under test.
 ///
@@ -133,8 +133,12 @@ impl Scenario {
     /// Checks the backend, the load and the retry config.
     pub fn validate(&self) -> Result<(), SimError> {
         self.backend.validate()?;
-        crate::Config { retry: self.retry.clone(), observe: self.observe.clone(), ..Default::default() }
-            .validate()?;
+        crate::config::Config {
+            retry: self.retry.clone(),
+            observe: self.observe.clone(),
+            ..Default::default()
+        }
+        .validate()?;
         if self.load.clients == 0 {
             return Err(SimError::invalid("load.clients", "must be at least 1"));
         }

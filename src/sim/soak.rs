@@ -15,8 +15,8 @@ use super::SimError;
 use super::backend::{BackendConfig, SimBackend, SimToken};
 use crate::classify::{Verdict, classify};
 use crate::observe::{Finished, ObserveConfig, RetryObserver};
+use crate::retry::{CallAgentRetryLayer, Outcome, RetryConfig, StopReason};
 use crate::sdk::{AgentKind, CreateAgentRequest, catalog};
-use crate::{CallAgentRetryLayer, Outcome, RetryConfig, StopReason};
 
 /// What to run.
 #[derive(Debug, Clone)]

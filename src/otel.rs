@@ -1,4 +1,6 @@
-//! [`OtelMetrics`]: the layer's metrics as OpenTelemetry instruments (feature `otel`).
+//! [`OtelMetrics`]: the layer's metrics as OpenTelemetry instruments (feature `otel`). An
+//! adapter above the retry layer (it reads the layer's budget), beside [`observe`](crate::observe)'s
+//! Prometheus-named metrics.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -6,8 +8,8 @@ use std::time::Duration;
 use opentelemetry::metrics::{Counter, Histogram, Meter, ObservableGauge};
 use opentelemetry::{KeyValue, Value};
 
-use super::{DELAY_BUCKETS, DURATION_BUCKETS, Finished, RetryObserver};
 use crate::classify::{Basis, Verdict};
+use crate::observe::{DELAY_BUCKETS, DURATION_BUCKETS, Finished, RetryObserver};
 use crate::retry::{CallAgentRetryLayer, Outcome, RetryBudget};
 use crate::sdk::{ErrorCategory, catalog};
 
@@ -26,14 +28,14 @@ use crate::sdk::{ErrorCategory, catalog};
 /// | `callagent.retry.budget.available` | gauge (observed at each collection) | `{retry}` | |
 ///
 /// Every instrument also has `callagent.layer` when the layer has an
-/// [`ObserveConfig::name`](super::ObserveConfig::name). `error.type` is the SDK subcode for a
+/// [`ObserveConfig::name`](crate::observe::ObserveConfig::name). `error.type` is the SDK subcode for a
 /// catalog subcode, `timeout` or `not_connected` for this crate's own failures, and `_OTHER`
 /// (the semantic conventions' value for the rest) otherwise, so cardinality is bounded by the
 /// catalog. It is an observer, so it costs nothing on a layer it is not given to:
 ///
 /// ```
 /// use callagent_retry::{CallAgentRetryLayer, RetryConfig};
-/// use callagent_retry::observe::OtelMetrics;
+/// use callagent_retry::otel::OtelMetrics;
 /// let meter = opentelemetry::global::meter("callagent");
 /// let layer = CallAgentRetryLayer::new(RetryConfig::default()).unwrap();
 /// let otel = OtelMetrics::new(&meter, &layer);
