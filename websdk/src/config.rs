@@ -170,6 +170,19 @@ impl RemoteBrowser {
         }
     }
 
+    /// A [`DnsBrowsers`](crate::DnsBrowsers) template whose members are asked in plain text,
+    /// each at its address (`http://ADDRESS`): for a network nothing else shares. Header,
+    /// `lost_after` and the rest are set as for any browser; the endpoint is each member's.
+    pub fn each_address() -> Self {
+        Self::new("")
+    }
+
+    /// A [`DnsBrowsers`](crate::DnsBrowsers) template whose members are asked over TLS: the
+    /// name (on the certificate, verified) at each address, as `curl --connect-to` does.
+    pub fn each_address_over_tls() -> Self {
+        Self::new("https://")
+    }
+
     /// With [`allow_plain_text_credentials`](Self::allow_plain_text_credentials) on.
     pub fn with_plain_text_credentials(mut self) -> Self {
         self.allow_plain_text_credentials = true;

@@ -21,10 +21,10 @@ use crate::error::{WebSdkError, human};
 ///   once its last agent is gone (or at once if it is lost);
 /// - a failed resolution changes nothing (a DNS hiccup must not drop every browser).
 ///
-/// Each member is [`template`](Self::template) with `remote` pointed at `http://ADDRESS`, or, when
-/// the template's endpoint is `https://`, at `https://NAME` connected to the address (the
-/// certificate is for the name); the template's `RemoteBrowser` gives the header, `lost_after`
-/// and `ca_file`. Its `name` is the address, the `browser` label of its metrics: at most
+/// Each member is [`template`](Self::template) with `remote` pointed at `http://ADDRESS`
+/// ([`RemoteBrowser::each_address`], or no `remote`), or at `https://NAME` connected to the
+/// address ([`RemoteBrowser::each_address_over_tls`]: the certificate is for the name); the
+/// template's `RemoteBrowser` gives the header, `lost_after` and `ca_file`. Its `name` is the address, the `browser` label of its metrics: at most
 /// `max_browsers` values at a time.
 #[derive(Debug, Clone)]
 pub struct DnsBrowsers {
@@ -67,7 +67,7 @@ impl DnsBrowsers {
     /// A template whose endpoint is not `ws`, `wss`, `http` or `https` is refused, never taken
     /// as plain text.
     fn member(&self, address: SocketAddr) -> Result<WebSdkConfig, WebSdkError> {
-        let remote = self.template.remote.clone().unwrap_or_else(|| RemoteBrowser::new(""));
+        let remote = self.template.remote.clone().unwrap_or_else(RemoteBrowser::each_address);
         let (tls, query) = crate::remote::template(&remote.endpoint)
             .map_err(|reason| WebSdkError::Config { field: "dns.template.remote.endpoint", reason })?;
         let query = if query.is_empty() { String::new() } else { format!("/{query}") };
@@ -277,7 +277,7 @@ mod tests {
     #[test]
     fn each_address_is_a_browser_named_by_it() {
         let template = WebSdkConfig {
-            remote: Some(RemoteBrowser::new("").with_header("Authorization", "Bearer x")),
+            remote: Some(RemoteBrowser::each_address().with_header("Authorization", "Bearer x")),
             ..WebSdkConfig::default()
         };
         let dns = DnsBrowsers::new("chromium.bots.svc:9223", template);
@@ -301,7 +301,7 @@ mod tests {
         // Over TLS: the name (on the certificate) is asked, at each address.
         let tls = DnsBrowsers {
             template: WebSdkConfig {
-                remote: Some(RemoteBrowser::new("https://")),
+                remote: Some(RemoteBrowser::each_address_over_tls()),
                 ..WebSdkConfig::default()
             },
             ..dns
