@@ -732,8 +732,10 @@ async fn browsers_found_by_dns_join_and_leave_as_the_name_lists_them() {
         })
     };
     let set = |now: Result<Vec<SocketAddr>, &'static str>| *answer.lock().unwrap() = now;
+    // A warm page each, as a service runs: a retired browser must close it too.
+    let template = WebSdkConfig { warm_pages: 1, ..remote(&a) };
     let dns =
-        DnsBrowsers { every: Duration::from_secs(1), ..DnsBrowsers::new("browsers.test:9223", remote(&a)) };
+        DnsBrowsers { every: Duration::from_secs(1), ..DnsBrowsers::new("browsers.test:9223", template) };
     let browsers = Browsers::discover_with(dns, resolver).await.expect("a's browser, found by its address");
     assert_eq!(names(&browsers), std::slice::from_ref(&a_name));
     let on_a = browsers.clone().oneshot(valid(400)).await.expect("an agent on a");
