@@ -84,6 +84,7 @@ fn gone(e: WebSdkError) -> WebSdkError {
     match e {
         WebSdkError::BrowserDied(why) => WebSdkError::AgentGone(format!("its browser died: {why}")),
         WebSdkError::BrowserGone(why) => WebSdkError::AgentGone(format!("its browser is gone: {why}")),
+        WebSdkError::Closed => WebSdkError::AgentGone("its service was closed".into()),
         WebSdkError::PageGone(why) => WebSdkError::AgentGone(format!("its page is gone: {why}")),
         other => other,
     }
@@ -196,7 +197,7 @@ impl Agent {
         if disposed.ok {
             return Ok(());
         }
-        Err(disposed.error.map_or_else(|| WebSdkError::Protocol("dispose failed".into()), Thrown::into_error))
+        Err(disposed.error.map_or_else(|| WebSdkError::unexpected("dispose failed"), Thrown::into_error))
     }
 
     /// Disposes the agent and closes its page now, with any other agent on it.
@@ -261,7 +262,8 @@ impl callagent_retry::connect::Connectable for Agent {
         })
     }
 }
-/// Two creations started together ([`Tab::race`]).
+/// Two creations started together (`Tab::race`, a probe of the conformance suite).
+#[doc(hidden)]
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct Race {
@@ -281,6 +283,9 @@ impl Tab {
         self.probe(request, None).await.map_err(|f| f.error)
     }
 
+    // A probe of the conformance and lifecycle suites, not API: hidden from the docs, and may
+    // change without notice.
+    #[doc(hidden)]
     /// Creates an agent on the `CallClient` that created `other` (the SDK allows one agent per
     /// client; this is for probing what it does).
     pub async fn create_on_client_of(
@@ -291,6 +296,9 @@ impl Tab {
         self.probe(request, Some(other)).await.map_err(|f| f.error)
     }
 
+    // A probe of the conformance and lifecycle suites, not API: hidden from the docs, and may
+    // change without notice.
+    #[doc(hidden)]
     /// Like [`create`](Self::create) (on `client_of`'s `CallClient` when given), with what a
     /// failure looked like in the page: for conformance checks.
     pub async fn probe(
@@ -305,6 +313,9 @@ impl Tab {
     /// Starts two creations at once (`delay` apart), on one `CallClient` or on two, and reports
     /// both: how the SDK treats a creation while another is pending. For conformance probing;
     /// both requests use the plain credential.
+    // A probe of the conformance and lifecycle suites, not API: hidden from the docs, and may
+    // change without notice.
+    #[doc(hidden)]
     pub async fn race(
         &self,
         first: &CreateAgentRequest,
@@ -322,13 +333,11 @@ impl Tab {
 fn settle(tab: &Tab, created: Created, request: &CreateAgentRequest) -> Result<Agent, Box<Failure>> {
     let took = Duration::from_secs_f64(created.ms.max(0.0) / 1e3);
     if created.ok {
-        let id =
-            created.id.ok_or_else(|| bare(WebSdkError::Protocol("created an agent without an id".into())))?;
+        let id = created.id.ok_or_else(|| bare(WebSdkError::unexpected("created an agent without an id")))?;
         let state = ConnectionState::parse(created.state.as_deref().unwrap_or_default());
         return Ok(Agent::new(request, id, state, created.same.unwrap_or(false), took, tab.clone()));
     }
-    let thrown =
-        created.error.ok_or_else(|| bare(WebSdkError::Protocol("a failure without an error".into())))?;
+    let thrown = created.error.ok_or_else(|| bare(WebSdkError::unexpected("a failure without an error")))?;
     let stringified = thrown.json.clone();
     Err(Box::new(Failure { error: thrown.into_error(), stringified, took: Some(took) }))
 }

@@ -80,13 +80,51 @@ pub enum WebSdkError {
     },
     /// A DevTools-protocol call failed or answered something unexpected. Retryable.
     #[error("DevTools protocol error: {0}")]
-    Protocol(String),
+    Protocol(ProtocolError),
+    /// The service was closed ([`WebSdk::close`](crate::WebSdk::close),
+    /// [`Browsers::close`](crate::Browsers::close)): it takes no more creations. Not retryable
+    /// through it.
+    #[error("the service was closed: it takes no more creations")]
+    Closed,
+}
+
+/// How a DevTools-protocol call failed, for [`WebSdkError::Protocol`]: typed, so a caller tells
+/// a refusal from a timeout without reading text.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtocolError {
+    /// The browser answered the command with an error: its JSON-RPC code and message.
+    #[error("the browser refused the command ({code}): {message}")]
+    Refused {
+        /// The error's code (`-32000` for most of Chromium's refusals).
+        code: i64,
+        /// The browser's message.
+        message: String,
+    },
+    /// No answer within the DevTools request timeout.
+    #[error("no answer within the DevTools request timeout")]
+    Timeout,
+    /// An answer the bridge could not read, or one it did not expect (a page's reply of the
+    /// wrong shape, a key that does not parse).
+    #[error("{0}")]
+    Unexpected(String),
+}
+
+impl From<String> for ProtocolError {
+    fn from(what: String) -> Self {
+        Self::Unexpected(what)
+    }
 }
 
 impl WebSdkError {
     /// The service was closed ([`WebSdk::close`](crate::WebSdk::close)): it takes no more creations.
     pub(crate) fn closed() -> Self {
-        Self::BrowserGone("the service was closed".into())
+        Self::Closed
+    }
+
+    /// An answer of the bridge's that it did not expect.
+    pub(crate) fn unexpected(what: impl Into<String>) -> Self {
+        Self::Protocol(ProtocolError::Unexpected(what.into()))
     }
 
     /// The SDK's error, when the SDK threw one.
@@ -119,7 +157,8 @@ impl Classify for WebSdkError {
             | Self::AgentGone(_)
             | Self::DisposeTimeout(_)
             | Self::NotReady(_)
-            | Self::Config { .. } => None,
+            | Self::Config { .. }
+            | Self::Closed => None,
         }
     }
 
@@ -139,7 +178,11 @@ impl From<chromiumoxide::error::CdpError> for WebSdkError {
             CdpError::Ws(_) | CdpError::ChannelSendError(_) | CdpError::NoResponse => {
                 Self::BrowserDied(e.to_string())
             }
-            other => Self::Protocol(other.to_string()),
+            CdpError::Chrome(refused) => {
+                Self::Protocol(ProtocolError::Refused { code: refused.code, message: refused.message })
+            }
+            CdpError::Timeout => Self::Protocol(ProtocolError::Timeout),
+            other => Self::unexpected(other.to_string()),
         }
     }
 }
@@ -154,7 +197,8 @@ mod tests {
         let retry = |e: WebSdkError| classify(&e, &Default::default()).retry;
         assert!(retry(WebSdkError::Timeout(Duration::from_secs(1))), "a timeout is transient");
         assert!(retry(WebSdkError::PageLoad("x".into())));
-        assert!(retry(WebSdkError::Protocol("x".into())));
+        assert!(retry(WebSdkError::unexpected("x")));
+        assert!(!retry(WebSdkError::Closed), "a closed service takes nothing more");
         assert!(!retry(WebSdkError::BrowserGone("x".into())), "a new service is needed");
         assert!(retry(WebSdkError::BrowserDied("killed".into())), "the service restarts Chromium");
         assert!(retry(WebSdkError::PageGone("crashed".into())), "a new page is opened");

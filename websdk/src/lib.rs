@@ -99,7 +99,7 @@ mod transport;
 pub use agent::{Agent, ConnectionState, Race, StateChange};
 pub use browsers::{Browsers, DnsBrowsers};
 pub use config::{DEFAULT_AGENTS_PER_PAGE, NO_EXTERNAL_HOSTS, RemoteBrowser, TenantOf, WebSdkConfig};
-pub use error::WebSdkError;
+pub use error::{ProtocolError, WebSdkError};
 pub use metrics::{
     AGENTS, BROWSER, BROWSER_LOST, CREATIONS, PAGE_LOAD, PAGE_LOAD_BUCKETS, PAGES, RESTARTS, WARM_PAGES,
 };

@@ -143,7 +143,7 @@ impl PageHandle {
     /// Seals `token` to this page (read once the page has loaded).
     fn seal(&self, token: &callagent_retry::sdk::AccessToken) -> Result<Sealed, WebSdkError> {
         let key = self.key.get().ok_or_else(|| WebSdkError::PageLoad("the page has no key yet".into()))?;
-        seal(key, token.expose_secret().as_bytes()).map_err(WebSdkError::Protocol)
+        seal(key, token.expose_secret().as_bytes()).map_err(WebSdkError::unexpected)
     }
 
     fn instance(&self) -> &Instance {
@@ -174,11 +174,11 @@ impl PageHandle {
             .await_promise(true)
             .return_by_value(true)
             .build()
-            .map_err(WebSdkError::Protocol)?;
+            .map_err(WebSdkError::unexpected)?;
         let result = self.race(async { Ok(self.page.evaluate_expression(params).await?) }).await?;
         result
             .into_value()
-            .map_err(|e| WebSdkError::Protocol(format!("unexpected answer from the page: {e}")))
+            .map_err(|e| WebSdkError::unexpected(format!("unexpected answer from the page: {e}")))
     }
 }
 
@@ -201,7 +201,7 @@ pub(crate) async fn open_ready(ctx: &Arc<Context>) -> Result<Arc<PageHandle>, We
     let within = ctx.config.launch_timeout;
     let page = PageHandle::open(instance, Arc::clone(ctx), within).await?;
     let published: String = page.eval(protocol::PUBLIC_KEY).await?;
-    let key = PageKey::parse(&published).map_err(WebSdkError::Protocol)?;
+    let key = PageKey::parse(&published).map_err(WebSdkError::unexpected)?;
     let _ = page.key.set(key);
     Ok(page)
 }
@@ -246,7 +246,8 @@ impl fmt::Debug for Tab {
     }
 }
 
-/// A failed creation, with what the page saw.
+/// A failed creation, with what the page saw (`Tab::probe`, a probe of the conformance suite).
+#[doc(hidden)]
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Failure {
@@ -359,6 +360,9 @@ impl Tab {
         self.eval(protocol::SDK_VERSION).await
     }
 
+    // A probe of the conformance and lifecycle suites, not API: hidden from the docs, and may
+    // change without notice.
+    #[doc(hidden)]
     /// What the page holds now: live agents, and creations the SDK is still making (abandoned
     /// ones included, until the SDK makes their agent and the page disposes it).
     pub async fn census(&self) -> Result<(usize, usize), WebSdkError> {
@@ -369,6 +373,9 @@ impl Tab {
     /// How many `CallClient`s the page has made over its life. The page reuses each one (a
     /// client whose creation failed, or whose agent was disposed), so this stays at the most
     /// creations and agents it held at once.
+    // A probe of the conformance and lifecycle suites, not API: hidden from the docs, and may
+    // change without notice.
+    #[doc(hidden)]
     pub async fn call_clients(&self) -> Result<usize, WebSdkError> {
         let census: protocol::Census = self.eval(protocol::CENSUS).await?;
         Ok(census.clients)

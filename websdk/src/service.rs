@@ -185,7 +185,7 @@ impl WebSdk {
     }
 
     /// Closes the browser and waits for it to end; later creations fail with
-    /// [`WebSdkError::BrowserGone`], and `poll_ready` with the same.
+    /// [`WebSdkError::Closed`], and `poll_ready` with the same.
     pub async fn close(&self) {
         self.shared.slots.close();
         self.shared.pool.close();

@@ -1059,6 +1059,9 @@ async fn no_page_of_the_service_outlives_its_connection() {
     drop(agent);
     sdk.close().await;
     assert_eq!(host.service_pages(), 0, "close left pages of the service's in the host's browser");
+    // Told apart by its type, not its text.
+    let after = sdk.create(&rejected(702)).await;
+    assert!(matches!(after, Err(WebSdkError::Closed)), "a creation after close: {after:?}");
     // A browser asked to close ends a moment after it answers.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(host.answers(), "the host's browser is not the service's to close");
