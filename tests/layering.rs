@@ -6,6 +6,11 @@
 
 use std::path::{Path, PathBuf};
 
+// The reader both crates' layering tests use (websdk's unit test includes it too).
+#[path = "support/imports.rs"]
+mod imports;
+use imports::{code, named};
+
 /// Bottom first. A module may use the modules of the layers below its own.
 const LAYERS: &[&[&str]] = &[
     // Vocabulary with no dependency: human-readable durations, config validation errors.
@@ -30,36 +35,6 @@ const LAYERS: &[&[&str]] = &[
 
 fn layer(module: &str) -> Option<usize> {
     LAYERS.iter().position(|l| l.contains(&module))
-}
-
-/// `source` without its comments (line comments, doc comments included) and its unit tests.
-fn code(source: &str) -> String {
-    let shipped = source.find("#[cfg(test)]\nmod ").map_or(source, |at| &source[..at]);
-    shipped
-        .lines()
-        .map(|line| match line.find("//") {
-            Some(at) => &line[..at],
-            None => line,
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// What a source file names through `crate::` (`crate::x::y`, `crate::{x, y::z}`): each name's
-/// first segment, modules and root items alike.
-fn named(source: &str) -> Vec<String> {
-    let mut names = Vec::new();
-    for (i, _) in source.match_indices("crate::") {
-        let rest = &source[i + "crate::".len()..];
-        if let Some(group) = rest.strip_prefix('{') {
-            let group = &group[..group.find('}').unwrap_or(group.len())];
-            names.extend(group.split(',').map(|n| n.trim().split("::").next().unwrap_or("").to_owned()));
-        } else {
-            names.push(rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect());
-        }
-    }
-    names.retain(|n| !n.is_empty());
-    names
 }
 
 /// Every `.rs` file of a module: its file, or all the files of its folder.

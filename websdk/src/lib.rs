@@ -106,6 +106,11 @@ pub use metrics::{
 pub use page::{Failure, Tab};
 pub use service::{BrowserStats, ResponseFuture, WebSdk};
 
+// The layering test's reader, shared with the root crate's (`tests/layering.rs`).
+#[cfg(test)]
+#[path = "../../tests/support/imports.rs"]
+mod imports;
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -161,21 +166,9 @@ pub(crate) mod tests {
         LAYERS.iter().position(|l| l.contains(&module))
     }
 
-    /// The modules of this crate a source file names (`crate::x`, `use crate::{x, y::z}`).
-    fn named(source: &str) -> Vec<String> {
-        let mut names = Vec::new();
-        for (i, _) in source.match_indices("crate::") {
-            let rest = &source[i + "crate::".len()..];
-            if let Some(group) = rest.strip_prefix('{') {
-                let group = &group[..group.find('}').unwrap_or(group.len())];
-                names.extend(group.split(',').map(|n| n.trim().split("::").next().unwrap_or("").to_owned()));
-            } else {
-                names.push(rest.chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect());
-            }
-        }
-        names.retain(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
-        names
-    }
+    // The reader the root crate's layering test uses: code only (doc links, comments and unit
+    // tests skipped), every name taken through `crate::`.
+    use super::imports::{code, named};
 
     #[test]
     fn each_module_imports_only_the_layers_below_it() {
@@ -196,9 +189,10 @@ pub(crate) mod tests {
             } else {
                 vec![path.clone()]
             };
-            let source: String =
-                files.iter().map(|f| std::fs::read_to_string(f).expect("a source file")).collect();
-            for name in named(&source) {
+            // Each file's shipped code (a file's unit tests are skipped, not the files after it).
+            let source: Vec<String> =
+                files.iter().map(|f| code(&std::fs::read_to_string(f).expect("a source file"))).collect();
+            for name in named(&source.join("\n")) {
                 // Items re-exported at the root (`crate::NO_EXTERNAL_HOSTS`) are not modules.
                 let Some(theirs) = layer(&name) else { continue };
                 assert!(theirs < own, "src/{module}.rs (layer {own}) uses `{name}` (layer {theirs})");

@@ -198,9 +198,13 @@ impl WebSdk {
         let Some(instance) = self.shared.ctx.supervisor.running().await else {
             return Ok(0);
         };
-        // Asked of the browser itself: the driver's own page list can lag behind a close.
+        // Asked of the browser itself: the driver's own page list can lag behind a close. Only
+        // the service's own context's: a remote browser may hold other services' pages too.
         let targets = instance.execute(GetTargetsParams::default()).await?;
-        Ok(targets.target_infos.iter().filter(|t| t.r#type == "page").count())
+        let ours = |t: &&chromiumoxide::cdp::browser_protocol::target::TargetInfo| {
+            t.r#type == "page" && t.browser_context_id.as_ref() == instance.context()
+        };
+        Ok(targets.target_infos.iter().filter(ours).count())
     }
 
     /// The browser's processes, memory, pages, slots and restarts now.

@@ -15,6 +15,10 @@
 //! - events pass only from the domains the driver needs to track targets, frames and execution
 //!   contexts, and `Fetch.requestPaused` for [`ORIGIN`]; everything else (console, exceptions,
 //!   network, other requests, ...) is dropped here;
+//! - target events (`Target.targetCreated`, `targetInfoChanged`, `attachedToTarget`) pass only for
+//!   the service's own browser context, which the relay learns from the answer to the driver's
+//!   `Target.createBrowserContext` (none before it): the driver, which attaches to every target
+//!   it hears of, never attaches to another service's pages in a browser they share;
 //! - `Security.setIgnoreCertificateErrors` is refused: certificates are always verified (the
 //!   test rig's exception is a Chromium flag, visible on its command line);
 //! - no command reaches Chromium wrapped in another, where the relay could not read it:
@@ -355,6 +359,7 @@ async fn pump(
     let mut probe = tokio::time::interval(PROBE_EVERY);
     probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (mut heard, mut probes) = (tokio::time::Instant::now(), PROBE_IDS);
+    let mut scope = Scope::default();
     loop {
         tokio::select! {
             // What has arrived is read before the link is judged silent.
@@ -364,7 +369,7 @@ async fn pump(
                     return Ok(()); // the browser's side ended: it exited, or its link closed
                 }
                 heard = tokio::time::Instant::now();
-                if passes(&buf) {
+                if scope.passes(&buf) {
                     let text = String::from_utf8(std::mem::take(&mut buf))?;
                     to_driver.send(Message::text(text)).await?;
                 } else {
@@ -374,6 +379,10 @@ async fn pump(
             message = from_driver.next() => match message {
                 Some(Ok(message)) => match message.as_text().map(command) {
                     Some(Verdict::Pass) => to_browser.send(message.as_text().unwrap_or_default()).await?,
+                    Some(Verdict::Context(id)) => {
+                        scope.asked = Some(id);
+                        to_browser.send(message.as_text().unwrap_or_default()).await?;
+                    }
                     Some(Verdict::Fill) => to_browser.send(&fill(message.as_text().unwrap_or_default(), bodies)).await?,
                     Some(Verdict::Answer(answer)) => to_driver.send(Message::text(answer)).await?,
                     Some(Verdict::Drop) => {}
@@ -404,6 +413,14 @@ struct Head<'a> {
     #[serde(borrow, rename = "sessionId")]
     session_id: Option<Cow<'a, str>>,
     params: Option<Params>,
+    /// An answer's (`Target.createBrowserContext`'s names the context).
+    result: Option<Answer>,
+}
+
+#[derive(Deserialize)]
+struct Answer {
+    #[serde(rename = "browserContextId")]
+    browser_context_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -417,6 +434,9 @@ struct Params {
     handle_auth_requests: Option<bool>,
     /// `Fetch.requestPaused`'s (any shape: other messages' `request` must not fail the parse).
     request: Option<serde_json::Value>,
+    /// Target events' (any shape, for the same reason).
+    #[serde(rename = "targetInfo")]
+    target_info: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -436,6 +456,8 @@ enum Verdict {
     Pass,
     /// Sent on with the body its [`body_marker`] names ([`fill`]).
     Fill,
+    /// Sent on; its answer, with this id, names the service's browser context ([`Scope`]).
+    Context(u64),
     /// Answered here, never sent to Chromium.
     Answer(String),
     Drop,
@@ -470,6 +492,9 @@ fn command(text: &str) -> Verdict {
     }
     if method == "Fetch.fulfillRequest" {
         return Verdict::Fill;
+    }
+    if method == "Target.createBrowserContext" && session.is_none() {
+        return Verdict::Context(id);
     }
     if let Some(why) = wrapped(method, head.params.as_ref()) {
         tracing::warn!(method, "refused a DevTools command the relay could not inspect");
@@ -530,24 +555,58 @@ fn answer(id: u64, session: Option<&str>, outcome: Result<(), &str>) -> String {
     reply.to_string()
 }
 
-/// Whether a message from Chromium may reach the driver: every answer to a command of the
-/// driver's (the page's answers carry no token; the relay's probes' answers stay here), and events
-/// only from the domains the driver needs.
-fn passes(message: &[u8]) -> bool {
-    let Ok(head) = serde_json::from_slice::<Head<'_>>(message) else {
-        return false;
-    };
-    if let Some(id) = head.id {
-        return id < PROBE_IDS; // the relay's own probes are answered to the relay alone
-    }
-    match head.method.as_deref() {
-        Some("Fetch.requestPaused") => {
-            let request = head.params.and_then(|p| p.request);
-            request.as_ref().and_then(|r| r["url"].as_str()).is_some_and(ours)
+/// The service's own browser context, as the relay learns it: the answer to the driver's
+/// `Target.createBrowserContext`. Chromium tells a connection of every target in the browser,
+/// and the driver attaches to each one it hears of; in a browser several services share, that
+/// would be the others' pages too.
+#[derive(Debug, Default)]
+struct Scope {
+    /// The id of the driver's `Target.createBrowserContext`, until it is answered.
+    asked: Option<u64>,
+    /// The context, once answered.
+    context: Option<String>,
+}
+
+impl Scope {
+    /// Whether a message from Chromium may reach the driver: every answer to a command of the
+    /// driver's (the page's answers carry no token; the relay's probes' answers stay here),
+    /// events only from the domains the driver needs, and target events only of targets in the
+    /// service's own context (or in none).
+    fn passes(&mut self, message: &[u8]) -> bool {
+        let Ok(head) = serde_json::from_slice::<Head<'_>>(message) else {
+            return false;
+        };
+        if let Some(id) = head.id {
+            if self.asked == Some(id) {
+                self.asked = None;
+                self.context = head.result.and_then(|r| r.browser_context_id);
+            }
+            return id < PROBE_IDS; // the relay's own probes are answered to the relay alone
         }
-        Some(method) => event_passes(method),
-        None => false,
+        match head.method.as_deref() {
+            Some("Fetch.requestPaused") => {
+                let request = head.params.and_then(|p| p.request);
+                request.as_ref().and_then(|r| r["url"].as_str()).is_some_and(ours)
+            }
+            Some("Target.targetCreated" | "Target.targetInfoChanged" | "Target.attachedToTarget") => {
+                let info = head.params.and_then(|p| p.target_info);
+                match info.as_ref().map(|i| &i["browserContextId"]) {
+                    Some(serde_json::Value::String(context)) => {
+                        self.context.as_deref() == Some(context.as_str())
+                    }
+                    _ => true,
+                }
+            }
+            Some(method) => event_passes(method),
+            None => false,
+        }
     }
+}
+
+/// [`Scope::passes`] for a relay that has learned no context (the tests' shorthand).
+#[cfg(test)]
+fn passes(message: &[u8]) -> bool {
+    Scope::default().passes(message)
 }
 
 fn event_passes(method: &str) -> bool {
@@ -616,6 +675,39 @@ mod tests {
         assert!(paused(&format!("{ORIGIN}/bundle.js")));
         assert!(!paused("https://global.gateway.example/token"));
         assert!(!paused(&format!("{ORIGIN}.evil.example/")));
+    }
+
+    /// The driver hears of targets in the service's own context only: not of another service's
+    /// pages in a browser they share, before the context is made or after.
+    #[test]
+    fn only_the_services_own_targets_reach_the_driver() {
+        let event = |method: &str, context: &str| {
+            format!(
+                r#"{{"method":"{method}","params":{{"targetInfo":{{"targetId":"T","type":"page","browserContextId":"{context}"}}}}}}"#
+            )
+        };
+        let mut scope = Scope::default();
+        assert!(!scope.passes(event("Target.targetCreated", "THEIRS").as_bytes()), "before ours is made");
+        let asked =
+            command(r#"{"id":4,"method":"Target.createBrowserContext","params":{"disposeOnDetach":true}}"#);
+        assert_eq!(asked, Verdict::Context(4));
+        scope.asked = Some(4);
+        assert!(
+            scope.passes(br#"{"id":4,"result":{"browserContextId":"OURS"}}"#),
+            "the answer reaches the driver"
+        );
+        for method in ["Target.targetCreated", "Target.targetInfoChanged", "Target.attachedToTarget"] {
+            assert!(scope.passes(event(method, "OURS").as_bytes()), "{method} of ours");
+            assert!(!scope.passes(event(method, "THEIRS").as_bytes()), "{method} of another context");
+        }
+        // Another answer does not change it; a target in no context (the browser) passes.
+        assert!(scope.passes(br#"{"id":5,"result":{"browserContextId":"THEIRS"}}"#));
+        assert!(scope.passes(event("Target.targetCreated", "OURS").as_bytes()));
+        assert!(scope.passes(
+            br#"{"method":"Target.targetCreated","params":{"targetInfo":{"targetId":"B","type":"browser"}}}"#
+        ));
+        // Destroyed and detached carry no context: harmless for a target the driver never knew.
+        assert!(scope.passes(br#"{"method":"Target.targetDestroyed","params":{"targetId":"T"}}"#));
     }
 
     #[test]

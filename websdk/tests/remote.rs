@@ -1071,7 +1071,9 @@ async fn no_page_of_the_service_outlives_its_connection() {
 /// A service killed (SIGKILL: an OOM kill, a node lost) holding an agent leaves no page of its
 /// own in the host's browser: its connection goes with the process, and the browser disposes
 /// the connection's context. The service is this test run again as a child process, which
-/// creates an agent, says so, and waits to be killed.
+/// creates an agent, says so, and waits to be killed. Meanwhile a second service shares the
+/// host's browser: its driver never hears of the first one's pages (the relay passes target
+/// events of its own context only), it counts only its own, and its close leaves the first one's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Chromium, socat and root in an isolated network namespace: run websdk/conformance.sh"]
 async fn a_killed_service_leaves_no_page_on_the_host() {
@@ -1101,7 +1103,28 @@ async fn a_killed_service_leaves_no_page_on_the_host() {
     });
     let holding = tokio::time::timeout(Duration::from_secs(90), holding).await;
     assert!(matches!(holding, Ok(Ok(true))), "the child created no agent");
-    assert!(host.service_pages() >= 1, "the host lists none of the child's pages");
+    let theirs = host.service_page_ids();
+    assert!(!theirs.is_empty(), "the host lists none of the child's pages");
+
+    // A second service on the same browser, its driver traced.
+    let trace = trace::Trace::capture();
+    let other = WebSdk::launch(remote(&host)).await.expect("a second service on the host");
+    let tab = other.tab().await.expect("a page of its own");
+    let heard = trace.text();
+    drop(trace);
+    assert!(heard.contains("Received"), "the driver's TRACE was captured");
+    for id in &theirs {
+        let line = heard.lines().find(|l| l.contains(id.as_str()));
+        assert!(line.is_none(), "the second service's driver heard of the first's page {id}: {line:?}");
+    }
+    assert_eq!(other.open_pages().await.expect("its pages"), 1, "it counts its own page only");
+    assert_eq!(host.service_pages(), theirs.len() + 1, "both services' pages on the host");
+    drop(tab);
+    other.close().await;
+    let left = host.service_page_ids();
+    assert!(theirs.iter().all(|id| left.contains(id)), "closing the second service closed the first's pages");
+    assert_eq!(left.len(), theirs.len(), "the second service left a page");
+
     child.kill().expect("SIGKILL");
     let _ = child.wait();
     let took =

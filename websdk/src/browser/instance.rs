@@ -55,6 +55,11 @@ impl std::fmt::Debug for Instance {
 }
 
 impl Instance {
+    /// The service's browser context in this browser (see the field), once made.
+    pub(crate) fn context(&self) -> Option<&BrowserContextId> {
+        self.context.get()
+    }
+
     pub(crate) fn pid(&self) -> Option<u32> {
         self.pid
     }

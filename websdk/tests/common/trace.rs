@@ -23,8 +23,8 @@ impl Write for Captured {
 }
 
 /// Everything traced, at every level, from every thread (the driver logs on the runtime's
-/// workers), from [`capture`](Self::capture) on. One per test binary: it is the process's global
-/// subscriber.
+/// workers), from [`capture`](Self::capture) on. The process's global subscriber is installed by
+/// the first capture; a later one (another test of the binary, run after) starts from empty.
 /// Recording stops when it is dropped, so the binary's later tests are not traced.
 pub(crate) struct Trace {
     out: Captured,
@@ -32,22 +32,30 @@ pub(crate) struct Trace {
 
 /// Whether a [`Trace`] is recording.
 static RECORDING: AtomicBool = AtomicBool::new(false);
+/// Where the global subscriber writes, once installed.
+static OUT: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
 
 impl Trace {
     pub(crate) fn capture() -> Self {
-        use tracing_subscriber::layer::SubscriberExt;
-        let out = Captured::default();
-        let writer = out.clone();
-        let recording = tracing_subscriber::filter::filter_fn(|_| RECORDING.load(Ordering::Relaxed));
-        let layer = tracing_subscriber::fmt::layer()
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .with_filter(recording);
-        let subscriber = tracing_subscriber::registry().with(layer);
-        // `try_init`, not `set_global_default`: it also forwards the `log` crate's records
-        // (tungstenite's, rustls's), as users' `fmt().init()` does.
-        tracing_subscriber::util::SubscriberInitExt::try_init(subscriber)
-            .expect("one trace capture per test binary");
+        let out = OUT
+            .get_or_init(|| {
+                use tracing_subscriber::layer::SubscriberExt;
+                let out = Captured::default();
+                let writer = out.clone();
+                let recording = tracing_subscriber::filter::filter_fn(|_| RECORDING.load(Ordering::Relaxed));
+                let layer = tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
+                    .with_writer(move || writer.clone())
+                    .with_filter(recording);
+                let subscriber = tracing_subscriber::registry().with(layer);
+                // `try_init`, not `set_global_default`: it also forwards the `log` crate's
+                // records (tungstenite's, rustls's), as users' `fmt().init()` does.
+                tracing_subscriber::util::SubscriberInitExt::try_init(subscriber)
+                    .expect("the test binary's only subscriber");
+                out
+            })
+            .clone();
+        out.0.lock().unwrap().clear();
         RECORDING.store(true, Ordering::Relaxed);
         Self { out }
     }
