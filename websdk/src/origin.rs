@@ -28,13 +28,14 @@ use crate::error::WebSdkError;
 pub(crate) use crate::transport::ORIGIN;
 use crate::transport::{Bodies, body_marker};
 
-/// The page's document: it loads the bundle (`page/entry.js` and the SDK) from this browser's
-/// Cache Storage for the origin, keyed by the bundle's digest, fetching it (over DevTools) only
-/// when this browser does not hold it yet: a bundle crosses DevTools once per browser, not once
-/// per page. `BUNDLE` is the digest's first 12 bytes (the cache's name), `DIGEST` all of it: a
-/// cached bundle runs only if its SHA-256 is `DIGEST`, since whoever once reached the origin in
-/// a browser with a lasting profile (a remote one's) could have left code there that would
-/// receive every token; one that is not is deleted and the service's own fetched instead.
+/// The page's document: it loads the bundle (`page/entry.js` and the SDK) from the Cache Storage
+/// of the service's browser context (one per DevTools connection, in memory), keyed by the
+/// bundle's digest, fetching it (over DevTools) only when the context does not hold it yet: a
+/// bundle crosses DevTools once per connection, not once per page. `BUNDLE` is the digest's
+/// first 12 bytes (the cache's name), `DIGEST` all of it: a cached bundle runs only if its
+/// SHA-256 is `DIGEST`, since whoever reaches the browser's DevTools while the service runs could
+/// leave code there that would receive every token; one that is not is deleted and the service's
+/// own fetched instead.
 const DOCUMENT: &str = r#"<!doctype html>
 <meta charset="utf-8">
 <title>callagent-websdk</title>
@@ -88,7 +89,7 @@ pub(crate) struct Site {
     /// Each file's body, base64 as `Fetch.fulfillRequest` takes it (encoded once per service),
     /// for the relay to put into the answers, which carry only a marker (see `transport`).
     bodies: Bodies,
-    /// Times the bundle was sent (once per browser that did not hold it yet).
+    /// Times the bundle was sent (once per connection's browser context that did not hold it yet).
     bundles_sent: AtomicU64,
 }
 

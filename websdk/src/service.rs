@@ -100,8 +100,8 @@ pub struct BrowserStats {
     pub pool_pages: usize,
     /// Warm pages: the SDK loaded, waiting for a creation.
     pub warm_pages: usize,
-    /// Times the SDK's bundle (13 MB over DevTools) was sent to the browser: once per browser
-    /// that does not hold it in its Cache Storage yet, not once per page.
+    /// Times the SDK's bundle (13 MB over DevTools) was sent to the browser: once per connection
+    /// (the service's browser context keeps it in its Cache Storage), not once per page.
     pub bundles_sent: u64,
 }
 
