@@ -110,12 +110,6 @@ pub enum ProtocolError {
     Unexpected(String),
 }
 
-impl From<String> for ProtocolError {
-    fn from(what: String) -> Self {
-        Self::Unexpected(what)
-    }
-}
-
 impl WebSdkError {
     /// The service was closed ([`WebSdk::close`](crate::WebSdk::close)): it takes no more creations.
     pub(crate) fn closed() -> Self {
@@ -191,6 +185,30 @@ impl From<chromiumoxide::error::CdpError> for WebSdkError {
 mod tests {
     use super::*;
     use callagent_retry::classify::classify;
+
+    /// The driver's failures keep what they are: the browser's refusal with its code, a timeout;
+    /// the ones that mean the connection is gone are the browser's death.
+    #[test]
+    fn driver_errors_are_typed() {
+        use chromiumoxide::error::CdpError;
+        let refused = CdpError::Chrome(chromiumoxide::types::Error {
+            code: -32000,
+            message: "No target with given id found".into(),
+        });
+        assert_eq!(
+            WebSdkError::from(refused),
+            WebSdkError::Protocol(ProtocolError::Refused {
+                code: -32000,
+                message: "No target with given id found".into()
+            })
+        );
+        assert_eq!(WebSdkError::from(CdpError::Timeout), WebSdkError::Protocol(ProtocolError::Timeout));
+        assert!(matches!(WebSdkError::from(CdpError::NoResponse), WebSdkError::BrowserDied(_)));
+        assert!(matches!(
+            WebSdkError::from(CdpError::msg("odd")),
+            WebSdkError::Protocol(ProtocolError::Unexpected(m)) if m.contains("odd")
+        ));
+    }
 
     #[test]
     fn the_bridge_classifies_as_what_it_is() {
