@@ -2,7 +2,7 @@
 """Runs every command the README shows, so none can silently break.
 
 Takes the commands from the fenced `sh` blocks of README.md, dashboards/README.md,
-websdk/README.md and docs/*.md (joining
+websdk/README.md, docs/*.md and websdk/docs/*.md (joining
 `\\` continuations, dropping comments) and from inline code spans and comments that start with
 `cargo run`, `cargo bench`, `cargo test`, `cargo deny`, `python3` or `tests/`. Each runs from the
 repository root with a time bound and must exit 0. Commands that run for minutes by design get
@@ -23,8 +23,9 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FILES = ["README.md", "dashboards/README.md", "websdk/README.md"] + sorted(
-    os.path.join("docs", f) for f in os.listdir(os.path.join(ROOT, "docs")) if f.endswith(".md"))
+FILES = ["README.md", "dashboards/README.md", "websdk/README.md"] + [
+    os.path.join(d, f) for d in ("docs", os.path.join("websdk", "docs"))
+    for f in sorted(os.listdir(os.path.join(ROOT, d))) if f.endswith(".md")]
 STARTS = ("cargo run", "cargo bench", "cargo test", "cargo deny", "python3 ", "tests/")
 
 # Short runs of long commands: (pattern, replacement) applied to the command text.

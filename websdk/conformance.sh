@@ -62,7 +62,7 @@ echo "== soak"
 # Its metrics are what dashboards/check.py checks the callagent-websdk panels against.
 isolated target/release/examples/soak --creations "${SOAK_CREATIONS:-1000}" \
   --metrics-out target/conformance/websdk-metrics.prom
-echo "== density (a short run: 8 agents, 32 per page; the README's table is the full run)"
+echo "== density (a short run: 8 agents, 32 per page; websdk/docs/capacity.md's table is the full run)"
 isolated target/release/examples/density --agents 8 --per-page 32 --overhead-samples 3 --cpu-window 5s \
   --json target/conformance/density.json
 if [ "$table" = 1 ]; then

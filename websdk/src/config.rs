@@ -21,7 +21,8 @@ pub struct WebSdkConfig {
     /// The Chromium binary. Never downloaded. By default Debian's binary itself
     /// (`/usr/lib/chromium/chromium`), not its `/usr/bin/chromium` wrapper script, which adds
     /// flags of its own (`--enable-remote-extensions`, ...) from `/etc/chromium.d`; else
-    /// `/usr/bin/chromium`. The service sets Chromium's whole command line (see the README).
+    /// `/usr/bin/chromium`. The service sets Chromium's whole command line (see
+    /// `websdk/docs/security.md`).
     pub chromium: PathBuf,
     /// The built page (`websdk/page/dist`, made by `websdk/page/build.sh`).
     pub page_dir: PathBuf,
@@ -55,7 +56,8 @@ pub struct WebSdkConfig {
     /// `poll_ready` is `Pending` (a slot is held from `call` until the agent is disposed or
     /// dropped). Each agent costs memory (~7–15 MiB PSS at 32 agents per page, ~46–52 MiB with
     /// a page each, SDK 2.0.0) and CPU (~1–3.5% of a core each while the service is unreachable):
-    /// size it from the machine's memory and cores (see the README's density table).
+    /// size it from the machine's memory and cores (see the density table in
+    /// `websdk/docs/capacity.md`).
     pub max_agents: usize,
     /// Browser restarts allowed within `restart_window`; past them creations fail with
     /// [`WebSdkError::BrowserGone`] instead of restarting a browser that keeps dying.
@@ -77,8 +79,9 @@ pub struct WebSdkConfig {
     /// the tenant of the first identity placed on it, for the rest of its life. The identities
     /// on one page share its JavaScript realm: the SDK's module state, and `CallClient`s, which
     /// the page hands from a disposed agent to the next creation. `None` (the default): any
-    /// identity may share a page with any other (see the README's threat model). With
-    /// `agents_per_page: 1` every agent has a page of its own whatever this says.
+    /// identity may share a page with any other (see the threat model in
+    /// `websdk/docs/security.md`). With `agents_per_page: 1` every agent has a page of its own
+    /// whatever this says.
     pub tenant_of: Option<TenantOf>,
     /// A browser on another host to drive instead of launching Chromium here (`chromium`,
     /// `extra_args`, `host_resolver_rules` and `accept_invalid_certificates` are then that
@@ -239,7 +242,7 @@ fn default_chromium() -> PathBuf {
     if binary.is_file() { binary } else { PathBuf::from("/usr/bin/chromium") }
 }
 
-/// The default [`WebSdkConfig::agents_per_page`] (see the README's density table).
+/// The default [`WebSdkConfig::agents_per_page`] (see the density table in `websdk/docs/capacity.md`).
 pub const DEFAULT_AGENTS_PER_PAGE: usize = 32;
 
 impl Default for WebSdkConfig {

@@ -37,7 +37,7 @@
 //! any browser the service can drive. The events that would carry it once the SDK sends it (request
 //! headers, WebSocket frames, console text) never reach the driver. It never appears in `Debug`,
 //! errors, tracing fields or the page's console. Certificates are always verified. The threat
-//! model and how each part is tested: `websdk/README.md`.
+//! model and how each part is tested: `websdk/docs/security.md`.
 //!
 //! Set-up: `websdk/page/build.sh` (npm ci + esbuild) builds the page once; Chromium comes from
 //! Debian (`apt-get install chromium`). No Node.js runs on the request path.

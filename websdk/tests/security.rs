@@ -53,13 +53,13 @@ fn valid(identity: &str) -> (CreateAgentRequest, String) {
     (CreateAgentRequest::new(identity, token, AgentKind::Acs), raw)
 }
 
-/// The flags `websdk/README.md` documents in its command-line table, each as Chromium must see
-/// it: every `--flag` in the table's first column, but rows that apply "only" in some case and
+/// The flags `websdk/docs/security.md` documents in its command-line table, each as Chromium must
+/// see it: every `--flag` in the table's first column, but rows that apply "only" in some case and
 /// placeholders (`<…>`, `…`), which the test checks on their own.
 fn documented_flags() -> Vec<String> {
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
-        .expect("websdk/README.md");
-    let table = readme.split("## Chromium's command line").nth(1).expect("the command-line section");
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/security.md"))
+        .expect("websdk/docs/security.md");
+    let table = doc.split("## Chromium's command line").nth(1).expect("the command-line section");
     let mut flags = Vec::new();
     for row in table.lines().take_while(|l| !l.starts_with("## ")).filter(|l| l.starts_with("| `")) {
         let cells: Vec<&str> = row.split(" | ").collect();
@@ -74,7 +74,7 @@ fn documented_flags() -> Vec<String> {
             );
         }
     }
-    assert!(flags.len() > 20, "the README's table was read: {flags:?}");
+    assert!(flags.len() > 20, "docs/security.md's table was read: {flags:?}");
     flags
 }
 
