@@ -1,4 +1,26 @@
 //! [`ResponseFuture`]: the per-call state machine of [`CallAgentRetry`](super::CallAgentRetry).
+//!
+//! ```text
+//!  call() ─▶ Calling ──── the attempt answers ──────────────────────────▶ Done: the response
+//!              ▲  │
+//!              │  │ the attempt fails, or runs past its timeout (dropped)
+//!              │  ▼
+//!              │ Failed ─── the core says stop ─────────────────────────▶ Done: RetryError
+//!              │  │                          │
+//!              │  │ retry after a delay      │ retry at once
+//!              │  ▼                          ▼
+//!              │ Waiting ── delay over ──▶ Readying ── service fails, ──▶ Done: RetryError
+//!              │                             │        or the deadline
+//!              └──── the kept service is ready: call it with the request
+//! ```
+//!
+//! `Failed` lasts one poll: the failure is classified and decided where it landed. A retry that
+//! has to wait (`Waiting`, or a `Readying` service that is not ready) parks the failure in the
+//! boxed cold part, beside the one timer; a call that succeeds at once never allocates it.
+//! Dropping the future in any state but `Done` reports the call as [`Outcome::Cancelled`].
+//!
+//! The untraced first attempt that answers is the hot path: [`ResponseFuture::poll`] handles it
+//! inline and sends everything else out of line (`slow`).
 
 use std::fmt;
 use std::future::Future;
@@ -9,15 +31,23 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 use tower::Service;
 
+use super::cold::ColdPart;
 use super::decide::{CallState, Decision};
 use super::per_call::{Answer, Limits, NoLimits, Plain};
 use super::report::{Trace, call_span};
 use super::shared::Shared;
 use super::{AttemptError, Outcome, RetryError, StopReason};
 use crate::classify::{Classify, Verdict};
+
+/// What the state machine needs of the inner service beyond [`Service`]: failures it can
+/// classify, and a request it can clone to call again. One name for the bounds every method that
+/// decides or retries repeats.
+pub(crate) trait Retryable<Req>: Service<Req, Error: Classify> {}
+
+impl<S: Service<Req, Error: Classify>, Req> Retryable<Req> for S {}
 
 pin_project! {
     /// Resolves once the call succeeds or the layer gives up.
@@ -38,9 +68,9 @@ pin_project! {
     {
         #[pin]
         state: State<S::Future, S::Error>,
-        cold: Option<Pin<Box<Cold<S::Error>>>>,
+        cold: ColdPart<S::Error>,
         // What a retry calls with; `None` when nothing can be retried (the core then stops as
-        // `Exhausted`). Always `Some` while `Retrying`.
+        // `Exhausted`). Always `Some` while `Readying`.
         keep: Option<(S, Req)>,
         shared: Arc<Shared>,
         // The call's spans, only if a subscriber records them.
@@ -64,7 +94,7 @@ pin_project! {
         fn drop(this: Pin<&mut Self>) {
             // A finished call (the common case) has nothing to report: one check.
             if !matches!(this.state, State::Done) {
-                cancelled(this.project());
+                this.project().cancelled();
             }
         }
     }
@@ -76,9 +106,7 @@ pin_project! {
     enum State<F, E> {
         // An attempt is in flight.
         Calling { #[pin] future: F },
-        // The attempt failed with `last` (its one move is into here, where it is classified by
-        // reference). Decided in the same poll: a retry that starts at once drops it in place; a
-        // retry that must wait parks it in the cold part.
+        // The attempt failed with `last`, to be decided in the same poll.
         Failed { last: AttemptError<E> },
         // A retry is decided: its delay is being waited out.
         Waiting,
@@ -105,7 +133,8 @@ where
     ) -> Self {
         let record = D::Record::default();
         let state = State::Calling { future };
-        Self { state, cold: None, keep, shared, trace, call, started, own_deadline, record }
+        let cold = ColdPart::new();
+        Self { state, cold, keep, shared, trace, call, started, own_deadline, record }
     }
 }
 
@@ -125,74 +154,6 @@ impl<S: Service<Req>, Req, D: Answer, L: Limits<Req>> fmt::Debug for ResponseFut
     }
 }
 
-pin_project! {
-    /// The cold part of a call, boxed on first need (the first armed timer or failed attempt).
-    struct Cold<E> {
-        // The one timer, set when first armed.
-        #[pin]
-        sleep: Option<Sleep>,
-        // Since when the attempt in flight is watched (set while the timer guards it).
-        attempt_since: Option<Instant>,
-        // The failure of a retry that had to wait (for its delay, or for the service's
-        // readiness), with its verdict: kept for a deadline hit while readying, and to report a
-        // call dropped meanwhile.
-        last: Option<AttemptError<E>>,
-        verdict: Option<Verdict>,
-    }
-}
-
-/// The call's cold part, allocated on first need.
-fn cold<E>(cold: &mut Option<Pin<Box<Cold<E>>>>) -> Pin<&mut Cold<E>> {
-    cold.get_or_insert_with(|| Box::pin(Cold { sleep: None, attempt_since: None, last: None, verdict: None }))
-        .as_mut()
-}
-
-/// The call was dropped before it finished: report it as cancelled. A call dropped while
-/// waiting to retry ends on the failure that asked for the retry.
-#[cold]
-#[inline(never)]
-fn cancelled<S: Service<Req>, Req, D: Answer, L: Limits<Req>>(this: Proj<'_, S, Req, D, L>) {
-    let pending = match this.state.as_ref().get_ref() {
-        State::Done => return,
-        State::Waiting | State::Readying => this.cold.as_deref().and_then(|c| c.verdict),
-        // A failure is decided in the poll that saw it.
-        State::Calling { .. } | State::Failed { .. } => None,
-    };
-    let span = call_span(this.trace.as_deref());
-    let _enter = span.enter();
-    let elapsed = elapsed_if_needed(this.shared, *this.started);
-    this.shared.report.finish(span, Outcome::Cancelled, pending.as_ref(), this.call.attempts(), elapsed);
-}
-
-/// Sets the timer to fire at `at` (for a wait or the deadline, not an attempt).
-fn arm<E>(part: &mut Option<Pin<Box<Cold<E>>>>, at: Instant) -> Pin<&mut Cold<E>> {
-    let mut part = cold(part);
-    let mut this = part.as_mut().project();
-    match this.sleep.as_mut().as_pin_mut() {
-        Some(sleep) => sleep.reset(at),
-        None => this.sleep.set(Some(tokio::time::sleep_until(at))),
-    }
-    *this.attempt_since = None;
-    part
-}
-
-/// `true` once the (armed) timer has fired.
-fn fired<E>(part: &mut Option<Pin<Box<Cold<E>>>>, cx: &mut Context<'_>) -> bool {
-    part.as_mut()
-        .and_then(|c| c.as_mut().project().sleep.as_pin_mut())
-        .is_some_and(|sleep| sleep.poll(cx).is_ready())
-}
-
-/// The call's duration if anything reads it (a live recorder, an observer), else zero: the
-/// success path then skips its second clock read.
-#[inline]
-fn elapsed_if_needed(shared: &Shared, started: Option<Instant>) -> Duration {
-    match started {
-        Some(started) if shared.report.needs_elapsed() => Instant::now().saturating_duration_since(started),
-        _ => Duration::ZERO,
-    }
-}
-
 type Output<S, Req, D> =
     Result<<D as Answer>::Output<<S as Service<Req>>::Response>, RetryError<<S as Service<Req>>::Error>>;
 
@@ -208,27 +169,16 @@ where
 
     #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        // The common case first, apart from the state machine: an untraced call whose attempt
-        // answers. Everything else goes out of line with the future as one pointer, so this path
-        // builds no projection of the whole state machine in memory.
+        // The hot path: an untraced attempt that answers. Everything else goes out of line with
+        // the future as one pointer, so this path keeps no projection of the whole machine in
+        // memory.
         let mut this = self.as_mut().project();
         if this.trace.is_none()
             && let StateProj::Calling { future } = this.state.as_mut().project()
         {
             match future.poll(cx) {
-                Poll::Ready(Ok(response)) => {
-                    // `succeeded`, written out for an untraced call: calling it here, even
-                    // inlined, costs instructions on every call (docs/performance.md).
-                    let attempts = this.call.attempts();
-                    this.state.set(State::Done);
-                    let elapsed = elapsed_if_needed(this.shared, *this.started);
-                    this.shared.report.succeeded(None, attempts, elapsed);
-                    return Poll::Ready(Ok(D::answer(response, std::mem::take(this.record), attempts)));
-                }
-                Poll::Ready(Err(e)) => {
-                    set_failed(this.state, AttemptError::Service(e));
-                    return slow(self, cx, false);
-                }
+                Poll::Ready(Ok(response)) => return Poll::Ready(Ok(this.succeeded(response))),
+                Poll::Ready(Err(e)) => this.state.set(State::Failed { last: AttemptError::Service(e) }),
                 Poll::Pending => return slow(self, cx, true),
             }
         }
@@ -236,207 +186,153 @@ where
     }
 }
 
-/// The attempt in flight failed: its failure moves into the state, to be classified and
-/// decided there.
-#[inline]
-fn set_failed<F, E>(mut state: Pin<&mut State<F, E>>, failure: AttemptError<E>) {
-    state.set(State::Failed { last: failure });
-}
-
-/// Everything but an untraced attempt that answers: `pending` says that
-/// [`poll`](ResponseFuture::poll) already polled the attempt in flight and it was pending.
+/// Everything but an untraced attempt that answers, inside the call's span if it has one;
+/// `polled` says [`poll`](ResponseFuture::poll) already polled the attempt in flight, and it was
+/// pending.
 #[inline(never)]
 fn slow<S, Req, D, L>(
     future: Pin<&mut ResponseFuture<S, Req, D, L>>,
     cx: &mut Context<'_>,
-    pending: bool,
+    polled: bool,
 ) -> Poll<Output<S, Req, D>>
 where
+    S: Retryable<Req>,
+    Req: Clone,
     D: Answer,
     L: Limits<Req>,
-    S: Service<Req> + Clone,
-    S::Error: Classify,
-    Req: Clone,
 {
     let mut this = future.project();
-    // Two copies of the state machine: one for a call nobody traces, with no span code in
-    // it at all, and one that enters the call's span and runs each attempt in its own.
-    if this.trace.is_some() {
-        traced(&mut this, cx)
-    } else {
-        drive::<S, Req, D, L, false>(&mut this, cx, pending)
-    }
-}
-
-/// [`drive`] inside the call's span.
-#[inline(never)]
-fn traced<S, Req, D, L>(this: &mut Proj<'_, S, Req, D, L>, cx: &mut Context<'_>) -> Poll<Output<S, Req, D>>
-where
-    D: Answer,
-    L: Limits<Req>,
-    S: Service<Req> + Clone,
-    S::Error: Classify,
-    Req: Clone,
-{
-    // A clone (a reference-count increment) so `drive` can borrow the projection whole.
+    // A clone of the span (a reference-count increment) so the machine can borrow the
+    // projection whole.
     let span = this.trace.as_deref().map(|t| t.call.clone());
     let _enter = span.as_ref().map(tracing::Span::enter);
-    drive::<S, Req, D, L, true>(this, cx, false)
+    this.run(cx, polled)
 }
 
-/// The state machine; `TRACED` says whether the call has spans to run its attempts in.
-#[inline(always)]
-fn drive<S, Req, D, L, const TRACED: bool>(
-    this: &mut Proj<'_, S, Req, D, L>,
-    cx: &mut Context<'_>,
-    mut pending: bool,
-) -> Poll<Output<S, Req, D>>
+/// The state machine's steps, on the projection of the pinned future.
+impl<S, Req, D, L> Proj<'_, S, Req, D, L>
 where
+    S: Retryable<Req>,
+    Req: Clone,
     D: Answer,
     L: Limits<Req>,
-    S: Service<Req> + Clone,
-    S::Error: Classify,
-    Req: Clone,
 {
-    loop {
-        match this.state.as_mut().project() {
-            StateProj::Calling { future } => {
-                // The inner future runs in its attempt's span (and so do spans it opens).
-                let answer = if std::mem::take(&mut pending) {
-                    Poll::Pending
-                } else {
-                    match this.trace.as_deref() {
-                        Some(t) if TRACED => t.attempt.in_scope(|| future.poll(cx)),
-                        _ => future.poll(cx),
+    /// Drives the machine until it completes or waits; `polled` as in
+    /// `slow`.
+    #[inline(always)]
+    fn run(&mut self, cx: &mut Context<'_>, mut polled: bool) -> Poll<Output<S, Req, D>> {
+        loop {
+            match self.state.as_mut().project() {
+                StateProj::Calling { future } => {
+                    // The inner future runs in its attempt's span (and so do spans it opens).
+                    let answer = if std::mem::take(&mut polled) {
+                        Poll::Pending
+                    } else {
+                        match self.trace.as_deref() {
+                            Some(t) => t.attempt.in_scope(|| future.poll(cx)),
+                            None => future.poll(cx),
+                        }
+                    };
+                    let failure = match answer {
+                        Poll::Ready(Ok(response)) => return Poll::Ready(Ok(self.succeeded(response))),
+                        Poll::Ready(Err(e)) => AttemptError::Service(e),
+                        Poll::Pending => ready!(self.attempt_timed_out(cx)),
+                    };
+                    self.state.set(State::Failed { last: failure });
+                }
+                StateProj::Failed { .. } => {
+                    if let ControlFlow::Break(done) = self.on_failed(cx) {
+                        return done;
                     }
-                };
-                let failure = match answer {
-                    Poll::Ready(Ok(response)) => return Poll::Ready(Ok(succeeded(this, response))),
-                    Poll::Ready(Err(e)) => AttemptError::Service(e),
-                    Poll::Pending => ready!(attempt_timed_out(this, cx)),
-                };
-                set_failed(this.state.as_mut(), failure);
-            }
-            StateProj::Failed { .. } => {
-                if let ControlFlow::Break(done) = decide::<S, Req, D, L, TRACED>(this, cx) {
-                    return done;
                 }
-            }
-            StateProj::Waiting => ready!(waited(this, cx)),
-            StateProj::Readying => {
-                if let ControlFlow::Break(done) = ready_parked::<S, Req, D, L, TRACED>(this, cx) {
-                    return done;
+                StateProj::Waiting => ready!(self.on_waiting(cx)),
+                StateProj::Readying => {
+                    if let ControlFlow::Break(done) = self.on_readying(cx) {
+                        return done;
+                    }
                 }
+                StateProj::Done => panic!("ResponseFuture polled after completion"),
             }
-            StateProj::Done => panic!("ResponseFuture polled after completion"),
         }
     }
-}
 
-/// `Failed`: classify the failure, ask the core, and give up, park the retry to wait, or (no
-/// wait) ready the service and start it now, with the failure where it is.
-#[inline(always)]
-fn decide<S, Req, D, L, const TRACED: bool>(
-    this: &mut Proj<'_, S, Req, D, L>,
-    cx: &mut Context<'_>,
-) -> ControlFlow<Poll<Output<S, Req, D>>>
-where
-    D: Answer,
-    L: Limits<Req>,
-    S: Service<Req> + Clone,
-    S::Error: Classify,
-    Req: Clone,
-{
-    let StateProj::Failed { last } = this.state.as_mut().project() else {
-        unreachable!("decided a call that has not failed")
-    };
-    let (verdict, retry_after) = (this.shared.decider.classify(&*last), last.retry_after());
-    let reason = match failed(this, &verdict, retry_after) {
-        Next::Stop { reason } => reason,
-        Next::Retry { waiting: true } => {
-            park(this, State::Waiting, verdict);
-            return ControlFlow::Continue(());
-        }
-        Next::Retry { waiting: false } => match readying::<S, Req, D, L, TRACED>(this, cx, &verdict) {
+    /// `Failed`: classify the failure and ask the core; then give up, park the retry to wait,
+    /// or (no wait) ready the service and start the retry now, the failure dropped in place.
+    #[inline(always)]
+    fn on_failed(&mut self, cx: &mut Context<'_>) -> ControlFlow<Poll<Output<S, Req, D>>> {
+        let StateProj::Failed { last } = self.state.as_mut().project() else {
+            unreachable!("decided a call that has not failed")
+        };
+        let (verdict, retry_after) = (self.shared.decider.classify(&*last), last.retry_after());
+        let reason = match self.schedule(&verdict, retry_after) {
+            Next::Stop { reason } => reason,
+            Next::Retry { waiting: true } => {
+                self.park(State::Waiting, verdict);
+                return ControlFlow::Continue(());
+            }
+            Next::Retry { waiting: false } => match self.retry(cx, &verdict) {
+                Readied::Started => return ControlFlow::Continue(()),
+                Readied::Stopped(stopped) => return ControlFlow::Break(Poll::Ready(Err(stopped))),
+                Readied::Deadline => StopReason::DeadlineExceeded,
+                Readied::Pending => {
+                    self.park(State::Readying, verdict);
+                    return ControlFlow::Break(Poll::Pending);
+                }
+            },
+        };
+        let StateReplace::Failed { last } = self.state.as_mut().project_replace(State::Done) else {
+            unreachable!("took the failure of a call that has none")
+        };
+        ControlFlow::Break(Poll::Ready(Err(self.stop(reason, last, verdict))))
+    }
+
+    /// `Readying`: a parked retry readies the service and starts, or ends on its parked failure.
+    #[inline(always)]
+    fn on_readying(&mut self, cx: &mut Context<'_>) -> ControlFlow<Poll<Output<S, Req, D>>> {
+        let Some(verdict) = self.cold.verdict() else { unreachable!("a parked retry keeps its verdict") };
+        ControlFlow::Break(match self.retry(cx, &verdict) {
             Readied::Started => return ControlFlow::Continue(()),
-            Readied::Stopped(stopped) => return ControlFlow::Break(Poll::Ready(Err(stopped))),
-            Readied::Deadline => StopReason::DeadlineExceeded,
-            Readied::Pending => {
-                park(this, State::Readying, verdict);
-                return ControlFlow::Break(Poll::Pending);
+            Readied::Stopped(stopped) => Poll::Ready(Err(stopped)),
+            Readied::Deadline => {
+                let (last, verdict) = self.cold.take_parked();
+                Poll::Ready(Err(self.stop(StopReason::DeadlineExceeded, last, verdict)))
             }
-        },
-    };
-    let last = take_failed(this.state.as_mut());
-    ControlFlow::Break(Poll::Ready(Err(stop(this, reason, last, verdict))))
-}
-
-/// `Waiting`: once the delay is over, ready the service, watching the deadline.
-#[inline(always)]
-fn waited<S: Service<Req>, Req, D: Answer, L: Limits<Req>>(
-    this: &mut Proj<'_, S, Req, D, L>,
-    cx: &mut Context<'_>,
-) -> Poll<()> {
-    if let Some(sleep) = this.cold.as_mut().and_then(|c| c.as_mut().project().sleep.as_pin_mut()) {
-        ready!(sleep.poll(cx));
+            Readied::Pending => Poll::Pending,
+        })
     }
-    this.state.set(State::Readying);
-    if let Some(at) = deadline(this) {
-        arm(this.cold, at);
-    }
-    Poll::Ready(())
-}
 
-/// `Readying`: a parked retry readies the service, and starts, or ends on its parked failure.
-#[inline(always)]
-fn ready_parked<S, Req, D, L, const TRACED: bool>(
-    this: &mut Proj<'_, S, Req, D, L>,
-    cx: &mut Context<'_>,
-) -> ControlFlow<Poll<Output<S, Req, D>>>
-where
-    D: Answer,
-    L: Limits<Req>,
-    S: Service<Req> + Clone,
-    S::Error: Classify,
-    Req: Clone,
-{
-    let Some(verdict) = this.cold.as_deref().and_then(|c| c.verdict) else {
-        unreachable!("a parked retry keeps its verdict")
-    };
-    ControlFlow::Break(match readying::<S, Req, D, L, TRACED>(this, cx, &verdict) {
-        Readied::Started => return ControlFlow::Continue(()),
-        Readied::Stopped(stopped) => Poll::Ready(Err(stopped)),
-        Readied::Deadline => {
-            let (last, verdict) = take_parked(this.cold);
-            Poll::Ready(Err(stop(this, StopReason::DeadlineExceeded, last, verdict)))
+    /// A retry decided as `verdict`, with its delay over: drive the kept service to readiness
+    /// and call it, or give up if the service fails or the deadline passes first.
+    #[inline(always)]
+    fn retry(&mut self, cx: &mut Context<'_>, verdict: &Verdict) -> Readied<S::Error> {
+        let Some((svc, request)) = self.keep.as_mut() else {
+            unreachable!("a retry is decided only with the service and request kept")
+        };
+        match svc.poll_ready(cx) {
+            Poll::Ready(Ok(())) => {
+                let future = match self.trace.as_deref_mut() {
+                    Some(t) => {
+                        let attempt = self.call.attempts() + 1;
+                        self.shared.report.open_attempt(t, attempt, self.call.last_delay());
+                        t.attempt.in_scope(|| svc.call(request.clone()))
+                    }
+                    None => svc.call(request.clone()),
+                };
+                self.retry_started(future, verdict);
+                Readied::Started
+            }
+            Poll::Ready(Err(e)) => {
+                let last = AttemptError::Service(e);
+                let verdict = self.shared.decider.classify(&last);
+                Readied::Stopped(self.stop(StopReason::ServiceFailed, last, verdict))
+            }
+            Poll::Pending if self.deadline().is_some() && self.cold.fired(cx) => Readied::Deadline,
+            Poll::Pending => Readied::Pending,
         }
-        Readied::Pending => Poll::Pending,
-    })
-}
-
-/// A decided retry has to wait: the failure and its verdict move to the cold part, and the call
-/// to `next`.
-fn park<S: Service<Req>, Req, D: Answer, L: Limits<Req>>(
-    this: &mut Proj<'_, S, Req, D, L>,
-    next: State<S::Future, S::Error>,
-    verdict: Verdict,
-) {
-    let StateReplace::Failed { last } = this.state.as_mut().project_replace(next) else {
-        unreachable!("parked a retry from another state")
-    };
-    let part = cold(this.cold).project();
-    (*part.last, *part.verdict) = (Some(last), Some(verdict));
-}
-
-/// The failure of a call that is failing in the poll that saw it, moved out to end the call with.
-fn take_failed<F, E>(state: Pin<&mut State<F, E>>) -> AttemptError<E> {
-    match state.project_replace(State::Done) {
-        StateReplace::Failed { last } => last,
-        _ => unreachable!("took the failure of a call that has none"),
     }
 }
 
-/// What readying the kept service led to.
+/// What starting a retry led to.
 enum Readied<E> {
     /// The retry is under way.
     Started,
@@ -444,107 +340,8 @@ enum Readied<E> {
     Stopped(RetryError<E>),
     /// The deadline passed first: the call ends on the failure that asked for the retry.
     Deadline,
-    /// Not ready yet.
+    /// The service is not ready yet.
     Pending,
-}
-
-/// A retry decided as `verdict`, with its delay over: drive the kept service to readiness and
-/// start the retry, or give up if the service fails or the deadline passes first.
-#[inline(always)]
-fn readying<S, Req, D, L, const TRACED: bool>(
-    this: &mut Proj<'_, S, Req, D, L>,
-    cx: &mut Context<'_>,
-    verdict: &Verdict,
-) -> Readied<S::Error>
-where
-    D: Answer,
-    L: Limits<Req>,
-    S: Service<Req> + Clone,
-    S::Error: Classify,
-    Req: Clone,
-{
-    let Some((svc, request)) = this.keep.as_mut() else {
-        unreachable!("a retry is decided only with the service and request kept")
-    };
-    match svc.poll_ready(cx) {
-        Poll::Ready(Ok(())) => {
-            let future = match this.trace.as_deref_mut() {
-                Some(t) if TRACED => {
-                    let attempt = this.call.attempts() + 1;
-                    this.shared.report.open_attempt(t, attempt, this.call.last_delay());
-                    t.attempt.in_scope(|| svc.call(request.clone()))
-                }
-                _ => svc.call(request.clone()),
-            };
-            retry_started(this, future, verdict);
-            Readied::Started
-        }
-        Poll::Ready(Err(e)) => {
-            let last = AttemptError::Service(e);
-            let verdict = this.shared.decider.classify(&last);
-            Readied::Stopped(stop(this, StopReason::ServiceFailed, last, verdict))
-        }
-        Poll::Pending if deadline(this).is_some() && fired(this.cold, cx) => Readied::Deadline,
-        Poll::Pending => Readied::Pending,
-    }
-}
-
-/// The attempt in flight produced a response.
-#[inline(always)]
-fn succeeded<S: Service<Req>, Req, D: Answer, L: Limits<Req>>(
-    this: &mut Proj<'_, S, Req, D, L>,
-    response: S::Response,
-) -> D::Output<S::Response> {
-    let attempts = this.call.attempts();
-    let elapsed = elapsed_if_needed(this.shared, *this.started);
-    this.shared.report.succeeded(this.trace.as_deref(), attempts, elapsed);
-    this.state.set(State::Done);
-    D::answer(response, std::mem::take(this.record), attempts)
-}
-
-/// The call's deadline: the config's (once the call has started its clock), or the request's
-/// own if earlier.
-fn deadline<S: Service<Req>, Req, D: Answer, L: Limits<Req>>(
-    this: &Proj<'_, S, Req, D, L>,
-) -> Option<Instant> {
-    let own = L::deadline(*this.own_deadline);
-    match *this.started {
-        Some(started) => this.shared.decider.deadline(started, own),
-        None => own,
-    }
-}
-
-/// The attempt in flight is pending: the first time, arm its timeout (the attempt timeout,
-/// capped by the call's deadline), reading the clock only if there is a limit to watch; report a
-/// timeout when it fires.
-fn attempt_timed_out<S: Service<Req>, Req, D: Answer, L: Limits<Req>>(
-    this: &mut Proj<'_, S, Req, D, L>,
-    cx: &mut Context<'_>,
-) -> Poll<AttemptError<S::Error>> {
-    let since = match this.cold.as_deref().and_then(|c| c.attempt_since) {
-        Some(since) => since,
-        None => {
-            let config = this.shared.decider.config();
-            if config.attempt_timeout.is_none()
-                && config.deadline.is_none()
-                && L::deadline(*this.own_deadline).is_none()
-            {
-                return Poll::Pending;
-            }
-            let now = Instant::now();
-            this.started.get_or_insert(now);
-            let timeout = this.shared.decider.config().attempt_timeout.map(|t| now + t);
-            let Some(at) = timeout.into_iter().chain(deadline(this)).min() else {
-                return Poll::Pending;
-            };
-            *arm(this.cold, at).project().attempt_since = Some(now);
-            now
-        }
-    };
-    if !fired(this.cold, cx) {
-        return Poll::Pending;
-    }
-    Poll::Ready(AttemptError::TimedOut { after: Instant::now() - since })
 }
 
 /// What a failed attempt leads to.
@@ -555,89 +352,165 @@ enum Next {
     Stop { reason: StopReason },
 }
 
-/// The attempt in flight failed as `verdict` (its failure is in the state; dropping the attempt
-/// cancelled it, if it timed out): ask the core, and either schedule the retry or give up.
-#[inline(always)]
-fn failed<S: Service<Req>, Req, D: Answer, L: Limits<Req>>(
-    this: &mut Proj<'_, S, Req, D, L>,
-    verdict: &Verdict,
-    retry_after: Option<Duration>,
-) -> Next {
-    let now = Instant::now();
-    this.started.get_or_insert(now);
-    let call_deadline = deadline(this);
-    this.shared.report.failure(verdict);
-    if let Some(t) = this.trace.as_deref_mut() {
-        this.shared.report.close_failed_attempt(t, verdict);
+/// The steps that neither classify nor call again: they need only what the future itself
+/// needs (so dropping it can report too).
+impl<S: Service<Req>, Req, D: Answer, L: Limits<Req>> Proj<'_, S, Req, D, L> {
+    /// The attempt in flight produced a response: the call's one success path.
+    #[inline(always)]
+    fn succeeded(&mut self, response: S::Response) -> D::Output<S::Response> {
+        let attempts = self.call.attempts();
+        self.state.set(State::Done);
+        let elapsed = self.elapsed();
+        self.shared.report.succeeded(self.trace.as_deref(), attempts, elapsed);
+        D::answer(response, std::mem::take(self.record), attempts)
     }
-    D::failed(this.record, verdict);
-    let keep = this.keep.take();
-    let decision = this.shared.decide(this.call, verdict, retry_after, keep, call_deadline, now);
-    match decision {
-        Decision::Retry { delay, with } => {
-            this.shared.report.retry_scheduled(verdict, this.call.attempts(), delay);
-            // A zero-length tokio sleep still waits for the next 1 ms tick: skip the timer.
-            let waiting = !delay.is_zero();
-            if waiting {
-                arm(this.cold, now + delay);
-            } else if let Some(at) = call_deadline {
-                // No wait: the readiness phase watches the deadline from now (not a stale
-                // attempt timer).
-                arm(this.cold, at);
+
+    /// The call's duration if anything reads it (a live recorder, an observer), else zero: the
+    /// success path then skips its second clock read.
+    #[inline(always)]
+    fn elapsed(&self) -> Duration {
+        match *self.started {
+            Some(started) if self.shared.report.needs_elapsed() => {
+                Instant::now().saturating_duration_since(started)
             }
-            *this.keep = Some(with);
-            Next::Retry { waiting }
+            _ => Duration::ZERO,
         }
-        Decision::Stop(reason) => Next::Stop { reason },
     }
-}
 
-/// The kept service is ready and called: the retry is under way.
-#[inline(always)]
-fn retry_started<S: Service<Req>, Req, D: Answer, L: Limits<Req>>(
-    this: &mut Proj<'_, S, Req, D, L>,
-    future: S::Future,
-    verdict: &Verdict,
-) {
-    this.call.start_attempt();
-    this.shared.report.attempt();
-    if let Some(part) = this.cold.as_mut() {
-        let part = part.as_mut().project();
-        *part.attempt_since = None;
-        *part.last = None;
+    /// The call's deadline: the config's (once the call has started its clock), or the
+    /// request's own if earlier.
+    fn deadline(&self) -> Option<Instant> {
+        let own = L::deadline(*self.own_deadline);
+        match *self.started {
+            Some(started) => self.shared.decider.deadline(started, own),
+            None => own,
+        }
     }
-    // The failure that asked for the retry is dropped in place, not moved out.
-    this.state.set(State::Calling { future });
-    this.shared.report.retried(verdict, this.call.last_delay());
-    D::waited(this.record, this.call.last_delay());
-}
 
-/// The parked failure and its verdict, moved out to end the call with.
-fn take_parked<E>(part: &mut Option<Pin<Box<Cold<E>>>>) -> (AttemptError<E>, Verdict) {
-    let part = cold(part).project();
-    match (part.last.take(), *part.verdict) {
-        (Some(last), Some(verdict)) => (last, verdict),
-        _ => unreachable!("ended a parked retry with no failure parked"),
+    /// The attempt in flight is pending: the first time, arm its timeout (the attempt timeout,
+    /// capped by the call's deadline), reading the clock only if there is a limit to watch;
+    /// report a timeout when it fires.
+    fn attempt_timed_out(&mut self, cx: &mut Context<'_>) -> Poll<AttemptError<S::Error>> {
+        let since = match self.cold.attempt_since() {
+            Some(since) => since,
+            None => {
+                let config = self.shared.decider.config();
+                if config.attempt_timeout.is_none()
+                    && config.deadline.is_none()
+                    && L::deadline(*self.own_deadline).is_none()
+                {
+                    return Poll::Pending;
+                }
+                let now = Instant::now();
+                self.started.get_or_insert(now);
+                let timeout = self.shared.decider.config().attempt_timeout.map(|t| now + t);
+                let Some(at) = timeout.into_iter().chain(self.deadline()).min() else {
+                    return Poll::Pending;
+                };
+                self.cold.watch_attempt(at, now);
+                now
+            }
+        };
+        if !self.cold.fired(cx) {
+            return Poll::Pending;
+        }
+        Poll::Ready(AttemptError::TimedOut { after: Instant::now() - since })
     }
-}
 
-/// Ends the call for `reason` with `last` (classified as `verdict`) as its last failure.
-fn stop<S: Service<Req>, Req, D: Answer, L: Limits<Req>>(
-    this: &mut Proj<'_, S, Req, D, L>,
-    reason: StopReason,
-    last: AttemptError<S::Error>,
-    verdict: Verdict,
-) -> RetryError<S::Error> {
-    this.state.set(State::Done);
-    // Every stop follows a failure, which started the clock.
-    let started = this.started.unwrap_or_else(Instant::now);
-    let (attempts, elapsed) = (this.call.attempts(), Instant::now().saturating_duration_since(started));
-    this.shared.report.finish(
-        call_span(this.trace.as_deref()),
-        reason.into(),
-        Some(&verdict),
-        attempts,
-        elapsed,
-    );
-    RetryError::new(reason, last, &verdict, attempts, elapsed)
+    /// The attempt in flight failed as `verdict` (its failure is in the state; dropping the
+    /// attempt cancelled it, if it timed out): report it, ask the core, and arm the timer for
+    /// the retry's wait, or for the deadline while the service readies.
+    #[inline(always)]
+    fn schedule(&mut self, verdict: &Verdict, retry_after: Option<Duration>) -> Next {
+        let now = Instant::now();
+        self.started.get_or_insert(now);
+        let call_deadline = self.deadline();
+        self.shared.report.failure(verdict);
+        if let Some(t) = self.trace.as_deref_mut() {
+            self.shared.report.close_failed_attempt(t, verdict);
+        }
+        D::failed(self.record, verdict);
+        let keep = self.keep.take();
+        match self.shared.decide_and_report(self.call, verdict, retry_after, keep, call_deadline, now) {
+            Decision::Retry { delay, with } => {
+                self.shared.report.retry_scheduled(verdict, self.call.attempts(), delay);
+                // A zero-length tokio sleep still waits for the next 1 ms tick: skip the timer.
+                let waiting = !delay.is_zero();
+                if waiting {
+                    self.cold.arm(now + delay);
+                } else if let Some(at) = call_deadline {
+                    // No wait: readying watches the deadline from now (not a stale attempt timer).
+                    self.cold.arm(at);
+                }
+                *self.keep = Some(with);
+                Next::Retry { waiting }
+            }
+            Decision::Stop(reason) => Next::Stop { reason },
+        }
+    }
+
+    /// A decided retry has to wait: the failure and its verdict move to the cold part, and the
+    /// call to `next`.
+    fn park(&mut self, next: State<S::Future, S::Error>, verdict: Verdict) {
+        let StateReplace::Failed { last } = self.state.as_mut().project_replace(next) else {
+            unreachable!("parked a retry from another state")
+        };
+        self.cold.park(last, verdict);
+    }
+
+    /// `Waiting`: once the delay is over, ready the service, watching the deadline.
+    #[inline(always)]
+    fn on_waiting(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        ready!(self.cold.wait(cx));
+        self.state.set(State::Readying);
+        if let Some(at) = self.deadline() {
+            self.cold.arm(at);
+        }
+        Poll::Ready(())
+    }
+
+    /// The kept service is ready and called: the retry is under way.
+    #[inline(always)]
+    fn retry_started(&mut self, future: S::Future, verdict: &Verdict) {
+        self.call.start_attempt();
+        self.shared.report.attempt();
+        self.cold.attempt_started();
+        // The failure that asked for the retry is dropped in place, not moved out.
+        self.state.set(State::Calling { future });
+        self.shared.report.retried(verdict, self.call.last_delay());
+        D::waited(self.record, self.call.last_delay());
+    }
+
+    /// Ends the call for `reason` with `last` (classified as `verdict`) as its last failure.
+    fn stop(
+        &mut self,
+        reason: StopReason,
+        last: AttemptError<S::Error>,
+        verdict: Verdict,
+    ) -> RetryError<S::Error> {
+        self.state.set(State::Done);
+        // Every stop follows a failure, which started the clock.
+        let started = self.started.unwrap_or_else(Instant::now);
+        let (attempts, elapsed) = (self.call.attempts(), Instant::now().saturating_duration_since(started));
+        let span = call_span(self.trace.as_deref());
+        self.shared.report.finish(span, reason.into(), Some(&verdict), attempts, elapsed);
+        RetryError::new(reason, last, &verdict, attempts, elapsed)
+    }
+
+    /// The call was dropped before it finished: report it as cancelled. A call dropped while
+    /// waiting to retry ends on the failure that asked for the retry.
+    #[cold]
+    #[inline(never)]
+    fn cancelled(self) {
+        let pending = match self.state.as_ref().get_ref() {
+            State::Done => return,
+            State::Waiting | State::Readying => self.cold.verdict(),
+            // A failure is decided in the poll that saw it.
+            State::Calling { .. } | State::Failed { .. } => None,
+        };
+        let span = call_span(self.trace.as_deref());
+        let _enter = span.enter();
+        let elapsed = self.elapsed();
+        self.shared.report.finish(span, Outcome::Cancelled, pending.as_ref(), self.call.attempts(), elapsed);
+    }
 }

@@ -14,6 +14,7 @@
 //! answer to "why did it stop": [`RetryError`] and [`Outcome`] derive from it.
 
 mod budget;
+mod cold;
 mod config;
 mod decide;
 mod error;

@@ -113,7 +113,7 @@ where
         let verdict = shared.decider.classify(failure);
         shared.report.failure(&verdict);
         // tower's Retry keeps the request itself (`clone_request`): there is always one.
-        match shared.decide(
+        match shared.decide_and_report(
             &mut call.state,
             &verdict,
             failure.retry_after(),

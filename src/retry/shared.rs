@@ -37,11 +37,11 @@ impl Shared {
         call
     }
 
-    /// Decides after a failed attempt (see [`Decider::decide`]); reports the budget's balance,
+    /// Decides after a failed attempt (see [`Decider::decide`]), and reports the budget's balance,
     /// which the decision may have drawn on.
     // Always inlined, as `begin`.
     #[inline(always)]
-    pub(crate) fn decide<T>(
+    pub(crate) fn decide_and_report<T>(
         &self,
         call: &mut CallState,
         verdict: &Verdict,
