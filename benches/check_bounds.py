@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Reads the instruction counts of the last `cargo bench -p callagent-bench --bench instructions`
-and `--bench moved` runs (gungraun's summary.json files), prints instructions per call and the ratios against the
-baselines measured in the same run, and exits 1 if a ratio passes its bound in bounds.toml.
+`--bench moved` and `--bench awaited` runs (gungraun's summary.json files), prints instructions
+per call and the ratios against the baselines measured in the same run, and exits 1 if a ratio passes its bound in bounds.toml.
 
     cargo bench -p callagent-bench --bench instructions -- --save-summary=json
     cargo bench -p callagent-bench --bench moved -- --save-summary=json
+    cargo bench -p callagent-bench --bench awaited -- --save-summary=json
     python3 benches/check_bounds.py [--markdown]
 """
 import json

@@ -302,3 +302,35 @@ where
         Poll::Pending => panic!("bench call did not complete on its first poll"),
     }
 }
+
+/// A caller's own `async fn`, as users write one: wait until the service is ready, call it, and
+/// await the response. Its state machine holds the response future, so the future is built and
+/// then moved into it (what `call_once`, which builds it in place, never pays).
+pub async fn create<S>(mut svc: S, request: u32) -> u32
+where
+    S: Service<u32, Response = u32>,
+    S::Error: std::fmt::Debug,
+{
+    use tower::ServiceExt as _;
+    let ready = svc.ready().await.expect("bench service ready");
+    ready.call(request).await.expect("bench call succeeds")
+}
+
+/// One call through [`create`], the caller's `async fn`, polled once by a minimal executor (a
+/// no-op waker: every service here completes on the first poll).
+///
+/// # Panics
+/// If the call does not complete on its first poll (a broken fixture, not a measurement).
+#[inline(always)]
+pub fn call_awaited<S>(svc: &S, request: u32) -> u32
+where
+    S: Service<u32, Response = u32> + Clone,
+    S::Error: std::fmt::Debug,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    let future = pin!(create(svc.clone(), black_box(request)));
+    match future.poll(&mut cx) {
+        Poll::Ready(n) => n,
+        Poll::Pending => panic!("bench call did not complete on its first poll"),
+    }
+}

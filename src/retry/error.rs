@@ -94,14 +94,34 @@ impl<E: Classify> Classify for AttemptError<E> {
 /// assert_eq!(err.into_inner().unwrap().sub_code(), 40229);
 /// # }
 /// ```
+// Boxed: an error is rare and already costly, while every caller moves the `Result` it sits in,
+// success or not; unboxed it made `Result<_, RetryError<_>>` too large to move inline (a
+// `memcpy` call on every success path, docs/performance.md).
+#[derive(Clone, PartialEq, Eq)]
+pub struct RetryError<E>(Box<Stopped<E>>);
+
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RetryError<E> {
+struct Stopped<E> {
     reason: StopReason,
     last: AttemptError<E>,
     attempts: u32,
     elapsed: Duration,
     category: ErrorCategory,
     remedy: Option<&'static str>,
+}
+
+impl<E: fmt::Debug> fmt::Debug for RetryError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Stopped { reason, last, attempts, elapsed, category, remedy } = &*self.0;
+        f.debug_struct("RetryError")
+            .field("reason", reason)
+            .field("last", last)
+            .field("attempts", attempts)
+            .field("elapsed", elapsed)
+            .field("category", category)
+            .field("remedy", remedy)
+            .finish()
+    }
 }
 
 impl<E> RetryError<E> {
@@ -114,66 +134,73 @@ impl<E> RetryError<E> {
         attempts: u32,
         elapsed: Duration,
     ) -> Self {
-        Self { reason, last, attempts, elapsed, category: verdict.category, remedy: verdict.remedy() }
+        Self(Box::new(Stopped {
+            reason,
+            last,
+            attempts,
+            elapsed,
+            category: verdict.category,
+            remedy: verdict.remedy(),
+        }))
     }
 
     /// Why the layer gave up.
     pub fn reason(&self) -> StopReason {
-        self.reason
+        self.0.reason
     }
 
     /// Calls made to the inner service (0 when it failed `poll_ready` before the first).
     pub fn attempts(&self) -> u32 {
-        self.attempts
+        self.0.attempts
     }
 
     /// Time spent on the call, on tokio's clock.
     pub fn elapsed(&self) -> Duration {
-        self.elapsed
+        self.0.elapsed
     }
 
     /// The last attempt's failure (an inner error or a timeout).
     pub fn last_attempt(&self) -> &AttemptError<E> {
-        &self.last
+        &self.0.last
     }
 
     /// The last inner error; `None` when the last attempt timed out instead.
     pub fn last_error(&self) -> Option<&E> {
-        self.last.service_error()
+        self.0.last.service_error()
     }
 
     /// The last inner error, by value; `None` when the last attempt timed out instead.
     pub fn into_inner(self) -> Option<E> {
-        self.last.into_service_error()
+        self.0.last.into_service_error()
     }
 
     /// The last failure's category: carried by the error, else the catalog's, else `Unknown`.
     pub fn category(&self) -> ErrorCategory {
-        self.category
+        self.0.category
     }
 
     /// What the application should do, from the catalog, when the last subcode is known.
     pub fn remedy(&self) -> Option<&'static str> {
-        self.remedy
+        self.0.remedy
     }
 
     /// The outcome this error reports (also the `outcome` metric label).
     pub fn outcome(&self) -> Outcome {
-        self.reason.into()
+        self.0.reason.into()
     }
 }
 
 impl<E> fmt::Display for RetryError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let plural = if self.attempts == 1 { "" } else { "s" };
+        let plural = if self.0.attempts == 1 { "" } else { "s" };
         write!(
             f,
             "{} after {} attempt{plural} in {}",
-            self.reason.describe(),
-            self.attempts,
-            crate::human::HumanDuration(self.elapsed)
+            self.0.reason.describe(),
+            self.0.attempts,
+            crate::human::HumanDuration(self.0.elapsed)
         )?;
-        if let Some(remedy) = self.remedy {
+        if let Some(remedy) = self.0.remedy {
             write!(f, ". Remedy: {remedy}")?;
         }
         Ok(())
@@ -185,6 +212,6 @@ where
     E: std::error::Error + 'static,
 {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.last)
+        Some(&self.0.last)
     }
 }

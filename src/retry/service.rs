@@ -79,6 +79,10 @@ where
         })
     }
 
+    // Always inlined: out of line, the future comes back through a return slot that a caller's
+    // `async fn` then copies into its own state (a `memcpy` call per call); inlined, it is built
+    // where it is kept (docs/performance.md, "How callers hold the future").
+    #[inline(always)]
     fn call(&mut self, mut request: Req) -> Self::Future {
         let shared = Arc::clone(&self.shared);
         // A request's own limits need the start too: its deadline is told to the inner service.
