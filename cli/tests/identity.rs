@@ -267,6 +267,39 @@ async fn an_unreachable_endpoint_is_bounded() {
     drop(silent);
 }
 
+#[tokio::test(start_paused = true)]
+async fn https_with_the_certificate_verified() {
+    let standin = StandIn::start_tls("standin").await;
+    let cs = || standin.connection_string().parse::<ConnectionString>().unwrap();
+    assert!(standin.connection_string().starts_with("endpoint=https://127.0.0.1:"));
+
+    // Trusted through the CA file: the calls go through, the port in the signed host.
+    let client = IdentityClient::builder(cs()).ca_file(support::fixture("ca.crt")).build().unwrap();
+    let created = client.create_identity_with_token(&[Scope::Voip], HOUR).await.unwrap();
+    client.delete_identity(&created.id).await.unwrap();
+    let statuses: Vec<_> = standin.requests().iter().map(|r| (r.status, r.refused.clone())).collect();
+    assert_eq!(statuses, [(201, None), (204, None)]);
+
+    // The system's roots alone do not know the test CA: refused, nothing sent.
+    let e = IdentityClient::new(cs()).unwrap().delete_identity(&created.id).await.unwrap_err();
+    let IdentityError::Tls { host, cause } = &e else { panic!("{e:?}") };
+    assert_eq!(host, &standin.addr.to_string());
+    assert!(cause.contains("UnknownIssuer"), "{cause}");
+    assert!(e.to_string().contains("CA file"), "{e}");
+
+    // A certificate the CA issued for another address: refused, nothing sent.
+    let other = StandIn::start_tls("other").await;
+    let client = IdentityClient::builder(other.connection_string().parse().unwrap())
+        .ca_file(support::fixture("ca.crt"));
+    let e = client.build().unwrap().delete_identity(&created.id).await.unwrap_err();
+    assert!(matches!(&e, IdentityError::Tls { cause, .. } if cause.contains("not valid for name")), "{e:?}");
+    assert!(other.requests().is_empty() && standin.requests().len() == 2);
+
+    // A CA file that is not one.
+    let e = IdentityClient::builder(cs()).ca_file(support::fixture("make.sh")).build().unwrap_err();
+    assert!(matches!(&e, IdentityError::Setup(why) if why.contains("holds no certificate")), "{e:?}");
+}
+
 #[test]
 fn a_malformed_connection_string_never_shows_its_key() {
     let key = support::random_key();

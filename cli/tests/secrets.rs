@@ -67,13 +67,21 @@ async fn no_secret_in_any_log_record_error_or_debug() {
             client.create_identity_with_token(&[Scope::Voip], Duration::from_secs(3600)).await.unwrap_err()
         },
         {
-            let wrong = format!("endpoint=http://{}/;accesskey={}", standin.addr, standin.key.to_lowercase());
+            let wrong = format!("endpoint=http://{}/;accesskey={}", standin.addr, support::random_key());
             let wrong = IdentityClient::new(wrong.parse().unwrap()).unwrap();
             wrong.create_identity_with_token(&[Scope::Voip], Duration::from_secs(3600)).await.unwrap_err()
         },
     ] {
         shown.push(format!("{e} {e:?}"));
     }
+
+    // Over TLS too (rustls writes `log` records of each handshake).
+    let tls = StandIn::start_tls("standin").await;
+    let client = IdentityClient::builder(tls.connection_string().parse().unwrap())
+        .ca_file(support::fixture("ca.crt"))
+        .build();
+    let created = client.unwrap().create_identity_with_token(&[Scope::Voip], Duration::from_secs(3600)).await;
+    shown.push(format!("{:?}", created.unwrap()));
 
     let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(log.contains("canary: a log record at TRACE"), "log records are forwarded: {log}");
@@ -82,15 +90,20 @@ async fn no_secret_in_any_log_record_error_or_debug() {
 
     // What must appear nowhere: the key (base64, padded or not, and its bytes as hex), every
     // token the stand-in issued, every signature and Authorization header the client sent.
-    let key_bytes = base64::engine::general_purpose::STANDARD.decode(&standin.key).unwrap();
-    let hex: String = key_bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let mut secrets = vec![standin.key.clone(), standin.key.trim_end_matches('=').to_owned(), hex];
-    secrets.extend(standin.tokens());
-    for r in standin.requests() {
-        let auth = r.header("authorization").unwrap().to_owned();
-        secrets.push(auth.split_once("Signature=").unwrap().1.to_owned());
-        secrets.push(auth);
+    let mut secrets = Vec::new();
+    for standin in [&standin, &tls] {
+        let key_bytes = base64::engine::general_purpose::STANDARD.decode(&standin.key).unwrap();
+        let hex: String = key_bytes.iter().map(|b| format!("{b:02x}")).collect();
+        secrets.extend([standin.key.clone(), standin.key.trim_end_matches('=').to_owned(), hex]);
+        secrets.extend(standin.tokens());
+        for r in standin.requests() {
+            let auth = r.header("authorization").unwrap().to_owned();
+            secrets.push(auth.split_once("Signature=").unwrap().1.to_owned());
+            secrets.push(auth);
+        }
     }
+    assert!(log.contains("rustls"), "rustls's log records are captured: {log}");
+    assert_eq!(tls.tokens().len(), 1);
     assert_eq!(standin.tokens().len(), 2);
     assert!(standin.requests().len() >= 6);
     for secret in &secrets {

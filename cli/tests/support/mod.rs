@@ -104,6 +104,7 @@ pub struct StandIn {
     pub addr: SocketAddr,
     /// The resource's access key, base64 (as in its connection string).
     pub key: String,
+    scheme: &'static str,
     state: Arc<Mutex<State>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -112,6 +113,11 @@ impl Drop for StandIn {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// A file of `tests/fixtures/`.
+pub fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
 
 /// A fresh 64-byte key, base64 (as ACS's are), different each run.
@@ -127,32 +133,63 @@ pub fn random_key() -> String {
 }
 
 impl StandIn {
+    /// The stand-in on plain http.
     pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// The stand-in on https, with the certificate `fixtures/{cert}.crt` (issued by
+    /// `fixtures/ca.crt`; `standin` is for 127.0.0.1, `other` for another address).
+    pub async fn start_tls(cert: &str) -> Self {
+        use tokio_rustls::rustls::ServerConfig;
+        use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs = CertificateDer::pem_file_iter(fixture(&format!("{cert}.crt")))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>();
+        let key = PrivateKeyDer::from_pem_file(fixture(&format!("{cert}.key"))).unwrap();
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs.unwrap(), key)
+            .unwrap();
+        Self::start_with(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await
+    }
+
+    async fn start_with(tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let key = random_key();
         let state = Arc::new(Mutex::new(State::default()));
         let (k, s) = (B64.decode(&key).unwrap(), Arc::clone(&state));
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let task = tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
-                let (k, s) = (k.clone(), Arc::clone(&s));
+                let (k, s, tls) = (k.clone(), Arc::clone(&s), tls.clone());
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| {
                         let (k, s) = (k.clone(), Arc::clone(&s));
                         async move { Ok::<_, Infallible>(handle(&k, addr, &s, req).await) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    let _ = match tls {
+                        None => http.serve_connection(hyper_util::rt::TokioIo::new(tcp), service).await,
+                        Some(tls) => {
+                            let Ok(tcp) = tls.accept(tcp).await else { return };
+                            http.serve_connection(hyper_util::rt::TokioIo::new(tcp), service).await
+                        }
+                    };
                 });
             }
         });
-        Self { addr, key, state, task }
+        Self { addr, key, scheme, state, task }
     }
 
-    /// `endpoint=http://127.0.0.1:PORT/;accesskey=KEY`.
+    /// `endpoint=http(s)://127.0.0.1:PORT/;accesskey=KEY`.
     pub fn connection_string(&self) -> String {
-        format!("endpoint=http://{}/;accesskey={}", self.addr, self.key)
+        format!("endpoint={}://{}/;accesskey={}", self.scheme, self.addr, self.key)
     }
 
     /// The next `n` requests that pass the signature check get `answer`.
