@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::{WebSdkError, human};
+use crate::remote::{Endpoint, EndpointError, Secret};
 
 /// Host resolver rules that send every name but `localhost` nowhere: with them Chromium can
 /// reach only this machine's own server, whatever the SDK tries.
@@ -126,17 +127,15 @@ impl std::fmt::Debug for TenantOf {
 /// a Kubernetes pod, browserless, a Selenium Grid node's CDP endpoint. The page needs nothing
 /// from that host (it is served over DevTools) and tokens cross the link sealed to their page;
 /// but whoever reaches a DevTools endpoint drives that browser, so keep it on a private network.
-#[derive(Clone, Default)]
+///
+/// Its endpoint is given to [`new`](Self::new) and parsed there, once; [`authority`](Self::authority)
+/// shows it.
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct RemoteBrowser {
-    /// `ws://HOST:PORT/devtools/browser/ID` (the browser's WebSocket URL), or
-    /// `http://HOST:PORT` (its DevTools HTTP endpoint, asked for that URL at each connection,
-    /// so a restarted browser with a new ID is found); `wss://` and `https://` the same over TLS,
-    /// through a TLS front (Chromium's DevTools speaks no TLS itself), its certificate verified
-    /// against HOST. A name is resolved at each connection and its address is used as `Host`
-    /// (Chromium answers only an IP address or `localhost`). A query (browserless's `?token=`)
-    /// goes with each request, and `Debug` never shows it.
-    pub endpoint: String,
+    /// The endpoint, parsed where it was given; or why it does not parse, which
+    /// [`WebSdkConfig::validate`] says.
+    endpoint: Result<Endpoint, EndpointError>,
     /// A header sent with each request to the endpoint, e.g. `Authorization` for a proxy in
     /// front of the browser. Its value is never shown (`Debug`) nor logged.
     pub header: Option<(String, String)>,
@@ -161,10 +160,23 @@ pub struct RemoteBrowser {
 }
 
 impl RemoteBrowser {
-    /// The browser at `endpoint` (see [`endpoint`](Self::endpoint)).
+    /// The browser at `endpoint`: `ws://HOST:PORT/devtools/browser/ID` (the browser's WebSocket
+    /// URL), or `http://HOST:PORT` (its DevTools HTTP endpoint, asked for that URL at each
+    /// connection, so a restarted browser with a new ID is found); `wss://` and `https://` the
+    /// same over TLS, through a TLS front (Chromium's DevTools speaks no TLS itself), its
+    /// certificate verified against HOST. The port is 80 or 443 by default; an IPv6 address goes
+    /// in brackets (`ws://[fd00::5]:9222/...`). A name is resolved at each connection and its
+    /// address is used as `Host` (Chromium answers only an IP address or `localhost`). A query
+    /// (browserless's `?token=`) goes with each request, and neither `Debug` nor an error shows
+    /// it; `user:password@` is refused (use [`with_header`](Self::with_header)).
+    ///
+    /// The endpoint is parsed here, once; one that does not parse is refused by
+    /// [`WebSdkConfig::validate`], which says why.
     pub fn new(endpoint: impl Into<String>) -> Self {
+        // The text may hold a token (its query): wiped from memory once parsed.
+        let text = Secret::new(endpoint.into());
         Self {
-            endpoint: endpoint.into(),
+            endpoint: Endpoint::parse(text.expose()),
             header: None,
             lost_after: Duration::from_millis(1500),
             ca_file: None,
@@ -204,22 +216,43 @@ impl RemoteBrowser {
         self
     }
 
-    /// The endpoint's scheme, host and port, without its path or query (which may hold a
-    /// token, as browserless's `?token=` does) or any `user:password@` (which
-    /// [`validate`](WebSdkConfig::validate) refuses).
+    /// The endpoint's scheme, host and port (`wss://browsers.example:443`), never its path or
+    /// query (which may hold a token, as browserless's `?token=` does). An endpoint that does not
+    /// parse is shown as why, never its text (`(not an endpoint: credentials in the URL ...)`);
+    /// a [`DnsBrowsers`](crate::DnsBrowsers) template's as its scheme alone (`https://`).
     pub fn authority(&self) -> String {
-        let (scheme, rest) =
-            self.endpoint.split_once("://").map_or(("", self.endpoint.as_str()), |(s, r)| (s, r));
-        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-        let host = &rest[..end];
-        let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
-        // What is shown must not carry a line break of the endpoint's into a log line.
-        let host: String = host.chars().filter(|c| !c.is_control()).collect();
-        if scheme.is_empty() { host } else { format!("{scheme}://{host}") }
+        match &self.endpoint {
+            Ok(endpoint) => endpoint.to_string(),
+            Err(why) => format!("(not an endpoint: {why})"),
+        }
+    }
+
+    /// The endpoint, parsed, or why it is not one.
+    pub(crate) fn endpoint(&self) -> Result<&Endpoint, EndpointError> {
+        self.endpoint.as_ref().map_err(Clone::clone)
+    }
+
+    /// This browser at `endpoint`, connected to `connect_to` in place of resolving its host
+    /// (a [`DnsBrowsers`](crate::DnsBrowsers) member of this template).
+    pub(crate) fn at(self, endpoint: Endpoint, connect_to: Option<std::net::SocketAddr>) -> Self {
+        Self { endpoint: Ok(endpoint), connect_to, ..self }
+    }
+
+    /// Where its plain-text link (`ws://`, `http://`) leaves this machine, if it does: the host,
+    /// or the `connect_to` address.
+    pub(crate) fn plain_text_host(&self) -> Option<String> {
+        self.endpoint.as_ref().ok()?.plain_text_host(self.connect_to)
     }
 
     pub(crate) fn header(&self) -> Option<(&str, &str)> {
         self.header.as_ref().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+}
+
+/// [`RemoteBrowser::each_address`]: a [`DnsBrowsers`](crate::DnsBrowsers) template.
+impl Default for RemoteBrowser {
+    fn default() -> Self {
+        Self::each_address()
     }
 }
 
@@ -318,14 +351,16 @@ impl WebSdkConfig {
             return invalid("host_resolver_rules", "must be one non-empty line".into());
         }
         if let Some(remote) = &self.remote {
-            if let Err(why) = crate::remote::check(&remote.endpoint) {
-                return invalid("remote.endpoint", why);
-            }
+            // A template's endpoint (no host) is not a browser's.
+            let endpoint = match remote.endpoint().and_then(|e| e.browser().map(|_| e)) {
+                Ok(endpoint) => endpoint,
+                Err(why) => return invalid("remote.endpoint", why.to_string()),
+            };
             if let Some(Err(why)) = remote.header().map(|(n, v)| crate::remote::check_header(n, v)) {
                 return invalid("remote.header", why);
             }
-            let credentials = remote.header.is_some() || crate::remote::has_query(&remote.endpoint);
-            if let Some(host) = crate::remote::plain_text_host(&remote.endpoint, remote.connect_to)
+            let credentials = remote.header.is_some() || endpoint.has_query();
+            if let Some(host) = endpoint.plain_text_host(remote.connect_to)
                 && credentials
                 && !remote.allow_plain_text_credentials
             {
@@ -463,10 +498,41 @@ mod tests {
         let shown = format!("{:?}", WebSdkConfig { remote: Some(secret), ..WebSdkConfig::default() });
         assert!(shown.contains("ws://chrome.example:3000") && shown.contains("Authorization"), "{shown}");
         assert!(!shown.contains("s3cr3t") && !shown.contains("hunter2"), "{shown}");
-        // Nor a password in the URL (which validate() refuses, but Debug may come first).
+        // Nor a password in the URL (which validate() refuses, but Debug may come first): an
+        // endpoint that does not parse is shown as why.
         let userinfo = RemoteBrowser::new("ws://bot:PASSWORD@10.0.0.2:9222/devtools/browser/x");
-        assert_eq!(userinfo.authority(), "ws://10.0.0.2:9222");
+        assert_eq!(
+            userinfo.authority(),
+            "(not an endpoint: credentials in the URL (user:password@) are not supported: use \
+             RemoteBrowser::with_header)"
+        );
         assert!(!format!("{userinfo:?}").contains("PASSWORD"), "{userinfo:?}");
+        let err = remote(userinfo).unwrap_err().to_string();
+        assert!(err.contains("credentials in the URL") && !err.contains("PASSWORD"), "{err}");
+        // The port shown is the one connected to, the default's too.
+        assert_eq!(RemoteBrowser::new("https://h").authority(), "https://h:443");
+        assert_eq!(RemoteBrowser::new("ws://[fd00::5]/x?t=1").authority(), "ws://[fd00::5]:80");
+    }
+
+    /// A DnsBrowsers template's endpoint (no host) is not a browser's; `Default` is one.
+    #[test]
+    fn a_template_is_not_a_browser() {
+        let remote =
+            |r: RemoteBrowser| WebSdkConfig { remote: Some(r), ..WebSdkConfig::default() }.validate();
+        for template in [
+            RemoteBrowser::each_address(),
+            RemoteBrowser::each_address_over_tls(),
+            RemoteBrowser::default(),
+            RemoteBrowser::new("ws:///x"),
+        ] {
+            let err = remote(template.clone()).unwrap_err().to_string();
+            assert!(
+                err.contains("`remote.endpoint` no host") && err.contains("DnsBrowsers template"),
+                "{template:?}: {err}"
+            );
+        }
+        assert_eq!(RemoteBrowser::each_address_over_tls().authority(), "https://");
+        assert_eq!(RemoteBrowser::default().lost_after, RemoteBrowser::new("ws://h").lost_after);
     }
 
     /// A header's name or value, or an endpoint, that would end a request's line (and so inject
@@ -579,9 +645,9 @@ mod edge_cases {
     #[test]
     fn s_authority_shows_no_line_break_and_no_password() {
         let broken = RemoteBrowser::new("ws://h\r\nINJECTED:1/x").authority();
-        assert!(!broken.contains(['\r', '\n']), "{broken:?}");
+        assert!(!broken.contains(['\r', '\n']) && !broken.contains("INJECTED"), "{broken:?}");
         let at = RemoteBrowser::new("ws://bot:p@ss@10.0.0.2:9222/x");
-        assert_eq!(at.authority(), "ws://10.0.0.2:9222");
-        assert!(!format!("{at:?}").contains("ss@"), "{at:?}");
+        assert!(at.authority().contains("credentials in the URL"), "{}", at.authority());
+        assert!(!format!("{at:?}").contains("ss@") && !format!("{at:?}").contains("bot"), "{at:?}");
     }
 }

@@ -19,7 +19,7 @@ use crate::config::WebSdkConfig;
 use crate::error::WebSdkError;
 use crate::page::Tab;
 use crate::pool::Pool;
-use crate::{context, origin, private, procfs, remote};
+use crate::{context, origin, private, procfs};
 
 /// What every clone of a [`WebSdk`] shares: the context (which pages and agents hold too), the
 /// pool and the `max_agents` slots.
@@ -119,7 +119,7 @@ impl WebSdk {
     pub async fn launch(config: WebSdkConfig) -> Result<Self, WebSdkError> {
         config.validate()?;
         if let Some(remote) = &config.remote
-            && let Some(host) = remote::plain_text_host(&remote.endpoint, remote.connect_to)
+            && let Some(host) = remote.plain_text_host()
         {
             // Once per browser, before anything else: its reconnections say nothing new.
             tracing::warn!(

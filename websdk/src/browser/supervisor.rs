@@ -259,8 +259,10 @@ impl Supervisor {
                 remote.authority()
             ))
         };
+        // validate() refused an endpoint that does not parse: this names it if one got here.
+        let endpoint = remote.endpoint().map_err(|why| (unreachable(&why.to_string()), true))?;
         let reach = crate::remote::reach(crate::remote::Reach {
-            endpoint: &remote.endpoint,
+            endpoint,
             header: remote.header(),
             lost_after: remote.lost_after,
             ca_file: remote.ca_file.as_ref(),

@@ -11,6 +11,7 @@ use tower::{Service, ServiceExt};
 use super::{Browsers, Roster, launch_member};
 use crate::config::{RemoteBrowser, WebSdkConfig};
 use crate::error::{WebSdkError, human};
+use crate::remote::HostPort;
 
 /// Browsers found by DNS ([`Browsers::discover`]): every address `name` resolves to is a browser's
 /// DevTools HTTP endpoint, asked by address (Chromium answers only an IP address or `localhost`
@@ -34,7 +35,7 @@ pub struct DnsBrowsers {
     pub every: Duration,
     /// At most this many browsers at a time (the first addresses in sorted order). 64 by default.
     pub max_browsers: usize,
-    /// What each browser is, but for `name` and `remote.endpoint`.
+    /// What each browser is, but for `name` and its remote's endpoint.
     pub template: WebSdkConfig,
 }
 
@@ -46,13 +47,7 @@ impl DnsBrowsers {
 
     fn validate(&self) -> Result<(), WebSdkError> {
         let invalid = |field, reason: String| Err(WebSdkError::Config { field, reason });
-        let port = self.name.rsplit_once(':').and_then(|(host, port)| {
-            (!host.is_empty()).then_some(())?;
-            port.parse::<u16>().ok().filter(|p| *p > 0)
-        });
-        if port.is_none() || self.name.contains(['/', '?', '#', '@']) {
-            return invalid("dns.name", format!("must be HOST:PORT, got {:?}", self.name));
-        }
+        self.host_port()?;
         if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&self.every) {
             return invalid("dns.every", format!("must be 1 s to 1 h, got {}", human(self.every)));
         }
@@ -62,23 +57,28 @@ impl DnsBrowsers {
         self.member(SocketAddr::from(([192, 0, 2, 1], 9222)))?.validate()
     }
 
+    /// `name`, parsed as an endpoint's host and port are.
+    fn host_port(&self) -> Result<HostPort, WebSdkError> {
+        HostPort::parse(&self.name).map_err(|why| WebSdkError::Config {
+            field: "dns.name",
+            reason: format!("must be HOST:PORT, got {:?}: {why}", self.name),
+        })
+    }
+
     /// The config of the browser at `address`: over TLS the name (on the certificate) asked at
     /// the address, else the address itself; the template's query, header and settings kept.
-    /// A template whose endpoint is not `ws`, `wss`, `http` or `https` is refused, never taken
-    /// as plain text.
+    /// A template whose endpoint does not parse (a scheme not `ws`, `wss`, `http` or `https`)
+    /// is refused, never taken as plain text.
     fn member(&self, address: SocketAddr) -> Result<WebSdkConfig, WebSdkError> {
         let remote = self.template.remote.clone().unwrap_or_else(RemoteBrowser::each_address);
-        let (tls, query) = crate::remote::template(&remote.endpoint)
-            .map_err(|reason| WebSdkError::Config { field: "dns.template.remote.endpoint", reason })?;
-        let query = if query.is_empty() { String::new() } else { format!("/{query}") };
-        let (endpoint, connect_to) = if tls {
-            (format!("https://{}{query}", self.name), Some(address))
-        } else {
-            (format!("http://{address}{query}"), None)
-        };
+        let template = remote.endpoint().map_err(|why| WebSdkError::Config {
+            field: "dns.template.remote.endpoint",
+            reason: why.to_string(),
+        })?;
+        let (endpoint, connect_to) = template.member(&self.host_port()?, address);
         Ok(WebSdkConfig {
             name: address.to_string(),
-            remote: Some(RemoteBrowser { endpoint, connect_to, ..remote }),
+            remote: Some(remote.at(endpoint, connect_to)),
             ..self.template.clone()
         })
     }
@@ -254,6 +254,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::remote::Endpoint;
 
     #[tokio::test]
     async fn a_bad_name_or_setting_is_refused_before_any_lookup() {
@@ -284,7 +285,7 @@ mod tests {
         let v6 = dns.member("[fd00::5]:9223".parse().unwrap()).unwrap();
         assert_eq!(v6.name, "[fd00::5]:9223");
         let remote = v6.remote.as_ref().unwrap();
-        assert_eq!(remote.endpoint, "http://[fd00::5]:9223");
+        assert_eq!(remote.authority(), "http://[fd00::5]:9223");
         assert!(remote.header.is_some(), "the template's header is kept");
         // A header in plain text to another host is refused unless the template allows it.
         let err = v6.validate().unwrap_err().to_string();
@@ -308,7 +309,7 @@ mod tests {
         };
         let member = tls.member("10.0.3.7:9443".parse().unwrap()).unwrap();
         let remote = member.remote.as_ref().unwrap();
-        assert_eq!(remote.endpoint, "https://chromium.bots.svc:9223");
+        assert_eq!(remote.authority(), "https://chromium.bots.svc:9223");
         assert_eq!(remote.connect_to, Some("10.0.3.7:9443".parse().unwrap()));
     }
 
@@ -332,12 +333,13 @@ mod tests {
         ] {
             let member = with(template).member(at).unwrap();
             let remote = member.remote.as_ref().unwrap();
-            assert_eq!(remote.endpoint, endpoint, "{template}");
+            assert_eq!(remote.endpoint(), Ok(&Endpoint::parse(endpoint).unwrap()), "{template}");
             assert_eq!(remote.connect_to, Some(at), "{template}: connected by address");
             assert!(member.validate().is_ok(), "{template}: {:?}", member.validate());
         }
         let plain = with("ws://x/?token=s3cr3t").member(at).unwrap();
-        assert_eq!(plain.remote.as_ref().unwrap().endpoint, "http://10.0.3.7:9443/?token=s3cr3t");
+        let parsed = Endpoint::parse("http://10.0.3.7:9443/?token=s3cr3t").unwrap();
+        assert_eq!(plain.remote.as_ref().unwrap().endpoint(), Ok(&parsed));
         assert!(plain.validate().unwrap_err().to_string().contains("in plain text to 10.0.3.7"));
         for bad in ["ftp://browsers.example/", "browsers.example:9443", "wss://h/\r\nX: y"] {
             let err = Browsers::discover(with(bad)).await.unwrap_err().to_string();
@@ -411,6 +413,7 @@ mod edge_cases {
             WebSdkConfig { remote: Some(remote), ..WebSdkConfig::default() },
         );
         let member = dns.member("10.0.3.7:9443".parse().unwrap()).unwrap();
-        assert_eq!(member.remote.as_ref().unwrap().endpoint, "https://browsers.example:9443/?token=s3cr3t");
+        let parsed = crate::remote::Endpoint::parse("https://browsers.example:9443/?token=s3cr3t").unwrap();
+        assert_eq!(member.remote.as_ref().unwrap().endpoint(), Ok(&parsed));
     }
 }
