@@ -656,7 +656,8 @@ async fn disposal_step(
             Ok(()) => said.push("agent disposed".to_owned()),
             Err(e) => failed = Some(format!("the agent's dispose() failed: {e}")),
         },
-        None => said.push("no agent left to dispose".to_owned()),
+        None => said
+            .push("no agent left to dispose (the connect check disposes one that never connects)".to_owned()),
     }
     let mut identity_deleted = None;
     if let Some((client, id)) = created {
