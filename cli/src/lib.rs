@@ -5,4 +5,6 @@
 
 pub mod doctor;
 pub mod identity;
+pub mod monitor;
 pub mod token;
+mod watch;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use callagent_cli::doctor::{self, Credential, Options, Progress, Quiet};
 use callagent_cli::identity::{self, ConnectionString};
+use callagent_cli::monitor;
 use callagent_cli::token::{self, TokenSource};
 use callagent_retry::sdk::AgentKind;
 use callagent_websdk::{NO_EXTERNAL_HOSTS, WebSdkConfig};
@@ -46,6 +47,24 @@ enum Command {
     /// retry did not fix, or an agent that never connected; 3 the doctor could not run (bad
     /// input, no Chromium, the page not built, the identity API refused the key).
     Doctor(DoctorArgs),
+    /// Probes agent creation for each configured identity on a schedule, with the real SDK,
+    /// and serves /metrics, /healthz, /readyz and /status on one address, until SIGTERM or
+    /// SIGINT (docs/monitor.md).
+    ///
+    /// Exit codes: 0 stopped by a signal, everything cleaned up; 1 could not start (the
+    /// connection string, the identity API, the browsers, the address); 2 a config error,
+    /// naming the field, before anything starts.
+    Monitor(MonitorArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct MonitorArgs {
+    /// The config file (TOML; docs/monitor.md lists every field).
+    #[arg(long, value_name = "PATH")]
+    config: PathBuf,
+    /// Check the config and exit: 0 if it is good, 2 naming the field if not.
+    #[arg(long)]
+    check: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -145,6 +164,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Doctor(args) => runtime.block_on(doctor_command(args)),
+        Command::Monitor(args) => runtime.block_on(monitor_command(args)),
     }
 }
 
@@ -177,6 +197,43 @@ async fn doctor_command(args: DoctorArgs) -> ExitCode {
         print!("{}", report.human(80, colour));
     }
     ExitCode::from(report.exit_code)
+}
+
+async fn monitor_command(args: MonitorArgs) -> ExitCode {
+    let config = match monitor::MonitorConfig::from_file(&args.config) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("callagent monitor: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.check {
+        println!("{}: good", args.config.display());
+        return ExitCode::SUCCESS;
+    }
+    match monitor::run(config, signalled()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("callagent monitor: could not start: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// SIGTERM or SIGINT.
+async fn signalled() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
 
 /// Where the token comes from, checked before anything runs: a bad input touches nothing.

@@ -130,6 +130,14 @@ impl WebSdkError {
     }
 }
 
+/// The SDK's error as the service's: what lets `callagent_retry`'s preflight, which answers with
+/// the SDK's own errors, sit in front of the service.
+impl From<CallAgentError> for WebSdkError {
+    fn from(e: CallAgentError) -> Self {
+        Self::Sdk(e)
+    }
+}
+
 /// The bridge's failures are given the HTTP-like code of what they are, so the retry layer's
 /// code rule (408, 429 and 5xx retry) treats them right: a timeout is 408, a page that did not
 /// load, a page or browser that died under a creation, or a protocol hiccup is 503 (the service

@@ -10,21 +10,23 @@ mod report;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use callagent_retry::connect::{BoxFuture, ConnectError, ConnectLayer, Connectable};
+use callagent_retry::connect::{ConnectError, ConnectLayer};
 use callagent_retry::retry::AttemptError;
 use callagent_retry::sdk::{
     AccessToken, AgentKind, CallAgentError, CreateAgentRequest, ErrorCategory, catalog,
 };
 use callagent_retry::{CallAgentRetryLayer, RetryConfig, RetryError};
-use callagent_websdk::{Agent, ConnectionState, StateChange, WebSdk, WebSdkConfig, WebSdkError};
+use callagent_websdk::{Agent, WebSdk, WebSdkConfig, WebSdkError};
 use tokio::time::Instant;
 use tower::{ServiceBuilder, ServiceExt};
 
 pub use report::{Report, SdkFailure, Stage, Status, Step, Verdict};
 
 use crate::identity::{ConnectionString, IdentityClient, Scope};
+use crate::watch::{Watch, Watched, state_name};
 
 /// Where the doctor's token comes from.
 #[derive(Debug)]
@@ -408,51 +410,6 @@ fn effective_uid() -> Option<u32> {
     line.split_whitespace().nth(2)?.parse().ok()
 }
 
-/// What the connect check saw of one created agent.
-#[derive(Debug, Clone)]
-struct Watch {
-    created_in: Duration,
-    initial: ConnectionState,
-    changes: Vec<StateChange>,
-    connected: bool,
-}
-
-/// An agent whose connect check is recorded.
-struct Watched {
-    agent: Agent,
-    log: Arc<Mutex<Vec<Watch>>>,
-}
-
-impl Connectable for Watched {
-    fn connected_within(&mut self, within: Duration) -> BoxFuture<'_, bool> {
-        Box::pin(async move {
-            let connected = Connectable::connected_within(&mut self.agent, within).await;
-            let changes = self.agent.connection_state().await.map(|(_, c)| c).unwrap_or_default();
-            let watch = Watch {
-                created_in: self.agent.creation_time(),
-                initial: self.agent.initial_state().clone(),
-                changes,
-                connected,
-            };
-            self.log.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(watch);
-            connected
-        })
-    }
-
-    fn dispose(self) -> BoxFuture<'static, ()> {
-        Connectable::dispose(self.agent)
-    }
-}
-
-fn state_name(state: &ConnectionState) -> String {
-    match state {
-        ConnectionState::Connected => "Connected".into(),
-        ConnectionState::Disconnected => "Disconnected".into(),
-        ConnectionState::Other(s) => s.clone(),
-        other => format!("{other:?}"),
-    }
-}
-
 /// The creation through `retry ▸ connect ▸ the SDK`, and what the connect check saw.
 async fn creation_steps(
     sdk: &WebSdk,
@@ -488,7 +445,7 @@ async fn creation_steps(
     let result = svc.oneshot(request).await;
     progress.done();
     let took = at.elapsed();
-    let watches = log.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    let watches = Watched::read(&log);
     let connection = connection_step(&watches, options.connect_timeout);
     match result {
         Ok(watched) => {
@@ -763,9 +720,10 @@ mod tests {
     fn a_never_connected_agent_is_the_networks_failure() {
         let watch = Watch {
             created_in: Duration::from_millis(14_200),
-            initial: ConnectionState::Disconnected,
+            initial: callagent_websdk::ConnectionState::Disconnected,
             changes: vec![],
             connected: false,
+            connected_after: None,
         };
         let step = connection_step(&[watch], Duration::from_secs(5));
         assert_eq!(step.verdict, Some(Verdict::NotFixed));

@@ -1,0 +1,342 @@
+//! `monitor.toml`: what the monitor probes, how often, with which tokens and browsers. Every field
+//! is checked before anything starts; a bad one is named ([`ConfigError`]), and the process
+//! exits 2.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitorConfig {
+    /// Where `/metrics`, `/healthz`, `/readyz` and `/status` are served.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// How often each identity is probed; probes are spread over it.
+    #[serde(default = "default_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    /// Creations the retry layer may make per probe.
+    #[serde(default = "default_attempts")]
+    pub attempts: u32,
+    /// How long a created agent has to reach `Connected`; `"off"`: a created agent is a success.
+    #[serde(default = "default_connect_timeout", with = "off_or_duration")]
+    pub connect_timeout: Option<Duration>,
+    /// How long one creation may take.
+    #[serde(default = "default_create_timeout", with = "humantime_serde")]
+    pub create_timeout: Duration,
+    /// How long SIGTERM may take: probes in flight are ended, agents disposed, identities the
+    /// monitor created deleted, browsers closed.
+    #[serde(default = "default_shutdown_timeout", with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    /// Which identities.
+    pub identities: IdentitiesConfig,
+    /// Where their tokens come from.
+    pub token: TokenConfig,
+    /// Which browsers.
+    #[serde(default)]
+    pub browser: BrowserConfig,
+}
+
+/// `[identities]`: created in the resource at start (`create`), or listed (`list`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentitiesConfig {
+    /// Identities to create at start and reuse (needs the connection string).
+    pub create: Option<u32>,
+    /// Identities to probe (`8:acs:…`).
+    #[serde(default)]
+    pub list: Vec<String>,
+    /// Delete the identities the monitor created when it stops.
+    #[serde(default = "yes")]
+    pub delete_on_exit: bool,
+}
+
+/// Where tokens come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenSourceKind {
+    /// Minted with the resource's connection string (the identity API).
+    ConnectionString,
+    /// A command the user names, run per token (as kubectl's credential plugins are).
+    Command,
+}
+
+impl TokenSourceKind {
+    /// The `source` metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::ConnectionString => "connection_string",
+            Self::Command => "command",
+        }
+    }
+}
+
+/// `[token]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// `connection_string` or `command`.
+    pub source: TokenSourceKind,
+    /// A file holding the connection string (else `ACS_CONNECTION_STRING`).
+    pub connection_string_file: Option<PathBuf>,
+    /// Extra CA certificates (PEM) for the identity API.
+    pub ca_file: Option<PathBuf>,
+    /// The command and its arguments; `{identity}` in an argument is replaced by the identity.
+    /// It prints the token, or `{"token": …, "expiresOn": …}`, on stdout.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// How long a minted token lives (the identity API takes 1 h to 24 h).
+    #[serde(default = "default_lifetime", with = "humantime_serde")]
+    pub lifetime: Duration,
+    /// A token is replaced when it has less than this left.
+    #[serde(default = "default_refresh_before", with = "humantime_serde")]
+    pub refresh_before: Duration,
+    /// How long the command may run.
+    #[serde(default = "default_command_timeout", with = "humantime_serde")]
+    pub command_timeout: Duration,
+}
+
+/// `[browser]`: local by default, a list of remote DevTools endpoints, or a DNS name.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrowserConfig {
+    /// The Chromium binary, for a local browser (default: Debian's).
+    pub chromium: Option<PathBuf>,
+    /// The built page (`websdk/page/build.sh`).
+    pub page_dir: Option<PathBuf>,
+    /// Remote browsers' DevTools endpoints (`wss://HOST:PORT`), instead of a local one.
+    #[serde(default)]
+    pub remote: Vec<String>,
+    /// Map every host but loopback away in the browser (tests in an isolated network).
+    #[serde(default)]
+    pub no_external_hosts: bool,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9464))
+}
+fn default_interval() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_attempts() -> u32 {
+    2
+}
+#[allow(clippy::unnecessary_wraps)] // serde's default for an Option field
+fn default_connect_timeout() -> Option<Duration> {
+    Some(Duration::from_secs(10))
+}
+fn default_create_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_shutdown_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_lifetime() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_refresh_before() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_command_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn yes() -> bool {
+    true
+}
+
+mod off_or_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text == "off" {
+            return Ok(None);
+        }
+        humantime::parse_duration(&text).map(Some).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A field that is not right, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("monitor config: `{field}` {reason}")]
+pub struct ConfigError {
+    /// The field, dotted (`token.lifetime`); `file` for the file as a whole.
+    pub field: String,
+    /// Why.
+    pub reason: String,
+}
+
+fn invalid<T>(field: &str, reason: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError { field: field.to_owned(), reason: reason.into() })
+}
+
+impl MonitorConfig {
+    /// Reads and checks `path`.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            field: "file".into(),
+            reason: format!("cannot read {}: {e}", path.display()),
+        })?;
+        Self::from_toml(&text)
+    }
+
+    /// Parses and checks a config's text.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text).map_err(|e| {
+            // toml names the key it refused; say which, without the file's other text.
+            ConfigError { field: "file".into(), reason: e.message().to_owned() }
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(Duration::from_secs(5)..=Duration::from_secs(24 * 3600)).contains(&self.interval) {
+            return invalid("interval", "must be from 5s to 24h");
+        }
+        if !(1..=10).contains(&self.attempts) {
+            return invalid("attempts", "must be from 1 to 10");
+        }
+        if let Some(t) = self.connect_timeout
+            && !(Duration::from_millis(100)..=Duration::from_secs(600)).contains(&t)
+        {
+            return invalid("connect_timeout", "must be from 100ms to 10m, or \"off\"");
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(600)).contains(&self.create_timeout) {
+            return invalid("create_timeout", "must be from 1s to 10m");
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(600)).contains(&self.shutdown_timeout) {
+            return invalid("shutdown_timeout", "must be from 1s to 10m");
+        }
+        let ids = &self.identities;
+        match (ids.create, ids.list.is_empty()) {
+            (Some(_), false) => return invalid("identities", "give `create` or `list`, not both"),
+            (None, true) => return invalid("identities", "give `create = N` or `list = [\"8:acs:…\"]`"),
+            (Some(n), true) if !(1..=1000).contains(&n) => {
+                return invalid("identities.create", "must be from 1 to 1000");
+            }
+            _ => {}
+        }
+        for (i, id) in ids.list.iter().enumerate() {
+            if !id.starts_with("8:") || id.len() > 256 || id.chars().any(char::is_control) {
+                return invalid(
+                    &format!("identities.list[{i}]"),
+                    "must be a Communication Services identity, 8:acs:…",
+                );
+            }
+        }
+        let token = &self.token;
+        if !(Duration::from_secs(3600)..=Duration::from_secs(24 * 3600)).contains(&token.lifetime) {
+            return invalid("token.lifetime", "must be from 1h to 24h (what the identity API issues)");
+        }
+        if token.refresh_before >= token.lifetime {
+            return invalid("token.refresh_before", "must be less than `token.lifetime`");
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(300)).contains(&token.command_timeout) {
+            return invalid("token.command_timeout", "must be from 1s to 5m");
+        }
+        match token.source {
+            TokenSourceKind::ConnectionString => {
+                if !token.command.is_empty() {
+                    return invalid("token.command", "is for `source = \"command\"`");
+                }
+            }
+            TokenSourceKind::Command => {
+                if token.command.is_empty() {
+                    return invalid(
+                        "token.command",
+                        "must name the command: [\"/path/to/program\", \"{identity}\"]",
+                    );
+                }
+                if ids.create.is_some() {
+                    return invalid("identities.create", "needs `token.source = \"connection_string\"`");
+                }
+            }
+        }
+        if self.browser.chromium.is_some() && !self.browser.remote.is_empty() {
+            return invalid("browser.chromium", "is for a local browser; `browser.remote` is set");
+        }
+        for (i, endpoint) in self.browser.remote.iter().enumerate() {
+            let remote = callagent_websdk::RemoteBrowser::new(endpoint.clone());
+            let config = callagent_websdk::WebSdkConfig { remote: Some(remote), ..Default::default() };
+            if let Err(e) = config.validate() {
+                return invalid(&format!("browser.remote[{i}]"), e.to_string());
+            }
+        }
+        Ok(())
+    }
+
+    /// The identities to probe: as many as `create`, or the list.
+    pub fn identity_count(&self) -> usize {
+        self.identities.create.map_or(self.identities.list.len(), |n| n as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "[identities]\ncreate = 2\n[token]\nsource = \"connection_string\"\n";
+
+    #[test]
+    fn a_minimal_config_takes_the_defaults() {
+        let c = MonitorConfig::from_toml(MINIMAL).unwrap();
+        assert_eq!(c.interval, Duration::from_secs(60));
+        assert_eq!(c.connect_timeout, Some(Duration::from_secs(10)));
+        assert_eq!(c.identity_count(), 2);
+        assert!(c.identities.delete_on_exit);
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9464");
+    }
+
+    #[test]
+    fn every_bad_field_is_named() {
+        let cases = [
+            ("interval = \"1s\"\n", "interval"),
+            ("attempts = 0\n", "attempts"),
+            ("connect_timeout = \"never\"\n", "file"),
+            ("connect_timeout = \"20m\"\n", "connect_timeout"),
+            ("listen = \"nowhere\"\n", "file"),
+            ("surprise = 1\n", "file"),
+        ];
+        for (line, field) in cases {
+            let err = MonitorConfig::from_toml(&format!("{line}{MINIMAL}")).unwrap_err();
+            assert_eq!(err.field, field, "{line}: {err}");
+        }
+        let token = |extra: &str| {
+            format!("[identities]\ncreate = 1\n[token]\nsource = \"connection_string\"\n{extra}")
+        };
+        let err = MonitorConfig::from_toml(&token("lifetime = \"10m\"\n")).unwrap_err();
+        assert_eq!(err.field, "token.lifetime");
+        let err = MonitorConfig::from_toml(&token("refresh_before = \"2h\"\n")).unwrap_err();
+        assert_eq!(err.field, "token.refresh_before");
+        let err = MonitorConfig::from_toml(
+            "[identities]\ncreate = 1\nlist = [\"8:acs:x\"]\n[token]\nsource = \"connection_string\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(err.field, "identities");
+        let err = MonitorConfig::from_toml(
+            "[identities]\nlist = [\"alice\"]\n[token]\nsource = \"connection_string\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(err.field, "identities.list[0]");
+        let err =
+            MonitorConfig::from_toml("[identities]\nlist = [\"8:acs:x\"]\n[token]\nsource = \"command\"\n")
+                .unwrap_err();
+        assert_eq!(err.field, "token.command");
+        let err =
+            MonitorConfig::from_toml(&format!("{MINIMAL}[browser]\nremote = [\"ftp://x\"]\n")).unwrap_err();
+        assert_eq!(err.field, "browser.remote[0]");
+    }
+
+    #[test]
+    fn the_connect_check_can_be_off() {
+        let c = MonitorConfig::from_toml(&format!("connect_timeout = \"off\"\n{MINIMAL}")).unwrap();
+        assert_eq!(c.connect_timeout, None);
+    }
+}

@@ -1,0 +1,233 @@
+//! Tokens for the probes: minted with the connection string, or printed by a command the user
+//! names; cached per identity and replaced before they expire, or at once when the SDK refused
+//! one as expired or invalid.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use callagent_retry::sdk::AccessToken;
+use zeroize::Zeroizing;
+
+use super::config::{TokenConfig, TokenSourceKind};
+use super::metrics::{TOKEN_FAILURES, TOKENS_MINTED};
+use crate::identity::{IdentityClient, IdentityError, Scope};
+
+/// Why no token could be had. None holds a token or a key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenFailure {
+    /// The identity API failed.
+    #[error("the identity API: {0}")]
+    Identity(#[from] IdentityError),
+    /// The command could not be started, or failed.
+    #[error("the token command {0}")]
+    Command(String),
+}
+
+/// Where the probes' tokens come from, with a cache per identity.
+pub struct Tokens {
+    kind: TokenSourceKind,
+    client: Option<Arc<IdentityClient>>,
+    command: Vec<String>,
+    command_timeout: Duration,
+    lifetime: Duration,
+    refresh_before: Duration,
+    cache: Mutex<HashMap<String, (AccessToken, SystemTime)>>,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens").field("kind", &self.kind).finish_non_exhaustive()
+    }
+}
+
+impl Tokens {
+    /// Tokens from `config`; `client` is the identity API's (for `connection_string`).
+    pub fn new(config: &TokenConfig, client: Option<Arc<IdentityClient>>) -> Self {
+        Self {
+            kind: config.source,
+            client,
+            command: config.command.clone(),
+            command_timeout: config.command_timeout,
+            lifetime: config.lifetime,
+            refresh_before: config.refresh_before,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Keeps a token obtained elsewhere (with a created identity) for `identity`.
+    pub fn keep(&self, identity: &str, token: AccessToken, expires: SystemTime) {
+        self.lock().insert(identity.to_owned(), (token, expires));
+        metrics::counter!(TOKENS_MINTED, "source" => self.kind.label()).increment(1);
+    }
+
+    /// Forgets `identity`'s token: the SDK refused it, so the next probe gets a new one.
+    pub fn forget(&self, identity: &str) {
+        self.lock().remove(identity);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (AccessToken, SystemTime)>> {
+        self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A token for `identity` with more than `refresh_before` left: the cached one, or a new one.
+    pub async fn token(&self, identity: &str) -> Result<AccessToken, TokenFailure> {
+        let fresh_until = SystemTime::now() + self.refresh_before;
+        if let Some((token, expires)) = self.lock().get(identity)
+            && *expires > fresh_until
+        {
+            return Ok(token.clone());
+        }
+        let fetched = match self.kind {
+            TokenSourceKind::ConnectionString => self.mint(identity).await,
+            TokenSourceKind::Command => self.run_command(identity).await,
+        };
+        match fetched {
+            Ok((token, expires)) => {
+                self.keep(identity, token.clone(), expires);
+                Ok(token)
+            }
+            Err(e) => {
+                metrics::counter!(TOKEN_FAILURES, "source" => self.kind.label()).increment(1);
+                Err(e)
+            }
+        }
+    }
+
+    async fn mint(&self, identity: &str) -> Result<(AccessToken, SystemTime), TokenFailure> {
+        let Some(client) = &self.client else {
+            return Err(TokenFailure::Command("is not configured".into()));
+        };
+        let issued = client.issue_token(identity, &[Scope::Voip], self.lifetime).await?;
+        Ok((issued.token, issued.expires_on))
+    }
+
+    async fn run_command(&self, identity: &str) -> Result<(AccessToken, SystemTime), TokenFailure> {
+        let (program, args) = self.command.split_first().expect("validated: the command is named");
+        let args: Vec<String> = args.iter().map(|a| a.replace("{identity}", identity)).collect();
+        let run = tokio::process::Command::new(program)
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let out = match tokio::time::timeout(self.command_timeout, run).await {
+            Err(_) => {
+                return Err(TokenFailure::Command(format!("{program} ran past {:?}", self.command_timeout)));
+            }
+            Ok(Err(e)) => return Err(TokenFailure::Command(format!("{program} could not start: {e}"))),
+            Ok(Ok(out)) => out,
+        };
+        let stdout = Zeroizing::new(out.stdout);
+        if !out.status.success() {
+            return Err(TokenFailure::Command(format!("{program} failed ({})", out.status)));
+        }
+        let text = std::str::from_utf8(&stdout)
+            .map_err(|_| TokenFailure::Command(format!("{program} printed something other than text")))?
+            .trim();
+        parse_command_output(text).ok_or_else(|| {
+            TokenFailure::Command(format!(
+                "{program} printed neither a token nor {{\"token\": …, \"expiresOn\": …}}"
+            ))
+        })
+    }
+}
+
+/// A token (a JWT, expiring at its `exp`), or `{"token": …, "expiresOn": RFC 3339}`.
+fn parse_command_output(text: &str) -> Option<(AccessToken, SystemTime)> {
+    if text.starts_with('{') {
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            // Moved into the `AccessToken` (zeroized) as it is.
+            token: String,
+            #[serde(rename = "expiresOn")]
+            expires_on: Option<String>,
+        }
+        let answer: Answer = serde_json::from_str(text).ok()?;
+        let token = AccessToken::new(answer.token);
+        let expires = match answer.expires_on {
+            Some(at) => humantime::parse_rfc3339_weak(at.trim_end_matches('Z')).ok()?,
+            None => expiry_of(&token)?,
+        };
+        return Some((token, expires));
+    }
+    let token = AccessToken::new(text);
+    let expires = expiry_of(&token)?;
+    Some((token, expires))
+}
+
+fn expiry_of(token: &AccessToken) -> Option<SystemTime> {
+    let exp = token.claims().ok()?.exp()?;
+    (exp.is_finite() && exp > 0.0).then(|| UNIX_EPOCH + Duration::from_secs_f64(exp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jwt(exp: u64) -> AccessToken {
+        AccessToken::unsigned(&serde_json::json!({"skypeid": "acs:r_u", "exp": exp}))
+    }
+
+    #[test]
+    fn a_command_prints_a_token_or_an_object() {
+        let t = jwt(2_000_000_000);
+        let (token, expires) = parse_command_output(t.expose_secret()).unwrap();
+        assert_eq!(token.expose_secret(), t.expose_secret());
+        assert_eq!(expires, UNIX_EPOCH + Duration::from_secs(2_000_000_000));
+        let object =
+            format!("{{\"token\": \"{}\", \"expiresOn\": \"2033-05-18T03:33:20Z\"}}", t.expose_secret());
+        let (_, expires) = parse_command_output(&object).unwrap();
+        assert_eq!(expires, UNIX_EPOCH + Duration::from_secs(2_000_000_000));
+        assert!(parse_command_output("not a token").is_none());
+        assert!(parse_command_output("{\"nope\": 1}").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_failing_command_is_a_token_failure_that_shows_no_output() {
+        let config = TokenConfig {
+            source: TokenSourceKind::Command,
+            connection_string_file: None,
+            ca_file: None,
+            command: vec!["sh".into(), "-c".into(), "echo s3cr3t-token; exit 3".into()],
+            lifetime: Duration::from_secs(3600),
+            refresh_before: Duration::from_secs(600),
+            command_timeout: Duration::from_secs(5),
+        };
+        let err = Tokens::new(&config, None).token("8:acs:x").await.unwrap_err();
+        assert!(err.to_string().contains("failed (exit status: 3)"), "{err}");
+        assert!(!err.to_string().contains("s3cr3t"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_command_token_is_cached_until_it_nears_expiry() {
+        let far = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 7200;
+        let t = jwt(far);
+        let dir = std::env::temp_dir().join(format!("callagent-tokens-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let count = dir.join("count");
+        let script = format!("echo x >> {}; echo {}", count.display(), t.expose_secret());
+        let config = TokenConfig {
+            source: TokenSourceKind::Command,
+            connection_string_file: None,
+            ca_file: None,
+            command: vec!["sh".into(), "-c".into(), script],
+            lifetime: Duration::from_secs(3600),
+            refresh_before: Duration::from_secs(600),
+            command_timeout: Duration::from_secs(5),
+        };
+        let tokens = Tokens::new(&config, None);
+        tokens.token("8:acs:x").await.unwrap();
+        tokens.token("8:acs:x").await.unwrap();
+        assert_eq!(std::fs::read_to_string(&count).unwrap().lines().count(), 1, "cached");
+        tokens.forget("8:acs:x");
+        tokens.token("8:acs:x").await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&count).unwrap().lines().count(),
+            2,
+            "fetched again once forgotten"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
