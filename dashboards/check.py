@@ -19,6 +19,11 @@ The callagent-websdk panels are checked against the metrics the soak of the real
 path recorded (`websdk/conformance.sh` writes `target/conformance/websdk-metrics.prom`; run it
 first), served to Prometheus as a third scrape target.
 
+The synthetic monitor's panels (those that read `callagent_monitor_*`) are checked the same way
+against a real `/metrics` scrape of `callagent monitor`, which the monitor's end-to-end test writes
+to `target/monitor-metrics.prom`, served as a fourth target. Without that file the check fails,
+unless `--skip-monitor` leaves the monitor's panels out (and says how many).
+
 Needs `prometheus` and `promtool` on PATH (Debian: `apt-get install prometheus`).
 """
 import argparse
@@ -66,11 +71,29 @@ RANGES = {
     "websdk: page load time (p50 / p99)": (0, 30),
     "websdk: browser restarts per hour": (0, None),
     "websdk: browsers lost": (0, 1),
+    # The synthetic monitor's panels come from its scrape (below), served as it is. Its
+    # histograms' top finite bucket is 60 s, the most histogram_quantile can answer.
+    "monitor: probes by result": (0, None),
+    "monitor: success share (15 min)": (0, 1),
+    "monitor: time to agent (p50 / p99)": (0, 60),
+    "monitor: time to Connected (p50 / p99)": (0, 60),
+    "monitor: seconds since last success": (0, None),
+    "monitor: tokens minted and refresh failures per hour": (0, None),
+    "monitor: agents held and identities": (0, None),
 }
 # The web SDK service's metrics come from the real browser, which runs only in an isolated
 # network namespace: `websdk/conformance.sh`'s soak writes what its Prometheus recorder saw to
 # this file, which the check serves to Prometheus as a scrape target of its own.
 WEBSDK_METRICS = os.path.join(ROOT, "target", "conformance", "websdk-metrics.prom")
+# `callagent monitor`'s metrics come from a real monitor run (the real SDK in Chromium, isolated):
+# its end-to-end test writes one scrape of its /metrics here.
+MONITOR_METRICS = os.path.join(ROOT, "target", "monitor-metrics.prom")
+MONITOR_SERIES = "callagent_monitor_"
+
+
+def is_monitor(expr):
+    """Whether a query reads the synthetic monitor's own series."""
+    return MONITOR_SERIES in expr
 
 
 def free_port():
@@ -102,6 +125,11 @@ def expressions(path, substitutions=None):
         raise SystemExit("FAIL: the dashboard has no data source variable")
     out = []
     for panel in dash["panels"]:
+        if panel.get("type") == "row":
+            # A row only groups the panels after it; a collapsed one would hide them from this check.
+            if panel.get("collapsed") or panel.get("panels"):
+                raise SystemExit(f"FAIL: row {panel['title']!r} is collapsed: expand it so its panels are checked")
+            continue
         targets = panel.get("targets") or []
         if not targets:
             raise SystemExit(f"FAIL: panel {panel['title']!r} has no query")
@@ -121,6 +149,10 @@ def main():
     ap.add_argument("--no-build", action="store_true", help="use the already built example")
     ap.add_argument("--websdk-metrics", default=WEBSDK_METRICS,
                     help="the web SDK soak's metrics snapshot (written by websdk/conformance.sh)")
+    ap.add_argument("--monitor-metrics", default=MONITOR_METRICS,
+                    help="a scrape of callagent monitor's /metrics (written by the monitor's end-to-end test)")
+    ap.add_argument("--skip-monitor", action="store_true",
+                    help="leave the synthetic monitor's panels unchecked (when no monitor run wrote its metrics)")
     args = ap.parse_args()
     for tool in ("prometheus", "promtool"):
         if not shutil.which(tool):
@@ -132,6 +164,27 @@ def main():
     missing = {title for title, _, _ in ranged} - set(RANGES)
     if missing:
         raise SystemExit(f"FAIL: no range known for panels {sorted(missing)}")
+
+    # The monitor's panels, by the series they read: every query of a panel that reads one.
+    monitor_panels = {title for title, _, expr in exprs if is_monitor(expr)}
+    if not monitor_panels:
+        raise SystemExit(f"FAIL: no panel reads {MONITOR_SERIES}* (the synthetic monitor's row is gone)")
+    monitor_text = None
+    if args.skip_monitor:
+        exprs = [e for e in exprs if e[0] not in monitor_panels]
+        ranged = [e for e in ranged if e[0] not in monitor_panels]
+        print(f"SKIPPED {len(monitor_panels)} monitor panels (--skip-monitor): {', '.join(sorted(monitor_panels))}")
+    else:
+        if not os.path.isfile(args.monitor_metrics):
+            raise SystemExit(f"FAIL: no monitor metrics at {args.monitor_metrics}: run the monitor's end-to-end test "
+                             f"first (it writes a scrape of its /metrics there), or pass --skip-monitor to leave the "
+                             f"{len(monitor_panels)} monitor panels unchecked")
+        with open(args.monitor_metrics) as f:
+            monitor_text = f.read()
+        lint = subprocess.run(["promtool", "check", "metrics"], input=monitor_text, text=True, capture_output=True)
+        print(f"promtool check metrics (monitor): exit {lint.returncode} {lint.stdout.strip()} {lint.stderr.strip()}".rstrip())
+        if lint.returncode != 0:
+            raise SystemExit("FAIL: promtool check metrics found problems in the monitor's metrics")
 
     if not args.no_build:
         subprocess.run(["cargo", "build", "--quiet", "--example", "serve_metrics"], cwd=ROOT, check=True)
@@ -152,12 +205,16 @@ def main():
 
     procs = []
     tmp = tempfile.mkdtemp(prefix="callagent-dashboard-")
-    websdk_server = None
+    websdk_server = monitor_server = None
     try:
         app_port, prom_port, sim_port = free_port(), free_port(), free_port()
         app, sim = f"127.0.0.1:{app_port}", f"127.0.0.1:{sim_port}"
         websdk_server = serve_text(websdk_text)
         websdk = f"127.0.0.1:{websdk_server.server_address[1]}"
+        targets = [app, sim, websdk]
+        if monitor_text is not None:
+            monitor_server = serve_text(monitor_text)
+            targets.append(f"127.0.0.1:{monitor_server.server_address[1]}")
         procs.append(subprocess.Popen([binary, app, "--seconds", str(int(args.timeout) + 30)],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         wait_for(f"http://{app}/metrics", deadline, "the example")
@@ -171,7 +228,8 @@ def main():
         config = os.path.join(tmp, "prometheus.yml")
         with open(config, "w") as f:
             f.write("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-                    f"scrape_configs:\n  - job_name: callagent\n    static_configs:\n      - targets: ['{app}', '{sim}', '{websdk}']\n")
+                    "scrape_configs:\n  - job_name: callagent\n    static_configs:\n"
+                    f"      - targets: [{', '.join(repr(t) for t in targets)}]\n")
         prom = f"127.0.0.1:{prom_port}"
         procs.append(subprocess.Popen(
             ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={os.path.join(tmp, 'data')}",
@@ -208,8 +266,9 @@ def main():
         print(f"dashboard check: {len(exprs)} passed, 0 failed")
         range_check(prom, simulate, sim, ranged, deadline, procs)
     finally:
-        if websdk_server is not None:
-            websdk_server.shutdown()
+        for server in (websdk_server, monitor_server):
+            if server is not None:
+                server.shutdown()
         for p in procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
