@@ -86,11 +86,19 @@ pub(crate) const FIRST_TAB: &str = "about:blank";
 
 /// Chromium's environment: nothing of the service's own (which may hold an access token), a
 /// `HOME` of its own inside its private directory (its certificate database and caches go there
-/// and are removed with it), and a search path.
+/// and are removed with it), a `TMPDIR` there too when it fits, and a search path.
+///
+/// `TMPDIR` is where Chromium makes its `org.chromium.Chromium.*` directories (its
+/// process-singleton socket), which a killed Chromium leaves behind; inside the private
+/// directory they go with it. A Unix socket's path has at most 107 bytes, and Chromium does not
+/// start without that socket: a private directory too deep for it keeps the service's `TMPDIR`.
 fn environment(home: &Path) -> Vec<(&'static str, std::ffi::OsString)> {
+    const SOCKET_TAIL: usize = "/org.chromium.Chromium.XXXXXX/SingletonSocket".len();
     let mut env =
         vec![("HOME", home.as_os_str().to_owned()), ("PATH", "/usr/local/bin:/usr/bin:/bin".into())];
-    if let Some(tmp) = std::env::var_os("TMPDIR") {
+    if home.as_os_str().len() + SOCKET_TAIL <= 107 {
+        env.push(("TMPDIR", home.as_os_str().to_owned()));
+    } else if let Some(tmp) = std::env::var_os("TMPDIR") {
         env.push(("TMPDIR", tmp));
     }
     env
@@ -254,6 +262,17 @@ mod tests {
         for malformed in ["window-size=1,1", "-v", "--", "--a b", "--a\0"] {
             assert!(refuse_extra_arg(malformed).is_some(), "{malformed}");
         }
+    }
+
+    #[test]
+    fn chromium_keeps_its_temporary_files_in_its_own_directory_when_they_fit() {
+        let tmp = |home: &str| {
+            environment(Path::new(home)).into_iter().find(|(k, _)| *k == "TMPDIR").map(|(_, v)| v)
+        };
+        let short = "/tmp/callagent-websdk-vxVFLITCSljHMnZc/browser-1";
+        assert_eq!(tmp(short), Some(short.into()));
+        let deep = format!("/tmp/{}/callagent-websdk-vxVFLITCSljHMnZc/browser-1", "d".repeat(60));
+        assert_ne!(tmp(&deep), Some(deep.clone().into()), "a socket path over 107 bytes stops Chromium");
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The monitor's one address: `/metrics` (Prometheus text), `/healthz` (alive), `/readyz` (a
-//! browser can take a probe) and `/status` (the last probe per identity, as JSON; never a token).
+//! browser is up to take probes) and `/status` (the last probe per identity, as JSON; never a token).
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -59,7 +59,10 @@ fn answer<B>(endpoints: &Endpoints, req: &Request<B>) -> Response<Full<Bytes>> {
         "/metrics" => reply(StatusCode::OK, "text/plain; version=0.0.4", endpoints.metrics.render()),
         "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n"),
         "/readyz" => {
-            let up = endpoints.browsers.members().iter().any(|(_, sdk)| sdk.is_up() && sdk.free_slots() > 0);
+            // A browser is up (not lost, not being restarted): probes can run. Busy slots do not
+            // count: each identity's probe waits for its own, and readiness must not flap with
+            // every probe.
+            let up = endpoints.browsers.members().iter().any(|(_, sdk)| sdk.is_up());
             if up {
                 reply(StatusCode::OK, "text/plain", "ready\n")
             } else {

@@ -31,3 +31,49 @@ pub const RESULTS: &[&str] =
 
 /// The `source` label's values.
 pub const SOURCES: &[&str] = &["connection_string", "command", "endpoint"];
+
+/// Describes every series (their `# HELP`), and registers the counters each identity and the
+/// token source will have at zero: a counter first seen at 1 is no `increase()` to Prometheus,
+/// so the first failure would go unseen by the alert rules.
+pub(crate) fn register(identities: &[String], source: &'static str) {
+    use metrics::Unit;
+    metrics::describe_counter!(PROBES, Unit::Count, "Probes by identity and result.");
+    metrics::describe_histogram!(
+        TIME_TO_AGENT,
+        Unit::Seconds,
+        "Time from a probe's start to its agent, retries included."
+    );
+    metrics::describe_histogram!(
+        TIME_TO_CONNECTED,
+        Unit::Seconds,
+        "Time from an agent's creation to Connected."
+    );
+    metrics::describe_gauge!(
+        LAST_SUCCESS,
+        Unit::Seconds,
+        "When the last successful probe of an identity ended (Unix time)."
+    );
+    metrics::describe_gauge!(INTERVAL, Unit::Seconds, "The probe interval.");
+    metrics::describe_gauge!(IDENTITIES, Unit::Count, "Identities probed.");
+    metrics::describe_counter!(TOKENS_MINTED, Unit::Count, "Tokens obtained, by source.");
+    metrics::describe_counter!(
+        TOKEN_FAILURES,
+        Unit::Count,
+        "Token fetches or refreshes that failed, by source."
+    );
+    metrics::describe_gauge!(
+        AGENTS_HELD,
+        Unit::Count,
+        "Probes in flight: agents the monitor holds or is creating."
+    );
+    for identity in identities {
+        for result in RESULTS {
+            metrics::counter!(PROBES, "identity" => identity.clone(), "result" => *result).absolute(0);
+        }
+    }
+    metrics::counter!(TOKENS_MINTED, "source" => source).absolute(0);
+    metrics::counter!(TOKEN_FAILURES, "source" => source).absolute(0);
+    metrics::gauge!(AGENTS_HELD).set(0.0);
+    // Registered now, so the series exist before the first sample.
+    let _ = (metrics::histogram!(TIME_TO_AGENT), metrics::histogram!(TIME_TO_CONNECTED));
+}

@@ -102,6 +102,8 @@ pub async fn run(config: MonitorConfig, shutdown: impl Future<Output = ()>) -> R
         }
         TokenSourceKind::Command => None,
     };
+    // Before the first token is minted: the counters start at zero.
+    metrics::register(&[], config.token.source.label());
     let tokens = Arc::new(Tokens::new(&config.token, client.clone()));
     let mut created = Vec::new();
     let identities = match config.identities.create {
@@ -155,6 +157,7 @@ pub async fn run(config: MonitorConfig, shutdown: impl Future<Output = ()>) -> R
             return Err(StartError::Serve(format!("cannot listen on {}: {e}", config.listen)));
         }
     };
+    metrics::register(&identities, config.token.source.label());
     ::metrics::gauge!(metrics::INTERVAL).set(config.interval.as_secs_f64());
     ::metrics::gauge!(metrics::IDENTITIES).set(identities.len() as f64);
     let status = Arc::new(Mutex::new(Status {
