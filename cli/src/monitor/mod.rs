@@ -188,14 +188,22 @@ pub async fn run(config: MonitorConfig, shutdown: impl Future<Output = ()>) -> R
     shutdown.await;
     tracing::info!("monitor stopping");
     let _ = stop.send(true);
-    // Probes in flight are dropped where they wait: their agents are disposed as they go.
-    let ended =
-        tokio::time::timeout(config.shutdown_timeout, async { while probes.join_next().await.is_some() {} });
+    // All of it within `shutdown_timeout`: half for the probes in flight, which are dropped
+    // where they wait (their agents disposed as they go), the rest for the browsers and the
+    // identities.
+    let deadline = Instant::now() + config.shutdown_timeout;
+    let probes_end = Instant::now() + config.shutdown_timeout / 2;
+    let ended = tokio::time::timeout_at(probes_end, async { while probes.join_next().await.is_some() {} });
     if ended.await.is_err() {
         probes.abort_all();
     }
-    browsers.close().await;
-    delete_created().await;
+    let cleanup = async {
+        browsers.close().await;
+        delete_created().await;
+    };
+    if tokio::time::timeout_at(deadline, cleanup).await.is_err() {
+        tracing::warn!(timeout = ?config.shutdown_timeout, "the browsers or the identity API did not finish in time");
+    }
     server.abort();
     tracing::info!("monitor stopped");
     Ok(())
