@@ -1,4 +1,7 @@
 //! Scenarios: a backend, an offered load and a retry policy, run together on tokio's clock.
+//!
+//! Over 500 lines: the scenario file's types, their checks and the runner belong together; split,
+//! each part would import the others.
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -5,6 +5,8 @@
 //! the real Web Calling SDK through the retry layer and the connect check, the agent's
 //! connection, and the disposal. Each gives a [`Step`]; the [`Report`] adds them up to a
 //! [`Verdict`], the exit code. Remedies come from the crate's catalog, never from here.
+//!
+//! Over 500 lines: each stage is a function here, and about 90 lines are its tests.
 
 mod report;
 
