@@ -64,6 +64,14 @@ pub enum ConnectError<E> {
     },
 }
 
+/// The SDK's own error, as the inner service's: what lets the preflight (which answers with the
+/// SDK's errors) sit in front of the connect check.
+impl<E: From<crate::sdk::CallAgentError>> From<crate::sdk::CallAgentError> for ConnectError<E> {
+    fn from(e: crate::sdk::CallAgentError) -> Self {
+        Self::Service(E::from(e))
+    }
+}
+
 impl<E: Classify> Classify for ConnectError<E> {
     fn code(&self) -> Option<u16> {
         match self {

@@ -357,3 +357,65 @@ async fn real_sdk_a_failing_token_command_is_a_probe_result_and_a_metric_not_a_c
     let (code, _) = terminate(child).await;
     assert_eq!(code, 0, "still running, and stopped cleanly");
 }
+
+#[tokio::test]
+#[ignore = "needs Chromium and the built page, in a loopback-only namespace; .ci/run runs it"]
+async fn real_sdk_an_expired_token_is_replaced_through_the_remedy_layer() {
+    let dir = TempDir::new("x");
+    let tmp = dir.0.join("t");
+    std::fs::create_dir(&tmp).unwrap();
+    let port = free_port();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let claims = |exp: u64| {
+        serde_json::json!({
+            "skypeid": "acs:r_expired", "scp": 1792, "acsScope": "voip", "resourceId": "r", "exp": exp
+        })
+    };
+    let expired = callagent_retry::sdk::AccessToken::unsigned(&claims(now - 60));
+    let fresh = callagent_retry::sdk::AccessToken::unsigned(&claims(now + 3600));
+    // The first token the command prints has expired, though it says it has an hour left (as a
+    // token service with a skewed clock would): the cache keeps it, the SDK's check refuses it.
+    let expired_file = dir.file(
+        "expired",
+        &format!("{{\"token\": \"{}\", \"expiresOn\": \"2099-01-01T00:00:00Z\"}}", expired.expose_secret()),
+    );
+    let fresh_file = dir.file("fresh", fresh.expose_secret());
+    let state = dir.0.join("served");
+    let script = format!(
+        "if [ -e {state} ]; then cat {fresh}; else touch {state}; cat {expired}; fi",
+        state = state.display(),
+        fresh = fresh_file.display(),
+        expired = expired_file.display()
+    );
+    let config = dir.file(
+        "monitor.toml",
+        &format!(
+            "listen = \"127.0.0.1:{port}\"\ninterval = \"30s\"\nconnect_timeout = \"off\"\nattempts = 1\n\
+             [identities]\nlist = [\"8:acs:r_expired\"]\n\
+             [token]\nsource = \"command\"\ncommand = [\"sh\", \"-c\", \"{script}\"]\n\
+             [browser]\nno_external_hosts = true\npage_dir = \"{}\"\n",
+            page_dir().display()
+        ),
+    );
+    let child = spawn_monitor(&config, &tmp, &[]);
+    let status =
+        until(port, Duration::from_secs(60), "a success", |s| results(s).iter().any(|r| r == "success"))
+            .await;
+    assert_eq!(status["identities"][0]["probes"], 1, "the first probe succeeded: {status}");
+    let (_, metrics) = get(port, "/metrics").await.unwrap();
+    assert!(
+        metric(&metrics, "callagent_remedy_hooks_total{hook=\"refresh_token\",outcome=\"fixed\"}") >= 1.0,
+        "the remedy layer refreshed the token:\n{}",
+        metrics.lines().filter(|l| l.contains("remedy")).collect::<Vec<_>>().join("\n")
+    );
+    assert_eq!(
+        metric(&metrics, "callagent_monitor_tokens_minted_total{source=\"command\"}"),
+        2.0,
+        "{metrics}"
+    );
+    let (code, logs) = terminate(child).await;
+    assert_eq!(code, 0);
+    for token in [expired.expose_secret(), fresh.expose_secret()] {
+        assert!(!logs.contains(token), "a token is in the logs");
+    }
+}

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use callagent_retry::connect::{ConnectError, ConnectLayer};
 use callagent_retry::preflight::PreflightLayer;
+use callagent_retry::remedy::{BoxError, RemedyConfig, RemedyLayer};
 use callagent_retry::retry::AttemptError;
 use callagent_retry::sdk::{AgentKind, CallAgentError, CreateAgentRequest, ErrorCategory, catalog};
 use callagent_retry::{CallAgentRetryLayer, RetryConfig, RetryError};
@@ -119,10 +120,24 @@ impl Prober {
         })?;
         let log = Arc::new(Mutex::new(Vec::new()));
         let watch_log = Arc::clone(&log);
+        // The remedy layer's token refresh: on 44110, 40235 or 44117 (the token could not be
+        // had, has expired, cannot be read) a fresh token, then one more call.
+        let refresher = Arc::clone(&tokens);
+        let remedy = RemedyLayer::builder(&RemedyConfig { refresh_token: true, ..RemedyConfig::default() })
+            .token_source(move |identity: String| {
+                let tokens = Arc::clone(&refresher);
+                async move {
+                    tokens.forget(&identity);
+                    tokens.token(&identity).await.map_err(|e| Box::new(e) as BoxError)
+                }
+            })
+            .build()?;
+        // The order of docs/fixing-expected-errors.md: retry, remedy, preflight, connect, SDK.
         let stack = ServiceBuilder::new()
             .layer(retry)
-            .layer(ConnectLayer::new(connect_timeout))
+            .layer(remedy)
             .layer(PreflightLayer::new())
+            .layer(ConnectLayer::new(connect_timeout))
             .map_response(move |agent: Agent| Watched { agent, log: Arc::clone(&watch_log) })
             .service(browsers);
         Ok(Self { stack: BoxCloneSyncService::new(stack), log, tokens })
@@ -154,7 +169,12 @@ impl Prober {
                 return report;
             }
         };
-        let request = CreateAgentRequest::new(identity, token, AgentKind::Acs);
+        // With a token refresher, the SDK (and the preflight) check the token's expiry: an
+        // expired token fails as 40235, which the remedy layer fixes with a fresh one.
+        let request = CreateAgentRequest {
+            token_refresher: true,
+            ..CreateAgentRequest::new(identity, token, AgentKind::Acs)
+        };
         let before = Watched::read(&self.log).len();
         let result = self.stack.clone().oneshot(request).await;
         report.took_ms = ms(at.elapsed());

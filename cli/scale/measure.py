@@ -1,0 +1,210 @@
+#!/usr/bin/env python3
+"""How many identities one host's monitor sustains: runs `callagent monitor` with N identities
+at an interval for a while, and measures it as it runs.
+
+Each identity's token comes from a command that prints a crafted token (the real SDK accepts it
+locally; with no network it resolves each creation after ~14 s with an agent that never connects,
+so the runs use `connect_timeout = "off"`: a created agent is a probe's success). While the monitor
+runs, /proc is sampled every few seconds for the monitor process and every process under it
+(Chromium): CPU time and PSS. At the end /status and /metrics give the probes made, their results,
+and each probe's duration, against the interval.
+
+Run it as root inside a network namespace with loopback alone, so Chromium reaches nothing:
+
+    unshare -n sh -c 'ip link set lo up && exec python3 cli/scale/measure.py \\
+        --identities 10 20 --interval 60s --duration 180'
+
+Prints a Markdown table (and --json writes the raw figures).
+"""
+import argparse
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def b64(obj):
+    return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+
+def token(identity):
+    claims = {"skypeid": identity[2:], "scp": 1792, "acsScope": "voip", "resourceId": "r",
+              "exp": int(time.time()) + 6 * 3600}
+    return f"{b64({'alg': 'RS256', 'typ': 'JWT'})}.{b64(claims)}.c2ln"
+
+
+def tree(pid):
+    """`pid` and every live process under it."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        rest = stat.rsplit(") ", 1)[1].split()
+        if rest[0] != "Z":
+            parents.setdefault(int(rest[1]), []).append(int(entry))
+    found, frontier = [pid], [pid]
+    while frontier:
+        for child in parents.get(frontier.pop(), []):
+            found.append(child)
+            frontier.append(child)
+    return found
+
+
+def cpu_seconds(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            rest = f.read().rsplit(") ", 1)[1].split()
+        # utime, stime, cutime, cstime: fields 14-17 of stat, 12-15 after the command name.
+        return sum(int(x) for x in rest[11:15]) / TICK
+    except (OSError, IndexError):
+        return 0.0
+
+
+def pss_kib(pid):
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def get(port, path):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+        return r.read().decode()
+
+
+def quantile(buckets, q):
+    """From Prometheus histogram buckets [(le, cumulative count)], as histogram_quantile does."""
+    total = buckets[-1][1]
+    if total == 0:
+        return None
+    rank = q * total
+    prev_le, prev_count = 0.0, 0
+    for le, count in buckets:
+        if count >= rank:
+            if le == float("inf"):
+                return prev_le
+            return prev_le + (le - prev_le) * (rank - prev_count) / max(count - prev_count, 1)
+        prev_le, prev_count = le, count
+    return prev_le
+
+
+def run(binary, n, interval, duration, sample_every):
+    port = 9500 + n
+    with tempfile.TemporaryDirectory(prefix="cms") as tmp:
+        tokens = os.path.join(tmp, "tokens")
+        os.mkdir(tokens)
+        ids = [f"8:acs:r_scale{i:04d}" for i in range(n)]
+        for identity in ids:
+            with open(os.path.join(tokens, identity.replace(":", "_")), "w") as f:
+                f.write(token(identity))
+        script = os.path.join(tmp, "token.sh")
+        with open(script, "w") as f:
+            f.write(f"#!/bin/sh\nexec cat {tokens}/$(echo \"$1\" | tr : _)\n")
+        os.chmod(script, 0o700)
+        config = os.path.join(tmp, "monitor.toml")
+        with open(config, "w") as f:
+            f.write(f'listen = "127.0.0.1:{port}"\ninterval = "{interval}"\nconnect_timeout = "off"\n'
+                    f'attempts = 1\n[identities]\nlist = {json.dumps(ids)}\n'
+                    f'[token]\nsource = "command"\ncommand = ["{script}", "{{identity}}"]\n'
+                    f'[browser]\nno_external_hosts = true\n')
+        proc = subprocess.Popen([binary, "monitor", "--config", config], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            samples = []
+            start = time.monotonic()
+            while time.monotonic() - start < duration:
+                time.sleep(sample_every)
+                pids = tree(proc.pid)
+                own = cpu_seconds(proc.pid)
+                browser = sum(cpu_seconds(p) for p in pids if p != proc.pid)
+                samples.append({
+                    "t": time.monotonic() - start,
+                    "monitor_cpu_s": own,
+                    "browser_cpu_s": browser,
+                    "monitor_pss_kib": pss_kib(proc.pid),
+                    "browser_pss_kib": sum(pss_kib(p) for p in pids if p != proc.pid),
+                    "processes": len(pids),
+                })
+            status = json.loads(get(port, "/status"))
+            metrics = get(port, "/metrics")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+    buckets = []
+    for line in metrics.splitlines():
+        if line.startswith("callagent_monitor_time_to_agent_seconds_bucket"):
+            le = line.split('le="')[1].split('"')[0]
+            buckets.append((float("inf") if le == "+Inf" else float(le), float(line.rsplit(" ", 1)[1])))
+    results = {}
+    for line in metrics.splitlines():
+        if line.startswith("callagent_monitor_probes_total{"):
+            result = line.split('result="')[1].split('"')[0]
+            results[result] = results.get(result, 0) + float(line.rsplit(" ", 1)[1])
+    took = sorted(i["last"]["took_ms"] for i in status["identities"] if i["last"])
+    # CPU over the measured window after the first interval (start-up excluded).
+    steady = [s for s in samples if s["t"] >= samples[0]["t"]]
+    first, last = steady[0], steady[-1]
+    window = last["t"] - first["t"] or 1
+    return {
+        "identities": n,
+        "interval": interval,
+        "duration_s": duration,
+        "probes": results,
+        "probed_identities": sum(1 for i in status["identities"] if i["probes"] > 0),
+        "time_to_agent_p50_s": quantile(buckets, 0.5),
+        "time_to_agent_p99_s": quantile(buckets, 0.99),
+        "last_probe_max_ms": took[-1] if took else None,
+        "monitor_cpu_pct": 100 * (last["monitor_cpu_s"] - first["monitor_cpu_s"]) / window,
+        "browser_cpu_pct": 100 * (last["browser_cpu_s"] - first["browser_cpu_s"]) / window,
+        "monitor_pss_mib": max(s["monitor_pss_kib"] for s in samples) / 1024,
+        "browser_pss_mib": max(s["browser_pss_kib"] for s in samples) / 1024,
+        "processes_max": max(s["processes"] for s in samples),
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "callagent"))
+    ap.add_argument("--identities", type=int, nargs="+", default=[10])
+    ap.add_argument("--interval", default="60s")
+    ap.add_argument("--duration", type=int, default=180, help="seconds per run")
+    ap.add_argument("--sample-every", type=float, default=5.0)
+    ap.add_argument("--json", help="write the raw figures here")
+    args = ap.parse_args()
+    if not os.path.exists(args.binary):
+        sys.exit(f"no {args.binary}: cargo build --release -p callagent-cli")
+    rows = [run(args.binary, n, args.interval, args.duration, args.sample_every) for n in args.identities]
+    print("| identities | probes (success / other) | time to agent p50 / p99 | monitor CPU | Chromium CPU | monitor PSS | Chromium PSS |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        ok = r["probes"].get("success", 0)
+        other = sum(v for k, v in r["probes"].items() if k != "success")
+        p50 = r["time_to_agent_p50_s"]
+        p99 = r["time_to_agent_p99_s"]
+        print(f"| {r['identities']} | {ok:.0f} / {other:.0f} | {p50:.1f} s / {p99:.1f} s | "
+              f"{r['monitor_cpu_pct']:.1f}% | {r['browser_cpu_pct']:.1f}% | "
+              f"{r['monitor_pss_mib']:.0f} MiB | {r['browser_pss_mib']:.0f} MiB |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
