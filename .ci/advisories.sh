@@ -8,8 +8,9 @@
 #
 # What it runs:
 #   npm:  `npm audit --package-lock-only` on each lock file of websdk/page (npm's `latest` and each
-#         pinned older SDK), dev dependencies (esbuild) included; fails on an advisory of severity
-#         moderate or above that is not allowed below. Then `npm audit signatures` (the registry's
+#         pinned older SDK) and of cli/tests/ms-identity (Microsoft's identity client, which a
+#         test runs), dev dependencies (esbuild) included; fails on an advisory of severity moderate
+#         or above that is not allowed below. Then `npm audit signatures` (the registry's
 #         signatures and provenance attestations of the installed packages), if the registry serves
 #         its signing keys.
 #   Rust: `cargo deny check advisories` (deny.toml's [advisories], its ignore list included)
@@ -43,6 +44,8 @@ trap 'rm -rf "$tmp"' EXIT
 # --- npm ---------------------------------------------------------------------------------------
 npm_dirs=(websdk/page)
 for d in websdk/page/sdk-*/; do [ -f "$d/package-lock.json" ] && npm_dirs+=("${d%/}"); done
+# Microsoft's identity client, which the cli's cross-check test runs (npm ci in CI's cli step).
+npm_dirs+=(cli/tests/ms-identity)
 
 if ! command -v npm >/dev/null; then
   skip "npm advisories: npm is not installed"
