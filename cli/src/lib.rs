@@ -7,4 +7,5 @@ pub mod doctor;
 pub mod identity;
 pub mod monitor;
 pub mod token;
+mod transport;
 mod watch;

@@ -1,37 +1,29 @@
 //! [`IdentityClient`]: create an identity with a token, issue a token, delete an identity.
 //!
-//! Over 500 lines: the client, its one-connection HTTP transport and its retry of 429/503 share
-//! their types; about 70 lines are tests.
+//! Over 500 lines: the client and its retry of 429/503 share their types; about 70 lines are
+//! tests. The one-connection HTTP transport is [`crate::transport`]'s.
 
 use std::fmt;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use callagent_retry::sdk::AccessToken;
-use http::header::{ACCEPT, AUTHORIZATION, CONNECTION, CONTENT_TYPE, HOST, RETRY_AFTER, USER_AGENT};
+use http::header::{ACCEPT, AUTHORIZATION, CONNECTION, CONTENT_TYPE, HOST, USER_AGENT};
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
-use http_body_util::{BodyExt as _, Full, Limited};
+use http_body_util::Full;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 use serde_json::Value;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
-use tokio_rustls::rustls::pki_types::pem::PemObject as _;
-use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
-use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 use zeroize::Zeroizing;
 
-use super::connection_string::{AccessKey, ConnectionString, is_loopback};
+use super::connection_string::{AccessKey, ConnectionString};
 use super::error::{IdentityError, ServiceError};
 use super::sign::sign;
+pub(crate) use crate::transport::host_header;
+use crate::transport::{Transport, TransportError, retry_after};
 
 /// The identity API's version this client speaks.
 pub const API_VERSION: &str = "2023-10-01";
-
-/// The largest answer read (a real one is under 2 KiB).
-const MAX_ANSWER: usize = 1024 * 1024;
 
 /// An identity id as one path segment: everything but RFC 3986's unreserved characters
 /// percent-encoded (`8:acs:…` → `8%3Aacs%3A…`, as Microsoft's clients send it).
@@ -104,10 +96,8 @@ pub struct IdentityClient {
     endpoint: url::Url,
     base_path: String,
     host_header: String,
-    /// `host:port` for errors.
-    authority: String,
     key: AccessKey,
-    tls: Option<(tokio_rustls::TlsConnector, ServerName<'static>)>,
+    transport: Transport,
     timeout: Duration,
     max_retries: u32,
     max_retry_wait: Duration,
@@ -164,82 +154,21 @@ impl IdentityClientBuilder {
     /// CA file).
     pub fn build(self) -> Result<IdentityClient, IdentityError> {
         let endpoint = self.connection.endpoint().clone();
-        let host = endpoint.host().ok_or_else(|| IdentityError::Setup("the endpoint has no host".into()))?;
-        let tls = match endpoint.scheme() {
-            "https" => {
-                let name = match host {
-                    url::Host::Domain(d) => ServerName::try_from(d.to_owned()).map_err(|_| {
-                        IdentityError::Setup(format!("{d} is not a name a certificate can be for"))
-                    })?,
-                    url::Host::Ipv4(ip) => ServerName::IpAddress(std::net::IpAddr::V4(ip).into()),
-                    url::Host::Ipv6(ip) => ServerName::IpAddress(std::net::IpAddr::V6(ip).into()),
-                };
-                Some((tokio_rustls::TlsConnector::from(tls_config(self.ca_file.as_deref())?), name))
-            }
-            _ => None,
-        };
+        let transport = Transport::new(&endpoint, self.ca_file.as_deref(), self.timeout)?;
         let host_header = host_header(&endpoint);
-        let authority = match endpoint.port_or_known_default() {
-            Some(port) => format!("{}:{port}", endpoint.host_str().unwrap_or_default()),
-            None => host_header.clone(),
-        };
         let base_path = endpoint.path().trim_end_matches('/').to_owned();
         let key = self.connection.into_key();
         Ok(IdentityClient {
             endpoint,
             base_path,
             host_header,
-            authority,
             key,
-            tls,
+            transport,
             timeout: self.timeout,
             max_retries: self.max_retries,
             max_retry_wait: self.max_retry_wait,
         })
     }
-}
-
-/// The `Host` header (and the signed host): the endpoint's host, with its port when it is not
-/// the scheme's default.
-pub(crate) fn host_header(endpoint: &url::Url) -> String {
-    let host = endpoint.host_str().unwrap_or_default();
-    match endpoint.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host.to_owned(),
-    }
-}
-
-/// TLS that checks the endpoint's certificate against the system's roots and `ca_file`'s.
-fn tls_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, IdentityError> {
-    let mut roots = RootCertStore::empty();
-    // A root the system ships that rustls cannot parse is skipped, as browsers do.
-    let (_, _) = roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-    if let Some(file) = ca_file {
-        let certs: Vec<_> = CertificateDer::pem_file_iter(file)
-            .and_then(|certs| certs.collect::<Result<_, _>>())
-            .map_err(|e| IdentityError::Setup(format!("cannot read the CA file {}: {e}", file.display())))?;
-        if certs.is_empty() {
-            return Err(IdentityError::Setup(format!("the CA file {} holds no certificate", file.display())));
-        }
-        for cert in certs {
-            roots
-                .add(cert)
-                .map_err(|e| IdentityError::Setup(format!("the CA file {}: {e}", file.display())))?;
-        }
-    }
-    if roots.is_empty() {
-        return Err(IdentityError::Setup(
-            "no trusted root: the system has none and no CA file is given".into(),
-        ));
-    }
-    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| IdentityError::Setup(format!("TLS: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
 }
 
 /// An answer: the status, the headers and the body (wiped when dropped: it may hold a token).
@@ -251,8 +180,16 @@ struct Answer {
     service: Option<ServiceError>,
 }
 
-trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+impl From<TransportError> for IdentityError {
+    fn from(e: TransportError) -> Self {
+        match e {
+            TransportError::Setup(why) => Self::Setup(why),
+            TransportError::Unreachable { host, cause } => Self::Unreachable { host, cause },
+            TransportError::Tls { host, cause } => Self::Tls { host, cause },
+            TransportError::Malformed { status, what } => Self::Malformed { status, what },
+        }
+    }
+}
 
 impl fmt::Debug for IdentityClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -432,90 +369,11 @@ impl IdentityClient {
         let request = request
             .body(Full::new(body))
             .map_err(|_| IdentityError::Setup("the request is not valid HTTP".into()))?;
-        let exchange = async {
-            let io = self.connect().await?;
-            let (mut sender, connection) =
-                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
-                    .await
-                    .map_err(|e| self.unreachable(format!("the HTTP handshake failed: {e}")))?;
-            tokio::spawn(async move {
-                let _ = connection.await;
-            });
-            let response = sender.send_request(request).await.map_err(|e| {
-                if e.is_parse() {
-                    malformed(0, "the answer is not HTTP/1.1")
-                } else {
-                    self.unreachable(format!("no answer: {e}"))
-                }
-            })?;
-            let (parts, body) = response.into_parts();
-            let body = Limited::new(body, MAX_ANSWER).collect().await.map_err(|e| {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    malformed(parts.status.as_u16(), "larger than 1 MiB")
-                } else {
-                    self.unreachable("the connection was lost while reading the answer".into())
-                }
-            })?;
-            Ok::<_, IdentityError>((parts, Zeroizing::new(Vec::from(body.to_bytes()))))
-        };
-        let (parts, body) = tokio::time::timeout(self.timeout, exchange).await.map_err(|_| {
-            self.unreachable(format!("no answer within {}", humantime::format_duration(self.timeout)))
-        })??;
-        let service =
-            (!parts.status.is_success()).then(|| service_error(&body, &signature.authorization)).flatten();
-        Ok(Answer { status: parts.status, headers: parts.headers, body, service })
-    }
-
-    /// A connection to the endpoint: TCP to the first address that answers, then TLS for
-    /// `https`. Plain `http` connects to loopback addresses only.
-    async fn connect(&self) -> Result<Box<dyn Io>, IdentityError> {
-        let port = self.endpoint.port_or_known_default().unwrap_or(443);
-        let addresses: Vec<SocketAddr> = match self.endpoint.host() {
-            Some(url::Host::Ipv4(ip)) => vec![(ip, port).into()],
-            Some(url::Host::Ipv6(ip)) => vec![(ip, port).into()],
-            Some(url::Host::Domain(name)) => tokio::net::lookup_host((name, port))
-                .await
-                .map_err(|e| self.unreachable(format!("cannot resolve {name}: {e}")))?
-                .collect(),
-            None => Vec::new(),
-        };
-        let addresses: Vec<SocketAddr> = match self.tls {
-            Some(_) => addresses,
-            None => addresses.into_iter().filter(|a| a.ip().is_loopback()).collect(),
-        };
-        if addresses.is_empty() {
-            let why = if self.tls.is_none() && !is_loopback(self.endpoint.host_str().unwrap_or_default()) {
-                "plain http is allowed to loopback only"
-            } else {
-                "the name has no usable address"
-            };
-            return Err(self.unreachable(why.into()));
-        }
-        let mut last = None;
-        let mut tcp = None;
-        for address in addresses {
-            match TcpStream::connect(address).await {
-                Ok(stream) => {
-                    tcp = Some(stream);
-                    break;
-                }
-                Err(e) => last = Some(format!("cannot connect to {address}: {e}")),
-            }
-        }
-        let tcp = tcp.ok_or_else(|| self.unreachable(last.unwrap_or_default()))?;
-        let _ = tcp.set_nodelay(true);
-        let Some((connector, name)) = &self.tls else { return Ok(Box::new(tcp)) };
-        match connector.connect(name.clone(), tcp).await {
-            Ok(tls) => Ok(Box::new(tls)),
-            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                Err(IdentityError::Tls { host: self.authority.clone(), cause: e.to_string() })
-            }
-            Err(e) => Err(self.unreachable(format!("the connection failed during the TLS handshake: {e}"))),
-        }
-    }
-
-    fn unreachable(&self, cause: String) -> IdentityError {
-        IdentityError::Unreachable { host: self.authority.clone(), cause }
+        let answer = self.transport.send(request).await?;
+        let service = (!answer.status.is_success())
+            .then(|| service_error(&answer.body, &signature.authorization))
+            .flatten();
+        Ok(Answer { status: answer.status, headers: answer.headers, body: answer.body, service })
     }
 }
 
@@ -575,23 +433,6 @@ fn token_of(json: &mut Value, at: &str, status: u16) -> Result<(AccessToken, Sys
 /// `/accessToken` → `accessToken.`
 fn field_path(pointer: &str) -> String {
     pointer.trim_start_matches('/').split('/').filter(|p| !p.is_empty()).map(|p| format!("{p}.")).collect()
-}
-
-/// The wait a throttled answer asks for: `retry-after-ms`, `x-ms-retry-after-ms` (ms), or
-/// `Retry-After` (seconds, or an HTTP date).
-fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
-    for name in ["retry-after-ms", "x-ms-retry-after-ms"] {
-        if let Some(ms) = text(name).and_then(|v| v.parse::<u64>().ok()) {
-            return Some(Duration::from_millis(ms));
-        }
-    }
-    let value = text(RETRY_AFTER.as_str())?;
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// `{"error":{"code","message"}}` from an error answer: the message shortened, and cleared of

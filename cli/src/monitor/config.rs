@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::tokens::endpoint;
+
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -62,6 +64,9 @@ pub enum TokenSourceKind {
     ConnectionString,
     /// A command the user names, run per token (as kubectl's credential plugins are).
     Command,
+    /// The user's own token endpoint: an HTTP GET with a header, answering
+    /// `{"token": …, "expiresOn": …}`.
+    Endpoint,
 }
 
 impl TokenSourceKind {
@@ -70,6 +75,7 @@ impl TokenSourceKind {
         match self {
             Self::ConnectionString => "connection_string",
             Self::Command => "command",
+            Self::Endpoint => "endpoint",
         }
     }
 }
@@ -78,12 +84,31 @@ impl TokenSourceKind {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenConfig {
-    /// `connection_string` or `command`.
+    /// `connection_string`, `command` or `endpoint`.
     pub source: TokenSourceKind,
     /// A file holding the connection string (else `ACS_CONNECTION_STRING`).
     pub connection_string_file: Option<PathBuf>,
-    /// Extra CA certificates (PEM) for the identity API.
+    /// Extra CA certificates (PEM) for the identity API or the token endpoint.
     pub ca_file: Option<PathBuf>,
+    /// The token endpoint's URL (`https://…`; plain `http://` to loopback only); `{identity}` is
+    /// replaced by the identity, percent-encoded. It answers a GET with
+    /// `{"token": …, "expiresOn": RFC 3339}` (without `expiresOn`, the token's `exp` counts).
+    pub url: Option<String>,
+    /// The header sent to the token endpoint.
+    #[serde(default = "default_header_name")]
+    pub header_name: String,
+    /// A file holding that header's value (a secret: never in this file or on a command line).
+    /// Read at start; surrounding whitespace is trimmed.
+    pub header_value_file: Option<PathBuf>,
+    /// How long one request to the token endpoint may take, connection included.
+    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// How many times a 429 or 503 from the token endpoint is retried.
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    /// The longest wait before such a retry: a longer `Retry-After` ends the fetch at once.
+    #[serde(default = "default_max_retry_wait", with = "humantime_serde")]
+    pub max_retry_wait: Duration,
     /// The command and its arguments; `{identity}` in an argument is replaced by the identity.
     /// It prints the token, or `{"token": …, "expiresOn": …}`, on stdout.
     #[serde(default)]
@@ -141,6 +166,18 @@ fn default_refresh_before() -> Duration {
     Duration::from_secs(600)
 }
 fn default_command_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_header_name() -> String {
+    "Authorization".into()
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_max_retries() -> u32 {
+    2
+}
+fn default_max_retry_wait() -> Duration {
     Duration::from_secs(30)
 }
 fn yes() -> bool {
@@ -241,10 +278,62 @@ impl MonitorConfig {
         if !(Duration::from_secs(1)..=Duration::from_secs(300)).contains(&token.command_timeout) {
             return invalid("token.command_timeout", "must be from 1s to 5m");
         }
+        if !(Duration::from_secs(1)..=Duration::from_secs(300)).contains(&token.request_timeout) {
+            return invalid("token.request_timeout", "must be from 1s to 5m");
+        }
+        if token.max_retries > 10 {
+            return invalid("token.max_retries", "must be from 0 to 10");
+        }
+        if token.max_retry_wait > Duration::from_secs(600) {
+            return invalid("token.max_retry_wait", "must be at most 10m");
+        }
+        if let Some(ca) = &token.ca_file
+            && let Err(e) = crate::transport::load_ca_file(ca)
+        {
+            return invalid("token.ca_file", e);
+        }
+        if token.source != TokenSourceKind::Command && !token.command.is_empty() {
+            return invalid("token.command", "is for `source = \"command\"`");
+        }
+        if token.source != TokenSourceKind::Endpoint {
+            if token.url.is_some() {
+                return invalid("token.url", "is for `source = \"endpoint\"`");
+            }
+            if token.header_value_file.is_some() {
+                return invalid("token.header_value_file", "is for `source = \"endpoint\"`");
+            }
+        }
         match token.source {
-            TokenSourceKind::ConnectionString => {
-                if !token.command.is_empty() {
-                    return invalid("token.command", "is for `source = \"command\"`");
+            TokenSourceKind::ConnectionString => {}
+            TokenSourceKind::Endpoint => {
+                let Some(url) = &token.url else {
+                    return invalid("token.url", "must be the token endpoint's: \"https://…/{identity}\"");
+                };
+                if let Err(e) = endpoint::check_url(url) {
+                    return invalid("token.url", e);
+                }
+                if self.identity_count() > 1 && !url.contains(endpoint::PLACEHOLDER) {
+                    return invalid(
+                        "token.url",
+                        "must contain `{identity}`: each identity needs its own token",
+                    );
+                }
+                if let Err(e) = endpoint::check_header_name(&token.header_name) {
+                    return invalid("token.header_name", e);
+                }
+                let Some(file) = &token.header_value_file else {
+                    return invalid(
+                        "token.header_value_file",
+                        "must name the file holding the header's value (a secret: not in this file)",
+                    );
+                };
+                // Read now, so a missing or unreadable file stops the monitor before it starts
+                // (and `--check` says so); the value is wiped at once.
+                if let Err(e) = endpoint::read_header_value(file) {
+                    return invalid("token.header_value_file", e);
+                }
+                if ids.create.is_some() {
+                    return invalid("identities.create", "needs `token.source = \"connection_string\"`");
                 }
             }
             TokenSourceKind::Command => {
@@ -332,6 +421,61 @@ mod tests {
         let err =
             MonitorConfig::from_toml(&format!("{MINIMAL}[browser]\nremote = [\"ftp://x\"]\n")).unwrap_err();
         assert_eq!(err.field, "browser.remote[0]");
+    }
+
+    #[test]
+    fn the_endpoint_source_and_its_fields_are_checked() {
+        let dir = std::env::temp_dir().join(format!("callagent-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let value = dir.join("value");
+        std::fs::write(&value, "Bearer s3cr3t-value\n").unwrap();
+        let endpoint = |ids: &str, extra: &str| {
+            format!(
+                "[identities]\n{ids}\n[token]\nsource = \"endpoint\"\n\
+                 url = \"https://tokens.example/acs/{{identity}}\"\nheader_value_file = \"{}\"\n{extra}",
+                value.display()
+            )
+        };
+        let two = "list = [\"8:acs:a\", \"8:acs:b\"]";
+        let c = MonitorConfig::from_toml(&endpoint(two, "")).unwrap();
+        assert_eq!(c.token.source.label(), "endpoint");
+        assert_eq!(c.token.header_name, "Authorization");
+        assert_eq!(c.token.request_timeout, Duration::from_secs(10));
+        assert_eq!((c.token.max_retries, c.token.max_retry_wait), (2, Duration::from_secs(30)));
+        assert!(!format!("{c:?}").contains("s3cr3t"), "the config holds the file's name only");
+        let loopback = endpoint(two, "").replace("https://tokens.example", "http://127.0.0.1:8080");
+        MonitorConfig::from_toml(&loopback).unwrap();
+
+        let cases = [
+            (endpoint(two, "").replace("https://tokens.example", "http://tokens.example"), "token.url"),
+            (endpoint(two, "").replace("/acs/{identity}", "/acs"), "token.url"),
+            (endpoint(two, "").replace("url = ", "nourl = "), "file"),
+            (endpoint(two, "").replace("url = \"https://tokens.example/acs/{identity}\"\n", ""), "token.url"),
+            (endpoint(two, "header_name = \"Bad Name\"\n"), "token.header_name"),
+            (endpoint(two, "header_name = \"Host\"\n"), "token.header_name"),
+            (endpoint(two, "").replace("value\"", "missing\""), "token.header_value_file"),
+            (
+                endpoint(two, "").replace(&format!("header_value_file = \"{}\"\n", value.display()), ""),
+                "token.header_value_file",
+            ),
+            (endpoint(two, "request_timeout = \"0s\"\n"), "token.request_timeout"),
+            (endpoint(two, "max_retries = 11\n"), "token.max_retries"),
+            (endpoint(two, "max_retry_wait = \"1h\"\n"), "token.max_retry_wait"),
+            (endpoint(two, "ca_file = \"/nonexistent/ca.pem\"\n"), "token.ca_file"),
+            (endpoint(two, "command = [\"x\"]\n"), "token.command"),
+            (endpoint("create = 2", ""), "identities.create"),
+            (format!("{MINIMAL}url = \"https://tokens.example/\"\n"), "token.url"),
+            (format!("{MINIMAL}header_value_file = \"{}\"\n", value.display()), "token.header_value_file"),
+        ];
+        for (text, field) in cases {
+            let err = MonitorConfig::from_toml(&text).unwrap_err();
+            assert_eq!(err.field, field, "{text}\n{err}");
+            assert!(!err.to_string().contains("s3cr3t"), "{err}");
+        }
+        // One identity needs no `{identity}` in the URL.
+        MonitorConfig::from_toml(&endpoint("list = [\"8:acs:a\"]", "").replace("/acs/{identity}", "/acs"))
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

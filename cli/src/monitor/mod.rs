@@ -100,7 +100,7 @@ pub async fn run(config: MonitorConfig, shutdown: impl Future<Output = ()>) -> R
             }
             Some(Arc::new(builder.build()?))
         }
-        TokenSourceKind::Command => None,
+        TokenSourceKind::Command | TokenSourceKind::Endpoint => None,
     };
     // Before the first token is minted: the counters start at zero.
     metrics::register(&[], config.token.source.label());

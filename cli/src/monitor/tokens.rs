@@ -1,6 +1,8 @@
-//! Tokens for the probes: minted with the connection string, or printed by a command the user
-//! names; cached per identity and replaced before they expire, or at once when the SDK refused
-//! one as expired or invalid.
+//! Tokens for the probes: minted with the connection string, printed by a command the user
+//! names, or fetched from the user's own token endpoint ([`endpoint`]); cached per identity and
+//! replaced before they expire, or at once when the SDK refused one as expired or invalid.
+
+pub(crate) mod endpoint;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -9,6 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use callagent_retry::sdk::AccessToken;
 use zeroize::Zeroizing;
 
+use self::endpoint::Endpoint;
+pub use self::endpoint::EndpointError;
 use super::config::{TokenConfig, TokenSourceKind};
 use super::metrics::{TOKEN_FAILURES, TOKENS_MINTED};
 use crate::identity::{IdentityClient, IdentityError, Scope};
@@ -23,6 +27,9 @@ pub enum TokenFailure {
     /// The command could not be started, or failed.
     #[error("the token command {0}")]
     Command(String),
+    /// The token endpoint failed.
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
 }
 
 /// Where the probes' tokens come from, with a cache per identity.
@@ -31,6 +38,8 @@ pub struct Tokens {
     client: Option<Arc<IdentityClient>>,
     command: Vec<String>,
     command_timeout: Duration,
+    /// The token endpoint, set up at start (or why it could not be: each fetch says so).
+    endpoint: Option<Result<Endpoint, EndpointError>>,
     lifetime: Duration,
     refresh_before: Duration,
     cache: Mutex<HashMap<String, (AccessToken, SystemTime)>>,
@@ -43,9 +52,17 @@ impl std::fmt::Debug for Tokens {
 }
 
 impl Tokens {
-    /// Tokens from `config`; `client` is the identity API's (for `connection_string`).
+    /// Tokens from `config`; `client` is the identity API's (for `connection_string`). For
+    /// `endpoint`, the header's value is read and TLS set up now; should that fail (the config
+    /// check read the file already), every fetch fails with why, as a probe result.
     pub fn new(config: &TokenConfig, client: Option<Arc<IdentityClient>>) -> Self {
+        let endpoint = (config.source == TokenSourceKind::Endpoint).then(|| {
+            Endpoint::new(config).inspect_err(|e| {
+                tracing::error!(target: "callagent_cli::monitor::tokens", "{e}");
+            })
+        });
         Self {
+            endpoint,
             kind: config.source,
             client,
             command: config.command.clone(),
@@ -82,6 +99,11 @@ impl Tokens {
         let fetched = match self.kind {
             TokenSourceKind::ConnectionString => self.mint(identity).await,
             TokenSourceKind::Command => self.run_command(identity).await,
+            TokenSourceKind::Endpoint => match &self.endpoint {
+                Some(Ok(endpoint)) => endpoint.fetch(identity).await.map_err(TokenFailure::from),
+                Some(Err(e)) => Err(e.clone().into()),
+                None => Err(EndpointError::Setup("the endpoint is not configured".into()).into()),
+            },
         };
         match fetched {
             Ok((token, expires)) => {
@@ -137,24 +159,63 @@ impl Tokens {
 /// A token (a JWT, expiring at its `exp`), or `{"token": …, "expiresOn": RFC 3339}`.
 fn parse_command_output(text: &str) -> Option<(AccessToken, SystemTime)> {
     if text.starts_with('{') {
-        #[derive(serde::Deserialize)]
-        struct Answer {
-            // Moved into the `AccessToken` (zeroized) as it is.
-            token: String,
-            #[serde(rename = "expiresOn")]
-            expires_on: Option<String>,
-        }
-        let answer: Answer = serde_json::from_str(text).ok()?;
-        let token = AccessToken::new(answer.token);
-        let expires = match answer.expires_on {
-            Some(at) => humantime::parse_rfc3339_weak(at.trim_end_matches('Z')).ok()?,
-            None => expiry_of(&token)?,
-        };
-        return Some((token, expires));
+        return parse_token_object(text.as_bytes()).ok();
     }
     let token = AccessToken::new(text);
     let expires = expiry_of(&token)?;
     Some((token, expires))
+}
+
+/// `{"token": …, "expiresOn": RFC 3339}`; without `expiresOn`, the token's `exp`. The error
+/// says what is wrong, never what was there.
+pub(super) fn parse_token_object(json: &[u8]) -> Result<(AccessToken, SystemTime), &'static str> {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        // Moved into the `AccessToken` (zeroized) as it is.
+        token: String,
+        #[serde(rename = "expiresOn")]
+        expires_on: Option<String>,
+    }
+    let answer: Answer =
+        serde_json::from_slice(json).map_err(|_| "not a JSON object with a `token` string")?;
+    let token = AccessToken::new(answer.token);
+    if token.expose_secret().trim().is_empty() {
+        return Err("the `token` is empty");
+    }
+    let expires = match answer.expires_on {
+        Some(at) => parse_time(&at).ok_or("`expiresOn` is not an RFC 3339 time")?,
+        None => expiry_of(&token).ok_or("no `expiresOn`, and the token has no `exp` claim")?,
+    };
+    Ok((token, expires))
+}
+
+/// An RFC 3339 time: `Z`, or an offset (`+00:00`, as .NET writes a `DateTimeOffset`); one
+/// without either is taken as UTC, as it always was.
+fn parse_time(text: &str) -> Option<SystemTime> {
+    let text = text.trim();
+    if let Some(local) = text.strip_suffix(['Z', 'z']) {
+        return humantime::parse_rfc3339_weak(local).ok();
+    }
+    // `±HH:MM` (humantime would read past it in a fraction's digits).
+    let cut = text.len().saturating_sub(6);
+    let offset = text.get(cut..).map(str::as_bytes).filter(|o| {
+        matches!(o, [b'+' | b'-', h1, h2, b':', m1, m2]
+            if [h1, h2, m1, m2].iter().all(|d| d.is_ascii_digit()))
+    });
+    let Some(offset) = offset else { return humantime::parse_rfc3339_weak(text).ok() };
+    let local = &text[..cut];
+    let digits = |a: u8, b: u8| u64::from(a - b'0') * 10 + u64::from(b - b'0');
+    let (hh, mm) = (digits(offset[1], offset[2]), digits(offset[4], offset[5]));
+    if hh > 23 || mm > 59 {
+        return None;
+    }
+    let sign = &offset[..1];
+    let at = humantime::parse_rfc3339_weak(local).ok()?;
+    let offset = Duration::from_secs(hh * 3600 + mm * 60);
+    match sign {
+        b"+" => at.checked_sub(offset),
+        _ => at.checked_add(offset),
+    }
 }
 
 fn expiry_of(token: &AccessToken) -> Option<SystemTime> {
@@ -165,6 +226,10 @@ fn expiry_of(token: &AccessToken) -> Option<SystemTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn command_config() -> TokenConfig {
+        toml::from_str("source = \"command\"\ncommand_timeout = \"5s\"\n").unwrap()
+    }
 
     fn jwt(exp: u64) -> AccessToken {
         AccessToken::unsigned(&serde_json::json!({"skypeid": "acs:r_u", "exp": exp}))
@@ -184,17 +249,26 @@ mod tests {
         assert!(parse_command_output("{\"nope\": 1}").is_none());
     }
 
+    #[test]
+    fn expiry_times_with_an_offset() {
+        let at = UNIX_EPOCH + Duration::from_secs(2_000_000_000);
+        assert_eq!(parse_time("2033-05-18T03:33:20Z"), Some(at));
+        assert_eq!(
+            parse_time("2033-05-18T03:33:20.1234567+00:00"),
+            Some(at + Duration::from_nanos(123_456_700))
+        );
+        assert_eq!(parse_time("2033-05-18T05:33:20+02:00"), Some(at));
+        assert_eq!(parse_time("2033-05-18T01:03:20-02:30"), Some(at));
+        assert_eq!(parse_time("2033-05-18T03:33:20"), Some(at), "no zone: UTC");
+        for bad in ["tomorrow", "", "2033-05-18T03:33:20+25:00", "2033-05-18T03:33:2é+0"] {
+            assert_eq!(parse_time(bad), None, "{bad}");
+        }
+    }
+
     #[tokio::test]
     async fn a_failing_command_is_a_token_failure_that_shows_no_output() {
-        let config = TokenConfig {
-            source: TokenSourceKind::Command,
-            connection_string_file: None,
-            ca_file: None,
-            command: vec!["sh".into(), "-c".into(), "echo s3cr3t-token; exit 3".into()],
-            lifetime: Duration::from_secs(3600),
-            refresh_before: Duration::from_secs(600),
-            command_timeout: Duration::from_secs(5),
-        };
+        let mut config = command_config();
+        config.command = vec!["sh".into(), "-c".into(), "echo s3cr3t-token; exit 3".into()];
         let err = Tokens::new(&config, None).token("8:acs:x").await.unwrap_err();
         assert!(err.to_string().contains("failed (exit status: 3)"), "{err}");
         assert!(!err.to_string().contains("s3cr3t"), "{err}");
@@ -208,15 +282,8 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let count = dir.join("count");
         let script = format!("echo x >> {}; echo {}", count.display(), t.expose_secret());
-        let config = TokenConfig {
-            source: TokenSourceKind::Command,
-            connection_string_file: None,
-            ca_file: None,
-            command: vec!["sh".into(), "-c".into(), script],
-            lifetime: Duration::from_secs(3600),
-            refresh_before: Duration::from_secs(600),
-            command_timeout: Duration::from_secs(5),
-        };
+        let mut config = command_config();
+        config.command = vec!["sh".into(), "-c".into(), script];
         let tokens = Tokens::new(&config, None);
         tokens.token("8:acs:x").await.unwrap();
         tokens.token("8:acs:x").await.unwrap();
