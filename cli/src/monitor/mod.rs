@@ -1,11 +1,11 @@
 //! `callagent monitor`: a synthetic monitor of call-agent creation.
 //!
-//! Every `interval`, each identity is probed once ([`probe`]): a token ([`tokens`]), an agent
-//! created with the real SDK through the retry layer, the connect check and the preflight, its
+//! Every `interval`, each identity is probed once (`probe.rs`): a token (`tokens.rs`), an agent
+//! created with the real SDK through the retry, remedy, preflight and connect-check layers, its
 //! `Connected` waited for, the agent disposed. The identities' probes are spread over the
 //! interval, never in a burst, and one identity has at most one probe in flight, so the monitor
 //! never holds more agents than it has identities. What the probes find is served on one
-//! address ([`http`]): the layer's per-subcode series and the monitor's own ([`metrics`]), and
+//! address (`http.rs`): the layer's per-subcode series and the monitor's own ([`metrics`]), and
 //! the last probe per identity. SIGTERM or SIGINT ends it: probes in flight are dropped (their
 //! agents disposed), the identities it created deleted, the browsers closed.
 
