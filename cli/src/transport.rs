@@ -285,3 +285,15 @@ pub(crate) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Durati
     let at = httpdate::parse_http_date(value).ok()?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
+
+/// ` (it last asked to wait 7s)`, or nothing: how an error says the `Retry-After` it gave up on.
+pub(crate) struct Wait(pub(crate) Option<Duration>);
+
+impl std::fmt::Display for Wait {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(d) => write!(f, " (it last asked to wait {})", humantime::format_duration(d)),
+            None => Ok(()),
+        }
+    }
+}

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::transport::Wait;
+
 /// What the service said in an error answer (`{"error":{"code","message"}}`), when it said it.
 ///
 /// The message is the service's text, shortened to 300 characters, with any signature or
@@ -23,18 +25,6 @@ impl fmt::Display for Said<'_> {
         match self.0 {
             Some(e) if e.message.is_empty() => write!(f, "; the service said {}", e.code),
             Some(e) => write!(f, "; the service said {}: {}", e.code, e.message),
-            None => Ok(()),
-        }
-    }
-}
-
-/// ` It asked to wait 7 s.`, or nothing.
-struct Wait(Option<Duration>);
-
-impl fmt::Display for Wait {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Some(d) => write!(f, " (it last asked to wait {})", humantime::format_duration(d)),
             None => Ok(()),
         }
     }

@@ -8,7 +8,7 @@ use callagent_retry::connect::{ConnectError, ConnectLayer};
 use callagent_retry::preflight::PreflightLayer;
 use callagent_retry::remedy::{BoxError, RemedyConfig, RemedyLayer};
 use callagent_retry::retry::AttemptError;
-use callagent_retry::sdk::{AgentKind, CallAgentError, CreateAgentRequest, ErrorCategory, catalog};
+use callagent_retry::sdk::{AgentKind, CreateAgentRequest, ErrorCategory};
 use callagent_retry::{CallAgentRetryLayer, RetryConfig, RetryError};
 use callagent_websdk::{Agent, Browsers, WebSdkError};
 use serde::Serialize;
@@ -214,7 +214,7 @@ impl Prober {
                 ));
             }
             AttemptError::Service(ConnectError::Service(WebSdkError::Sdk(sdk))) => {
-                report.result = if category(sdk) == ErrorCategory::ExpectedError {
+                report.result = if e.category() == ErrorCategory::ExpectedError {
                     ProbeResult::ExpectedError
                 } else {
                     ProbeResult::Failed
@@ -248,14 +248,6 @@ impl Prober {
 
 fn token_message(e: &TokenFailure) -> String {
     format!("no token: {e}")
-}
-
-fn category(e: &CallAgentError) -> ErrorCategory {
-    e.categories()
-        .first()
-        .copied()
-        .or_else(|| catalog::lookup(e.sub_code()).map(|entry| entry.category))
-        .unwrap_or(ErrorCategory::Unknown)
 }
 
 pub(super) fn ms(d: Duration) -> u64 {

@@ -27,7 +27,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 use zeroize::Zeroizing;
 
 use super::super::config::TokenConfig;
-use crate::transport::{Answer, Transport, TransportError, host_header, is_loopback, retry_after};
+use crate::transport::{Answer, Transport, TransportError, Wait, host_header, is_loopback, retry_after};
 
 /// What `token.url` has in place of the identity.
 pub(crate) const PLACEHOLDER: &str = "{identity}";
@@ -42,18 +42,6 @@ const MAX_HEADER_FILE: u64 = 64 * 1024;
 /// Headers the monitor sets itself, which `token.header_name` may not name.
 const RESERVED: &[&str] =
     &["host", "connection", "content-length", "transfer-encoding", "te", "upgrade", "accept", "user-agent"];
-
-/// ` (it last asked to wait 7s)`, or nothing.
-struct Wait(Option<Duration>);
-
-impl fmt::Display for Wait {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Some(d) => write!(f, " (it last asked to wait {})", humantime::format_duration(d)),
-            None => Ok(()),
-        }
-    }
-}
 
 /// Why the token endpoint gave no token, and what to do. None holds the header's value, a token
 /// or an answer's body.
