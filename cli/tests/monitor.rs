@@ -419,3 +419,84 @@ async fn real_sdk_an_expired_token_is_replaced_through_the_remedy_layer() {
         assert!(!logs.contains(token), "a token is in the logs");
     }
 }
+
+/// A Chromium with its DevTools on `127.0.0.1:port`, as a browser host runs one; killed when
+/// dropped.
+fn remote_chromium(dir: &Path, port: u16) -> tokio::process::Child {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false);
+    let mut cmd = tokio::process::Command::new("/usr/lib/chromium/chromium");
+    cmd.args([
+        "--headless=new",
+        &format!("--remote-debugging-port={port}"),
+        "--remote-debugging-address=127.0.0.1",
+        &format!("--user-data-dir={}", dir.join("profile").display()),
+        &format!("--host-resolver-rules={}", callagent_websdk::NO_EXTERNAL_HOSTS),
+        "--no-first-run",
+        "--disable-background-networking",
+    ]);
+    if root {
+        cmd.arg("--no-sandbox");
+    }
+    cmd.arg("about:blank")
+        .env("TMPDIR", dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("Chromium starts")
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium and the built page, in a loopback-only namespace; .ci/run runs it"]
+async fn real_sdk_browsers_found_by_dns_take_the_probes() {
+    let dir = TempDir::new("d");
+    let tmp = dir.0.join("t");
+    std::fs::create_dir(&tmp).unwrap();
+    let devtools = free_port();
+    let mut chromium = remote_chromium(&dir.0, devtools);
+    // Until its DevTools listen (its HTTP server keeps connections open: `get` would wait).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(("127.0.0.1", devtools)).await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "the remote Chromium's DevTools answer");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let token = callagent_retry::sdk::AccessToken::unsigned(&serde_json::json!({
+        "skypeid": "acs:r_dns", "scp": 1792, "acsScope": "voip", "resourceId": "r", "exp": now + 3600
+    }));
+    let token_file = dir.file("token", token.expose_secret());
+    let port = free_port();
+    // The name is an address (a headless Service's name resolves to its pods' addresses).
+    let config = dir.file(
+        "monitor.toml",
+        &format!(
+            "listen = \"127.0.0.1:{port}\"\ninterval = \"30s\"\nconnect_timeout = \"off\"\nattempts = 1\n\
+             [identities]\nlist = [\"8:acs:r_dns\"]\n\
+             [token]\nsource = \"command\"\ncommand = [\"cat\", \"{}\"]\n\
+             [browser]\ndns = \"127.0.0.1:{devtools}\"\npage_dir = \"{}\"\n",
+            token_file.display(),
+            page_dir().display()
+        ),
+    );
+    let monitor = spawn_monitor(&config, &tmp, &[]);
+    until(port, Duration::from_secs(60), "a success on the browser found by DNS", |s| {
+        results(s).iter().any(|r| r == "success")
+    })
+    .await;
+    let (_, metrics) = get(port, "/metrics").await.unwrap();
+    let member = format!("browser=\"127.0.0.1:{devtools}\"");
+    assert!(
+        metrics.lines().any(|l| l.starts_with("callagent_websdk_") && l.contains(&member)),
+        "the member is the address the name resolved to:\n{metrics}"
+    );
+    let (code, logs) = terminate(monitor).await;
+    assert_eq!(code, 0, "{}", &logs[logs.len().saturating_sub(2000)..]);
+    assert!(!logs.contains(token.expose_secret()), "the token is in the logs");
+    let _ = chromium.kill().await;
+}

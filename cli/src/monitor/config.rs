@@ -135,6 +135,13 @@ pub struct BrowserConfig {
     /// Remote browsers' DevTools endpoints (`wss://HOST:PORT`), instead of a local one.
     #[serde(default)]
     pub remote: Vec<String>,
+    /// The browsers a name resolves to (`HOST:PORT`, e.g. a Kubernetes headless Service's name),
+    /// found again as the name's records change (websdk's `DnsBrowsers`), instead of a list.
+    pub dns: Option<String>,
+    /// With `dns`: reach each browser over TLS (`https://NAME`, connected by address, the
+    /// certificate checked for the name) instead of plain `http://ADDRESS`.
+    #[serde(default)]
+    pub dns_tls: bool,
     /// Map every host but loopback away in the browser (tests in an isolated network).
     #[serde(default)]
     pub no_external_hosts: bool,
@@ -351,6 +358,23 @@ impl MonitorConfig {
         if self.browser.chromium.is_some() && !self.browser.remote.is_empty() {
             return invalid("browser.chromium", "is for a local browser; `browser.remote` is set");
         }
+        if let Some(dns) = &self.browser.dns {
+            if !self.browser.remote.is_empty() {
+                return invalid("browser.dns", "give `dns` or `remote`, not both");
+            }
+            if self.browser.chromium.is_some() {
+                return invalid("browser.chromium", "is for a local browser; `browser.dns` is set");
+            }
+            let port = dns.rsplit_once(':').map(|(host, port)| (host, port.parse::<u16>()));
+            if !matches!(port, Some((host, Ok(p))) if !host.is_empty() && p > 0) || dns.contains('/') {
+                return invalid(
+                    "browser.dns",
+                    "must be HOST:PORT, e.g. chromium.bots.svc.cluster.local:9443",
+                );
+            }
+        } else if self.browser.dns_tls {
+            return invalid("browser.dns_tls", "goes with `browser.dns`");
+        }
         for (i, endpoint) in self.browser.remote.iter().enumerate() {
             let remote = callagent_websdk::RemoteBrowser::new(endpoint.clone());
             let config = callagent_websdk::WebSdkConfig { remote: Some(remote), ..Default::default() };
@@ -421,6 +445,19 @@ mod tests {
         let err =
             MonitorConfig::from_toml(&format!("{MINIMAL}[browser]\nremote = [\"ftp://x\"]\n")).unwrap_err();
         assert_eq!(err.field, "browser.remote[0]");
+        for (browser, field) in [
+            ("dns = \"chromium\"\n", "browser.dns"),
+            ("dns = \"https://chromium:9443\"\n", "browser.dns"),
+            ("dns = \"c:9443\"\nremote = [\"http://127.0.0.1:9222\"]\n", "browser.dns"),
+            ("dns_tls = true\n", "browser.dns_tls"),
+        ] {
+            let err = MonitorConfig::from_toml(&format!("{MINIMAL}[browser]\n{browser}")).unwrap_err();
+            assert_eq!(err.field, field, "{browser}: {err}");
+        }
+        MonitorConfig::from_toml(&format!(
+            "{MINIMAL}[browser]\ndns = \"chromium.bots.svc:9443\"\ndns_tls = true\n"
+        ))
+        .expect("a DNS name and TLS");
     }
 
     #[test]

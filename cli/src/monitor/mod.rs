@@ -19,7 +19,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use callagent_websdk::{Browsers, NO_EXTERNAL_HOSTS, RemoteBrowser, WebSdkConfig};
+use callagent_websdk::{Browsers, DnsBrowsers, NO_EXTERNAL_HOSTS, RemoteBrowser, WebSdkConfig};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use serde::Serialize;
 use tokio::sync::watch;
@@ -133,7 +133,11 @@ pub async fn run(config: MonitorConfig, shutdown: impl Future<Output = ()>) -> R
         }
     };
 
-    let browsers = match Browsers::launch(browser_configs(&config, identities.len())).await {
+    let launched = match &config.browser.dns {
+        Some(name) => Browsers::discover(dns_browsers(&config, name, identities.len())).await,
+        None => Browsers::launch(browser_configs(&config, identities.len())).await,
+    };
+    let browsers = match launched {
         Ok(b) => b,
         Err(e) => {
             delete_created().await;
@@ -235,6 +239,17 @@ fn browser_configs(config: &MonitorConfig, identities: usize) -> Vec<WebSdkConfi
             ..base.clone()
         })
         .collect()
+}
+
+/// The browsers `name` resolves to, each a remote browser of the same settings.
+fn dns_browsers(config: &MonitorConfig, name: &str, identities: usize) -> DnsBrowsers {
+    let remote = if config.browser.dns_tls {
+        RemoteBrowser::each_address_over_tls()
+    } else {
+        RemoteBrowser::each_address()
+    };
+    let template = WebSdkConfig { remote: Some(remote), ..browser_configs(config, identities).remove(0) };
+    DnsBrowsers::new(name, template)
 }
 
 /// Where identity `i` of `n` first probes: its share of the interval, plus a jitter within it, so
