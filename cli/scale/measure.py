@@ -14,6 +14,11 @@ Run it as root inside a network namespace with loopback alone, so Chromium reach
     unshare -n sh -c 'ip link set lo up && exec python3 cli/scale/measure.py \\
         --identities 10 20 --interval 60s --duration 180'
 
+With `--hosts K`, the browsers are K hosts instead of a local one: each a network namespace
+joined to this one by a veth pair (10.77.I.1 here, 10.77.I.2 there), running a Chromium whose
+DevTools listen on its end of the link; the monitor lists them as remote browsers. They are
+removed at the end. Their CPU and PSS are the "Chromium" columns.
+
 Prints a Markdown table (and --json writes the raw figures).
 """
 import argparse
@@ -105,9 +110,76 @@ def quantile(buckets, q):
     return prev_le
 
 
-def run(binary, n, interval, duration, sample_every):
+CHROMIUM = "/usr/lib/chromium/chromium"
+NO_EXTERNAL_HOSTS = "MAP * ~NOTFOUND , EXCLUDE localhost"
+
+
+def sh(*args):
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def start_hosts(k, tmp):
+    """K browser hosts in network namespaces of their own; their Chromium processes."""
+    procs = []
+    for i in range(1, k + 1):
+        ns, here, there = f"cams{i}", f"camv{i}", f"camp{i}"
+        subprocess.run(["ip", "netns", "del", ns], stderr=subprocess.DEVNULL)
+        sh("ip", "netns", "add", ns)
+        sh("ip", "link", "add", here, "type", "veth", "peer", "name", there)
+        sh("ip", "link", "set", there, "netns", ns)
+        sh("ip", "addr", "add", f"10.77.{i}.1/24", "dev", here)
+        sh("ip", "link", "set", here, "up")
+        sh("ip", "netns", "exec", ns, "ip", "addr", "add", f"10.77.{i}.2/24", "dev", there)
+        sh("ip", "netns", "exec", ns, "ip", "link", "set", there, "up")
+        sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+        home = os.path.join(tmp, f"host{i}")
+        os.mkdir(home)
+        # Chromium's DevTools listen on loopback only (headless ignores --remote-debugging-address):
+        # socat carries the link's end to them, as a browser host's relay does.
+        args = ["ip", "netns", "exec", ns, CHROMIUM, "--headless=new", "--remote-debugging-port=9222",
+                f"--user-data-dir={home}/profile",
+                f"--host-resolver-rules={NO_EXTERNAL_HOSTS}", "--no-first-run",
+                "--disable-background-networking"]
+        if os.geteuid() == 0:
+            args.append("--no-sandbox")
+        procs.append(subprocess.Popen(args + ["about:blank"], env={"HOME": home, "TMPDIR": home,
+                                      "PATH": "/usr/bin:/bin"}, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL))
+        procs.append(subprocess.Popen(["ip", "netns", "exec", ns, "socat",
+                                       f"TCP-LISTEN:9222,bind=10.77.{i}.2,fork,reuseaddr",
+                                       "TCP:127.0.0.1:9222"], stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL))
+    for i in range(1, k + 1):
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://10.77.{i}.2:9222/json/version", timeout=2).read()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    stop_hosts(procs, k)
+                    raise SystemExit(f"host {i}'s Chromium did not answer")
+                time.sleep(0.3)
+    return procs
+
+
+def stop_hosts(procs, k):
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    for i in range(1, k + 1):
+        subprocess.run(["ip", "netns", "del", f"cams{i}"], stderr=subprocess.DEVNULL)
+        subprocess.run(["ip", "link", "del", f"camv{i}"], stderr=subprocess.DEVNULL)
+
+
+def run(binary, n, interval, duration, sample_every, hosts=0):
     port = 9500 + n
     with tempfile.TemporaryDirectory(prefix="cms") as tmp:
+        host_procs = start_hosts(hosts, tmp) if hosts else []
         tokens = os.path.join(tmp, "tokens")
         os.mkdir(tokens)
         ids = [f"8:acs:r_scale{i:04d}" for i in range(n)]
@@ -124,11 +196,15 @@ def run(binary, n, interval, duration, sample_every):
                     f'attempts = 1\n[identities]\nlist = {json.dumps(ids)}\n'
                     f'[token]\nsource = "command"\ncommand = ["{script}", "{{identity}}"]\n'
                     f'[browser]\nno_external_hosts = true\n')
+            if hosts:
+                remote = [f"http://10.77.{i}.2:9222" for i in range(1, hosts + 1)]
+                f.write(f"remote = {json.dumps(remote)}\n")
         proc = subprocess.Popen([binary, "monitor", "--config", config], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         try:
             samples = []
             probes = {}
+            failures = {}
             start = time.monotonic()
             while time.monotonic() - start < duration:
                 time.sleep(sample_every)
@@ -138,9 +214,12 @@ def run(binary, n, interval, duration, sample_every):
                     for i in json.loads(get(port, "/status"))["identities"]:
                         if i["last"]:
                             probes[(i["identity"], i["last"]["started_at"])] = i["last"]["took_ms"]
+                            if i["last"]["result"] != "success":
+                                why = i["last"].get("message", "")
+                                failures[why] = failures.get(why, 0) + 1
                 except OSError:
                     pass
-                pids = tree(proc.pid)
+                pids = tree(proc.pid) + [p for h in host_procs for p in tree(h.pid)]
                 own = cpu_seconds(proc.pid)
                 browser = sum(cpu_seconds(p) for p in pids if p != proc.pid)
                 samples.append({
@@ -156,6 +235,7 @@ def run(binary, n, interval, duration, sample_every):
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=60)
+            stop_hosts(host_procs, hosts)
     buckets = []
     for line in metrics.splitlines():
         if line.startswith("callagent_monitor_time_to_agent_seconds_bucket"):
@@ -172,6 +252,7 @@ def run(binary, n, interval, duration, sample_every):
     first, last = samples[0], samples[-1]
     window = last["t"] - first["t"] or 1
     return {
+        "hosts": hosts or "local",
         "identities": n,
         "interval": interval,
         "duration_s": duration,
@@ -188,6 +269,7 @@ def run(binary, n, interval, duration, sample_every):
         "monitor_pss_mib": max(s["monitor_pss_kib"] for s in samples) / 1024,
         "browser_pss_mib": max(s["browser_pss_kib"] for s in samples) / 1024,
         "processes_max": max(s["processes"] for s in samples),
+        "failures": failures,
     }
 
 
@@ -198,11 +280,13 @@ def main():
     ap.add_argument("--interval", default="60s")
     ap.add_argument("--duration", type=int, default=180, help="seconds per run")
     ap.add_argument("--sample-every", type=float, default=5.0)
+    ap.add_argument("--hosts", type=int, default=0, help="browser hosts in network namespaces (0: a local browser)")
     ap.add_argument("--json", help="write the raw figures here")
     args = ap.parse_args()
     if not os.path.exists(args.binary):
         sys.exit(f"no {args.binary}: cargo build --release -p callagent-cli")
-    rows = [run(args.binary, n, args.interval, args.duration, args.sample_every) for n in args.identities]
+    rows = [run(args.binary, n, args.interval, args.duration, args.sample_every, args.hosts)
+            for n in args.identities]
     print(f"| identities | probes (success / other) | probe time p50 / p99 / max (interval {args.interval}) | monitor CPU | Chromium CPU | monitor PSS | Chromium PSS |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
