@@ -174,6 +174,10 @@ async fn no_chromium_exits_3_after_reading_the_token() {
     let report = json_of(&out);
     assert_eq!(step(&report, "token")["status"], "ok");
     assert_eq!(step(&report, "token")["facts"]["local_checks"], "pass");
+    // Every fact docs/doctor.md promises for the token step.
+    for fact in ["identity", "resource", "scopes", "expires_at", "expires_in_s", "local_checks"] {
+        assert!(step(&report, "token")["facts"].get(fact).is_some(), "token facts lack {fact}: {report:#}");
+    }
     let browser = step(&report, "browser");
     assert_eq!(browser["status"], "failed");
     assert!(
@@ -196,6 +200,35 @@ async fn human_output_fits_80_columns_and_names_the_exit() {
     assert!(!stdout.contains('\x1b'), "no colour off a terminal");
     assert!(stdout.contains("✗ token") && stdout.contains("401/44113"), "{stdout}");
     assert!(stdout.contains("exit 3 after"), "{stdout}");
+}
+
+#[tokio::test]
+async fn an_endless_token_file_is_refused_not_read_forever() {
+    let out = doctor(&["--token-file", "/dev/zero", "--chromium", "/nonexistent/chromium"], &[]).await;
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stderr).contains("more than 64 KiB"), "{}", text(&out.stderr));
+}
+
+#[tokio::test]
+async fn a_bad_argument_exits_3() {
+    let out = doctor(&["--connect-timeout", "0s"], &[]).await;
+    assert_eq!(out.status.code(), Some(3), "usage errors are the doctor's bad input, not clap's 2");
+    assert!(text(&out.stderr).contains("must be more than zero"), "{}", text(&out.stderr));
+}
+
+#[tokio::test]
+async fn the_identity_the_doctor_created_is_deleted_even_when_the_browser_is_missing() {
+    let stand_in = StandIn::start().await;
+    let out = doctor(
+        &["--json", "--chromium", "/nonexistent/chromium"],
+        &[("ACS_CONNECTION_STRING", &stand_in.connection_string())],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(3));
+    let report = json_of(&out);
+    assert_eq!(step(&report, "identity")["facts"]["created"], true, "{report:#}");
+    assert_eq!(step(&report, "disposal")["facts"]["identity_deleted"], true, "{report:#}");
+    assert!(stand_in.identities().is_empty(), "identities left: {:?}", stand_in.identities());
 }
 
 /// Every secret the run handled, to search its output for.
@@ -245,8 +278,16 @@ async fn real_sdk_a_minted_token_makes_an_agent_that_never_connects() {
     let creation = step(&report, "creation");
     assert_eq!(creation["status"], "ok", "created, though it never connected: {report:#}");
     assert!(creation["facts"]["time_to_agent_ms"].as_u64().unwrap() > 0);
+    for fact in ["chromium", "chromium_version", "sandbox", "page_dir", "sdk_version"] {
+        assert!(step(&report, "browser")["facts"].get(fact).is_some(), "browser facts lack {fact}");
+    }
+    assert!(creation["facts"].get("attempts").is_some());
     let connection = step(&report, "connection");
     assert_eq!(connection["status"], "failed");
+    assert_eq!(connection["facts"]["timeout_ms"], 2000);
+    for fact in ["initial_state", "created_in_ms", "connected", "changes"] {
+        assert!(connection["facts"]["agents"][0].get(fact).is_some(), "agent facts lack {fact}");
+    }
     assert_eq!(connection["facts"]["connected"], false);
     assert_eq!(connection["facts"]["agents"][0]["initial_state"], "Disconnected");
     assert!(connection["remedy"].as_str().unwrap().contains("firewall"), "{connection}");

@@ -56,8 +56,15 @@ fn free_port() -> u16 {
 
 /// `GET path` on loopback: the status and the body.
 async fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    request(port, "GET", path).await
+}
+
+/// `METHOD path` on loopback: the status and the body.
+async fn request(port: u16, method: &str, path: &str) -> Option<(u16, String)> {
     let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
     tcp.write_all(request.as_bytes()).await.ok()?;
     let mut raw = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut raw)).await.ok()?.ok()?;
@@ -196,6 +203,40 @@ async fn a_config_error_exits_2_naming_the_field_before_anything_starts() {
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// The monitor with `create = 1` and no Chromium: it creates its identity, fails to start its
+/// browser (exit 1), and deletes the identity unless told not to.
+async fn start_without_a_browser(delete_on_exit: Option<bool>) -> (std::process::Output, StandIn) {
+    let stand_in = StandIn::start().await;
+    let dir = TempDir::new(if delete_on_exit == Some(false) { "k" } else { "e" });
+    let keep = delete_on_exit.map_or(String::new(), |d| format!("delete_on_exit = {d}\n"));
+    let config = dir.file(
+        "monitor.toml",
+        &format!(
+            "listen = \"127.0.0.1:{}\"\n[identities]\ncreate = 1\n{keep}[token]\nsource = \"connection_string\"\n\
+             [browser]\nchromium = \"/nonexistent/chromium\"\n",
+            free_port()
+        ),
+    );
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_callagent"))
+        .args(["monitor", "--config", config.to_str().unwrap()])
+        .env("ACS_CONNECTION_STRING", stand_in.connection_string())
+        .output()
+        .await
+        .unwrap();
+    (out, stand_in)
+}
+
+#[tokio::test]
+async fn identities_it_created_are_deleted_when_it_cannot_start_unless_told_to_keep_them() {
+    let (out, stand_in) = start_without_a_browser(None).await;
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stand_in.requests().iter().any(|r| r.method == "POST"), "it created an identity");
+    assert!(stand_in.identities().is_empty(), "deleted: {:?}", stand_in.identities());
+    let (out, stand_in) = start_without_a_browser(Some(false)).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stand_in.identities().len(), 1, "kept with delete_on_exit = false");
+}
+
 #[tokio::test]
 #[ignore = "needs Chromium and the built page, in a loopback-only namespace; .ci/run runs it"]
 async fn real_sdk_monitor_probes_two_identities_refreshes_tokens_survives_a_browser_kill_and_cleans_up() {
@@ -222,10 +263,38 @@ async fn real_sdk_monitor_probes_two_identities_refreshes_tokens_survives_a_brow
     let pid = child.child.id().unwrap();
 
     // Both identities probed, and successful.
-    let first = until(port, Duration::from_secs(90), "a success for both identities", |s| {
-        results(s).iter().filter(|r| *r == "success").count() == 2
-    })
-    .await;
+    // Both identities probed, and successful; each one's first probe noted as it ends.
+    let mut first_started: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    let mut held = 0.0_f64;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let first = loop {
+        if let Some((200, body)) = get(port, "/status").await
+            && let Ok(s) = serde_json::from_str::<Value>(&body)
+        {
+            for i in s["identities"].as_array().unwrap() {
+                if i["probes"] == 1 {
+                    let started = i["last"]["started_at"].as_str().unwrap().to_owned();
+                    first_started.entry(i["identity"].as_str().unwrap().to_owned()).or_insert(started);
+                }
+            }
+            if results(&s).iter().filter(|r| *r == "success").count() == 2 && first_started.len() == 2 {
+                break s;
+            }
+        }
+        if let Some((_, m)) = get(port, "/metrics").await {
+            held = held.max(metric(&m, "callagent_monitor_agents_held"));
+        }
+        assert!(tokio::time::Instant::now() < deadline, "a first success for both identities");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert!(held >= 1.0, "a probe in flight shows in callagent_monitor_agents_held");
+    // Spread over the 10 s interval: the second identity's first probe 5 to 7.5 s in, the
+    // first's 0 to 2.5 s in.
+    let at = |t: &String| humantime::parse_rfc3339(t).unwrap();
+    let mut starts: Vec<_> = first_started.values().map(at).collect();
+    starts.sort();
+    let gap = starts[1].duration_since(starts[0]).unwrap();
+    assert!(gap >= Duration::from_secs(2), "first probes {gap:?} apart: not spread over the interval");
     let ids: Vec<String> = first["identities"]
         .as_array()
         .unwrap()
@@ -354,6 +423,23 @@ async fn real_sdk_a_failing_token_command_is_a_probe_result_and_a_metric_not_a_c
         "{metrics}"
     );
     assert!(metric(&metrics, "callagent_monitor_probes_total{") >= 2.0);
+    // Every probe failed: no success time anywhere.
+    let status = get(port, "/status").await.map(|(_, b)| serde_json::from_str::<Value>(&b).unwrap()).unwrap();
+    for i in status["identities"].as_array().unwrap() {
+        assert!(i["last_success_at"].is_null(), "{i}");
+    }
+    assert!(!metrics.contains("callagent_monitor_last_success_timestamp_seconds{"), "{metrics}");
+    // The counters an alert's increase() reads exist at zero before their first failure.
+    for result in ["success", "expected_error", "not_connected", "failed", "browser_lost"] {
+        let line =
+            format!("callagent_monitor_probes_total{{identity=\"8:acs:r_one\",result=\"{result}\"}} 0");
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
+    assert!(
+        metrics.lines().any(|l| l == "callagent_monitor_tokens_minted_total{source=\"command\"} 0"),
+        "{metrics}"
+    );
+    assert_eq!(request(port, "POST", "/status").await.map(|r| r.0), Some(405));
     let (code, _) = terminate(child).await;
     assert_eq!(code, 0, "still running, and stopped cleanly");
 }
@@ -495,8 +581,79 @@ async fn real_sdk_browsers_found_by_dns_take_the_probes() {
         metrics.lines().any(|l| l.starts_with("callagent_websdk_") && l.contains(&member)),
         "the member is the address the name resolved to:\n{metrics}"
     );
+    // The only browser gone (nothing restarts a remote one): not ready.
+    assert_eq!(get(port, "/readyz").await.map(|r| r.0), Some(200));
+    chromium.kill().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while get(port, "/readyz").await.map(|r| r.0) != Some(503) {
+        assert!(tokio::time::Instant::now() < deadline, "/readyz says 503 once the browser is lost");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     let (code, logs) = terminate(monitor).await;
     assert_eq!(code, 0, "{}", &logs[logs.len().saturating_sub(2000)..]);
     assert!(!logs.contains(token.expose_secret()), "the token is in the logs");
-    let _ = chromium.kill().await;
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium and the built page, in a loopback-only namespace; .ci/run runs it"]
+async fn real_sdk_a_token_the_sdk_refuses_is_an_expected_error_and_is_replaced_next_time() {
+    let dir = TempDir::new("v");
+    let tmp = dir.0.join("t");
+    std::fs::create_dir(&tmp).unwrap();
+    let port = free_port();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let claims = |scope: &str| {
+        serde_json::json!({
+            "skypeid": "acs:r_scope", "scp": 1792, "acsScope": scope, "resourceId": "r", "exp": now + 3600
+        })
+    };
+    // First a token without voip (401/44113, which no remedy fixes), said to last an hour: only
+    // forgetting it after the SDK's 401 gets the good one.
+    let bad = callagent_retry::sdk::AccessToken::unsigned(&claims("chat"));
+    let good = callagent_retry::sdk::AccessToken::unsigned(&claims("voip"));
+    let bad_file = dir.file("bad", bad.expose_secret());
+    let good_file = dir.file("good", good.expose_secret());
+    let state = dir.0.join("served");
+    let script = format!(
+        "if [ -e {state} ]; then cat {good}; else touch {state}; cat {bad}; fi",
+        state = state.display(),
+        good = good_file.display(),
+        bad = bad_file.display()
+    );
+    let config = dir.file(
+        "monitor.toml",
+        &format!(
+            "listen = \"127.0.0.1:{port}\"\ninterval = \"5s\"\nconnect_timeout = \"off\"\nattempts = 1\n\
+             [identities]\nlist = [\"8:acs:r_scope\"]\n\
+             [token]\nsource = \"command\"\ncommand = [\"sh\", \"-c\", \"{script}\"]\n\
+             [browser]\nno_external_hosts = true\npage_dir = \"{}\"\n",
+            page_dir().display()
+        ),
+    );
+    let child = spawn_monitor(&config, &tmp, &[]);
+    let first =
+        until(port, Duration::from_secs(60), "a first probe", |s| s["identities"][0]["probes"] == 1).await;
+    let last = &first["identities"][0]["last"];
+    assert_eq!(last["result"], "expected_error", "{first}");
+    assert_eq!(last["sub_code"], 44113, "{first}");
+    assert!(last["remedy"].as_str().unwrap().contains("voip"), "{first}");
+    until(port, Duration::from_secs(60), "a success with the next token", |s| {
+        results(s).iter().any(|r| r == "success")
+    })
+    .await;
+    let (_, metrics) = get(port, "/metrics").await.unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l
+                == "callagent_monitor_probes_total{identity=\"8:acs:r_scope\",result=\"expected_error\"} 1"),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, "callagent_monitor_tokens_minted_total{source=\"command\"}"),
+        2.0,
+        "{metrics}"
+    );
+    let (code, _) = terminate(child).await;
+    assert_eq!(code, 0);
 }

@@ -332,6 +332,11 @@ mod tests {
         ];
         assert_eq!(Report::new(steps, Duration::ZERO).exit_code, 3);
         assert_eq!(Report::new(vec![Step::ok(Stage::Token, "fine")], Duration::ZERO).exit_code, 0);
+        // A precondition to fix says more than the failure it causes, in either order.
+        let must_fix = || Step::failed(Stage::Token, Verdict::MustFix, "expired");
+        let not_fixed = || Step::failed(Stage::Disposal, Verdict::NotFixed, "could not dispose");
+        assert_eq!(Report::new(vec![must_fix(), not_fixed()], Duration::ZERO).exit_code, 1);
+        assert_eq!(Report::new(vec![not_fixed(), must_fix()], Duration::ZERO).exit_code, 1);
     }
 
     #[test]

@@ -416,6 +416,10 @@ mod tests {
             ("connect_timeout = \"20m\"\n", "connect_timeout"),
             ("listen = \"nowhere\"\n", "file"),
             ("surprise = 1\n", "file"),
+            ("attempts = 11\n", "attempts"),
+            ("create_timeout = \"0s\"\n", "create_timeout"),
+            ("create_timeout = \"11m\"\n", "create_timeout"),
+            ("shutdown_timeout = \"0s\"\n", "shutdown_timeout"),
         ];
         for (line, field) in cases {
             let err = MonitorConfig::from_toml(&format!("{line}{MINIMAL}")).unwrap_err();
@@ -438,6 +442,33 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.field, "identities.list[0]");
+        let identities =
+            |ids: &str| format!("[identities]\n{ids}\n[token]\nsource = \"connection_string\"\n");
+        let long = format!("list = [\"8:acs:{}\"]", "x".repeat(260));
+        for (ids, field) in [
+            ("", "identities"),
+            ("create = 0", "identities.create"),
+            ("create = 1001", "identities.create"),
+            (long.as_str(), "identities.list[0]"),
+            ("list = [\"8:acs:x\\ny\"]", "identities.list[0]"),
+        ] {
+            let err = MonitorConfig::from_toml(&identities(ids)).unwrap_err();
+            assert_eq!(err.field, field, "{ids}: {err}");
+        }
+        let err = MonitorConfig::from_toml(&token("command_timeout = \"0s\"\n")).unwrap_err();
+        assert_eq!(err.field, "token.command_timeout");
+        let err = MonitorConfig::from_toml(
+            "[identities]\ncreate = 1\n[token]\nsource = \"command\"\ncommand = [\"get-token\"]\n",
+        )
+        .unwrap_err();
+        assert_eq!(err.field, "identities.create", "a command cannot create identities");
+        for browser in [
+            "chromium = \"/c\"\nremote = [\"http://127.0.0.1:9222\"]\n",
+            "chromium = \"/c\"\ndns = \"c:9443\"\n",
+        ] {
+            let err = MonitorConfig::from_toml(&format!("{MINIMAL}[browser]\n{browser}")).unwrap_err();
+            assert_eq!(err.field, "browser.chromium", "{browser}: {err}");
+        }
         let err =
             MonitorConfig::from_toml("[identities]\nlist = [\"8:acs:x\"]\n[token]\nsource = \"command\"\n")
                 .unwrap_err();
