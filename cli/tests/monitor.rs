@@ -444,6 +444,30 @@ async fn real_sdk_a_failing_token_command_is_a_probe_result_and_a_metric_not_a_c
     assert_eq!(code, 0, "still running, and stopped cleanly");
 }
 
+/// A monitor config for one identity whose token command prints `first` the first time it runs
+/// and `then` every time after; the connect check off, probes every `interval`.
+fn first_then(dir: &TempDir, port: u16, identity: &str, interval: &str, first: &str, then: &str) -> PathBuf {
+    let first_file = dir.file("first", first);
+    let then_file = dir.file("then", then);
+    let state = dir.0.join("served");
+    let script = format!(
+        "if [ -e {state} ]; then cat {then}; else touch {state}; cat {first}; fi",
+        state = state.display(),
+        then = then_file.display(),
+        first = first_file.display()
+    );
+    dir.file(
+        "monitor.toml",
+        &format!(
+            "listen = \"127.0.0.1:{port}\"\ninterval = \"{interval}\"\nconnect_timeout = \"off\"\nattempts = 1\n\
+             [identities]\nlist = [\"{identity}\"]\n\
+             [token]\nsource = \"command\"\ncommand = [\"sh\", \"-c\", \"{script}\"]\n\
+             [browser]\nno_external_hosts = true\npage_dir = \"{}\"\n",
+            page_dir().display()
+        ),
+    )
+}
+
 #[tokio::test]
 #[ignore = "needs Chromium and the built page, in a loopback-only namespace; .ci/run runs it"]
 async fn real_sdk_an_expired_token_is_replaced_through_the_remedy_layer() {
@@ -461,28 +485,9 @@ async fn real_sdk_an_expired_token_is_replaced_through_the_remedy_layer() {
     let fresh = callagent_retry::sdk::AccessToken::unsigned(&claims(now + 3600));
     // The first token the command prints has expired, though it says it has an hour left (as a
     // token service with a skewed clock would): the cache keeps it, the SDK's check refuses it.
-    let expired_file = dir.file(
-        "expired",
-        &format!("{{\"token\": \"{}\", \"expiresOn\": \"2099-01-01T00:00:00Z\"}}", expired.expose_secret()),
-    );
-    let fresh_file = dir.file("fresh", fresh.expose_secret());
-    let state = dir.0.join("served");
-    let script = format!(
-        "if [ -e {state} ]; then cat {fresh}; else touch {state}; cat {expired}; fi",
-        state = state.display(),
-        fresh = fresh_file.display(),
-        expired = expired_file.display()
-    );
-    let config = dir.file(
-        "monitor.toml",
-        &format!(
-            "listen = \"127.0.0.1:{port}\"\ninterval = \"30s\"\nconnect_timeout = \"off\"\nattempts = 1\n\
-             [identities]\nlist = [\"8:acs:r_expired\"]\n\
-             [token]\nsource = \"command\"\ncommand = [\"sh\", \"-c\", \"{script}\"]\n\
-             [browser]\nno_external_hosts = true\npage_dir = \"{}\"\n",
-            page_dir().display()
-        ),
-    );
+    let first =
+        format!("{{\"token\": \"{}\", \"expiresOn\": \"2099-01-01T00:00:00Z\"}}", expired.expose_secret());
+    let config = first_then(&dir, port, "8:acs:r_expired", "30s", &first, fresh.expose_secret());
     let child = spawn_monitor(&config, &tmp, &[]);
     let status =
         until(port, Duration::from_secs(60), "a success", |s| results(s).iter().any(|r| r == "success"))
@@ -611,25 +616,7 @@ async fn real_sdk_a_token_the_sdk_refuses_is_an_expected_error_and_is_replaced_n
     // forgetting it after the SDK's 401 gets the good one.
     let bad = callagent_retry::sdk::AccessToken::unsigned(&claims("chat"));
     let good = callagent_retry::sdk::AccessToken::unsigned(&claims("voip"));
-    let bad_file = dir.file("bad", bad.expose_secret());
-    let good_file = dir.file("good", good.expose_secret());
-    let state = dir.0.join("served");
-    let script = format!(
-        "if [ -e {state} ]; then cat {good}; else touch {state}; cat {bad}; fi",
-        state = state.display(),
-        good = good_file.display(),
-        bad = bad_file.display()
-    );
-    let config = dir.file(
-        "monitor.toml",
-        &format!(
-            "listen = \"127.0.0.1:{port}\"\ninterval = \"5s\"\nconnect_timeout = \"off\"\nattempts = 1\n\
-             [identities]\nlist = [\"8:acs:r_scope\"]\n\
-             [token]\nsource = \"command\"\ncommand = [\"sh\", \"-c\", \"{script}\"]\n\
-             [browser]\nno_external_hosts = true\npage_dir = \"{}\"\n",
-            page_dir().display()
-        ),
-    );
+    let config = first_then(&dir, port, "8:acs:r_scope", "5s", bad.expose_secret(), good.expose_secret());
     let child = spawn_monitor(&config, &tmp, &[]);
     let first =
         until(port, Duration::from_secs(60), "a first probe", |s| s["identities"][0]["probes"] == 1).await;

@@ -132,6 +132,17 @@ async fn chromium_runs_with_every_flag_as_written() {
         .map(|k| String::from_utf8_lossy(k).into_owned())
         .collect();
     assert!(names.iter().all(|k| ["HOME", "PATH", "TMPDIR", "PWD"].contains(&k.as_str())), "{names:?}");
+    // Its temporary files (the org.chromium.Chromium.* directories a killed Chromium leaves
+    // behind) go in its own directory, removed with it: TMPDIR is its HOME, under the service's.
+    let var = |name: &str| {
+        environ.split(|b| *b == 0).find_map(|kv| {
+            let kv = String::from_utf8_lossy(kv);
+            kv.strip_prefix(&format!("{name}=")).map(str::to_owned)
+        })
+    };
+    let (home, tmp) = (var("HOME").expect("a HOME"), var("TMPDIR").expect("a TMPDIR"));
+    assert_eq!(tmp, home, "Chromium's TMPDIR is its own directory");
+    assert!(home.contains("callagent-websdk-"), "{home}");
     sdk.close().await;
 }
 
