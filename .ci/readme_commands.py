@@ -57,6 +57,7 @@ COVERED = {
     "cargo bench -p callagent-bench --no-run": "the benches step",
     "cargo bench -p callagent-bench --bench instructions -- --save-summary=json": "the instruction-count step",
     "cargo bench -p callagent-bench --bench moved -- --save-summary=json": "the instruction-count step",
+    "cargo bench -p callagent-bench --bench awaited -- --save-summary=json": "the instruction-count step",
     "python3 benches/check_bounds.py": "the instruction-count step",
     "python3 benches/check_bounds.py --markdown": "the instruction-count step",
     "python3 .ci/readme_commands.py": "this step",
