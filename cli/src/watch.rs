@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use callagent_retry::connect::{BoxFuture, Connectable};
-use callagent_websdk::{Agent, ConnectionState, StateChange};
+use callagent_websdk::{Agent, ConnectionState, HostReach, StateChange};
 use tokio::time::Instant;
 
 /// What the connect check saw of one created agent.
@@ -17,6 +17,8 @@ pub(crate) struct Watch {
     pub(crate) connected: bool,
     /// How long after the check began the agent was `Connected`.
     pub(crate) connected_after: Option<Duration>,
+    /// The hosts its page had sent requests to when the check ended (hosts only).
+    pub(crate) hosts: Vec<HostReach>,
 }
 
 /// A created agent, and where its connect check is recorded.
@@ -39,12 +41,14 @@ impl Connectable for Watched {
             let connected = Connectable::connected_within(&mut self.agent, within).await;
             let connected_after = connected.then(|| began.elapsed());
             let changes = self.agent.connection_state().await.map(|(_, c)| c).unwrap_or_default();
+            let hosts = self.agent.tab().reach().await.unwrap_or_default();
             let watch = Watch {
                 created_in: self.agent.creation_time(),
                 initial: self.agent.initial_state().clone(),
                 changes,
                 connected,
                 connected_after,
+                hosts,
             };
             self.log.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(watch);
             connected

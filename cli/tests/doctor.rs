@@ -291,6 +291,22 @@ async fn real_sdk_a_minted_token_makes_an_agent_that_never_connects() {
     assert_eq!(connection["facts"]["connected"], false);
     assert_eq!(connection["facts"]["agents"][0]["initial_state"], "Disconnected");
     assert!(connection["remedy"].as_str().unwrap().contains("firewall"), "{connection}");
+    // The hosts the page could not reach (the SDK's own, mapped away here), named in the remedy:
+    // hosts alone, no path or query.
+    let hosts = connection["facts"]["hosts"].as_array().expect("the page's hosts");
+    assert!(!hosts.is_empty(), "the page saw the SDK's requests: {connection}");
+    let remedy = connection["remedy"].as_str().unwrap();
+    for host in hosts {
+        let name = host["host"].as_str().unwrap();
+        assert!(
+            [".microsoft.com", ".skype.com", ".azure.com"].iter().any(|d| name.ends_with(d)),
+            "one of the SDK's hosts: {name}"
+        );
+        assert!(!name.contains(['/', '?', '@']), "a host alone: {name}");
+        assert_eq!(host["answered"], 0, "nothing answers here: {host}");
+        assert!(host["failed"].as_u64().unwrap() > 0, "{host}");
+        assert!(remedy.contains(name), "the remedy names {name}: {remedy}");
+    }
     let disposal = step(&report, "disposal");
     assert_eq!(disposal["status"], "ok", "{disposal}");
     assert_eq!(disposal["facts"]["identity_deleted"], true);

@@ -15,7 +15,7 @@ if [ "${1:-}" = "--sdk" ]; then
     echo "no lock file for SDK $2: pinned versions are $(ls -d sdk-* 2>/dev/null | sed 's/^sdk-//' | tr '\n' ' ')" >&2
     exit 1
   }
-  cp entry.js "$dir/"
+  cp entry.js reach.js "$dir/"
 fi
 cd "$dir"
 # No install scripts: of the whole tree only esbuild has one (a postinstall that swaps its JS

@@ -5,6 +5,8 @@
 // (its private key not extractable) and publishes the public half; the Rust side seals each token
 // to it (a one-time key of its own, HKDF-SHA256, AES-256-GCM; websdk/src/seal.rs) and the page
 // opens it here. Nothing here logs a token or an error's payload.
+// reach.js first: it wraps what the SDK sends requests with before the SDK loads.
+import { reach } from "./reach.js";
 import { CallClient } from "@azure/communication-calling";
 import { AzureCommunicationTokenCredential } from "@azure/communication-common";
 
@@ -186,6 +188,12 @@ window.callagent = {
   },
 
   // What the page holds: live agents, creations in flight, and the CallClients it has made.
+  // The hosts the page's SDK sent requests to since the page loaded, and how many got no answer
+  // (reach.js): hosts only, never a request's content.
+  reach() {
+    return reach();
+  },
+
   census() {
     return { agents: agents.size, creating: pending.size, clients: clientsMade };
   },

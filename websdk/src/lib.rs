@@ -103,7 +103,7 @@ pub use error::{ProtocolError, WebSdkError};
 pub use metrics::{
     AGENTS, BROWSER, BROWSER_LOST, CREATIONS, PAGE_LOAD, PAGE_LOAD_BUCKETS, PAGES, RESTARTS, WARM_PAGES,
 };
-pub use page::{Failure, Tab};
+pub use page::{Channel, Failure, HostReach, Tab};
 pub use service::{BrowserStats, ResponseFuture, WebSdk};
 
 // The layering test's reader, shared with the root crate's (`tests/layering.rs`).

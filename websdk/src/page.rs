@@ -18,6 +18,69 @@ use crate::error::{WebSdkError, human};
 use crate::protocol::{self, Created, Raced};
 use crate::seal::{PageKey, Sealed, seal};
 
+/// One host a page sent requests to ([`Tab::reach`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HostReach {
+    /// The host, with its port when not the scheme's default (`host:port`).
+    pub host: String,
+    /// Requests that got an answer (any HTTP status; a WebSocket that opened).
+    pub answered: u32,
+    /// Requests that got no answer at all.
+    pub failed: u32,
+    /// How the page sent them.
+    pub via: Vec<Channel>,
+}
+
+impl HostReach {
+    /// Whether the host never answered.
+    pub fn unreached(&self) -> bool {
+        self.answered == 0 && self.failed > 0
+    }
+}
+
+impl From<protocol::RawReach> for HostReach {
+    fn from(raw: protocol::RawReach) -> Self {
+        let via = raw.via.iter().map(|v| Channel::parse(v)).collect();
+        Self { host: raw.host, answered: raw.answered, failed: raw.failed, via }
+    }
+}
+
+/// How a page sent a request ([`HostReach::via`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Channel {
+    /// `fetch`.
+    Fetch,
+    /// `XMLHttpRequest`.
+    Xhr,
+    /// A `WebSocket`.
+    WebSocket,
+    /// A channel this crate does not know (a newer page).
+    Other,
+}
+
+impl Channel {
+    fn parse(s: &str) -> Self {
+        match s {
+            "fetch" => Self::Fetch,
+            "xhr" => Self::Xhr,
+            "websocket" => Self::WebSocket,
+            _ => Self::Other,
+        }
+    }
+
+    /// Its name: `fetch`, `xhr`, `websocket` or `other`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fetch => "fetch",
+            Self::Xhr => "xhr",
+            Self::WebSocket => "websocket",
+            Self::Other => "other",
+        }
+    }
+}
+
 /// The owner of one open page. Dropping it closes the page in the background.
 pub(crate) struct PageHandle {
     page: Page,
@@ -379,6 +442,18 @@ impl Tab {
     pub async fn call_clients(&self) -> Result<usize, WebSdkError> {
         let census: protocol::Census = self.eval(protocol::CENSUS).await?;
         Ok(census.clients)
+    }
+
+    /// The hosts the SDK in this page sent requests to since the page loaded, in the order it
+    /// first did, each with how many requests got an answer and how many got none (refused,
+    /// unresolved, timed out, blocked): for a creation or connection that fails, the host the
+    /// network between this browser and Azure does not let through. Only hosts are kept, never a
+    /// request's path, query or content (the page wraps `fetch`, `XMLHttpRequest` and
+    /// `WebSocket` before the SDK loads; see `page/reach.js`). Requests from the SDK's workers
+    /// are not seen. A page is shared by the agents placed on it, so are its hosts.
+    pub async fn reach(&self) -> Result<Vec<HostReach>, WebSdkError> {
+        let raw: Vec<protocol::RawReach> = self.eval(protocol::REACH).await?;
+        Ok(raw.into_iter().map(HostReach::from).collect())
     }
 
     /// Closes the page now, with every agent on it (without disposing them).

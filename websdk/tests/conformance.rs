@@ -503,7 +503,7 @@ async fn an_unreachable_service_gives_a_disconnected_agent() {
             let later = match &result {
                 Ok(agent) => {
                     tokio::time::sleep(std::time::Duration::from_secs(5)).await;
-                    Some(agent.connection_state().await)
+                    Some((agent.connection_state().await, agent.tab().reach().await))
                 }
                 Err(_) => None,
             };
@@ -515,7 +515,16 @@ async fn an_unreachable_service_gives_a_disconnected_agent() {
     for run in futures::future::join_all(runs).await {
         let (name, what, kind, result, took, later) = run.unwrap();
         match (&result, later) {
-            (Ok(agent), Some(Ok((state, changes)))) => {
+            (Ok(_), Some((_, Err(e)))) => problems.push(format!("{name}: cannot read the page's hosts: {e}")),
+            (Ok(_), Some((_, Ok(hosts))))
+                if !hosts.iter().any(|h| h.unreached()) || hosts.iter().any(|h| h.answered > 0) =>
+            {
+                // The page sees the SDK's requests (page/reach.js wraps what the SDK sends with
+                // before it loads), and here, with every external host mapped away, none answers.
+                problems
+                    .push(format!("{name}: the page's hosts are not the SDK's unreached ones: {hosts:?}"));
+            }
+            (Ok(agent), Some((Ok((state, changes)), _))) => {
                 if agent.initial_state() != &callagent_websdk::ConnectionState::Disconnected
                     || state != *agent.initial_state()
                     || !changes.is_empty()
@@ -526,7 +535,8 @@ async fn an_unreachable_service_gives_a_disconnected_agent() {
                     ));
                 }
             }
-            (Ok(_), later) => problems.push(format!("{name}: cannot read the state later: {later:?}")),
+            (Ok(_), Some((Err(e), _))) => problems.push(format!("{name}: cannot read the state later: {e}")),
+            (Ok(_), None) => unreachable!("an agent is read later"),
             (Err(e), _) => problems.push(format!("{name}: {e}")),
         }
         let described = describe(&result);

@@ -29,6 +29,7 @@ pub use report::{Report, SdkFailure, Stage, Status, Step, Verdict};
 
 use crate::identity::{ConnectionString, IdentityClient, Scope};
 use crate::watch::{Watch, Watched, state_name};
+use callagent_websdk::HostReach;
 
 /// Where the doctor's token comes from.
 #[derive(Debug)]
@@ -536,6 +537,43 @@ fn creation_failed(
     }
 }
 
+/// One line of what the page's requests to `host` got.
+fn host_line(host: &HostReach) -> String {
+    let via: Vec<&str> = host.via.iter().map(|v| v.as_str()).collect();
+    let what = match (host.answered, host.failed) {
+        (0, 1) => "no answer to its 1 request".to_owned(),
+        (0, failed) => format!("no answer to any of {failed} requests"),
+        (answered, 0) => format!("answered {answered} request{}", plural(answered)),
+        (answered, failed) => format!("answered {answered}, no answer to {failed}"),
+    };
+    format!("{}: {what} ({})", host.host, via.join(", "))
+}
+
+fn plural(n: u32) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// What to do about an agent that never connected, naming the hosts its page could not reach.
+fn unreached_remedy(unreached: &[&str]) -> String {
+    const WHY: &str = "The SDK created the agent but could not reach the Communication Services \
+                       signaling service. That is usually the network between this host and Azure: \
+                       a firewall or proxy that blocks outbound HTTPS and WebSockets";
+    if unreached.is_empty() {
+        format!(
+            "{WHY} to *.communication.azure.com, *.skype.com and *.microsoft.com on port 443. No \
+             request of the page went unanswered, so the block is on a request the page does not \
+             see (the SDK's workers) or after an answer."
+        )
+    } else {
+        format!(
+            "{WHY}. This page could not reach {}: let this host reach {} on port 443 (HTTPS and \
+             WebSockets).",
+            unreached.join(", "),
+            if unreached.len() == 1 { "it" } else { "them" }
+        )
+    }
+}
+
 /// What the connect check saw: each agent's initial state and `connectionStateChanged` events,
 /// and whether one reached `Connected` within the timeout.
 fn connection_step(watches: &[Watch], timeout: Duration) -> Step {
@@ -577,8 +615,25 @@ fn connection_step(watches: &[Watch], timeout: Duration) -> Step {
                 })
             })
             .collect();
-        step.fact("connected", last.connected).fact("timeout_ms", ms(timeout)).fact("agents", agents)
+        let hosts: Vec<serde_json::Value> = last
+            .hosts
+            .iter()
+            .map(|h| {
+                serde_json::json!({
+                    "host": h.host,
+                    "answered": h.answered,
+                    "failed": h.failed,
+                    "via": h.via.iter().map(|v| v.as_str()).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        step.fact("connected", last.connected)
+            .fact("timeout_ms", ms(timeout))
+            .fact("agents", agents)
+            .fact("hosts", hosts)
     };
+    details.extend(last.hosts.iter().map(host_line));
+    let unreached: Vec<&str> = last.hosts.iter().filter(|h| h.unreached()).map(|h| h.host.as_str()).collect();
     let mut step = if last.connected {
         facts(Step::ok(Stage::Connection, format!("Connected within {}", seconds(timeout))))
     } else {
@@ -587,13 +642,7 @@ fn connection_step(watches: &[Watch], timeout: Duration) -> Step {
             Verdict::NotFixed,
             format!("no agent reached Connected within {} of its creation", seconds(timeout)),
         ))
-        .remedy(
-            "The SDK created the agent but could not reach the Communication Services signaling \
-             service. That is usually the network between this host and Azure: a firewall or proxy \
-             that blocks outbound HTTPS and WebSockets to *.communication.azure.com, \
-             *.skype.com and *.microsoft.com on port 443. The doctor cannot tell which host failed \
-             (it does not read what the SDK sends).",
-        )
+        .remedy(unreached_remedy(&unreached))
     };
     step.details = details;
     step
@@ -726,6 +775,7 @@ mod tests {
             changes: vec![],
             connected: false,
             connected_after: None,
+            hosts: Vec::new(),
         };
         let step = connection_step(&[watch], Duration::from_secs(5));
         assert_eq!(step.verdict, Some(Verdict::NotFixed));
@@ -734,6 +784,22 @@ mod tests {
             step.details[0].contains("created Disconnected after 14.2 s; then no connectionStateChanged"),
             "{:?}",
             step.details
+        );
+    }
+
+    #[test]
+    fn the_remedy_names_the_hosts_the_page_could_not_reach_or_says_it_saw_none() {
+        let named = unreached_remedy(&["ecs.communication.microsoft.com", "edge.skype.com"]);
+        assert!(
+            named.contains("could not reach ecs.communication.microsoft.com, edge.skype.com: let"),
+            "{named}"
+        );
+        assert!(named.contains("them on port 443"), "{named}");
+        assert!(unreached_remedy(&["edge.skype.com"]).contains("reach it on port 443"));
+        let none = unreached_remedy(&[]);
+        assert!(
+            none.contains("*.communication.azure.com") && none.contains("No request of the page"),
+            "{none}"
         );
     }
 }
