@@ -327,9 +327,12 @@ async fn real_sdk_a_minted_token_makes_an_agent_that_never_connects() {
 async fn real_sdk_tokens_the_application_must_fix_exit_1_with_the_sdks_subcode_and_remedy() {
     let dir = TempDir::new("expected");
     let page = page_dir();
-    let cases: [(&str, String, u32); 3] = [
-        ("expired", token(|c| c["exp"] = json!(now() - 600)), 40235),
-        ("no voip", token(|c| c["acsScope"] = json!("chat")), 44113),
+    // (what, the token, `--teams`, the subcode)
+    let cases: [(&str, String, bool, u32); 4] = [
+        ("expired", token(|c| c["exp"] = json!(now() - 600)), false, 40235),
+        ("no voip", token(|c| c["acsScope"] = json!("chat")), false, 44113),
+        // `--teams` makes a TeamsCallAgent: an ACS user's token is refused for it.
+        ("ACS token, Teams agent", token(|_| {}), true, 40231),
         (
             "Teams token, ACS agent",
             token(|c| {
@@ -337,28 +340,29 @@ async fn real_sdk_tokens_the_application_must_fix_exit_1_with_the_sdks_subcode_a
                 c["tid"] = json!("00000000-0000-0000-0000-000000000002");
                 c.as_object_mut().unwrap().remove("resourceId");
             }),
+            false,
             40229,
         ),
     ];
-    for (what, jwt, sub_code) in cases {
-        let path = dir.file(&what.replace(' ', "-"), &jwt);
-        let out = doctor(
-            &[
-                "--json",
-                "-vvv",
-                "--attempts",
-                "2",
-                "--connect-timeout",
-                "2s",
-                "--no-external-hosts",
-                "--token-file",
-                path.to_str().unwrap(),
-                "--page-dir",
-                page.to_str().unwrap(),
-            ],
-            &[],
-        )
-        .await;
+    for (what, jwt, teams, sub_code) in cases {
+        let path = dir.file(&what.replace([' ', ','], "-"), &jwt);
+        let mut args = vec![
+            "--json",
+            "-vvv",
+            "--attempts",
+            "2",
+            "--connect-timeout",
+            "2s",
+            "--no-external-hosts",
+            "--token-file",
+            path.to_str().unwrap(),
+            "--page-dir",
+            page.to_str().unwrap(),
+        ];
+        if teams {
+            args.push("--teams");
+        }
+        let out = doctor(&args, &[]).await;
         let report = json_of(&out);
         assert_eq!(out.status.code(), Some(1), "{what}: {report:#}");
         assert_eq!(report["verdict"], "must_fix", "{what}");
