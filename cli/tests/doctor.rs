@@ -324,6 +324,44 @@ async fn real_sdk_a_minted_token_makes_an_agent_that_never_connects() {
 
 #[tokio::test]
 #[ignore = "needs Chromium and the built page, in a loopback-only namespace; .ci/run runs it"]
+async fn real_sdk_a_teams_users_token_with_teams_makes_a_teams_agent_that_never_connects() {
+    let dir = TempDir::new("teams");
+    let page = page_dir();
+    let jwt = token(|c| {
+        c["skypeid"] = json!("orgid:00000000-0000-0000-0000-000000000001");
+        c["tid"] = json!("00000000-0000-0000-0000-000000000002");
+    });
+    let path = dir.file("teams.jwt", &jwt);
+    let out = doctor(
+        &[
+            "--json",
+            "--teams",
+            "--attempts",
+            "1",
+            "--connect-timeout",
+            "2s",
+            "--no-external-hosts",
+            "--token-file",
+            path.to_str().unwrap(),
+            "--page-dir",
+            page.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    let report = json_of(&out);
+    // The same token on an ACS agent is 40229 (below): here the SDK makes a TeamsCallAgent.
+    assert_eq!(out.status.code(), Some(2), "{report:#}");
+    assert_eq!(step(&report, "token")["status"], "ok", "{report:#}");
+    assert_eq!(step(&report, "creation")["status"], "ok", "created, never connected: {report:#}");
+    let connection = step(&report, "connection");
+    assert_eq!(connection["status"], "failed", "{report:#}");
+    assert_eq!(connection["facts"]["agents"][0]["initial_state"], "Disconnected");
+    assert!(!text(&out.stdout).contains(&jwt) && !text(&out.stderr).contains(&jwt));
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium and the built page, in a loopback-only namespace; .ci/run runs it"]
 async fn real_sdk_tokens_the_application_must_fix_exit_1_with_the_sdks_subcode_and_remedy() {
     let dir = TempDir::new("expected");
     let page = page_dir();
