@@ -423,6 +423,14 @@ impl Tab {
         self.eval(protocol::SDK_VERSION).await
     }
 
+    // A probe of the remote suite, not API: hidden from the docs, and may change without notice.
+    #[doc(hidden)]
+    /// Whether the page is visible (`document.visibilityState`): a hidden page's timers run at
+    /// most once a second.
+    pub async fn is_visible(&self) -> Result<bool, WebSdkError> {
+        self.eval(protocol::VISIBLE).await
+    }
+
     // A probe of the conformance and lifecycle suites, not API: hidden from the docs, and may
     // change without notice.
     #[doc(hidden)]

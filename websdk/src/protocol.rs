@@ -86,6 +86,9 @@ fn kind(kind: AgentKind) -> &'static str {
 /// Whether the page's script has started.
 pub(crate) const READY: &str = "window.callagentReady === true";
 
+/// Whether the page is visible (a hidden page's timers are throttled).
+pub(crate) const VISIBLE: &str = "document.visibilityState === \"visible\"";
+
 /// The page's public key (base64), which tokens are sealed to.
 pub(crate) const PUBLIC_KEY: &str = "window.callagent.publicKey()";
 

@@ -293,6 +293,14 @@ async fn agents_are_created_on_a_remote_host_that_reaches_no_server() {
     };
     let ((second, second_took), (third, third_took)) = (timed().await, timed().await);
     println!("later pages opened with the SDK started in {second_took:?} and {third_took:?}");
+    // The host's Chromium runs without websdk's flags against throttling a hidden page's timers
+    // (the SDK's, then at most once a second): each page is still visible, in a window of its own.
+    for tab in [agent.tab(), &second, &third] {
+        assert!(
+            tab.is_visible().await.expect("the page answers"),
+            "a page is hidden: its timers are throttled"
+        );
+    }
     let sent = sdk.stats().await.expect("stats").bundles_sent;
     assert_eq!(sent, 1, "the bundle was sent {sent} times for 3 pages of one browser");
     drop((second, third));
