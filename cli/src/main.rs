@@ -211,11 +211,36 @@ async fn monitor_command(args: MonitorArgs) -> ExitCode {
         println!("{}: good", args.config.display());
         return ExitCode::SUCCESS;
     }
-    match monitor::run(config, signalled()).await {
+    // SIGHUP reads the file again; `run` applies what it can. Listening from here on also keeps
+    // SIGHUP's default action (the process ends) from ending a monitor.
+    let (reload, reloads) = tokio::sync::mpsc::channel(1);
+    let hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(hangup) => hangup,
+        Err(e) => {
+            eprintln!("callagent monitor: could not listen for SIGHUP: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    tokio::spawn(reread_on_hangup(hangup, args.config.clone(), reload));
+    match monitor::run(config, signalled(), reloads).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("callagent monitor: could not start: {e}");
             ExitCode::from(1)
+        }
+    }
+}
+
+/// Reads `path` again on each SIGHUP and sends it to the monitor, until the monitor is gone.
+async fn reread_on_hangup(
+    mut hangup: tokio::signal::unix::Signal,
+    path: std::path::PathBuf,
+    reload: tokio::sync::mpsc::Sender<Result<monitor::MonitorConfig, monitor::ConfigError>>,
+) {
+    while hangup.recv().await.is_some() {
+        tracing::info!(config = %path.display(), "SIGHUP: reading the config again");
+        if reload.send(monitor::MonitorConfig::from_file(&path)).await.is_err() {
+            return;
         }
     }
 }

@@ -446,6 +446,79 @@ async fn real_sdk_a_failing_token_command_is_a_probe_result_and_a_metric_not_a_c
 
 /// A monitor config for one identity whose token command prints `first` the first time it runs
 /// and `then` every time after; the connect check off, probes every `interval`.
+#[tokio::test]
+#[ignore = "needs Chromium and the built page, in a loopback-only namespace; .ci/run runs it"]
+async fn real_sdk_sighup_applies_a_new_interval_and_rejects_what_takes_a_restart() {
+    let dir = TempDir::new("hup");
+    let tmp = dir.0.join("t");
+    std::fs::create_dir(&tmp).unwrap();
+    let port = free_port();
+    // A token command that fails at once: each probe is a quick `token_error`, so the probes'
+    // pace is the interval's.
+    let write = |interval: &str, attempts: u32, no_external_hosts: bool| {
+        dir.file(
+            "monitor.toml",
+            &format!(
+                "listen = \"127.0.0.1:{port}\"\ninterval = \"{interval}\"\nattempts = {attempts}\n\
+                 [identities]\nlist = [\"8:acs:r_one\"]\n\
+                 [token]\nsource = \"command\"\ncommand = [\"sh\", \"-c\", \"exit 7\", \"{{identity}}\"]\n\
+                 [browser]\nno_external_hosts = {no_external_hosts}\npage_dir = \"{}\"\n",
+                page_dir().display()
+            ),
+        )
+    };
+    let config = write("5s", 1, true);
+    let monitor = spawn_monitor(&config, &tmp, &[]);
+    let pid = monitor.child.id().unwrap().to_string();
+    let probes = |s: &Value| s["identities"][0]["probes"].as_u64().unwrap_or(0);
+    until(port, Duration::from_secs(60), "probes every 5 s", |s| probes(s) >= 2).await;
+    let hup = || assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    let scrape = || async { get(port, "/metrics").await.expect("/metrics answers").1 };
+
+    // A new interval: applied to the wait under way, so the probes stop for ten minutes (one may
+    // have been in flight).
+    write("10m", 2, true);
+    hup();
+    let status = until(port, Duration::from_secs(10), "the new interval", |s| s["interval_s"] == 600).await;
+    let m = scrape().await;
+    assert_eq!(metric(&m, "callagent_monitor_config_reloads_total{result=\"applied\"}"), 1.0, "{m}");
+    assert_eq!(metric(&m, "callagent_monitor_config_last_reload_successful"), 1.0);
+    assert_eq!(metric(&m, "callagent_monitor_interval_seconds"), 600.0);
+    let at_reload = probes(&status);
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let after = probes(&until(port, Duration::from_secs(5), "status", |_| true).await);
+    assert!(after <= at_reload + 1, "probes went on every 5 s: {at_reload} then {after}");
+
+    // A field set up at start: rejected, named, and the monitor runs on as it was.
+    write("5s", 1, false);
+    hup();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let m = loop {
+        let m = scrape().await;
+        if metric(&m, "callagent_monitor_config_reloads_total{result=\"rejected\"}") == 1.0 {
+            break m;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the reload was not rejected:\n{m}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(metric(&m, "callagent_monitor_config_last_reload_successful"), 0.0);
+    assert_eq!(metric(&m, "callagent_monitor_interval_seconds"), 600.0, "still the applied interval");
+    // A file with a bad field: rejected too, the field named.
+    write("10m", 0, true);
+    hup();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while metric(&scrape().await, "callagent_monitor_config_reloads_total{result=\"rejected\"}") < 2.0 {
+        assert!(tokio::time::Instant::now() < deadline, "the bad file was not rejected");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(until(port, Duration::from_secs(5), "status", |_| true).await["interval_s"], 600);
+
+    let (code, logs) = terminate(monitor).await;
+    assert_eq!(code, 0, "SIGHUP did not end it: {}", &logs[logs.len().saturating_sub(3000)..]);
+    assert!(logs.contains("`browser` changed: that takes a restart"), "the rejected field is named");
+    assert!(logs.contains("`attempts` must be from 1 to 10"), "the bad file's field is named");
+}
+
 fn first_then(dir: &TempDir, port: u16, identity: &str, interval: &str, first: &str, then: &str) -> PathBuf {
     let first_file = dir.file("first", first);
     let then_file = dir.file("then", then);

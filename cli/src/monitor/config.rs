@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::tokens::endpoint;
 
 /// The whole file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MonitorConfig {
     /// Where `/metrics`, `/healthz`, `/readyz` and `/status` are served.
@@ -42,8 +42,26 @@ pub struct MonitorConfig {
     pub browser: BrowserConfig,
 }
 
+impl MonitorConfig {
+    /// The first field of `new` that a reload (SIGHUP) cannot apply, if `new` changes one: a
+    /// reload applies `interval`, `attempts`, `connect_timeout` and `shutdown_timeout`; the
+    /// address, the creation timeout, the identities, the token source and the browsers are set
+    /// up once, at start.
+    pub fn needs_restart(&self, new: &Self) -> Option<&'static str> {
+        [
+            ("listen", self.listen != new.listen),
+            ("create_timeout", self.create_timeout != new.create_timeout),
+            ("identities", self.identities != new.identities),
+            ("token", self.token != new.token),
+            ("browser", self.browser != new.browser),
+        ]
+        .into_iter()
+        .find_map(|(field, changed)| changed.then_some(field))
+    }
+}
+
 /// `[identities]`: created in the resource at start (`create`), or listed (`list`).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdentitiesConfig {
     /// Identities to create at start and reuse (needs the connection string).
@@ -81,7 +99,7 @@ impl TokenSourceKind {
 }
 
 /// `[token]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenConfig {
     /// `connection_string`, `command` or `endpoint`.
@@ -125,7 +143,7 @@ pub struct TokenConfig {
 }
 
 /// `[browser]`: local by default, a list of remote DevTools endpoints, or a DNS name.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BrowserConfig {
     /// The Chromium binary, for a local browser (default: Debian's).
@@ -550,5 +568,34 @@ mod tests {
     fn the_connect_check_can_be_off() {
         let c = MonitorConfig::from_toml(&format!("connect_timeout = \"off\"\n{MINIMAL}")).unwrap();
         assert_eq!(c.connect_timeout, None);
+    }
+
+    #[test]
+    fn a_reload_may_change_the_schedule_and_checks_but_not_what_is_set_up_at_start() {
+        let current: MonitorConfig = toml::from_str(
+            "interval = \"60s\"\n[identities]\nlist = [\"8:acs:r_1\"]\n\
+             [token]\nsource = \"command\"\ncommand = [\"t\", \"{identity}\"]\n",
+        )
+        .unwrap();
+        assert_eq!(current.needs_restart(&current), None);
+        let mut live = current.clone();
+        live.interval = Duration::from_secs(30);
+        live.attempts = 3;
+        live.connect_timeout = None;
+        live.shutdown_timeout = Duration::from_secs(5);
+        assert_eq!(current.needs_restart(&live), None);
+        type Change = fn(&mut MonitorConfig);
+        let changes: [(&str, Change); 5] = [
+            ("listen", |c| c.listen = "127.0.0.1:1".parse().unwrap()),
+            ("create_timeout", |c| c.create_timeout = Duration::from_secs(1)),
+            ("identities", |c| c.identities.list.push("8:acs:r_2".into())),
+            ("token", |c| c.token.command_timeout = Duration::from_secs(1)),
+            ("browser", |c| c.browser.no_external_hosts = !c.browser.no_external_hosts),
+        ];
+        for (field, change) in changes {
+            let mut new = live.clone();
+            change(&mut new);
+            assert_eq!(current.needs_restart(&new), Some(field));
+        }
     }
 }

@@ -20,6 +20,12 @@ pub const TOKENS_MINTED: &str = "callagent_monitor_tokens_minted_total";
 pub const TOKEN_FAILURES: &str = "callagent_monitor_token_refresh_failures_total";
 /// Agents the monitor holds now (never more than its identities). Gauge.
 pub const AGENTS_HELD: &str = "callagent_monitor_agents_held";
+/// Config reloads (SIGHUP) by `result`: `applied` or `rejected` (a bad file, or a field that
+/// takes a restart; the monitor runs on as before). Counter.
+pub const CONFIG_RELOADS: &str = "callagent_monitor_config_reloads_total";
+/// Whether the last reload was applied (1, and at start) or rejected (0), as Prometheus's own
+/// `prometheus_config_last_reload_successful`. Gauge.
+pub const CONFIG_LAST_RELOAD_SUCCESSFUL: &str = "callagent_monitor_config_last_reload_successful";
 
 /// Buckets for [`TIME_TO_AGENT`] and [`TIME_TO_CONNECTED`], seconds: the SDK's offline creation
 /// takes ~14 s, a healthy one about 1 s.
@@ -66,6 +72,11 @@ pub(crate) fn register(identities: &[String], source: &'static str) {
         Unit::Count,
         "Probes in flight: agents the monitor holds or is creating."
     );
+    metrics::describe_counter!(CONFIG_RELOADS, Unit::Count, "Config reloads (SIGHUP), applied or rejected.");
+    metrics::describe_gauge!(
+        CONFIG_LAST_RELOAD_SUCCESSFUL,
+        "Whether the last config reload was applied (1) or rejected (0)."
+    );
     for identity in identities {
         for result in RESULTS {
             metrics::counter!(PROBES, "identity" => identity.clone(), "result" => *result).absolute(0);
@@ -74,6 +85,10 @@ pub(crate) fn register(identities: &[String], source: &'static str) {
     metrics::counter!(TOKENS_MINTED, "source" => source).absolute(0);
     metrics::counter!(TOKEN_FAILURES, "source" => source).absolute(0);
     metrics::gauge!(AGENTS_HELD).set(0.0);
+    for result in ["applied", "rejected"] {
+        metrics::counter!(CONFIG_RELOADS, "result" => result).absolute(0);
+    }
+    metrics::gauge!(CONFIG_LAST_RELOAD_SUCCESSFUL).set(1.0);
     // Registered now, so the series exist before the first sample.
     let _ = (metrics::histogram!(TIME_TO_AGENT), metrics::histogram!(TIME_TO_CONNECTED));
 }

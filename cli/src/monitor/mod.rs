@@ -7,7 +7,10 @@
 //! never holds more agents than it has identities. What the probes find is served on one
 //! address (`http.rs`): the layer's per-subcode series and the monitor's own ([`metrics`]), and
 //! the last probe per identity. SIGTERM or SIGINT ends it: probes in flight are dropped (their
-//! agents disposed), the identities it created deleted, the browsers closed.
+//! agents disposed), the identities it created deleted, the browsers closed. A reload (SIGHUP:
+//! the file read again and sent to [`run`]) applies a new interval, attempts, connect and
+//! shutdown timeouts from each identity's next probe; a bad file, or one that changes what is set
+//! up at start ([`MonitorConfig::needs_restart`]), is rejected and the monitor runs on as before.
 
 pub mod config;
 mod http;
@@ -22,11 +25,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use callagent_websdk::{Browsers, DnsBrowsers, NO_EXTERNAL_HOSTS, RemoteBrowser, WebSdkConfig};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 pub use config::{ConfigError, MonitorConfig, TokenSourceKind};
 pub use probe::{ProbeReport, ProbeResult};
+pub use tokens::EndpointError;
 
 use crate::identity::{ConnectionString, IdentityClient, Scope};
 use probe::Prober;
@@ -72,8 +76,41 @@ pub struct IdentityStatus {
     pub last_success_at: Option<String>,
 }
 
-/// Runs until `shutdown` resolves, then stops within `shutdown_timeout`.
-pub async fn run(config: MonitorConfig, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+/// Why a reload was not applied; the monitor runs on as it was.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReloadError {
+    /// The file is not a good config.
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// It changes what is set up at start.
+    #[error("`{field}` changed: that takes a restart")]
+    NeedsRestart {
+        /// The field (or section).
+        field: &'static str,
+    },
+    /// The retry layer refused the new settings.
+    #[error("the retry layer: {0}")]
+    Retry(#[from] callagent_retry::ConfigError),
+    /// The token endpoint's header value file (or CA file) could not be read again.
+    #[error("the token endpoint: {0}")]
+    TokenEndpoint(#[from] tokens::EndpointError),
+}
+
+/// What a reload can change while the probes run: each probe loop reads it before each probe.
+#[derive(Debug, Clone)]
+struct Live {
+    prober: Prober,
+    interval: Duration,
+}
+
+/// Runs until `shutdown` resolves, then stops within `shutdown_timeout`; applies each config
+/// that `reloads` sends (SIGHUP's: the file read again) that it can.
+pub async fn run(
+    config: MonitorConfig,
+    shutdown: impl Future<Output = ()>,
+    mut reloads: mpsc::Receiver<Result<MonitorConfig, ConfigError>>,
+) -> Result<(), StartError> {
     let recorder = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Prefix("callagent_monitor_".into()), metrics::BUCKETS)
         .and_then(|b| {
@@ -125,10 +162,9 @@ pub async fn run(config: MonitorConfig, shutdown: impl Future<Output = ()>) -> R
         }
         None => config.identities.list.clone(),
     };
+    let delete_on_exit = config.identities.delete_on_exit;
     let delete_created = || async {
-        if config.identities.delete_on_exit
-            && let Some(client) = &client
-        {
+        if delete_on_exit && let Some(client) = &client {
             delete_identities(client, &created).await;
         }
     };
@@ -182,14 +218,37 @@ pub async fn run(config: MonitorConfig, shutdown: impl Future<Output = ()>) -> R
 
     let mut probes = tokio::task::JoinSet::new();
     let n = identities.len();
+    let (live, watching) = watch::channel(Live { prober, interval: config.interval });
     for (i, identity) in identities.iter().enumerate() {
         let offset = spread(config.interval, i, n);
-        let (prober, status, stopped) = (prober.clone(), Arc::clone(&status), stopped.clone());
-        let (identity, interval) = (identity.clone(), config.interval);
-        probes.spawn(probe_loop(prober, identity, i, interval, offset, status, stopped));
+        let (live, status, stopped) = (watching.clone(), Arc::clone(&status), stopped.clone());
+        probes.spawn(probe_loop(identity.clone(), i, offset, live, status, stopped));
     }
 
-    shutdown.await;
+    let mut config = config;
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(read) = reloads.recv() => match reload(&config, read, &browsers, &tokens) {
+                Ok((new, prober)) => {
+                    tracing::info!(interval = ?new.interval, attempts = new.attempts, "config reloaded");
+                    live.send_replace(Live { prober, interval: new.interval });
+                    status.lock().unwrap_or_else(std::sync::PoisonError::into_inner).interval_s =
+                        new.interval.as_secs();
+                    ::metrics::gauge!(metrics::INTERVAL).set(new.interval.as_secs_f64());
+                    ::metrics::counter!(metrics::CONFIG_RELOADS, "result" => "applied").increment(1);
+                    ::metrics::gauge!(metrics::CONFIG_LAST_RELOAD_SUCCESSFUL).set(1.0);
+                    config = new;
+                }
+                Err(e) => {
+                    tracing::error!("config reload rejected, running on as before: {e}");
+                    ::metrics::counter!(metrics::CONFIG_RELOADS, "result" => "rejected").increment(1);
+                    ::metrics::gauge!(metrics::CONFIG_LAST_RELOAD_SUCCESSFUL).set(0.0);
+                }
+            },
+        }
+    }
     tracing::info!("monitor stopping");
     let _ = stop.send(true);
     // All of it within `shutdown_timeout`: half for the probes in flight, which are dropped
@@ -211,6 +270,23 @@ pub async fn run(config: MonitorConfig, shutdown: impl Future<Output = ()>) -> R
     server.abort();
     tracing::info!("monitor stopped");
     Ok(())
+}
+
+/// What a reload applies: `read` checked against `current` (only what the probe loops read may
+/// change), a prober with its settings, and the token endpoint's files read again.
+fn reload(
+    current: &MonitorConfig,
+    read: Result<MonitorConfig, ConfigError>,
+    browsers: &Browsers,
+    tokens: &Arc<Tokens>,
+) -> Result<(MonitorConfig, Prober), ReloadError> {
+    let new = read?;
+    if let Some(field) = current.needs_restart(&new) {
+        return Err(ReloadError::NeedsRestart { field });
+    }
+    let prober = Prober::new(browsers.clone(), Arc::clone(tokens), new.attempts, new.connect_timeout)?;
+    tokens.reread(&new.token)?;
+    Ok((new, prober))
 }
 
 /// The browsers' configs: one local Chromium, or one per remote endpoint.
@@ -261,20 +337,28 @@ fn spread(interval: Duration, i: usize, n: usize) -> Duration {
 }
 
 async fn probe_loop(
-    prober: Prober,
     identity: String,
     index: usize,
-    interval: Duration,
     offset: Duration,
+    mut live: watch::Receiver<Live>,
     status: Arc<Mutex<Status>>,
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut next = Instant::now() + offset;
+    // When the last probe was due: a reloaded interval counts from there.
+    let mut last_due: Option<Instant> = None;
     loop {
         tokio::select! {
             () = tokio::time::sleep_until(next) => {}
+            Ok(()) = live.changed() => {
+                if let Some(due) = last_due {
+                    next = (due + live.borrow().interval).max(Instant::now());
+                }
+                continue;
+            }
             _ = stopped.wait_for(|s| *s) => return,
         }
+        let Live { prober, interval } = live.borrow_and_update().clone();
         ::metrics::gauge!(metrics::AGENTS_HELD).increment(1.0);
         let report = tokio::select! {
             report = prober.probe(&identity) => Some(report),
@@ -285,6 +369,7 @@ async fn probe_loop(
         record(&identity, index, report, &status);
         // The next probe one interval after this one was due; a probe that ran past it starts the
         // next at once, never two at a time.
+        last_due = Some(next);
         next = (next + interval).max(Instant::now());
     }
 }

@@ -5,7 +5,7 @@
 pub(crate) mod endpoint;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use callagent_retry::sdk::AccessToken;
@@ -38,8 +38,9 @@ pub struct Tokens {
     client: Option<Arc<IdentityClient>>,
     command: Vec<String>,
     command_timeout: Duration,
-    /// The token endpoint, set up at start (or why it could not be: each fetch says so).
-    endpoint: Option<Result<Endpoint, EndpointError>>,
+    /// The token endpoint, set up at start and again on a reload (or why it could not be: each
+    /// fetch says so). A fetch holds its own `Arc`: a reload never waits for one.
+    endpoint: RwLock<Option<Arc<Result<Endpoint, EndpointError>>>>,
     lifetime: Duration,
     refresh_before: Duration,
     cache: Mutex<HashMap<String, (AccessToken, SystemTime)>>,
@@ -62,7 +63,7 @@ impl Tokens {
             })
         });
         Self {
-            endpoint,
+            endpoint: RwLock::new(endpoint.map(Arc::new)),
             kind: config.source,
             client,
             command: config.command.clone(),
@@ -71,6 +72,18 @@ impl Tokens {
             refresh_before: config.refresh_before,
             cache: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// On a reload: reads the token endpoint's header value file again (a rotated value), and
+    /// its CA file. Should that fail, the endpoint set up before stays, and the error says why.
+    /// Other token sources read nothing at start: a no-op.
+    pub fn reread(&self, config: &TokenConfig) -> Result<(), EndpointError> {
+        if self.kind != TokenSourceKind::Endpoint {
+            return Ok(());
+        }
+        let endpoint = Endpoint::new(config)?;
+        *self.endpoint.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(Ok(endpoint)));
+        Ok(())
     }
 
     /// Keeps a token obtained elsewhere (with a created identity) for `identity`.
@@ -99,11 +112,14 @@ impl Tokens {
         let fetched = match self.kind {
             TokenSourceKind::ConnectionString => self.mint(identity).await,
             TokenSourceKind::Command => self.run_command(identity).await,
-            TokenSourceKind::Endpoint => match &self.endpoint {
-                Some(Ok(endpoint)) => endpoint.fetch(identity).await.map_err(TokenFailure::from),
-                Some(Err(e)) => Err(e.clone().into()),
-                None => Err(EndpointError::Setup("the endpoint is not configured".into()).into()),
-            },
+            TokenSourceKind::Endpoint => {
+                let endpoint = self.endpoint.read().unwrap_or_else(PoisonError::into_inner).clone();
+                match endpoint.as_deref() {
+                    Some(Ok(endpoint)) => endpoint.fetch(identity).await.map_err(TokenFailure::from),
+                    Some(Err(e)) => Err(e.clone().into()),
+                    None => Err(EndpointError::Setup("the endpoint is not configured".into()).into()),
+                }
+            }
         };
         match fetched {
             Ok((token, expires)) => {

@@ -1,6 +1,6 @@
 //! `[token] source = "endpoint"`: the user's own token endpoint. A GET of `token.url` (with
 //! `{identity}` replaced by the identity, percent-encoded) carrying one header whose value is read
-//! from `token.header_value_file` at start, answered by `{"token": …, "expiresOn": RFC 3339}`.
+//! from `token.header_value_file` at start and on each reload (SIGHUP), answered by `{"token": …, "expiresOn": RFC 3339}`.
 //!
 //! Over [`crate::transport`]: one connection per request, TLS always verified (system roots plus
 //! `token.ca_file`), plain `http` to loopback only, each request bounded by
@@ -77,7 +77,7 @@ pub enum EndpointError {
     #[error(
         "the token endpoint refused the `{header}` header ({status}): the value in \
          `token.header_value_file` is wrong, expired or not allowed tokens for this identity; put \
-         the current one in the file and restart the monitor (the file is read at start)"
+         the current one in the file and send the monitor SIGHUP (it reads the file again)"
     )]
     Refused {
         /// 401 or 403.

@@ -530,3 +530,26 @@ fn no_header_value_or_token_in_any_log_record() {
     }
     assert!(!log.contains(t.expose_secret()), "a token is in the log:\n{log}");
 }
+
+#[tokio::test]
+async fn a_reload_reads_a_rotated_header_value_and_keeps_the_old_endpoint_when_it_cannot() {
+    let server = TokenServer::plain().await;
+    let config = server.config("");
+    let file = config.header_value_file.clone().unwrap();
+    // Running with a value the endpoint no longer takes: refused.
+    std::fs::write(&file, "Bearer rotated-away\n").unwrap();
+    let tokens = Tokens::new(&config, None);
+    assert!(tokens.token("8:acs:r_1").await.is_err(), "the old value is refused");
+    // The Secret is rotated; SIGHUP reads it again.
+    std::fs::write(&file, format!("{}\n", server.value)).unwrap();
+    tokens.reread(&config).unwrap();
+    tokens.token("8:acs:r_1").await.expect("the rotated value is sent");
+    assert_eq!(server.requests().last().unwrap().1.as_deref(), Some(server.value.as_str()));
+    // A reload that cannot read the file keeps the endpoint it had, and says why.
+    std::fs::remove_file(&file).unwrap();
+    let e = tokens.reread(&config).expect_err("the file is gone");
+    assert!(e.to_string().contains("header_value_file"), "{e}");
+    tokens.forget("8:acs:r_1");
+    tokens.token("8:acs:r_1").await.expect("the endpoint set up before still answers");
+    assert_shows_no_secret(&server, &e.to_string());
+}
