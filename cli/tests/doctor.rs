@@ -322,6 +322,16 @@ async fn real_sdk_a_minted_token_makes_an_agent_that_never_connects() {
     assert!(!logs.contains("Signature="), "a signature is in the logs");
 }
 
+/// `--json` with a token file and the built page, offline: `attempts` creations, a 2 s connect
+/// check.
+fn token_file_args(token: &Path, page: &Path, attempts: &str) -> Vec<String> {
+    let args = ["--json", "--attempts", attempts, "--connect-timeout", "2s", "--no-external-hosts"];
+    let mut args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+    args.extend(["--token-file".into(), token.display().to_string()]);
+    args.extend(["--page-dir".into(), page.display().to_string()]);
+    args
+}
+
 #[tokio::test]
 #[ignore = "needs Chromium and the built page, in a loopback-only namespace; .ci/run runs it"]
 async fn real_sdk_a_teams_users_token_with_teams_makes_a_teams_agent_that_never_connects() {
@@ -332,23 +342,9 @@ async fn real_sdk_a_teams_users_token_with_teams_makes_a_teams_agent_that_never_
         c["tid"] = json!("00000000-0000-0000-0000-000000000002");
     });
     let path = dir.file("teams.jwt", &jwt);
-    let out = doctor(
-        &[
-            "--json",
-            "--teams",
-            "--attempts",
-            "1",
-            "--connect-timeout",
-            "2s",
-            "--no-external-hosts",
-            "--token-file",
-            path.to_str().unwrap(),
-            "--page-dir",
-            page.to_str().unwrap(),
-        ],
-        &[],
-    )
-    .await;
+    let mut args = token_file_args(&path, &page, "1");
+    args.push("--teams".into());
+    let out = doctor(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]).await;
     let report = json_of(&out);
     // The same token on an ACS agent is 40229 (below): here the SDK makes a TeamsCallAgent.
     assert_eq!(out.status.code(), Some(2), "{report:#}");
@@ -384,23 +380,12 @@ async fn real_sdk_tokens_the_application_must_fix_exit_1_with_the_sdks_subcode_a
     ];
     for (what, jwt, teams, sub_code) in cases {
         let path = dir.file(&what.replace([' ', ','], "-"), &jwt);
-        let mut args = vec![
-            "--json",
-            "-vvv",
-            "--attempts",
-            "2",
-            "--connect-timeout",
-            "2s",
-            "--no-external-hosts",
-            "--token-file",
-            path.to_str().unwrap(),
-            "--page-dir",
-            page.to_str().unwrap(),
-        ];
+        let mut args = token_file_args(&path, &page, "2");
+        args.push("-vvv".into());
         if teams {
-            args.push("--teams");
+            args.push("--teams".into());
         }
-        let out = doctor(&args, &[]).await;
+        let out = doctor(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]).await;
         let report = json_of(&out);
         assert_eq!(out.status.code(), Some(1), "{what}: {report:#}");
         assert_eq!(report["verdict"], "must_fix", "{what}");

@@ -444,8 +444,6 @@ async fn real_sdk_a_failing_token_command_is_a_probe_result_and_a_metric_not_a_c
     assert_eq!(code, 0, "still running, and stopped cleanly");
 }
 
-/// A monitor config for one identity whose token command prints `first` the first time it runs
-/// and `then` every time after; the connect check off, probes every `interval`.
 #[tokio::test]
 #[ignore = "needs Chromium and the built page, in a loopback-only namespace; .ci/run runs it"]
 async fn real_sdk_sighup_applies_a_new_interval_and_rejects_what_takes_a_restart() {
@@ -519,6 +517,8 @@ async fn real_sdk_sighup_applies_a_new_interval_and_rejects_what_takes_a_restart
     assert!(logs.contains("`attempts` must be from 1 to 10"), "the bad file's field is named");
 }
 
+/// A monitor config for one identity whose token command prints `first` the first time it runs
+/// and `then` every time after; the connect check off, probes every `interval`.
 fn first_then(dir: &TempDir, port: u16, identity: &str, interval: &str, first: &str, then: &str) -> PathBuf {
     let first_file = dir.file("first", first);
     let then_file = dir.file("then", then);
