@@ -543,6 +543,57 @@ fn first_then(dir: &TempDir, port: u16, identity: &str, interval: &str, first: &
 
 #[tokio::test]
 #[ignore = "needs Chromium and the built page, in a loopback-only namespace; .ci/run runs it"]
+async fn real_sdk_an_agent_that_never_connects_is_not_connected_with_the_hosts_it_could_not_reach() {
+    let dir = TempDir::new("nc");
+    let tmp = dir.0.join("t");
+    std::fs::create_dir(&tmp).unwrap();
+    let port = free_port();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let token = callagent_retry::sdk::AccessToken::unsigned(&serde_json::json!({
+        "skypeid": "acs:r_nc", "scp": 1792, "acsScope": "voip", "resourceId": "r", "exp": now + 3600
+    }));
+    let file = dir.file("token", token.expose_secret());
+    let config = dir.file(
+        "monitor.toml",
+        &format!(
+            "listen = \"127.0.0.1:{port}\"\ninterval = \"60s\"\nconnect_timeout = \"2s\"\nattempts = 1\n\
+             [identities]\nlist = [\"8:acs:r_nc\"]\n\
+             [token]\nsource = \"command\"\ncommand = [\"cat\", \"{}\"]\n\
+             [browser]\nno_external_hosts = true\npage_dir = \"{}\"\n",
+            file.display(),
+            page_dir().display()
+        ),
+    );
+    let child = spawn_monitor(&config, &tmp, &[]);
+    // Offline the SDK makes an agent after ~14 s that never connects.
+    let status = until(port, Duration::from_secs(90), "a not_connected probe", |s| {
+        results(s).iter().any(|r| r == "not_connected")
+    })
+    .await;
+    let last = &status["identities"][0]["last"];
+    let hosts = last["unreached_hosts"].as_array().expect("the hosts it could not reach");
+    assert!(!hosts.is_empty(), "{last}");
+    let message = last["message"].as_str().unwrap();
+    for host in hosts {
+        let host = host.as_str().unwrap();
+        assert!(
+            [".microsoft.com", ".skype.com", ".azure.com"].iter().any(|d| host.ends_with(d)),
+            "one of the SDK's hosts, a host alone: {host}"
+        );
+        assert!(message.contains(host), "{message}");
+    }
+    let (_, metrics) = get(port, "/metrics").await.unwrap();
+    assert_eq!(
+        metric(&metrics, "callagent_monitor_probes_total{identity=\"8:acs:r_nc\",result=\"not_connected\"}"),
+        1.0
+    );
+    let (code, logs) = terminate(child).await;
+    assert_eq!(code, 0);
+    assert!(!logs.contains(token.expose_secret()), "the token is in the logs");
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium and the built page, in a loopback-only namespace; .ci/run runs it"]
 async fn real_sdk_an_expired_token_is_replaced_through_the_remedy_layer() {
     let dir = TempDir::new("x");
     let tmp = dir.0.join("t");

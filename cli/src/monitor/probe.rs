@@ -83,6 +83,11 @@ pub struct ProbeReport {
     /// What to do: the catalog's remedy.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remedy: Option<String>,
+    /// For `not_connected`: the hosts the probe's page sent requests to that never answered, the
+    /// ones to let through (hosts only, never a request; the page may be shared with other
+    /// identities' probes, and so are its hosts).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unreached_hosts: Vec<String>,
 }
 
 type Stack = BoxCloneSyncService<CreateAgentRequest, Watched, RetryError<ConnectError<WebSdkError>>>;
@@ -159,6 +164,7 @@ impl Prober {
             category: None,
             message: None,
             remedy: None,
+            unreached_hosts: Vec::new(),
         };
         let token = match self.tokens.token(identity).await {
             Ok(token) => token,
@@ -208,9 +214,18 @@ impl Prober {
             AttemptError::Service(ConnectError::NotConnected { after }) => {
                 report.result = ProbeResult::NotConnected;
                 report.time_to_agent_ms = watches.last().map(|w| ms(w.created_in));
+                report.unreached_hosts = watches
+                    .last()
+                    .map(|w| w.hosts.iter().filter(|h| h.unreached()).map(|h| h.host.clone()).collect())
+                    .unwrap_or_default();
+                let unreached = if report.unreached_hosts.is_empty() {
+                    String::new()
+                } else {
+                    format!("; the page could not reach {}", report.unreached_hosts.join(", "))
+                };
                 report.message = Some(format!(
                     "agents were created but none reached Connected within {after:?}: usually the network \
-                     or a firewall between this host and Azure"
+                     or a firewall between this host and Azure{unreached}"
                 ));
             }
             AttemptError::Service(ConnectError::Service(WebSdkError::Sdk(sdk))) => {
