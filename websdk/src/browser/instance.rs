@@ -158,13 +158,15 @@ impl Instance {
         let guard = self.browser().await?;
         let browser = guard.as_ref().ok_or_else(|| self.died_error())?;
         let mut params = CreateTargetParams::new(url);
-        // Each page in a window of its own, so that it is the visible page there. Tabs sharing a
-        // window are hidden but for one, and Chromium runs a hidden page's timers (the SDK's) at
-        // most once a second: on a browser started without websdk's flags against that (a remote
-        // host's), three tabs' chains of five 10 ms timers took 4.9 s in the two hidden ones and
-        // 52 ms in the visible one, and a monitor's creations over three such hosts hit their
-        // 60 s timeout from 120 identities a minute (docs/monitor.md, "Scale").
-        params.new_window = Some(true);
+        // On a remote browser, each page in a window of its own, so that it is the visible page
+        // there. Tabs sharing a window are hidden but for one, and Chromium runs a hidden page's
+        // timers (the SDK's) at most once a second unless started with the flags a local browser
+        // gets from this crate (`chromium.rs`), which a remote host's may lack: there, three tabs'
+        // chains of five 10 ms timers took 4.9 s in the two hidden ones and 52 ms in the visible
+        // one, and a monitor's creations over three such hosts hit their 60 s timeout from 120
+        // identities a minute (docs/monitor.md, "Scale"). A local browser keeps tabs: a window
+        // costs about 10 MiB more per page (websdk/docs/capacity.md).
+        params.new_window = self.remote.then_some(true);
         params.browser_context_id =
             Some(self.context.get().cloned().ok_or_else(|| {
                 WebSdkError::BrowserDied("the browser has no context for pages yet".into())
