@@ -18,8 +18,8 @@ use crate::error::{WebSdkError, human};
 use crate::protocol::{self, Created, Raced};
 use crate::seal::{PageKey, Sealed, seal};
 
-/// One host a page sent requests to ([`Tab::reach`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One host a page sent requests to ([`Tab::reach`]), as `page/reach.js` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[non_exhaustive]
 pub struct HostReach {
     /// The host, with its port when not the scheme's default (`host:port`).
@@ -39,15 +39,9 @@ impl HostReach {
     }
 }
 
-impl From<protocol::RawReach> for HostReach {
-    fn from(raw: protocol::RawReach) -> Self {
-        let via = raw.via.iter().map(|v| Channel::parse(v)).collect();
-        Self { host: raw.host, answered: raw.answered, failed: raw.failed, via }
-    }
-}
-
 /// How a page sent a request ([`HostReach::via`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum Channel {
     /// `fetch`.
@@ -57,19 +51,11 @@ pub enum Channel {
     /// A `WebSocket`.
     WebSocket,
     /// A channel this crate does not know (a newer page).
+    #[serde(other)]
     Other,
 }
 
 impl Channel {
-    fn parse(s: &str) -> Self {
-        match s {
-            "fetch" => Self::Fetch,
-            "xhr" => Self::Xhr,
-            "websocket" => Self::WebSocket,
-            _ => Self::Other,
-        }
-    }
-
     /// Its name: `fetch`, `xhr`, `websocket` or `other`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -460,8 +446,7 @@ impl Tab {
     /// `WebSocket` before the SDK loads; see `page/reach.js`). Requests from the SDK's workers
     /// are not seen. A page is shared by the agents placed on it, so are its hosts.
     pub async fn reach(&self) -> Result<Vec<HostReach>, WebSdkError> {
-        let raw: Vec<protocol::RawReach> = self.eval(protocol::REACH).await?;
-        Ok(raw.into_iter().map(HostReach::from).collect())
+        self.eval(protocol::REACH).await
     }
 
     /// Closes the page now, with every agent on it (without disposing them).
@@ -473,6 +458,21 @@ impl Tab {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pages_hosts_read_as_reach_js_answers_them() {
+        let answer = r#"[{"host":"edge.skype.com","answered":0,"failed":2,"via":["fetch","websocket"]},
+                         {"host":"x.example:8443","answered":1,"failed":0,"via":["xhr","beacon"]}]"#;
+        let hosts: Vec<HostReach> = serde_json::from_str(answer).unwrap();
+        assert_eq!(hosts[0].via, [Channel::Fetch, Channel::WebSocket]);
+        assert!(hosts[0].unreached());
+        assert_eq!((hosts[1].host.as_str(), hosts[1].answered), ("x.example:8443", 1));
+        assert_eq!(hosts[1].via, [Channel::Xhr, Channel::Other], "a channel this crate does not know");
+        assert!(!hosts[1].unreached());
+        let names: Vec<&str> =
+            [Channel::Fetch, Channel::Xhr, Channel::WebSocket].map(Channel::as_str).to_vec();
+        assert_eq!(names, ["fetch", "xhr", "websocket"], "as the page spells them");
+    }
 
     #[test]
     fn a_page_takes_each_identity_once_and_one_tenant_only() {

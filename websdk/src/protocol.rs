@@ -144,15 +144,6 @@ pub(crate) const CENSUS: &str = "window.callagent.census()";
 /// The hosts the page met ([`crate::Tab::reach`]); `page/reach.js` keeps them.
 pub(crate) const REACH: &str = "window.callagent.reach()";
 
-/// One host the page met, as `page/reach.js` reports it.
-#[derive(Debug, Deserialize)]
-pub(crate) struct RawReach {
-    pub(crate) host: String,
-    pub(crate) answered: u32,
-    pub(crate) failed: u32,
-    pub(crate) via: Vec<String>,
-}
-
 /// The owner of creation `request` went away: the page disposes its agent.
 pub(crate) fn abandon(request: u64) -> String {
     format!("window.callagent.abandon({request})")
